@@ -1,0 +1,33 @@
+# hookrelay: `make run` runs the relay on built-in defaults with ./providers.d,
+# `make test` runs every test. Both install what they need through the Go module proxy.
+GO ?= go
+BIN := bin/hookrelay
+export GOFLAGS ?= -mod=mod
+
+# make run gives the example provider a development-only secret so that it is
+# enabled; real deployments set their own.
+EXAMPLE_WEBHOOK_SECRET ?= dev-only-example-secret
+export EXAMPLE_WEBHOOK_SECRET
+
+.PHONY: build run test check-config vet bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hookrelay
+
+run: build
+	./$(BIN) serve
+
+# Unit, integration and crash tests, then the binary checks its own shipped config.
+test: vet build
+	$(GO) test -race -count=1 -timeout 15m ./...
+	./$(BIN) check
+
+vet:
+	@test -z "$$(gofmt -l cmd engine verifiers transforms)" || (gofmt -l cmd engine verifiers transforms; exit 1)
+	$(GO) vet ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./engine/...
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
+
+	"github.com/hookrelay/hookrelay/transforms"
+	"github.com/hookrelay/hookrelay/verifiers"
+)
+
+// Size is a byte count written as 1024, "256KiB" or "1MiB".
+type Size int64
+
+// UnmarshalText reads sizes with B, KiB, MiB, GiB (or KB, MB, GB) suffixes.
+func (s *Size) UnmarshalText(b []byte) error {
+	t := strings.TrimSpace(string(b))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a size such as 1MiB", string(b))
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// decode copies a loaded map into out strictly: every key must be a field.
+// Problems come back as *fieldErr values naming their path.
+func decode(in any, out any) error {
+	var md mapstructure.Metadata
+	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		TagName:          "koanf",
+		Result:           out,
+		Metadata:         &md,
+		WeaklyTypedInput: true,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.TextUnmarshallerHookFunc(),
+		),
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if err := d.Decode(in); err != nil {
+		errs = append(errs, flattenDecode(err)...)
+	}
+	for _, k := range md.Unused {
+		errs = append(errs, &fieldErr{path: k, msg: "unknown field"})
+	}
+	return errors.Join(errs...)
+}
+
+// fieldErr is a problem at a config path such as "verify[0].signature.header".
+type fieldErr struct {
+	path string
+	msg  string
+}
+
+func (e *fieldErr) Error() string { return e.path + ": " + e.msg }
+
+func flattenDecode(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flattenDecode(e)...)
+		}
+		return out
+	}
+	var de *mapstructure.DecodeError
+	if errors.As(err, &de) {
+		return []error{&fieldErr{path: de.Name(), msg: de.Unwrap().Error()}}
+	}
+	return []error{err}
+}
+
+// missingSecret is an env: or file: value that could not be read.
+type missingSecret struct {
+	path string
+	msg  string
+}
+
+// resolveSecrets replaces every "env:NAME" and "file:PATH" string in m, in
+// place, by the value it names. Unreadable ones become "" and are returned.
+func resolveSecrets(v any, path []string, base string) []missingSecret {
+	var missing []missingSecret
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			p := append(path[:len(path):len(path)], k)
+			if s, ok := val.(string); ok {
+				r, m := resolveSecret(s, base)
+				x[k] = r
+				if m != "" {
+					missing = append(missing, missingSecret{joinPath(p), m})
+				}
+				continue
+			}
+			missing = append(missing, resolveSecrets(val, p, base)...)
+		}
+	case []any:
+		for i, val := range x {
+			p := append(path[:len(path):len(path)], fmt.Sprintf("[%d]", i))
+			if s, ok := val.(string); ok {
+				r, m := resolveSecret(s, base)
+				x[i] = r
+				if m != "" {
+					missing = append(missing, missingSecret{joinPath(p), m})
+				}
+				continue
+			}
+			missing = append(missing, resolveSecrets(val, p, base)...)
+		}
+	}
+	return missing
+}
+
+func joinPath(p []string) string { return strings.ReplaceAll(strings.Join(p, "."), ".[", "[") }
+
+func resolveSecret(s, base string) (value, problem string) {
+	switch {
+	case strings.HasPrefix(s, "env:"):
+		name := strings.TrimPrefix(s, "env:")
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			return "", "environment variable " + name + " is not set"
+		}
+		return v, ""
+	case strings.HasPrefix(s, "file:"):
+		p := relTo(base, strings.TrimPrefix(s, "file:"))
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", "secret file " + p + " cannot be read"
+		}
+		return strings.TrimRight(string(b), "\r\n"), ""
+	}
+	return s, ""
+}
+
+// yamlDoc finds the line of a config path in the file it came from.
+type yamlDoc struct {
+	file string
+	root *yamlv3.Node
+}
+
+func parseYAML(file string, data []byte) (*yamlDoc, error) {
+	var n yamlv3.Node
+	if err := yamlv3.Unmarshal(data, &n); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	d := &yamlDoc{file: file}
+	if len(n.Content) > 0 {
+		d.root = n.Content[0]
+	}
+	return d, nil
+}
+
+// line returns the line of the deepest node of path ("a.b[2].c") present in
+// the file, or 0 when the path is not in the file at all.
+func (d *yamlDoc) line(path string) int {
+	if d == nil || d.root == nil {
+		return 0
+	}
+	n, line := d.root, 0
+	for _, part := range splitPath(path) {
+		next := (*yamlv3.Node)(nil)
+		if idx, err := strconv.Atoi(strings.Trim(part, "[]")); err == nil && strings.HasPrefix(part, "[") {
+			if n.Kind == yamlv3.SequenceNode && idx < len(n.Content) {
+				next = n.Content[idx]
+				line = next.Line
+			}
+		} else if n.Kind == yamlv3.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == part {
+					next, line = n.Content[i+1], n.Content[i].Line
+					break
+				}
+			}
+		}
+		if next == nil {
+			break
+		}
+		n = next
+	}
+	if line == 0 {
+		return d.root.Line
+	}
+	return line
+}
+
+// splitPath splits "verify[0].signature" into verify, [0], signature.
+func splitPath(p string) []string {
+	var parts []string
+	for _, s := range strings.Split(p, ".") {
+		for {
+			i := strings.Index(s, "[")
+			if i < 0 {
+				break
+			}
+			if i > 0 {
+				parts = append(parts, s[:i])
+			}
+			j := strings.Index(s, "]")
+			if j < i {
+				break
+			}
+			parts = append(parts, s[i:j+1])
+			s = s[j+1:]
+		}
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	return parts
+}
+
+// errorList collects "file:line: message" problems.
+type errorList struct{ list []string }
+
+func (e *errorList) empty() bool { return len(e.list) == 0 }
+
+func (e *errorList) Error() string { return strings.Join(e.list, "\n") }
+
+// Problems returns every problem, one "file:line: message" each.
+func (e *errorList) Problems() []string { return e.list }
+
+func (e *errorList) add(doc *yamlDoc, path, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if doc == nil || doc.file == "" {
+		e.list = append(e.list, msg)
+		return
+	}
+	e.list = append(e.list, fmt.Sprintf("%s:%d: %s", filepath.ToSlash(doc.file), doc.line(path), msg))
+}
+
+// addDecode adds each problem of a decode error, under prefix.
+func (e *errorList) addDecode(doc *yamlDoc, prefix string, err error) {
+	if err == nil {
+		return
+	}
+	for _, fe := range flattenDecode(err) {
+		var f *fieldErr
+		if errors.As(fe, &f) {
+			p := joinPrefix(prefix, f.path)
+			e.add(doc, p, "%s: %s", p, f.msg)
+			continue
+		}
+		e.add(doc, prefix, "%s: %v", prefix, fe)
+	}
+}
+
+// addField adds err, a problem of the block at path. Errors that name a
+// field inside the block (decode, verifier and mapping errors) get its line.
+func (e *errorList) addField(doc *yamlDoc, path string, err error) {
+	for _, fe := range flattenDecode(err) {
+		p, msg := path, fe.Error()
+		var f *fieldErr
+		var ce *verifiers.ConfigError
+		var te *transforms.FieldError
+		switch {
+		case errors.As(fe, &f):
+			p, msg = joinPrefix(path, f.path), f.msg
+		case errors.As(fe, &ce):
+			p, msg = joinPrefix(path, ce.Field), ce.Msg
+		case errors.As(fe, &te):
+			p, msg = joinPrefix(path, te.Field), te.Err.Error()
+		}
+		e.add(doc, p, "%s: %s", p, msg)
+	}
+}
+
+func (e *errorList) merge(err error) {
+	var l *errorList
+	if errors.As(err, &l) {
+		e.list = append(e.list, l.list...)
+		return
+	}
+	e.list = append(e.list, err.Error())
+}
+
+func joinPrefix(prefix, p string) string {
+	switch {
+	case prefix == "":
+		return p
+	case p == "":
+		return prefix
+	case strings.HasPrefix(p, "["):
+		return prefix + p
+	}
+	return prefix + "." + p
+}

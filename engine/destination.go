@@ -1,0 +1,316 @@
+package engine
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hookrelay/hookrelay/transforms"
+)
+
+// DestinationConfig is one entry of relay.yaml's destinations (SPEC 2).
+type DestinationConfig struct {
+	// URL may hold {{ expression }} placeholders over the event.
+	URL string `koanf:"url"`
+	// Method defaults to POST.
+	Method string `koanf:"method"`
+	// Timeout of one attempt; 0 means 10s.
+	Timeout time.Duration `koanf:"timeout"`
+	// Headers are added to every request; values may hold {{ expression }}.
+	Headers map[string]string `koanf:"headers"`
+	Auth    *AuthConfig       `koanf:"auth"`
+	Sign    *struct {
+		// Secret is "whsec_" + base64, as Standard Webhooks.
+		Secret string `koanf:"secret"`
+	} `koanf:"sign"`
+	// Body is envelope (default), raw, or an expression over event.
+	Body string `koanf:"body"`
+	// Ordering is key (default) or none.
+	Ordering string `koanf:"ordering"`
+	// Concurrency is how many keys are delivered in parallel; 0 means 16.
+	Concurrency int `koanf:"concurrency"`
+	// Rate caps requests per second; 0 means unlimited.
+	Rate  float64     `koanf:"rate"`
+	Retry RetryConfig `koanf:"retry"`
+	// OnExhausted is hold (default: the key waits behind its dead event) or skip.
+	OnExhausted string `koanf:"on_exhausted"`
+}
+
+// AuthConfig is how we authenticate to a destination.
+type AuthConfig struct {
+	// Kind is basic, bearer, header or query.
+	Kind     string `koanf:"kind"`
+	Username string `koanf:"username"`
+	Password string `koanf:"password"`
+	Token    string `koanf:"token"`
+	// Scheme of bearer; nil means "Bearer", "" sends the bare token.
+	Scheme *string `koanf:"scheme"`
+	APIKey string  `koanf:"api_key"`
+	// Name of the header or query parameter; empty means API-KEY.
+	Name string `koanf:"name"`
+}
+
+// RetryConfig is a destination's retry policy.
+type RetryConfig struct {
+	// MaxAttempts counts every request, the first included; 0 means 10.
+	MaxAttempts int `koanf:"max_attempts"`
+	// Initial delay; 0 means 100ms.
+	Initial time.Duration `koanf:"initial"`
+	// Max delay, also the cap on Retry-After; 0 means 1h.
+	Max time.Duration `koanf:"max"`
+	// Multiplier of the exponential backoff; 0 means 2.
+	Multiplier float64 `koanf:"multiplier"`
+	// Jitter is full (default), equal or none.
+	Jitter string `koanf:"jitter"`
+	// Schedule, when set, gives explicit delays and overrides the above; the
+	// last one repeats.
+	Schedule []time.Duration `koanf:"schedule"`
+	// RetryOn lists retryable statuses and classes ("5xx", "network"); every
+	// other 4xx is permanent. Empty means [408, 425, 429, 5xx, network].
+	RetryOn []string `koanf:"retry_on"`
+}
+
+// Destination is a compiled destination.
+type Destination struct {
+	Name   string
+	Config *DestinationConfig
+
+	url         *transforms.Template
+	method      string
+	timeout     time.Duration
+	headers     []headerTmpl
+	auth        *AuthConfig
+	signKey     []byte
+	bodyMode    string // envelope | raw | expr
+	body        *transforms.Program
+	ordered     bool
+	concurrency int
+	rate        float64
+	retry       retryPolicy
+	hold        bool
+}
+
+type headerTmpl struct {
+	name  string
+	value *transforms.Template
+}
+
+func newDestination(name string, c *DestinationConfig) (*Destination, error) {
+	d := &Destination{Name: name, Config: c, auth: c.Auth}
+	var err error
+	if c.URL == "" {
+		return nil, &fieldErr{"url", "required"}
+	}
+	if d.url, err = transforms.CompileTemplate(c.URL); err != nil {
+		return nil, &fieldErr{"url", err.Error()}
+	}
+	if d.url.Constant() && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
+		return nil, &fieldErr{"url", "must be an http:// or https:// URL"}
+	}
+	d.method = strings.ToUpper(c.Method)
+	if d.method == "" {
+		d.method = http.MethodPost
+	}
+	d.timeout = orDur(c.Timeout, 10*time.Second)
+	names := make([]string, 0, len(c.Headers))
+	for n := range c.Headers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		t, err := transforms.CompileTemplate(c.Headers[n])
+		if err != nil {
+			return nil, &fieldErr{"headers." + n, err.Error()}
+		}
+		d.headers = append(d.headers, headerTmpl{http.CanonicalHeaderKey(n), t})
+	}
+	if a := c.Auth; a != nil {
+		switch a.Kind {
+		case "basic":
+			if a.Username == "" {
+				return nil, &fieldErr{"auth.username", "required for kind basic"}
+			}
+		case "bearer":
+			if a.Token == "" {
+				return nil, &fieldErr{"auth.token", "required for kind bearer"}
+			}
+		case "header", "query":
+			if a.APIKey == "" {
+				return nil, &fieldErr{"auth.api_key", "required for kind " + a.Kind}
+			}
+			if a.Name == "" {
+				a.Name = "API-KEY"
+			}
+		default:
+			return nil, &fieldErr{"auth.kind", fmt.Sprintf("%q is not one of basic, bearer, header, query", a.Kind)}
+		}
+	}
+	if c.Sign != nil {
+		s, ok := strings.CutPrefix(c.Sign.Secret, "whsec_")
+		key, err := base64.StdEncoding.DecodeString(s)
+		if !ok || err != nil || len(key) == 0 {
+			return nil, &fieldErr{"sign.secret", `must be "whsec_" followed by base64`}
+		}
+		d.signKey = key
+	}
+	switch c.Body {
+	case "", "envelope":
+		d.bodyMode = "envelope"
+	case "raw":
+		d.bodyMode = "raw"
+	default:
+		d.bodyMode = "expr"
+		if d.body, err = transforms.Compile(c.Body); err != nil {
+			return nil, &fieldErr{"body", err.Error()}
+		}
+	}
+	switch c.Ordering {
+	case "", "key":
+		d.ordered = true
+	case "none":
+	default:
+		return nil, &fieldErr{"ordering", fmt.Sprintf("%q is not one of key, none", c.Ordering)}
+	}
+	d.concurrency = c.Concurrency
+	if d.concurrency == 0 {
+		d.concurrency = 16
+	}
+	if d.concurrency < 0 || c.Rate < 0 {
+		return nil, &fieldErr{"concurrency", "must not be negative"}
+	}
+	d.rate = c.Rate
+	switch c.OnExhausted {
+	case "", "hold":
+		d.hold = true
+	case "skip":
+	default:
+		return nil, &fieldErr{"on_exhausted", fmt.Sprintf("%q is not one of hold, skip", c.OnExhausted)}
+	}
+	d.retry, err = newRetryPolicy(c.Retry)
+	return d, err
+}
+
+func orDur(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// retryPolicy decides, once, what a response means (STYLE habit 5).
+type retryPolicy struct {
+	maxAttempts       int
+	initial, max      time.Duration
+	multiplier        float64
+	jitter            string
+	schedule          []time.Duration
+	statuses          map[int]bool
+	classes           map[int]bool // 4 for "4xx", 5 for "5xx"
+	network           bool
+}
+
+func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
+	p := retryPolicy{
+		maxAttempts: c.MaxAttempts,
+		initial:     orDur(c.Initial, 100*time.Millisecond),
+		max:         orDur(c.Max, time.Hour),
+		multiplier:  c.Multiplier,
+		jitter:      c.Jitter,
+		schedule:    c.Schedule,
+		statuses:    map[int]bool{},
+		classes:     map[int]bool{},
+	}
+	if p.maxAttempts == 0 {
+		p.maxAttempts = 10
+	}
+	if p.maxAttempts < 0 {
+		return p, &fieldErr{"retry.max_attempts", "must be positive"}
+	}
+	if p.multiplier == 0 {
+		p.multiplier = 2
+	}
+	if p.multiplier < 1 {
+		return p, &fieldErr{"retry.multiplier", "must be at least 1"}
+	}
+	switch p.jitter {
+	case "":
+		p.jitter = "full"
+	case "full", "equal", "none":
+	default:
+		return p, &fieldErr{"retry.jitter", fmt.Sprintf("%q is not one of full, equal, none", p.jitter)}
+	}
+	on := c.RetryOn
+	if len(on) == 0 {
+		on = []string{"408", "425", "429", "5xx", "network"}
+	}
+	for i, s := range on {
+		s = strings.ToLower(strings.TrimSpace(s))
+		switch {
+		case s == "network":
+			p.network = true
+		case len(s) == 3 && strings.HasSuffix(s, "xx") && s[0] >= '1' && s[0] <= '5':
+			p.classes[int(s[0]-'0')] = true
+		default:
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 100 || n > 599 {
+				return p, &fieldErr{fmt.Sprintf("retry.retry_on[%d]", i), fmt.Sprintf("%q is not a status, a class such as 5xx, or network", s)}
+			}
+			p.statuses[n] = true
+		}
+	}
+	return p, nil
+}
+
+// outcome of one attempt.
+type outcome int
+
+const (
+	success outcome = iota
+	retryable
+	permanent
+)
+
+// classify decides what one attempt's result means: status is 0 when no
+// response came (err then says why).
+func (p *retryPolicy) classify(status int, err error) outcome {
+	switch {
+	case err != nil || status == 0:
+		if p.network {
+			return retryable
+		}
+		return permanent
+	case status >= 200 && status < 300:
+		return success
+	case p.statuses[status] || p.classes[status/100]:
+		return retryable
+	case status >= 500: // a 5xx not listed is still not the sender's fault, but the user chose
+		return permanent
+	}
+	return permanent
+}
+
+// delay is the wait before the next attempt, after `attempts` attempts.
+// retryAfter, when positive, is the destination's own Retry-After.
+func (p *retryPolicy) delay(attempts int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, p.max)
+	}
+	if n := len(p.schedule); n > 0 {
+		return p.schedule[min(attempts-1, n-1)]
+	}
+	base := float64(p.initial) * math.Pow(p.multiplier, float64(attempts-1))
+	d := time.Duration(min(base, float64(p.max)))
+	switch p.jitter {
+	case "full":
+		return rand.N(d + 1)
+	case "equal":
+		return d/2 + rand.N(d/2+1)
+	}
+	return d
+}

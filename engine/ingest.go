@@ -1,0 +1,253 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/transforms"
+	"github.com/hookrelay/hookrelay/verifiers"
+)
+
+// newIngestMux routes every provider path to its handler; anything else is 404.
+func (r *Relay) newIngestMux(cfg *Config) (http.Handler, error) {
+	mux := http.NewServeMux()
+	for _, p := range cfg.Providers {
+		for _, path := range p.Paths {
+			if err := handle(mux, path, r.ingest(p)); err != nil {
+				return nil, fmt.Errorf("%s: paths: %w", p.File, err)
+			}
+		}
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no provider at this path")
+	})
+	return mux, nil
+}
+
+// handle registers a pattern, turning ServeMux's panic on conflicting
+// patterns into an error.
+func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+func writeError(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": reason})
+}
+
+// ingest is one provider's handler: SPEC 5.1, steps 1 to 5.
+func (r *Relay) ingest(p *Provider) http.HandlerFunc {
+	allow := strings.Join(p.methods, ", ")
+	return func(w http.ResponseWriter, req *http.Request) {
+		start := time.Now()
+		outcome := r.ingestOne(w, req, p, allow, start)
+		r.m.ingested(p.Name, outcome, time.Since(start))
+	}
+}
+
+func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) string {
+	method := false
+	for _, m := range p.methods {
+		method = method || m == req.Method
+	}
+	if !method {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return "rejected"
+	}
+	if p.Disabled != "" {
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusServiceUnavailable, "provider disabled: its configuration is incomplete")
+		return "error"
+	}
+	if req.ContentLength > p.maxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+		return "rejected"
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+			return "rejected"
+		}
+		writeError(w, http.StatusBadRequest, "cannot read body")
+		return "error"
+	}
+
+	vr := &verifiers.Request{
+		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
+		Params: pathParams(req, p), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
+	}
+	for _, v := range p.verifiers {
+		if err := v.Verify(req.Context(), vr); err != nil {
+			r.rejections.add(p.Name, vr, err.Error())
+			r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
+			writeError(w, http.StatusUnauthorized, err.Error())
+			return "rejected"
+		}
+	}
+
+	ev, err := r.mapEvent(p, vr)
+	if err != nil {
+		return r.quarantine(w, p, vr, err)
+	}
+	dupOf, err := r.spool.Append(req.Context(), ev, p.dedup)
+	if err != nil {
+		r.log.Error("spool append failed", "provider", p.Name, "error", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "cannot store the event now")
+		return "error"
+	}
+	outcome := "accepted"
+	if dupOf != "" {
+		outcome = "duplicate"
+		ev.ID = dupOf
+	}
+	r.log.Info("ingest "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
+		"destinations", ev.Destinations)
+	respond(w, p)
+	return outcome
+}
+
+func respond(w http.ResponseWriter, p *Provider) {
+	w.Header().Set("Content-Type", p.respType)
+	w.WriteHeader(p.respStatus)
+	_, _ = w.Write(p.respBody)
+}
+
+// pathParams reads the {param} segments of the matched pattern.
+func pathParams(req *http.Request, p *Provider) map[string]string {
+	var params map[string]string
+	for _, seg := range strings.Split(req.Pattern, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			name = strings.TrimSuffix(strings.TrimSuffix(name, "}"), "...")
+			if params == nil {
+				params = map[string]string{}
+			}
+			params[name] = req.PathValue(name)
+		}
+	}
+	return params
+}
+
+// mapEvent maps a verified request to the canonical event and its routes.
+// An error means our configuration cannot read it: the caller quarantines.
+func (r *Relay) mapEvent(p *Provider, vr *verifiers.Request) (*spool.Event, error) {
+	env := &transforms.Env{
+		Raw: string(vr.Body), Headers: firstValues(vr.Header, true), Query: firstValues(vr.Query, false),
+		Params: vr.Params, Provider: p.Name, Now: vr.Received,
+	}
+	raw := json.RawMessage(vr.Body)
+	if json.Unmarshal(vr.Body, &env.Body) != nil {
+		env.Body = nil
+		raw, _ = json.Marshal(string(vr.Body))
+	}
+	ev := &transforms.Event{
+		ID: ulid.Make().String(), Provider: p.Name, Source: "webhook",
+		ReceivedAt: vr.Received.UTC().Truncate(time.Millisecond), Raw: raw,
+	}
+	lenderID, err := p.mapping.Map(env, ev)
+	if err != nil {
+		return nil, err
+	}
+	if lenderID != "" {
+		ev.IdempotencyID = p.Name + ":" + lenderID
+	} else {
+		sum := sha256.Sum256(append([]byte(p.Name+"\x00"), vr.Body...))
+		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
+	}
+	env.Event = ev
+	dests, err := p.route(env)
+	if err != nil {
+		return nil, err
+	}
+	envelope, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("event: %w", err)
+	}
+	return &spool.Event{
+		ID: ev.ID, Provider: p.Name, Type: ev.Type, Key: ev.Key, Sequence: ev.Sequence,
+		IdempotencyID: ev.IdempotencyID, ReceivedAt: ev.ReceivedAt, Envelope: envelope,
+		Raw: vr.Body, Destinations: dests,
+	}, nil
+}
+
+// route returns the destinations of every route whose `when` holds, each once.
+func (p *Provider) route(env *transforms.Env) ([]string, error) {
+	var dests []string
+	for i, rt := range p.routes {
+		if rt.when != nil {
+			ok, err := rt.when.Run(env)
+			if err != nil {
+				return nil, fmt.Errorf("routes[%d].when: %w", i, err)
+			}
+			if ok != true {
+				continue
+			}
+		}
+	next:
+		for _, d := range rt.to {
+			for _, have := range dests {
+				if have == d {
+					continue next
+				}
+			}
+			dests = append(dests, d)
+		}
+	}
+	return dests, nil
+}
+
+func firstValues(h map[string][]string, lower bool) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) == 0 {
+			continue
+		}
+		if lower {
+			k = strings.ToLower(k)
+		}
+		out[k] = v[0]
+	}
+	return out
+}
+
+// quarantine keeps a verified request that our configuration cannot map,
+// and answers the lender with success: the request is not lost, and sending
+// it again would not help until the configuration is fixed.
+func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, vr *verifiers.Request, cause error) string {
+	q := &spool.Quarantined{
+		ID: ulid.Make().String(), Provider: p.Name, Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
+		Method: vr.Method, Path: vr.Path, Header: vr.Header, Query: vr.Query, Params: vr.Params,
+		Body: vr.Body, RemoteAddr: vr.RemoteAddr,
+	}
+	if err := r.spool.Quarantine(context.Background(), q); err != nil {
+		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "cannot store the request now")
+		return "error"
+	}
+	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", q.Reason)
+	respond(w, p)
+	return "quarantined"
+}

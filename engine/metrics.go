@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the series of SPEC 8. Labels are provider, destination and
+// outcome only: never an event id or key, which grow without bound.
+type metrics struct {
+	reg        *prometheus.Registry
+	ingest     *prometheus.CounterVec
+	ingestDur  *prometheus.HistogramVec
+	deliveries *prometheus.CounterVec
+	deliverDur *prometheus.HistogramVec
+}
+
+func newMetrics(r *Relay) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		ingest: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookrelay_ingest_requests_total", Help: "Inbound requests by provider and outcome.",
+		}, []string{"provider", "outcome"}),
+		ingestDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hookrelay_ingest_duration_seconds", Help: "Time from request to answer, spool sync included.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"provider"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookrelay_deliveries_total", Help: "Delivery attempts by destination and outcome.",
+		}, []string{"destination", "outcome"}),
+		deliverDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hookrelay_delivery_duration_seconds", Help: "Duration of one delivery attempt.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"destination"}),
+	}
+	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, &queueCollector{r})
+	return m
+}
+
+func (m *metrics) ingested(provider, outcome string, d time.Duration) {
+	m.ingest.WithLabelValues(provider, outcome).Inc()
+	m.ingestDur.WithLabelValues(provider).Observe(d.Seconds())
+}
+
+func (m *metrics) delivered(dest, outcome string, d time.Duration) {
+	m.deliveries.WithLabelValues(dest, outcome).Inc()
+	m.deliverDur.WithLabelValues(dest).Observe(d.Seconds())
+}
+
+// queueCollector reads the queue gauges from the dispatcher at scrape time.
+type queueCollector struct{ r *Relay }
+
+var (
+	pendingDesc = prometheus.NewDesc("hookrelay_pending", "Deliveries waiting, by destination.", []string{"destination"}, nil)
+	heldDesc    = prometheus.NewDesc("hookrelay_held_keys", "Keys blocked behind a dead event, by destination.", []string{"destination"}, nil)
+	spoolDesc   = prometheus.NewDesc("hookrelay_spool_bytes", "Size of the spool file.", nil, nil)
+)
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- heldDesc
+	ch <- spoolDesc
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	d := c.r.dispatch
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	lanes := make([]*lane, 0, len(d.lanes))
+	for _, l := range d.lanes {
+		lanes = append(lanes, l)
+	}
+	d.mu.Unlock()
+	for _, l := range lanes {
+		l.mu.Lock()
+		pending, held := l.pending, l.held
+		l.mu.Unlock()
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(pending), l.dest.Name)
+		ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(held), l.dest.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(spoolDesc, prometheus.GaugeValue, float64(c.r.spool.Size()))
+}

@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/hookrelay/hookrelay/transforms"
+	"github.com/hookrelay/hookrelay/verifiers"
+)
+
+// ProviderConfig is one providers.d file as written (SPEC 3).
+type ProviderConfig struct {
+	// Name defaults to the file name without .yaml; unique.
+	Name        string `koanf:"name"`
+	Description string `koanf:"description"`
+	// Paths are ingest paths, "{param}" segments allowed. At least one.
+	Paths []string `koanf:"paths"`
+	// Methods accepted; empty means [POST].
+	Methods []string `koanf:"methods"`
+	// MaxBody limits the request body; 0 means spool.max_body.
+	MaxBody Size `koanf:"max_body"`
+	// Verify is a list of checks, or the string "none".
+	Verify any                   `koanf:"verify"`
+	Event  transforms.EventSpec  `koanf:"event"`
+	Routes []RouteConfig         `koanf:"routes"`
+	// ReorderWindow is how long an event ahead of a sequence gap waits; 0 means 30s.
+	ReorderWindow time.Duration `koanf:"reorder_window"`
+	// Dedup is the window for dropping repeated idempotency ids; 0 means 72h.
+	Dedup   time.Duration `koanf:"dedup"`
+	Respond struct {
+		// Status of the answer to an accepted request; 0 means 200.
+		Status int `koanf:"status"`
+		// Body of that answer; empty means {"success":true}.
+		Body string `koanf:"body"`
+		// ContentType of that answer; empty means application/json.
+		ContentType string `koanf:"content_type"`
+	} `koanf:"respond"`
+	// Required makes a missing secret a configuration error instead of
+	// loading the provider disabled.
+	Required bool `koanf:"required"`
+}
+
+// RouteConfig adds destinations to the events for which When holds.
+type RouteConfig struct {
+	// When is a boolean expression; empty means always.
+	When string   `koanf:"when"`
+	To   []string `koanf:"to"`
+}
+
+// Provider is a loaded, compiled provider file.
+type Provider struct {
+	Name string
+	File string
+	// Config is the file as written, secrets unresolved, for display.
+	Config ProviderConfig
+	// Disabled, when not empty, says why the provider answers 503.
+	Disabled string
+
+	Paths      []string
+	methods    []string
+	maxBody    int64
+	verifiers  []verifiers.Verifier
+	mapping    *transforms.Mapping
+	routes     []route
+	dedup      time.Duration
+	reorder    time.Duration
+	respStatus int
+	respBody   []byte
+	respType   string
+
+	doc *yamlDoc
+}
+
+type route struct {
+	when *transforms.Program
+	to   []string
+}
+
+func loadProvider(file string, c *Config) (*Provider, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := parseYAML(file, data)
+	if err != nil {
+		return nil, err
+	}
+	ko := koanf.New(delim)
+	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	errs := &errorList{}
+	p := &Provider{File: file, doc: doc}
+
+	// The display copy keeps env:/file: references; the working copy resolves them.
+	if err := decode(ko.Raw(), &p.Config); err != nil {
+		errs.addDecode(doc, "", err)
+		return nil, errs
+	}
+	raw := ko.Raw()
+	missing := resolveSecrets(raw, nil, filepath.Dir(file))
+	var pc ProviderConfig
+	_ = decode(raw, &pc) // same shape as above, already checked
+	if len(missing) > 0 {
+		if pc.Required {
+			for _, m := range missing {
+				errs.add(doc, m.path, "%s: %s", m.path, m.msg)
+			}
+			return nil, errs
+		}
+		var why []string
+		for _, m := range missing {
+			why = append(why, m.path+": "+m.msg)
+		}
+		p.Disabled = strings.Join(why, "; ")
+	}
+
+	p.Name = pc.Name
+	if p.Name == "" {
+		p.Name = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(file), ".yaml"), ".yml")
+	}
+	p.compile(&pc, c, errs)
+	if !errs.empty() {
+		return nil, errs
+	}
+	return p, nil
+}
+
+func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
+	doc := p.doc
+	if len(pc.Paths) == 0 {
+		errs.add(doc, "paths", "paths: at least one path is required")
+	}
+	for i, path := range pc.Paths {
+		if !strings.HasPrefix(path, "/") || (len(path) > 1 && strings.HasSuffix(path, "/")) || strings.Contains(path, "//") {
+			errs.add(doc, fmt.Sprintf("paths[%d]", i), "paths[%d]: %q must start with / and not end with /", i, path)
+		}
+	}
+	p.Paths = pc.Paths
+	p.methods = pc.Methods
+	if len(p.methods) == 0 {
+		p.methods = []string{http.MethodPost}
+	}
+	for i, m := range p.methods {
+		p.methods[i] = strings.ToUpper(m)
+	}
+	p.maxBody = int64(pc.MaxBody)
+	if p.maxBody == 0 {
+		p.maxBody = int64(c.Spool.MaxBody)
+	}
+
+	switch v := pc.Verify.(type) {
+	case string:
+		if v != "none" {
+			errs.add(doc, "verify", "verify: must be a list of checks, or none")
+		}
+	case []any:
+		if len(v) == 0 {
+			errs.add(doc, "verify", "verify: an empty list must be written `verify: none`")
+		}
+		for i, item := range v {
+			at := fmt.Sprintf("verify[%d]", i)
+			vf, err := buildVerifier(item, p.Disabled != "")
+			if err != nil {
+				errs.addField(doc, at, err)
+				continue
+			}
+			p.verifiers = append(p.verifiers, vf)
+		}
+	case nil:
+		errs.add(doc, "verify", "verify: required (write `verify: none` to accept unauthenticated requests)")
+	default:
+		errs.add(doc, "verify", "verify: must be a list of checks, or none")
+	}
+
+	m, err := transforms.CompileMapping(pc.Event)
+	if err != nil {
+		errs.addField(doc, "event", err)
+	}
+	p.mapping = m
+
+	for i, r := range pc.Routes {
+		at := fmt.Sprintf("routes[%d]", i)
+		rt := route{to: r.To}
+		if r.When != "" {
+			if rt.when, err = transforms.CompileBool(r.When); err != nil {
+				errs.addField(doc, at+".when", err)
+			}
+		}
+		if len(r.To) == 0 {
+			errs.add(doc, at+".to", "%s.to: at least one destination is required", at)
+		}
+		for j, d := range r.To {
+			if _, ok := c.Dests[d]; !ok {
+				errs.add(doc, fmt.Sprintf("%s.to[%d]", at, j), "%s.to: unknown destination %q", at, d)
+			}
+		}
+		p.routes = append(p.routes, rt)
+	}
+	if len(pc.Routes) == 0 {
+		errs.add(doc, "routes", "routes: at least one route is required")
+	}
+
+	p.dedup = pc.Dedup
+	if p.dedup == 0 {
+		p.dedup = 72 * time.Hour
+	}
+	p.reorder = pc.ReorderWindow
+	if p.reorder == 0 {
+		p.reorder = 30 * time.Second
+	}
+	p.respStatus = pc.Respond.Status
+	if p.respStatus == 0 {
+		p.respStatus = http.StatusOK
+	}
+	if p.respStatus < 200 || p.respStatus > 299 {
+		errs.add(doc, "respond.status", "respond.status: %d is not a 2xx status", p.respStatus)
+	}
+	p.respBody = []byte(pc.Respond.Body)
+	if pc.Respond.Body == "" {
+		p.respBody = []byte(`{"success":true}`)
+	}
+	p.respType = pc.Respond.ContentType
+	if p.respType == "" {
+		p.respType = "application/json"
+	}
+}
+
+// buildVerifier builds one `verify` entry. For a disabled provider the
+// secrets are missing, so only the kind and the shape are checked.
+func buildVerifier(item any, disabled bool) (verifiers.Verifier, error) {
+	m, ok := item.(map[string]any)
+	if !ok {
+		return nil, errors.New("must be a map with a kind")
+	}
+	kind, _ := m["kind"].(string)
+	if kind == "" {
+		return nil, &fieldErr{path: "kind", msg: "required"}
+	}
+	rest := make(map[string]any, len(m))
+	for k, v := range m {
+		if k != "kind" {
+			rest[k] = v
+		}
+	}
+	v, err := verifiers.Default.New(kind, func(out any) error { return decode(rest, out) })
+	if err != nil && disabled && !errors.Is(err, verifiers.ErrUnknownKind) && !isDecodeErr(err) {
+		return nil, nil
+	}
+	return v, err
+}
+
+func isDecodeErr(err error) bool {
+	var f *fieldErr
+	return errors.As(err, &f)
+}

@@ -1,0 +1,184 @@
+// Package engine is hookrelay's core: configuration, ingest, the spool hand-off,
+// delivery, and the admin API. One webhook's path: ingest -> verify -> map ->
+// route -> spool (group commit) -> answer -> dispatcher -> destination.
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// Relay is a running hookrelay: its spool, its handlers and its dispatcher.
+type Relay struct {
+	cfg        *Config
+	log        *slog.Logger
+	spool      spool.Spool
+	dispatch   *dispatcher
+	m          *metrics
+	rejections *rejectionLog
+	ingestMux  atomic.Pointer[http.Handler]
+	ready      atomic.Bool
+
+	stop context.CancelFunc
+	bg   sync.WaitGroup
+}
+
+// Open opens the spool and builds the handlers; Start begins delivering.
+func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
+	r := &Relay{cfg: cfg, log: log, rejections: newRejectionLog(1000)}
+	r.m = newMetrics(r)
+	sp, err := spool.Open(cfg.Spool.Path, spool.Options{Committed: func(refs []spool.Ref) {
+		r.dispatch.committed(refs)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	r.spool = sp
+	r.dispatch = newDispatcher(sp, newSender(), log, r.m)
+	mux, err := r.newIngestMux(cfg)
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	r.ingestMux.Store(&mux)
+	return r, nil
+}
+
+// Start rebuilds the delivery queues from the spool and starts delivering
+// and purging. It returns once the queues are rebuilt.
+func (r *Relay) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stop = cancel
+	if err := r.dispatch.start(ctx, r.cfg.Dests); err != nil {
+		cancel()
+		return err
+	}
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		r.purgeLoop(ctx)
+	}()
+	r.ready.Store(true)
+	return nil
+}
+
+// Close stops delivering, waiting up to timeout for attempts in flight, and
+// closes the spool.
+func (r *Relay) Close(timeout time.Duration) error {
+	r.ready.Store(false)
+	if r.stop != nil {
+		r.stop()
+	}
+	done := make(chan struct{})
+	go func() {
+		r.dispatch.wait()
+		r.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		r.log.Warn("shutdown timeout: closing with deliveries in flight; they will be retried after restart")
+	}
+	return r.spool.Close()
+}
+
+// IngestHandler serves the lenders.
+func (r *Relay) IngestHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		(*r.ingestMux.Load()).ServeHTTP(w, req)
+	})
+}
+
+// purgeLoop deletes delivered events older than the retention, hourly.
+func (r *Relay) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		keep := r.cfg.Spool.Retention
+		for _, p := range r.cfg.Providers {
+			keep = max(keep, p.dedup) // dedup entries must outlive their window
+		}
+		if n, err := r.spool.Purge(time.Now().Add(-keep)); err != nil {
+			r.log.Error("purge failed", "error", err)
+		} else if n > 0 {
+			r.log.Info("purged delivered events", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Serve runs the relay on its listeners until ctx ends, then shuts down
+// gracefully: stop accepting, finish requests and deliveries in flight (up to
+// shutdown_timeout), close the spool.
+func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	r, err := Open(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := r.Start(); err != nil {
+		r.Close(0)
+		return err
+	}
+	ingest := &http.Server{
+		Handler: r.IngestHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+	}
+	admin := &http.Server{Handler: r.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	for _, s := range []struct {
+		srv  *http.Server
+		addr string
+	}{{ingest, cfg.Listen}, {admin, cfg.Admin.Listen}} {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			r.Close(0)
+			return err
+		}
+		log.Info("listening", "addr", ln.Addr().String())
+		go func() {
+			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	for _, p := range cfg.Providers {
+		if p.Disabled != "" {
+			log.Warn("provider disabled", "provider", p.Name, "file", p.File, "reason", p.Disabled)
+		}
+	}
+	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		log.Error("listener failed", "error", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	_ = ingest.Shutdown(sctx)
+	_ = admin.Shutdown(sctx)
+	left := time.Until(deadline(sctx))
+	if cerr := r.Close(left); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}

@@ -1,0 +1,313 @@
+package spool
+
+// Bolt keeps everything in one bbolt file. Top-level buckets:
+//
+//	events        ULID (16 bytes)                    -> JSON Event
+//	deliveries    ULID (16 bytes) + destination      -> JSON Delivery
+//	queue         one nested bucket per destination:
+//	                seq (8 bytes, big endian)        -> ULID (16 bytes)
+//	idem          provider + 0x00 + idempotency id   -> received (unix ns, 8 bytes BE) + event id
+//	idem_by_time  received (unix ns, 8 bytes BE) + provider + 0x00 + idempotency id -> empty
+//	quarantine    ULID (16 bytes)                    -> JSON Quarantined
+//
+// Deliveries are keyed by event first, so that one event's deliveries are a
+// prefix scan (Purge, the admin event detail) and Delivery(dest, id) is still a
+// single Get. The queue holds every delivery that is not final, so the
+// dispatcher rebuilds its queues from it alone. Seq is the queue bucket's
+// NextSequence, taken once per event inside the writer's transaction, so it is
+// commit order. ULIDs start with their time, so events are stored oldest first
+// and Purge stops at the cutoff. Dedup entries are scoped by provider, since two
+// lenders may well use the same ids; idem_by_time lets Purge visit expired
+// entries only.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	bucketEvents     = []byte("events")
+	bucketDeliveries = []byte("deliveries")
+	bucketQueue      = []byte("queue")
+	bucketIdem       = []byte("idem")
+	bucketIdemByTime = []byte("idem_by_time")
+	bucketQuarantine = []byte("quarantine")
+)
+
+// defaultMaxBatch is Options.MaxBatch when it is zero.
+const defaultMaxBatch = 512
+
+// Options configure Open.
+type Options struct {
+	// MaxBatch bounds how many write operations one transaction holds; 0 means 512.
+	MaxBatch int
+	// Committed, when set, is called by the writer goroutine after each commit
+	// with the deliveries that commit added (one Ref per event x destination),
+	// in commit (Seq) order, before the appenders are answered. It must not
+	// block long: every write waits for it. Nil means no call.
+	Committed func([]Ref)
+}
+
+// Bolt is the bbolt Spool. One writer goroutine applies all writes, as many
+// as are queued in one transaction (group commit), so that concurrent
+// requests share one fsync.
+type Bolt struct {
+	db        *bolt.DB
+	path      string
+	maxBatch  int
+	committed func([]Ref)
+
+	// mu guards closed and the send on ops, so that Close never closes ops
+	// under a sender.
+	mu      sync.RWMutex
+	closed  bool
+	ops     chan *op
+	stopped chan struct{} // closed when the writer has drained ops
+
+	// retried counts batches rolled back because one of their operations
+	// failed, commits the transactions committed; tests read them.
+	retried atomic.Int64
+	commits atomic.Int64
+}
+
+var _ Spool = (*Bolt)(nil)
+
+// op is one write. apply runs inside the writer's transaction and may run
+// more than once (when its batch is rolled back), so it must set all its
+// results afresh each time. It returns the deliveries it queued.
+type op struct {
+	apply func(tx *bolt.Tx) ([]Ref, error)
+	done  chan error // buffered, answered once
+}
+
+// Open opens or creates the spool at path, creating its parent directories.
+// A second process opening the same file gets an error after a second
+// rather than waiting for the lock.
+func Open(path string, opts Options) (*Bolt, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      time.Second,
+		FreelistType: bolt.FreelistMapType,
+		// The freelist is not written on each commit: with a fragmented file
+		// it is many pages per fsync, on the path every webhook waits on.
+		// It is safe: bbolt rebuilds the freelist by scanning the file on
+		// open, which costs a little start-up time. etcd makes the same choice.
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("spool: %s is locked by another process: %w", path, err)
+		}
+		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool: create buckets in %s: %w", path, err)
+	}
+	b := &Bolt{
+		db:        db,
+		path:      path,
+		maxBatch:  opts.MaxBatch,
+		committed: opts.Committed,
+		stopped:   make(chan struct{}),
+	}
+	if b.maxBatch <= 0 {
+		b.maxBatch = defaultMaxBatch
+	}
+	b.ops = make(chan *op, b.maxBatch)
+	go b.run()
+	return b, nil
+}
+
+// submit hands apply to the writer and waits for its commit. ctx bounds only
+// the wait for a place in the queue: once queued, the write may commit, so
+// the caller waits to hear whether it did (a commit takes milliseconds).
+func (b *Bolt) submit(ctx context.Context, apply func(tx *bolt.Tx) ([]Ref, error)) error {
+	o := &op{apply: apply, done: make(chan error, 1)}
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case b.ops <- o:
+	case <-ctx.Done():
+		b.mu.RUnlock()
+		return ctx.Err()
+	}
+	b.mu.RUnlock()
+	return <-o.done
+}
+
+// run is the writer: it takes whatever writes are queued, up to maxBatch,
+// and commits them in one transaction.
+func (b *Bolt) run() {
+	defer close(b.stopped)
+	batch := make([]*op, 0, b.maxBatch)
+	for o := range b.ops {
+		batch = append(batch[:0], o)
+	fill:
+		for len(batch) < b.maxBatch {
+			select {
+			case o, ok := <-b.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		b.commit(batch)
+	}
+}
+
+// opError marks the operation whose error rolled its batch back.
+type opError struct {
+	i   int
+	err error
+}
+
+func (e *opError) Error() string { return e.err.Error() }
+
+// commit applies batch in one transaction and answers each op. When one op
+// fails, the transaction is rolled back; the others are committed without it
+// and the failed one is re-run alone, so that it fails only itself (as
+// bbolt's db.Batch does). It may have failed only because of an op before
+// it, which its solo run settles.
+func (b *Bolt) commit(batch []*op) {
+	var refs []Ref
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		refs = refs[:0]
+		for i, o := range batch {
+			r, err := o.apply(tx)
+			if err != nil {
+				return &opError{i: i, err: err}
+			}
+			refs = append(refs, r...)
+		}
+		return nil
+	})
+	var oe *opError
+	switch {
+	case err == nil:
+		b.commits.Add(1)
+		if b.committed != nil && len(refs) > 0 {
+			b.committed(refs)
+		}
+		for _, o := range batch {
+			o.done <- nil
+		}
+	case len(batch) == 1 && errors.As(err, &oe):
+		batch[0].done <- oe.err
+	case errors.As(err, &oe):
+		b.retried.Add(1)
+		failed := batch[oe.i]
+		rest := append(batch[:oe.i:oe.i], batch[oe.i+1:]...)
+		b.commit(rest)
+		b.commit([]*op{failed})
+	default:
+		// The commit itself failed (disk full, I/O error): nothing was
+		// written, and retrying the ops one by one would fail the same way.
+		for _, o := range batch {
+			o.done <- fmt.Errorf("spool: commit: %w", err)
+		}
+	}
+}
+
+// Close stops taking writes, waits for the queued ones to commit and closes
+// the file. Later writes and reads return ErrClosed; a second Close returns nil.
+func (b *Bolt) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.ops)
+	b.mu.Unlock()
+	<-b.stopped
+	return b.db.Close()
+}
+
+// Size is the size of the spool file in bytes, 0 if it cannot be read.
+func (b *Bolt) Size() int64 {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// Check runs bbolt's consistency check over the whole file and returns the
+// first problem found, or nil.
+func (b *Bolt) Check() error {
+	return b.view(func(tx *bolt.Tx) error {
+		var first error
+		// Drain the channel: the checker goroutine blocks until it is read.
+		for err := range tx.Check() {
+			if first == nil {
+				first = err
+			}
+		}
+		return first
+	})
+}
+
+// view runs fn in a read transaction, reporting a closed database as ErrClosed.
+func (b *Bolt) view(fn func(tx *bolt.Tx) error) error {
+	err := b.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// parseID returns the 16 key bytes of a ULID.
+func parseID(id string) ([]byte, error) {
+	u, err := ulid.ParseStrict(id)
+	if err != nil {
+		return nil, fmt.Errorf("spool: id %q: %w", id, err)
+	}
+	return u[:], nil
+}
+
+// deliveryKey is the deliveries key of one event's delivery to dest.
+func deliveryKey(id []byte, dest string) []byte {
+	k := make([]byte, 0, len(id)+len(dest))
+	return append(append(k, id...), dest...)
+}
+
+// u64 encodes v big endian, so that keys sort by value.
+func u64(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v)
+}
+
+// idemKey scopes an idempotency id by provider.
+func idemKey(provider, id string) []byte {
+	k := make([]byte, 0, len(provider)+1+len(id))
+	k = append(k, provider...)
+	k = append(k, 0)
+	return append(k, id...)
+}

@@ -1,0 +1,295 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// queueChunk bounds how many deliveries Queue reads per read transaction:
+// a long read transaction stops bbolt from growing its mmap, which would
+// stall the writer.
+const queueChunk = 256
+
+// Append stores ev and its pending deliveries in one group-committed
+// transaction. Dedup is scoped by provider: the same idempotency id from two
+// providers is two events. ev.ReceivedAt is the time compared with the dedup
+// window (now, when zero).
+func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (string, error) {
+	id, err := parseID(ev.ID)
+	if err != nil {
+		return "", err
+	}
+	dests := make([]string, 0, len(ev.Destinations))
+	seen := make(map[string]bool, len(ev.Destinations))
+	for _, d := range ev.Destinations {
+		if d == "" {
+			return "", fmt.Errorf("spool: event %s: empty destination name", ev.ID)
+		}
+		if !seen[d] { // a destination listed twice still gets one delivery
+			seen[d] = true
+			dests = append(dests, d)
+		}
+	}
+	recv := ev.ReceivedAt
+	if recv.IsZero() {
+		recv = time.Now()
+	}
+	// Encode outside the writer, in the caller's goroutine: it is the
+	// largest piece of work and needs no transaction.
+	evJSON, err := json.Marshal(ev)
+	if err != nil {
+		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
+	}
+	var ik []byte
+	if ev.IdempotencyID != "" {
+		ik = idemKey(ev.Provider, ev.IdempotencyID)
+	}
+
+	var dupOf string
+	err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+		dupOf = ""
+		idem, byTime := tx.Bucket(bucketIdem), tx.Bucket(bucketIdemByTime)
+		// The dedup check reads inside the writer's transaction, so that two
+		// copies of one webhook in the same batch see each other.
+		if ik != nil {
+			if v := idem.Get(ik); v != nil {
+				at := int64(binary.BigEndian.Uint64(v))
+				if dedup > 0 && recv.Sub(time.Unix(0, at)) < dedup {
+					dupOf = string(v[8:])
+					return nil, nil
+				}
+				// Outside the window: this event replaces the old entry.
+				if err := byTime.Delete(append(u64(uint64(at)), ik...)); err != nil {
+					return nil, err
+				}
+			}
+		}
+		events := tx.Bucket(bucketEvents)
+		if events.Get(id) != nil {
+			return nil, fmt.Errorf("%w: event %s", ErrExists, ev.ID)
+		}
+		if err := events.Put(id, evJSON); err != nil {
+			return nil, err
+		}
+		refs, err := putDeliveries(tx, id, ev, dests)
+		if err != nil {
+			return nil, err
+		}
+		if ik != nil {
+			at := u64(uint64(recv.UnixNano()))
+			if err := idem.Put(ik, append(at, ev.ID...)); err != nil {
+				return nil, err
+			}
+			if err := byTime.Put(append(at, ik...), nil); err != nil {
+				return nil, err
+			}
+		}
+		return refs, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return dupOf, nil
+}
+
+// putDeliveries stores one pending delivery per destination and queues it
+// under one new Seq.
+func putDeliveries(tx *bolt.Tx, id []byte, ev *Event, dests []string) ([]Ref, error) {
+	if len(dests) == 0 {
+		return nil, nil
+	}
+	queue := tx.Bucket(bucketQueue)
+	seq, err := queue.NextSequence()
+	if err != nil {
+		return nil, err
+	}
+	deliveries := tx.Bucket(bucketDeliveries)
+	refs := make([]Ref, 0, len(dests))
+	for _, dest := range dests {
+		d := Delivery{EventID: ev.ID, Destination: dest, Key: ev.Key, Seq: seq, Sequence: ev.Sequence, Status: Pending}
+		js, err := json.Marshal(&d)
+		if err != nil {
+			return nil, err
+		}
+		if err := deliveries.Put(deliveryKey(id, dest), js); err != nil {
+			return nil, err
+		}
+		q, err := queue.CreateBucketIfNotExists([]byte(dest))
+		if err != nil {
+			return nil, err
+		}
+		if err := q.Put(u64(seq), id); err != nil {
+			return nil, err
+		}
+		refs = append(refs, Ref{Seq: seq, EventID: ev.ID, Destination: dest, Key: ev.Key, Sequence: ev.Sequence})
+	}
+	return refs, nil
+}
+
+// Quarantine stores q under its ULID.
+func (b *Bolt) Quarantine(ctx context.Context, q *Quarantined) error {
+	id, err := parseID(q.ID)
+	if err != nil {
+		return err
+	}
+	js, err := json.Marshal(q)
+	if err != nil {
+		return fmt.Errorf("spool: encode quarantined %s: %w", q.ID, err)
+	}
+	return b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+		return nil, tx.Bucket(bucketQuarantine).Put(id, js)
+	})
+}
+
+// Update stores d's status, attempts and NextAt over the stored delivery;
+// the other fields of d are ignored. A final status removes the delivery from
+// its queue; any other puts it back (an operator's retry of a dead one). It
+// returns ErrNotFound when the delivery is not stored.
+func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
+	switch d.Status {
+	case Pending, Delivered, Dead, Skipped:
+	default:
+		return fmt.Errorf("spool: delivery %s/%s: unknown status %q", d.EventID, d.Destination, d.Status)
+	}
+	id, err := parseID(d.EventID)
+	if err != nil {
+		return err
+	}
+	k := deliveryKey(id, d.Destination)
+	return b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+		deliveries := tx.Bucket(bucketDeliveries)
+		v := deliveries.Get(k)
+		if v == nil {
+			return nil, fmt.Errorf("%w: delivery %s to %s", ErrNotFound, d.EventID, d.Destination)
+		}
+		var cur Delivery
+		if err := json.Unmarshal(v, &cur); err != nil {
+			return nil, fmt.Errorf("spool: decode delivery %s to %s: %w", d.EventID, d.Destination, err)
+		}
+		cur.Status, cur.Attempts, cur.NextAt = d.Status, d.Attempts, d.NextAt
+		js, err := json.Marshal(&cur)
+		if err != nil {
+			return nil, err
+		}
+		if err := deliveries.Put(k, js); err != nil {
+			return nil, err
+		}
+		// The stored Seq, not the caller's, names the queue entry.
+		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists([]byte(d.Destination))
+		if err != nil {
+			return nil, err
+		}
+		if cur.Status.Final() {
+			return nil, q.Delete(u64(cur.Seq))
+		}
+		return nil, q.Put(u64(cur.Seq), id)
+	})
+}
+
+// Queue calls fn, in Seq order, for every delivery to dest that is not final.
+// It reads in chunks of short read transactions and calls fn outside them, so
+// fn may take its time; a delivery updated meanwhile is seen as it was when
+// its chunk was read.
+func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
+	var after []byte // last Seq key visited
+	for {
+		var chunk []*Delivery
+		err := b.view(func(tx *bolt.Tx) error {
+			q := tx.Bucket(bucketQueue).Bucket([]byte(dest))
+			if q == nil {
+				return nil
+			}
+			deliveries := tx.Bucket(bucketDeliveries)
+			c := q.Cursor()
+			k, id := c.First()
+			if after != nil {
+				k, id = c.Seek(after)
+				if bytes.Equal(k, after) {
+					k, id = c.Next()
+				}
+			}
+			for ; k != nil && len(chunk) < queueChunk; k, id = c.Next() {
+				v := deliveries.Get(deliveryKey(id, dest))
+				if v == nil {
+					return fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
+				}
+				d := new(Delivery)
+				if err := json.Unmarshal(v, d); err != nil {
+					return fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
+				}
+				chunk = append(chunk, d)
+				after = append(after[:0], k...)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, d := range chunk {
+			if err := fn(d); err != nil {
+				return err
+			}
+		}
+		if len(chunk) < queueChunk {
+			return nil
+		}
+	}
+}
+
+// Delivery returns the delivery of event eventID to dest, or ErrNotFound.
+func (b *Bolt) Delivery(dest, eventID string) (*Delivery, error) {
+	id, err := parseID(eventID)
+	if err != nil {
+		return nil, err
+	}
+	d := new(Delivery)
+	err = b.get(bucketDeliveries, deliveryKey(id, dest), d)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Event returns the event with the given ULID, or ErrNotFound.
+func (b *Bolt) Event(id string) (*Event, error) {
+	k, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	ev := new(Event)
+	if err := b.get(bucketEvents, k, ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// Quarantined returns the quarantined request with the given ULID, or ErrNotFound.
+func (b *Bolt) Quarantined(id string) (*Quarantined, error) {
+	k, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	q := new(Quarantined)
+	if err := b.get(bucketQuarantine, k, q); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// get decodes the JSON stored under k in bucket into v.
+func (b *Bolt) get(bucket, k []byte, v any) error {
+	return b.view(func(tx *bolt.Tx) error {
+		js := tx.Bucket(bucket).Get(k)
+		if js == nil {
+			return ErrNotFound
+		}
+		// Unmarshal copies, so v does not point into the mmap after the tx.
+		return json.Unmarshal(js, v)
+	})
+}

@@ -1,0 +1,124 @@
+// Package spool stores events and their deliveries durably. The engine talks
+// to it through the Spool interface so that another backend can replace bbolt;
+// Bolt is the single-node implementation.
+package spool
+
+import (
+	"context"
+	"time"
+)
+
+// Status is the state of one delivery (one event to one destination).
+type Status string
+
+const (
+	// Pending deliveries wait for their turn or their next attempt.
+	Pending Status = "pending"
+	// Delivered deliveries got a 2xx. Final.
+	Delivered Status = "delivered"
+	// Dead deliveries used up their attempts or got a permanent error. With
+	// on_exhausted: hold they stay queued and block their key.
+	Dead Status = "dead"
+	// Skipped deliveries were given up on, by policy or by an operator. Final.
+	Skipped Status = "skipped"
+)
+
+// Final reports whether s leaves the queue for good.
+func (s Status) Final() bool { return s == Delivered || s == Skipped }
+
+// Event is one canonical event as ingest stores it.
+type Event struct {
+	ID            string    `json:"id"` // ULID, given at ingest
+	Provider      string    `json:"provider"`
+	Type          string    `json:"type"`
+	Key           string    `json:"key"`
+	Sequence      int64     `json:"sequence,omitempty"`
+	IdempotencyID string    `json:"idempotency_id"`
+	ReceivedAt    time.Time `json:"received_at"`
+	// Envelope is the canonical event JSON of SPEC 4.2, sent as is in envelope mode.
+	Envelope []byte `json:"envelope"`
+	// Raw is the provider body after decryption, sent as is in raw mode.
+	Raw []byte `json:"raw"`
+	// Destinations lists the destinations the routes chose; one delivery each.
+	Destinations []string `json:"destinations"`
+}
+
+// Ref names one queued delivery.
+type Ref struct {
+	// Seq is the spool-wide commit order: a later commit has a larger Seq.
+	Seq         uint64
+	EventID     string
+	Destination string
+	Key         string
+	Sequence    int64
+}
+
+// Attempt is one recorded delivery attempt.
+type Attempt struct {
+	At         time.Time `json:"at"`
+	Status     int       `json:"status"` // HTTP status; 0 when no response came
+	Error      string    `json:"error,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+	Response   string    `json:"response,omitempty"` // first 1 KiB of the response body
+}
+
+// Delivery is one event's journey to one destination.
+type Delivery struct {
+	EventID     string    `json:"event_id"`
+	Destination string    `json:"destination"`
+	Key         string    `json:"key"`
+	Seq         uint64    `json:"seq"`
+	Sequence    int64     `json:"sequence,omitempty"`
+	Status      Status    `json:"status"`
+	Attempts    []Attempt `json:"attempts"`
+	// NextAt is when a pending delivery may be tried again; zero means now.
+	NextAt time.Time `json:"next_at,omitempty"`
+}
+
+// Quarantined is a verified request that our configuration could not map or
+// decrypt, kept whole so that it can be reprocessed after a fix.
+type Quarantined struct {
+	ID         string              `json:"id"` // ULID
+	Provider   string              `json:"provider"`
+	Reason     string              `json:"reason"`
+	ReceivedAt time.Time           `json:"received_at"`
+	Method     string              `json:"method"`
+	Path       string              `json:"path"`
+	Header     map[string][]string `json:"header"`
+	Query      map[string][]string `json:"query"`
+	Params     map[string]string   `json:"params"`
+	Body       []byte              `json:"body"`
+	RemoteAddr string              `json:"remote_addr"`
+}
+
+// Spool is the durable store behind ingest and delivery. All methods are safe
+// for concurrent use. Writes return only once they are on disk.
+type Spool interface {
+	// Append stores ev and one pending delivery per destination in one durable
+	// transaction. When an event with the same IdempotencyID was appended less
+	// than dedup ago, nothing is written and the earlier event's ID is returned
+	// as dupOf. dedup 0 disables the check.
+	Append(ctx context.Context, ev *Event, dedup time.Duration) (dupOf string, err error)
+	// Quarantine stores a request that could not be mapped.
+	Quarantine(ctx context.Context, q *Quarantined) error
+	// Queue calls fn, in commit order, for every delivery to dest that is not
+	// final. It is how the dispatcher rebuilds its queues after a restart.
+	Queue(dest string, fn func(d *Delivery) error) error
+	// Delivery returns one delivery, or ErrNotFound.
+	Delivery(dest, eventID string) (*Delivery, error)
+	// Event returns one event, or ErrNotFound.
+	Event(id string) (*Event, error)
+	// Update stores d's status, attempts and NextAt; a final status removes it
+	// from its destination's queue. Concurrent updates are group-committed.
+	Update(ctx context.Context, d *Delivery) error
+	// Purge deletes events received before cutoff whose deliveries are all
+	// final, and dedup entries older than cutoff. It returns how many events it deleted.
+	Purge(cutoff time.Time) (int, error)
+	// Size is the size of the store on disk, in bytes.
+	Size() int64
+	// Close waits for pending writes and closes the store.
+	Close() error
+}
+
+// String returns the status name.
+func (s Status) String() string { return string(s) }

@@ -1,0 +1,552 @@
+package verifiers
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func init() { Register("hmac", newHMAC) }
+
+// HMACConfig is the configuration block of the hmac kind.
+type HMACConfig struct {
+	// Secret is the shared key. It is used as its UTF-8 bytes, except with
+	// signature.format standard, where it reads "whsec_<base64>" (the prefix is
+	// optional) and the decoded bytes are the key. Set Secret or Secrets.
+	Secret string `koanf:"secret"`
+	// Secrets are keys accepted at the same time, for rotation: a request passes
+	// when its MAC matches any of them. Set Secret or Secrets.
+	Secrets []string `koanf:"secrets"`
+	// Algorithm is the hash: sha1, sha256 or sha512. Empty means sha256. The
+	// stripe, standard and github formats require sha256.
+	Algorithm string `koanf:"algorithm"`
+	// Signed is the template of the message the MAC covers: literal text with
+	// {body} (the raw body bytes), {header.NAME} (case-insensitive),
+	// {query.NAME} and {param.NAME} (a route's {param} segment). A brace always
+	// opens a placeholder. It must contain {body}. Empty means "{body}". Must be
+	// empty when Signature.Format is set.
+	Signed string `koanf:"signed"`
+	// Signature says where the MAC is and how it is written.
+	Signature SignatureConfig `koanf:"signature"`
+	// Timestamp, when set, requires a timestamp header within a tolerance of
+	// the time received, against replays. Nil means no timestamp check, except
+	// for the stripe and standard formats, which always check theirs; for them
+	// only Timestamp.Tolerance may be set.
+	Timestamp *TimestampConfig `koanf:"timestamp"`
+}
+
+// SignatureConfig locates the MAC in the request.
+type SignatureConfig struct {
+	// Header is the header holding the MAC. Required unless Format is set.
+	Header string `koanf:"header"`
+	// Encoding is how the MAC is written: hex (either case) or base64 (standard
+	// alphabet, padding optional). Empty means hex.
+	Encoding string `koanf:"encoding"`
+	// Prefix is literal text before the encoded MAC, such as "sha256=". Empty
+	// means none.
+	Prefix string `koanf:"prefix"`
+	// Format names a whole public scheme, which fixes the header, encoding,
+	// signed message and timestamp: stripe (Stripe-Signature: t=..,v1=..),
+	// standard (Standard Webhooks: webhook-id, webhook-timestamp,
+	// webhook-signature: v1,<base64>) or github (X-Hub-Signature-256:
+	// sha256=<hex> over the body). Empty means the generic scheme built from
+	// the other fields; Header, Encoding and Prefix must then be empty.
+	Format string `koanf:"format"`
+}
+
+// TimestampConfig locates the signed timestamp in the request.
+type TimestampConfig struct {
+	// Header is the header holding the timestamp. Required without
+	// Signature.Format; must be empty with it.
+	Header string `koanf:"header"`
+	// Format is how the timestamp is written: unix (seconds), unix_ms
+	// (milliseconds) or rfc3339. Empty means unix. Must be empty with
+	// Signature.Format.
+	Format string `koanf:"format"`
+	// Tolerance is how far the timestamp may be from the time received, in
+	// either direction. Zero means 5 minutes.
+	Tolerance time.Duration `koanf:"tolerance"`
+}
+
+// DefaultTolerance is the timestamp tolerance when none is configured.
+const DefaultTolerance = 5 * time.Minute
+
+// HMAC checks a keyed-hash signature over a message built from the request.
+// Build it with NewHMAC or through the registry as kind "hmac". It is
+// immutable once built, so safe for concurrent use, as are all verifiers here.
+type HMAC struct {
+	format   string // "" (generic), "stripe" or "standard"; github is generic
+	newHash  func() hash.Hash
+	keys     [][]byte
+	signed   []segment // generic only
+	header   string    // signature header, generic only
+	encoding string
+	prefix   string
+	ts       *timestampCheck // nil: no timestamp
+}
+
+var _ Verifier = (*HMAC)(nil)
+
+func newHMAC(decode Decoder) (Verifier, error) {
+	var c HMACConfig
+	if err := decode(&c); err != nil {
+		return nil, err
+	}
+	return NewHMAC(c)
+}
+
+// NewHMAC validates c and returns the verifier. Errors are *ConfigError.
+func NewHMAC(c HMACConfig) (*HMAC, error) {
+	secrets, err := oneOrMany(c.Secret, c.Secrets, "secret", "secrets")
+	if err != nil {
+		return nil, err
+	}
+	v := &HMAC{encoding: "hex"}
+	switch c.Algorithm {
+	case "", "sha256":
+		v.newHash = sha256.New
+	case "sha1":
+		v.newHash = sha1.New
+	case "sha512":
+		v.newHash = sha512.New
+	default:
+		return nil, FieldError("algorithm", "unknown algorithm %q: want sha1, sha256 or sha512", c.Algorithm)
+	}
+
+	sig := c.Signature
+	switch sig.Format {
+	case "":
+		err = v.generic(c)
+	case "stripe", "standard", "github":
+		err = v.scheme(c)
+	default:
+		err = FieldError("signature.format", "unknown format %q: want stripe, standard or github", sig.Format)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	for i, s := range secrets {
+		key := []byte(s)
+		if v.format == "standard" {
+			if key, err = base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_")); err != nil {
+				field := "secret"
+				if c.Secret == "" {
+					field = fmt.Sprintf("secrets[%d]", i)
+				}
+				// The decode error would quote the offending byte of the secret.
+				return nil, FieldError(field, "a standard webhooks secret must be whsec_ followed by base64")
+			}
+		}
+		v.keys = append(v.keys, key)
+	}
+	return v, nil
+}
+
+// generic configures the scheme spelled out by the signed, signature and
+// timestamp fields.
+func (v *HMAC) generic(c HMACConfig) error {
+	sig := c.Signature
+	if sig.Header == "" {
+		return FieldError("signature.header", "must be set (or set signature.format)")
+	}
+	v.header = sig.Header
+	v.prefix = sig.Prefix
+	switch sig.Encoding {
+	case "", "hex":
+	case "base64":
+		v.encoding = "base64"
+	default:
+		return FieldError("signature.encoding", "unknown encoding %q: want hex or base64", sig.Encoding)
+	}
+	tmpl := c.Signed
+	if tmpl == "" {
+		tmpl = "{body}"
+	}
+	var err error
+	if v.signed, err = parseSigned(tmpl); err != nil {
+		return err
+	}
+	if t := c.Timestamp; t != nil {
+		if t.Header == "" {
+			return FieldError("timestamp.header", "must be set")
+		}
+		format := t.Format
+		if format == "" {
+			format = "unix"
+		}
+		if format != "unix" && format != "unix_ms" && format != "rfc3339" {
+			return FieldError("timestamp.format", "unknown format %q: want unix, unix_ms or rfc3339", t.Format)
+		}
+		v.ts = &timestampCheck{header: t.Header, format: format}
+		if v.ts.tolerance, err = tolerance(t.Tolerance); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scheme configures a public scheme named by signature.format. Fields the
+// scheme fixes must be left out, so that a config never looks like it changes
+// something it does not.
+func (v *HMAC) scheme(c HMACConfig) error {
+	sig := c.Signature
+	fixed := func(field, value string) error {
+		if value != "" {
+			return FieldError(field, "is fixed by signature.format %s; leave it out", sig.Format)
+		}
+		return nil
+	}
+	for _, f := range []struct{ field, value string }{
+		{"signed", c.Signed}, {"signature.header", sig.Header}, {"signature.encoding", sig.Encoding},
+		{"signature.prefix", sig.Prefix},
+	} {
+		if err := fixed(f.field, f.value); err != nil {
+			return err
+		}
+	}
+	if c.Algorithm != "" && c.Algorithm != "sha256" {
+		return FieldError("algorithm", "signature.format %s uses sha256", sig.Format)
+	}
+
+	if sig.Format == "github" {
+		if c.Timestamp != nil {
+			return FieldError("timestamp", "github signatures carry no timestamp; leave it out")
+		}
+		v.header, v.prefix, v.signed = "X-Hub-Signature-256", "sha256=", []segment{{kind: segBody}}
+		return nil
+	}
+
+	v.format = sig.Format
+	v.ts = &timestampCheck{header: "Stripe-Signature", format: "unix"}
+	if v.format == "standard" {
+		v.ts.header = "Webhook-Timestamp"
+	}
+	var tol time.Duration
+	if t := c.Timestamp; t != nil {
+		if err := fixed("timestamp.header", t.Header); err != nil {
+			return err
+		}
+		if err := fixed("timestamp.format", t.Format); err != nil {
+			return err
+		}
+		tol = t.Tolerance
+	}
+	var err error
+	v.ts.tolerance, err = tolerance(tol)
+	return err
+}
+
+func tolerance(d time.Duration) (time.Duration, error) {
+	switch {
+	case d < 0:
+		return 0, FieldError("timestamp.tolerance", "must not be negative")
+	case d == 0:
+		return DefaultTolerance, nil
+	}
+	return d, nil
+}
+
+// Verify checks the signature, then the timestamp against req.Received (a
+// zero Received means now). The timestamp comes second
+// so that ErrStale means an authentic request that is old or from a skewed
+// clock (a replay, or a lender's retry after a long outage), not just noise.
+func (v *HMAC) Verify(_ context.Context, req *Request) error {
+	var (
+		parts [][]byte
+		sigs  [][]byte
+		at    time.Time
+		err   error
+	)
+	switch v.format {
+	case "stripe":
+		parts, sigs, at, err = v.readStripe(req)
+	case "standard":
+		parts, sigs, at, err = v.readStandard(req)
+	default:
+		parts, sigs, at, err = v.readGeneric(req)
+	}
+	if err != nil {
+		return err
+	}
+	if !v.match(parts, sigs) {
+		return reject(ErrMismatch, "signature does not match")
+	}
+	if v.ts != nil {
+		return v.ts.fresh(at, req.Received)
+	}
+	return nil
+}
+
+// match reports whether any sent signature is the MAC of the message under
+// any key. It tries every pair, without stopping at the first hit, so timing
+// does not reveal which key matched.
+func (v *HMAC) match(parts, sigs [][]byte) bool {
+	ok := false
+	for _, key := range v.keys {
+		m := hmac.New(v.newHash, key)
+		for _, p := range parts {
+			m.Write(p)
+		}
+		sum := m.Sum(nil)
+		for _, s := range sigs {
+			if hmac.Equal(sum, s) {
+				ok = true
+			}
+		}
+	}
+	return ok
+}
+
+func (v *HMAC) readGeneric(req *Request) (parts, sigs [][]byte, at time.Time, err error) {
+	if v.ts != nil {
+		raw := req.Header.Get(v.ts.header)
+		if raw == "" {
+			return nil, nil, at, reject(ErrMissing, "no %s header", v.ts.header)
+		}
+		if at, err = v.ts.parse(raw); err != nil {
+			return nil, nil, at, err
+		}
+	}
+	raw := req.Header.Get(v.header)
+	if raw == "" {
+		return nil, nil, at, reject(ErrMissing, "no %s header", v.header)
+	}
+	enc, ok := strings.CutPrefix(raw, v.prefix)
+	if !ok {
+		return nil, nil, at, reject(ErrMalformed, "%s header does not start with %q", v.header, v.prefix)
+	}
+	var sig []byte
+	if v.encoding == "base64" {
+		sig, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(enc, "="))
+	} else {
+		sig, err = hex.DecodeString(enc)
+	}
+	if err != nil {
+		return nil, nil, at, reject(ErrMalformed, "%s header is not %s", v.header, v.encoding)
+	}
+	if parts, err = v.message(req); err != nil {
+		return nil, nil, at, err
+	}
+	return parts, [][]byte{sig}, at, nil
+}
+
+// readStripe reads "Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]".
+// Other schemes (v0, the test-mode scheme) are ignored, as Stripe's own
+// libraries do, so a downgrade to them is impossible.
+func (v *HMAC) readStripe(req *Request) (parts, sigs [][]byte, at time.Time, err error) {
+	raw := req.Header.Get("Stripe-Signature")
+	if raw == "" {
+		return nil, nil, at, reject(ErrMissing, "no Stripe-Signature header")
+	}
+	var ts string
+	for _, item := range strings.Split(raw, ",") {
+		k, val, _ := strings.Cut(strings.TrimSpace(item), "=")
+		switch k {
+		case "t":
+			ts = val
+		case "v1":
+			if b, err := hex.DecodeString(val); err == nil {
+				sigs = append(sigs, b)
+			}
+		}
+	}
+	if ts == "" {
+		return nil, nil, at, reject(ErrMalformed, "Stripe-Signature has no t= timestamp")
+	}
+	if at, err = v.ts.parse(ts); err != nil {
+		return nil, nil, at, err
+	}
+	if len(sigs) == 0 {
+		return nil, nil, at, reject(ErrMalformed, "Stripe-Signature has no hex v1= signature")
+	}
+	return [][]byte{[]byte(ts), []byte("."), req.Body}, sigs, at, nil
+}
+
+// readStandard reads the Standard Webhooks headers: webhook-id,
+// webhook-timestamp and webhook-signature ("v1,<base64>", space-separated,
+// other versions ignored).
+func (v *HMAC) readStandard(req *Request) (parts, sigs [][]byte, at time.Time, err error) {
+	var vals [3]string
+	for i, name := range []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+		if vals[i] = req.Header.Get(name); vals[i] == "" {
+			return nil, nil, at, reject(ErrMissing, "no %s header", name)
+		}
+	}
+	id, ts := vals[0], vals[1]
+	if at, err = v.ts.parse(ts); err != nil {
+		return nil, nil, at, err
+	}
+	for _, item := range strings.Fields(vals[2]) {
+		version, enc, _ := strings.Cut(item, ",")
+		if version != "v1" {
+			continue
+		}
+		if b, err := base64.StdEncoding.DecodeString(enc); err == nil {
+			sigs = append(sigs, b)
+		}
+	}
+	if len(sigs) == 0 {
+		return nil, nil, at, reject(ErrMalformed, "Webhook-Signature has no base64 v1 signature")
+	}
+	return [][]byte{[]byte(id), []byte("."), []byte(ts), []byte("."), req.Body}, sigs, at, nil
+}
+
+// timestampCheck is the replay guard: where the timestamp is, how it reads
+// and how far from the time received it may be.
+type timestampCheck struct {
+	header    string
+	format    string // unix, unix_ms or rfc3339
+	tolerance time.Duration
+}
+
+func (c *timestampCheck) parse(raw string) (time.Time, error) {
+	var (
+		n   int64
+		t   time.Time
+		err error
+	)
+	switch c.format {
+	case "rfc3339":
+		t, err = time.Parse(time.RFC3339Nano, raw)
+	case "unix_ms":
+		n, err = strconv.ParseInt(raw, 10, 64)
+		t = time.UnixMilli(n)
+	default:
+		n, err = strconv.ParseInt(raw, 10, 64)
+		t = time.Unix(n, 0)
+	}
+	if err != nil {
+		return t, reject(ErrMalformed, "%s timestamp is not %s", c.header, c.format)
+	}
+	return t, nil
+}
+
+// fresh checks at against the time received; a zero received means now.
+func (c *timestampCheck) fresh(at, received time.Time) error {
+	if received.IsZero() {
+		received = time.Now()
+	}
+	switch d := received.Sub(at); {
+	case d > c.tolerance:
+		return reject(ErrStale, "%s timestamp is %s old, tolerance %s", c.header, d.Round(time.Second), c.tolerance)
+	case d < -c.tolerance:
+		return reject(ErrStale, "%s timestamp is %s in the future, tolerance %s", c.header, (-d).Round(time.Second), c.tolerance)
+	}
+	return nil
+}
+
+// segment is one piece of a parsed signed template.
+type segment struct {
+	kind segKind
+	lit  []byte // segLiteral: the text
+	name string // segHeader (canonical), segQuery, segParam: the name
+}
+
+type segKind uint8
+
+const (
+	segLiteral segKind = iota
+	segBody
+	segHeader
+	segQuery
+	segParam
+)
+
+// parseSigned parses a signed template once, at load, into segments.
+func parseSigned(tmpl string) ([]segment, error) {
+	var segs []segment
+	hasBody := false
+	for rest := tmpl; rest != ""; {
+		open := strings.IndexByte(rest, '{')
+		if open < 0 {
+			segs = append(segs, segment{lit: []byte(rest)})
+			break
+		}
+		if open > 0 {
+			segs = append(segs, segment{lit: []byte(rest[:open])})
+		}
+		name, after, ok := strings.Cut(rest[open+1:], "}")
+		if !ok {
+			return nil, FieldError("signed", "unclosed { in %q", tmpl)
+		}
+		seg, err := placeholder(name)
+		if err != nil {
+			return nil, err
+		}
+		hasBody = hasBody || seg.kind == segBody
+		segs = append(segs, seg)
+		rest = after
+	}
+	// A MAC that does not cover the body would let anyone reuse a captured
+	// signature with a body of their own.
+	if !hasBody {
+		return nil, FieldError("signed", "must contain {body}")
+	}
+	return segs, nil
+}
+
+func placeholder(name string) (segment, error) {
+	if name == "body" {
+		return segment{kind: segBody}, nil
+	}
+	if src, key, ok := strings.Cut(name, "."); ok && key != "" {
+		switch src {
+		case "header":
+			return segment{kind: segHeader, name: textproto.CanonicalMIMEHeaderKey(key)}, nil
+		case "query":
+			return segment{kind: segQuery, name: key}, nil
+		case "param":
+			return segment{kind: segParam, name: key}, nil
+		}
+	}
+	return segment{}, FieldError("signed", "unknown placeholder {%s}: want {body}, {header.NAME}, {query.NAME} or {param.NAME}", name)
+}
+
+// message resolves the signed template against req. A placeholder whose
+// value is absent rejects the request, naming it, rather than signing an
+// empty string that could only mismatch.
+func (v *HMAC) message(req *Request) ([][]byte, error) {
+	parts := make([][]byte, 0, len(v.signed))
+	for _, s := range v.signed {
+		var (
+			val string
+			ok  bool
+		)
+		switch s.kind {
+		case segLiteral:
+			parts = append(parts, s.lit)
+			continue
+		case segBody:
+			parts = append(parts, req.Body)
+			continue
+		case segHeader:
+			if vals := req.Header.Values(s.name); len(vals) > 0 {
+				val, ok = vals[0], true
+			}
+		case segQuery:
+			if vals := req.Query[s.name]; len(vals) > 0 {
+				val, ok = vals[0], true
+			}
+		case segParam:
+			val, ok = req.Params[s.name]
+		}
+		if !ok {
+			return nil, reject(ErrMissing, "no %s %s for the signed message", segNoun[s.kind], s.name)
+		}
+		parts = append(parts, []byte(val))
+	}
+	return parts, nil
+}
+
+var segNoun = map[segKind]string{segHeader: "header", segQuery: "query parameter", segParam: "path parameter"}

@@ -1,0 +1,63 @@
+package verifiers_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hookrelay/hookrelay/verifiers"
+)
+
+func TestIP(t *testing.T) {
+	direct := map[string]any{"allow": []string{"192.0.2.0/24", "2001:db8::1", "198.51.100.7"}}
+	proxied := map[string]any{"allow": []string{"203.0.113.0/24"}, "trust_forwarded": true}
+	at := func(remote string, headers ...string) *verifiers.Request {
+		r := req(body, headers...)
+		r.RemoteAddr = remote
+		return r
+	}
+	tests := []struct {
+		name string
+		cfg  map[string]any
+		req  *verifiers.Request
+		want error
+	}{
+		{"in prefix", direct, at("192.0.2.55:1234"), nil},
+		{"single v4", direct, at("198.51.100.7:80"), nil},
+		{"single v4 neighbour", direct, at("198.51.100.8:80"), verifiers.ErrForbidden},
+		{"single v6", direct, at("[2001:db8::1]:443"), nil},
+		{"v6 with zone", direct, at("[2001:db8::1%eth0]:443"), nil},
+		{"v4-mapped v6", direct, at("[::ffff:192.0.2.9]:443"), nil},
+		{"outside", direct, at("203.0.113.9:1234"), verifiers.ErrForbidden},
+		{"forwarded ignored by default", direct, at("203.0.113.9:1234", "X-Forwarded-For", "192.0.2.1"), verifiers.ErrForbidden},
+		{"no remote address", direct, at(""), verifiers.ErrMissing},
+		{"garbage remote address", direct, at("not-an-ip"), verifiers.ErrMalformed},
+		{"trusted forwarded leftmost", proxied, at("10.0.0.1:1", "X-Forwarded-For", "203.0.113.5, 10.0.0.2"), nil},
+		{"trusted forwarded, leftmost outside", proxied, at("203.0.113.5:1", "X-Forwarded-For", "198.51.100.1, 203.0.113.5"), verifiers.ErrForbidden},
+		{"trusted forwarded with port", proxied, at("10.0.0.1:1", "X-Forwarded-For", "203.0.113.5:6000"), nil},
+		{"trusted forwarded missing", proxied, at("203.0.113.5:1"), verifiers.ErrMissing},
+		{"trusted forwarded garbage", proxied, at("10.0.0.1:1", "X-Forwarded-For", "unknown"), verifiers.ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkErr(t, mustBuild(t, "ip", tt.cfg).Verify(context.Background(), tt.req), tt.want)
+		})
+	}
+}
+
+func TestIPConfigErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   map[string]any
+		field string
+	}{
+		{"empty", map[string]any{}, "allow"},
+		{"bad entry", map[string]any{"allow": []string{"10.0.0.0/8", "10.0.0.300"}}, "allow[1]"},
+		{"hostname", map[string]any{"allow": []string{"example.com"}}, "allow[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := build("ip", tt.cfg)
+			wantFieldError(t, err, tt.field)
+		})
+	}
+}

@@ -1,0 +1,110 @@
+// Package verifiers authenticates inbound webhook requests. Each kind of check
+// (hmac, token, basic, ...) lives in its own file and registers itself with the
+// default Registry; the engine builds verifiers from provider files by kind.
+package verifiers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Request is one inbound webhook as received. Verifiers must not modify it.
+type Request struct {
+	Method string
+	Path   string
+	Header http.Header
+	Query  url.Values
+	// Params holds the values of the route's {param} segments.
+	Params map[string]string
+	// Body is the raw body, exactly as received.
+	Body []byte
+	// RemoteAddr is the peer's "host:port" as net/http reports it.
+	RemoteAddr string
+	// Received is when the request arrived; timestamp tolerances are
+	// measured from it so that tests can fix the clock.
+	Received time.Time
+}
+
+// Verifier authenticates one inbound request. It returns nil when the request
+// passes, or an error whose text is the rejection reason. The reason is shown to
+// the sender and operators, so it must never contain a secret or an expected MAC.
+type Verifier interface {
+	Verify(ctx context.Context, req *Request) error
+}
+
+// Decoder decodes a verifier's configuration block (without its `kind`) into
+// out, strictly: unknown fields are errors. The engine supplies it, so that
+// errors carry the file and line of the provider file.
+type Decoder func(out any) error
+
+// Factory builds a verifier from its configuration block.
+type Factory func(decode Decoder) (Verifier, error)
+
+// Registry maps verifier kinds to factories. The zero value is not usable;
+// call NewRegistry. Default holds the kinds of this package.
+type Registry struct {
+	mu        sync.RWMutex
+	factories map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
+
+// Default is the registry the built-in kinds register with.
+var Default = NewRegistry()
+
+// Register adds a kind. Registering a kind twice is a programming error and panics.
+func (r *Registry) Register(kind string, f Factory) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.factories[kind]; dup {
+		panic("verifiers: kind registered twice: " + kind)
+	}
+	r.factories[kind] = f
+}
+
+// New builds a verifier of the given kind.
+func (r *Registry) New(kind string, decode Decoder) (Verifier, error) {
+	r.mu.RLock()
+	f, ok := r.factories[kind]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (known: %v)", ErrUnknownKind, kind, r.Kinds())
+	}
+	return f(decode)
+}
+
+// Kinds lists the registered kinds, sorted.
+func (r *Registry) Kinds() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	kinds := make([]string, 0, len(r.factories))
+	for k := range r.factories {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	return kinds
+}
+
+// Register adds a kind to the Default registry.
+func Register(kind string, f Factory) { Default.Register(kind, f) }
+
+// ConfigError is a configuration problem in one field of a verifier block.
+// Field is the dotted path inside the block ("signature.header"), which the
+// engine turns into a file and line.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Msg }
+
+// FieldError returns a *ConfigError for field.
+func FieldError(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
