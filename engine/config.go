@@ -14,7 +14,6 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
-
 )
 
 // Config is relay.yaml (SPEC 2) with its provider files loaded.
@@ -116,7 +115,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 	}
 	missing := resolveSecrets(raw, nil, base)
 	for _, m := range missing {
-		errs.add(doc, m.path, "%s", m.msg)
+		errs.add(doc, m.path, "%s: %s", m.path, m.msg)
 	}
 	errs.addDecode(doc, "", decode(raw, cfg))
 	if errs.empty() {
@@ -144,10 +143,13 @@ func Load(path string, mustExist bool) (*Config, error) {
 	return cfg, nil
 }
 
-// envKey maps HOOKRELAY_ADMIN__LISTEN to admin.listen.
+// envKey maps HOOKRELAY_ADMIN__LISTEN to admin.listen. Variables whose first
+// level is not a relay.yaml key are not overrides (HOOKRELAY_ADMIN_TOKEN, the
+// clients' token, or a secret that happens to share the prefix).
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "HOOKRELAY_"))
-	if k == "admin_token" { // HOOKRELAY_ADMIN_TOKEN is the client's variable, not an override
+	top, _, _ := strings.Cut(k, "__")
+	if _, known := defaults()[top]; !known && top != "destinations" {
 		return "", nil
 	}
 	return strings.ReplaceAll(k, "__", delim), v
@@ -252,4 +254,3 @@ func normPattern(p string) string {
 	}
 	return strings.Join(segs, "/")
 }
-

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -61,7 +62,7 @@ func decode(in any, out any) error {
 		errs = append(errs, flattenDecode(err)...)
 	}
 	for _, k := range md.Unused {
-		errs = append(errs, &fieldErr{path: k, msg: "unknown field"})
+		errs = append(errs, &fieldErr{path: dotMapKeys(k), msg: "unknown field"})
 	}
 	return errors.Join(errs...)
 }
@@ -84,10 +85,16 @@ func flattenDecode(err error) []error {
 	}
 	var de *mapstructure.DecodeError
 	if errors.As(err, &de) {
-		return []error{&fieldErr{path: de.Name(), msg: de.Unwrap().Error()}}
+		return []error{&fieldErr{path: dotMapKeys(de.Name()), msg: de.Unwrap().Error()}}
 	}
 	return []error{err}
 }
+
+var mapIndex = regexp.MustCompile(`\[([^\]]*[^0-9\]][^\]]*)\]`)
+
+// dotMapKeys turns mapstructure's map entries, "destinations[broker].url",
+// into the YAML path "destinations.broker.url"; list indexes stay "[0]".
+func dotMapKeys(name string) string { return mapIndex.ReplaceAllString(name, ".$1") }
 
 // missingSecret is an env: or file: value that could not be read.
 type missingSecret struct {

@@ -29,9 +29,9 @@ type ProviderConfig struct {
 	// MaxBody limits the request body; 0 means spool.max_body.
 	MaxBody Size `koanf:"max_body"`
 	// Verify is a list of checks, or the string "none".
-	Verify any                   `koanf:"verify"`
-	Event  transforms.EventSpec  `koanf:"event"`
-	Routes []RouteConfig         `koanf:"routes"`
+	Verify any                  `koanf:"verify"`
+	Event  transforms.EventSpec `koanf:"event"`
+	Routes []RouteConfig        `koanf:"routes"`
 	// ReorderWindow is how long an event ahead of a sequence gap waits; 0 means 30s.
 	ReorderWindow time.Duration `koanf:"reorder_window"`
 	// Dedup is the window for dropping repeated idempotency ids; 0 means 72h.

@@ -126,6 +126,10 @@ func (m *Mapping) Map(env *Env, ev *Event) (lenderID string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("event.key: %w", err)
 	}
+	switch v.(type) {
+	case map[string]any, []any:
+		return "", fmt.Errorf("event.key: %s gave a %T, not a single value", m.key, v)
+	}
 	if ev.Key = stringify(v); ev.Key == "" {
 		return "", fmt.Errorf("event.key: %s gave an empty key", m.key)
 	}

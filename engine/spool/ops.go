@@ -293,3 +293,27 @@ func (b *Bolt) get(bucket, k []byte, v any) error {
 		return json.Unmarshal(js, v)
 	})
 }
+
+// EachQuarantined calls fn for every quarantined request, oldest first.
+func (b *Bolt) EachQuarantined(fn func(q *Quarantined) error) error {
+	var all []*Quarantined
+	err := b.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketQuarantine).ForEach(func(_, v []byte) error {
+			q := new(Quarantined)
+			if err := json.Unmarshal(v, q); err != nil {
+				return err
+			}
+			all = append(all, q)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, q := range all {
+		if err := fn(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
