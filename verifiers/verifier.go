@@ -108,3 +108,27 @@ func (e *ConfigError) Error() string { return e.Field + ": " + e.Msg }
 func FieldError(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
+
+// PayloadVerifier is a Verifier that also yields the signed payload it
+// verified (a JWS's). The engine exposes the parsed payload to expressions as
+// `jws` and, when Replace is set, uses it as the body from then on.
+type PayloadVerifier interface {
+	Verifier
+	VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
+}
+
+// Payload is what a PayloadVerifier verified.
+type Payload struct {
+	// Data is the signed payload, exactly as signed.
+	Data []byte
+	// Replace asks the engine to use Data as the request body.
+	Replace bool
+}
+
+// Signer is a Verifier that can also produce what it checks, for
+// `hookrelay sign` and for tests: Sign adds the credentials or signature to
+// req (headers or query) so that Verify accepts it. Kinds whose secret cannot
+// sign (ip; jws without a private key) do not implement it.
+type Signer interface {
+	Sign(req *Request) error
+}
