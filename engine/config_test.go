@@ -162,8 +162,18 @@ func TestConfigDottedTypeKeys(t *testing.T) {
 	}
 }
 
+// shippedEnv holds a value for every secret the shipped providers.d reads.
+var shippedEnv = map[string]string{
+	"EXAMPLE_WEBHOOK_SECRET": "example-secret", "AVIDA_BASIC_PASSWORD": "avida-pass", "GITHUB_WEBHOOK_SECRET": "github-secret",
+	"KOMPAR_AES_KEY": "0123456789abcdef0123456789abcdef", "KOMPAR_WEBHOOK_TOKEN": "xxxxx-yyyyy-zzzzz",
+	"NORDISKA_SIGNING_SECRET": "nordiska-secret", "NORDISKA_AUTH_TOKEN": "nordiska-token",
+	"STANDARD_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "STRIPE_WEBHOOK_SECRET": "whsec_stripe",
+}
+
 func TestShippedProvidersLoad(t *testing.T) {
-	t.Setenv("EXAMPLE_WEBHOOK_SECRET", "x")
+	for k, v := range shippedEnv {
+		t.Setenv(k, v)
+	}
 	dir := t.TempDir()
 	relay := relayYAML("http://127.0.0.1:1/x", "") + "  broker: { url: \"http://127.0.0.1:1/b\" }\nproviders_dir: " + mustAbs(t, "../providers.d") + "\n"
 	writeConfig(t, dir, relay, nil)

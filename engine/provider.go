@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -29,9 +30,11 @@ type ProviderConfig struct {
 	// MaxBody limits the request body; 0 means spool.max_body.
 	MaxBody Size `koanf:"max_body"`
 	// Verify is a list of checks, or the string "none".
-	Verify any                  `koanf:"verify"`
-	Event  transforms.EventSpec `koanf:"event"`
-	Routes []RouteConfig        `koanf:"routes"`
+	Verify any `koanf:"verify"`
+	// Decrypt, when set, replaces the body by the plaintext of its encrypted document.
+	Decrypt *transforms.DecryptSpec `koanf:"decrypt"`
+	Event   transforms.EventSpec    `koanf:"event"`
+	Routes  []RouteConfig           `koanf:"routes"`
 	// ReorderWindow is how long an event ahead of a sequence gap waits; 0 means 30s.
 	ReorderWindow time.Duration `koanf:"reorder_window"`
 	// Dedup is the window for dropping repeated idempotency ids; 0 means 72h.
@@ -69,6 +72,7 @@ type Provider struct {
 	methods    []string
 	maxBody    int64
 	verifiers  []verifiers.Verifier
+	decrypt    *transforms.Decrypter // nil: the body is not encrypted
 	mapping    *transforms.Mapping
 	routes     []route
 	dedup      time.Duration
@@ -121,6 +125,7 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 		for _, m := range missing {
 			why = append(why, m.path+": "+m.msg)
 		}
+		sort.Strings(why)
 		p.Disabled = strings.Join(why, "; ")
 	}
 
@@ -180,6 +185,14 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 		errs.add(doc, "verify", "verify: required (write `verify: none` to accept unauthenticated requests)")
 	default:
 		errs.add(doc, "verify", "verify: must be a list of checks, or none")
+	}
+
+	if pc.Decrypt != nil {
+		d, err := transforms.CompileDecrypt(*pc.Decrypt, p.Disabled != "")
+		if err != nil {
+			errs.addField(doc, "decrypt", err)
+		}
+		p.decrypt = d
 	}
 
 	m, err := transforms.CompileMapping(pc.Event)
