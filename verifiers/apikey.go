@@ -13,7 +13,8 @@ type APIKeyConfig struct {
 	Name string `koanf:"name"`
 	// Key is the accepted key. Set Key or Keys.
 	Key string `koanf:"key"`
-	// Keys are keys accepted at the same time, for rotation. Set Key or Keys.
+	// Keys are keys accepted at the same time, for rotation. Sign uses the
+	// first one. Set Key or Keys.
 	Keys []string `koanf:"keys"`
 }
 
@@ -22,9 +23,13 @@ type APIKey struct {
 	inQuery bool
 	name    string
 	keys    tokenSet
+	first   string // the key Sign sends
 }
 
-var _ Verifier = (*APIKey)(nil)
+var (
+	_ Verifier = (*APIKey)(nil)
+	_ Signer   = (*APIKey)(nil)
+)
 
 func newAPIKey(decode Decoder) (Verifier, error) {
 	var c APIKeyConfig
@@ -46,7 +51,19 @@ func NewAPIKey(c APIKeyConfig) (*APIKey, error) {
 	if c.Name == "" {
 		c.Name = "API-KEY"
 	}
-	return &APIKey{inQuery: c.In == "query", name: c.Name, keys: newTokenSet(keys)}, nil
+	return &APIKey{inQuery: c.In == "query", name: c.Name, keys: newTokenSet(keys), first: keys[0]}, nil
+}
+
+// Sign sets the header or query parameter to the first key. For a query key
+// it sets req.Query, which the caller turns into the request URL.
+func (v *APIKey) Sign(req *Request) error {
+	initRequest(req)
+	if v.inQuery {
+		req.Query.Set(v.name, v.first)
+	} else {
+		req.Header.Set(v.name, v.first)
+	}
+	return nil
 }
 
 // Verify checks the header or query parameter.

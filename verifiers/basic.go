@@ -15,7 +15,8 @@ func init() { Register("basic", newBasic) }
 // BasicConfig is the configuration block of the basic kind.
 type BasicConfig struct {
 	// Users maps each user name to its password. At least one user; names must
-	// not contain ':' and passwords must not be empty.
+	// not contain ':' and passwords must not be empty. Sign uses the first
+	// user in sorted name order.
 	Users map[string]string `koanf:"users"`
 }
 
@@ -26,9 +27,15 @@ type Basic struct {
 	// costs the same work as a wrong password and timing does not reveal
 	// which user names exist (caddy's fake-password idea).
 	dummy [sha256.Size]byte
+	// signUser and signPass are the credentials Sign sends: the first user
+	// in sorted name order, so that the choice does not depend on map order.
+	signUser, signPass string
 }
 
-var _ Verifier = (*Basic)(nil)
+var (
+	_ Verifier = (*Basic)(nil)
+	_ Signer   = (*Basic)(nil)
+)
 
 func newBasic(decode Decoder) (Verifier, error) {
 	var c BasicConfig
@@ -53,9 +60,20 @@ func NewBasic(c BasicConfig) (*Basic, error) {
 			return nil, FieldError(field, "password must not be empty")
 		}
 		v.users[name] = sha256.Sum256([]byte(pass))
+		if v.signUser == "" || name < v.signUser {
+			v.signUser, v.signPass = name, pass
+		}
 	}
 	rand.Read(v.dummy[:]) // never fails since Go 1.24
 	return v, nil
+}
+
+// Sign sets "Authorization: Basic" with the first user in sorted name order.
+func (v *Basic) Sign(req *Request) error {
+	initRequest(req)
+	cred := base64.StdEncoding.EncodeToString([]byte(v.signUser + ":" + v.signPass))
+	req.Header.Set("Authorization", "Basic "+cred)
+	return nil
 }
 
 // Verify checks the Authorization header.

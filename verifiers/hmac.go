@@ -3,6 +3,7 @@ package verifiers
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -25,7 +26,8 @@ type HMACConfig struct {
 	// optional) and the decoded bytes are the key. Set Secret or Secrets.
 	Secret string `koanf:"secret"`
 	// Secrets are keys accepted at the same time, for rotation: a request passes
-	// when its MAC matches any of them. Set Secret or Secrets.
+	// when its MAC matches any of them. Sign (hookrelay sign) uses the first
+	// one only, so list the current key first. Set Secret or Secrets.
 	Secrets []string `koanf:"secrets"`
 	// Algorithm is the hash: sha1, sha256 or sha512. Empty means sha256. The
 	// stripe, standard and github formats require sha256.
@@ -95,7 +97,10 @@ type HMAC struct {
 	ts       *timestampCheck // nil: no timestamp
 }
 
-var _ Verifier = (*HMAC)(nil)
+var (
+	_ Verifier = (*HMAC)(nil)
+	_ Signer   = (*HMAC)(nil)
+)
 
 func newHMAC(decode Decoder) (Verifier, error) {
 	var c HMACConfig
@@ -294,11 +299,7 @@ func (v *HMAC) Verify(_ context.Context, req *Request) error {
 func (v *HMAC) match(parts, sigs [][]byte) bool {
 	ok := false
 	for _, key := range v.keys {
-		m := hmac.New(v.newHash, key)
-		for _, p := range parts {
-			m.Write(p)
-		}
-		sum := m.Sum(nil)
+		sum := v.sum(key, parts...)
 		for _, s := range sigs {
 			if hmac.Equal(sum, s) {
 				ok = true
@@ -432,6 +433,18 @@ func (c *timestampCheck) parse(raw string) (time.Time, error) {
 	return t, nil
 }
 
+// write renders at in the check's format, as a sender would; rfc3339 is
+// written in UTC to the second.
+func (c *timestampCheck) write(at time.Time) string {
+	switch c.format {
+	case "rfc3339":
+		return at.UTC().Format(time.RFC3339)
+	case "unix_ms":
+		return strconv.FormatInt(at.UnixMilli(), 10)
+	}
+	return strconv.FormatInt(at.Unix(), 10)
+}
+
 // fresh checks at against the time received; a zero received means now.
 func (c *timestampCheck) fresh(at, received time.Time) error {
 	if received.IsZero() {
@@ -550,3 +563,80 @@ func (v *HMAC) message(req *Request) ([][]byte, error) {
 }
 
 var segNoun = map[segKind]string{segHeader: "header", segQuery: "query parameter", segParam: "path parameter"}
+
+// Sign adds the signature headers Verify checks, computed with the first
+// configured secret, at req.Received (a zero Received means now):
+//
+//   - generic (and github): when a timestamp is configured and req lacks its
+//     header, the header is set first, in the configured format, so that a
+//     template naming it signs that value; an existing one is kept (and must
+//     parse). Every other {header.X}, {query.X} and {param.X} of the template
+//     is taken from req as it is, and a missing one is an error. The signature
+//     header is then set, prefix included: hex in lower case, base64 padded.
+//   - stripe: Stripe-Signature: t=<unix>,v1=<hex>.
+//   - standard: webhook-id (an existing one is kept, else a random "msg_"
+//     id), webhook-timestamp (always from Received) and webhook-signature:
+//     v1,<base64>.
+//
+// Sign replaces any signature header req already had. Its errors name only
+// headers and parameters, never the secret.
+func (v *HMAC) Sign(req *Request) error {
+	initRequest(req)
+	at := req.Received
+	if at.IsZero() {
+		at = time.Now()
+	}
+	key := v.keys[0]
+	switch v.format {
+	case "stripe":
+		ts := strconv.FormatInt(at.Unix(), 10)
+		sum := v.sum(key, []byte(ts), []byte("."), req.Body)
+		req.Header.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(sum))
+		return nil
+	case "standard":
+		id := req.Header.Get("Webhook-Id")
+		if id == "" {
+			id = "msg_" + rand.Text()
+			req.Header.Set("Webhook-Id", id)
+		}
+		ts := strconv.FormatInt(at.Unix(), 10)
+		req.Header.Set("Webhook-Timestamp", ts)
+		sum := v.sum(key, []byte(id), []byte("."), []byte(ts), []byte("."), req.Body)
+		req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(sum))
+		return nil
+	}
+	added := false
+	if v.ts != nil {
+		// Verify requires the timestamp header whether or not the template
+		// names it, so it is set in either case.
+		if raw := req.Header.Get(v.ts.header); raw == "" {
+			req.Header.Set(v.ts.header, v.ts.write(at))
+			added = true
+		} else if _, err := v.ts.parse(raw); err != nil {
+			return fmt.Errorf("hmac: cannot sign: %w", err)
+		}
+	}
+	parts, err := v.message(req)
+	if err != nil {
+		if added {
+			req.Header.Del(v.ts.header) // a failed Sign leaves req as it was
+		}
+		return fmt.Errorf("hmac: cannot sign: %w", err)
+	}
+	sum := v.sum(key, parts...)
+	enc := hex.EncodeToString(sum)
+	if v.encoding == "base64" {
+		enc = base64.StdEncoding.EncodeToString(sum)
+	}
+	req.Header.Set(v.header, v.prefix+enc)
+	return nil
+}
+
+// sum is the MAC of the concatenated parts under key.
+func (v *HMAC) sum(key []byte, parts ...[]byte) []byte {
+	m := hmac.New(v.newHash, key)
+	for _, p := range parts {
+		m.Write(p)
+	}
+	return m.Sum(nil)
+}

@@ -2,6 +2,8 @@ package verifiers
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -19,8 +21,8 @@ type TokenConfig struct {
 	Prefix string `koanf:"prefix"`
 	// Token is the accepted token. Set Token or Tokens.
 	Token string `koanf:"token"`
-	// Tokens are tokens accepted at the same time, for rotation. Set Token or
-	// Tokens.
+	// Tokens are tokens accepted at the same time, for rotation. Sign uses the
+	// first one. Set Token or Tokens.
 	Tokens []string `koanf:"tokens"`
 }
 
@@ -29,9 +31,13 @@ type Token struct {
 	header string
 	prefix string
 	tokens tokenSet
+	first  string // the token Sign sends
 }
 
-var _ Verifier = (*Token)(nil)
+var (
+	_ Verifier = (*Token)(nil)
+	_ Signer   = (*Token)(nil)
+)
 
 func newToken(decode Decoder) (Verifier, error) {
 	var c TokenConfig
@@ -50,7 +56,14 @@ func NewToken(c TokenConfig) (*Token, error) {
 	if c.Header == "" {
 		c.Header = "Authorization"
 	}
-	return &Token{header: c.Header, prefix: c.Prefix, tokens: newTokenSet(tokens)}, nil
+	return &Token{header: c.Header, prefix: c.Prefix, tokens: newTokenSet(tokens), first: tokens[0]}, nil
+}
+
+// Sign sets the header to the prefix and the first token.
+func (v *Token) Sign(req *Request) error {
+	initRequest(req)
+	req.Header.Set(v.header, v.prefix+v.first)
+	return nil
 }
 
 // Verify checks the header.
@@ -73,8 +86,8 @@ func (v *Token) Verify(_ context.Context, req *Request) error {
 type BearerConfig struct {
 	// Token is the accepted token. Set Token or Tokens.
 	Token string `koanf:"token"`
-	// Tokens are tokens accepted at the same time, for rotation. Set Token or
-	// Tokens.
+	// Tokens are tokens accepted at the same time, for rotation. Sign uses the
+	// first one. Set Token or Tokens.
 	Tokens []string `koanf:"tokens"`
 }
 
@@ -82,9 +95,13 @@ type BearerConfig struct {
 // case-insensitive).
 type Bearer struct {
 	tokens tokenSet
+	first  string // the token Sign sends
 }
 
-var _ Verifier = (*Bearer)(nil)
+var (
+	_ Verifier = (*Bearer)(nil)
+	_ Signer   = (*Bearer)(nil)
+)
 
 func newBearer(decode Decoder) (Verifier, error) {
 	var c BearerConfig
@@ -100,7 +117,14 @@ func NewBearer(c BearerConfig) (*Bearer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bearer{tokens: newTokenSet(tokens)}, nil
+	return &Bearer{tokens: newTokenSet(tokens), first: tokens[0]}, nil
+}
+
+// Sign sets "Authorization: Bearer" and the first token.
+func (v *Bearer) Sign(req *Request) error {
+	initRequest(req)
+	req.Header.Set("Authorization", "Bearer "+v.first)
+	return nil
 }
 
 // Verify checks the Authorization header.
@@ -128,4 +152,14 @@ func credentials(req *Request, scheme string) (string, error) {
 		return "", reject(ErrMalformed, "Authorization header is not %s credentials", scheme)
 	}
 	return cred, nil
+}
+
+// initRequest gives req the header and query maps a Sign writes to.
+func initRequest(req *Request) {
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	if req.Query == nil {
+		req.Query = url.Values{}
+	}
 }
