@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -117,6 +118,9 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	if d.method == "" {
 		d.method = http.MethodPost
 	}
+	if c.Timeout < 0 {
+		return nil, &fieldErr{"timeout", "must not be negative"}
+	}
 	d.timeout = orDur(c.Timeout, 10*time.Second)
 	names := make([]string, 0, len(c.Headers))
 	for n := range c.Headers {
@@ -181,8 +185,11 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	if d.concurrency == 0 {
 		d.concurrency = 16
 	}
-	if d.concurrency < 0 || c.Rate < 0 {
+	if d.concurrency < 0 {
 		return nil, &fieldErr{"concurrency", "must not be negative"}
+	}
+	if c.Rate < 0 {
+		return nil, &fieldErr{"rate", "must not be negative"}
 	}
 	d.rate = c.Rate
 	switch c.OnExhausted {
@@ -205,14 +212,14 @@ func orDur(v, def time.Duration) time.Duration {
 
 // retryPolicy decides, once, what a response means (STYLE habit 5).
 type retryPolicy struct {
-	maxAttempts       int
-	initial, max      time.Duration
-	multiplier        float64
-	jitter            string
-	schedule          []time.Duration
-	statuses          map[int]bool
-	classes           map[int]bool // 4 for "4xx", 5 for "5xx"
-	network           bool
+	maxAttempts  int
+	initial, max time.Duration
+	multiplier   float64
+	jitter       string
+	schedule     []time.Duration
+	statuses     map[int]bool
+	classes      map[int]bool // 4 for "4xx", 5 for "5xx"
+	network      bool
 }
 
 func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
@@ -231,6 +238,18 @@ func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
 	}
 	if p.maxAttempts < 0 {
 		return p, &fieldErr{"retry.max_attempts", "must be positive"}
+	}
+	// A negative delay would make the jittered backoff panic at run time.
+	if c.Initial < 0 {
+		return p, &fieldErr{"retry.initial", "must not be negative"}
+	}
+	if c.Max < 0 {
+		return p, &fieldErr{"retry.max", "must not be negative"}
+	}
+	for i, d := range c.Schedule {
+		if d < 0 {
+			return p, &fieldErr{fmt.Sprintf("retry.schedule[%d]", i), "must not be negative"}
+		}
 	}
 	if p.multiplier == 0 {
 		p.multiplier = 2
@@ -279,7 +298,11 @@ const (
 // classify decides what one attempt's result means: status is 0 when no
 // response came (err then says why).
 func (p *retryPolicy) classify(status int, err error) outcome {
+	var render *renderError
 	switch {
+	case errors.As(err, &render):
+		// No request was made; a retry would render the event the same way.
+		return permanent
 	case err != nil || status == 0:
 		if p.network {
 			return retryable

@@ -151,6 +151,11 @@ func (l *lane) schedule(kq *keyQueue) {
 // take waits for a key whose head may be sent; nil when ctx ends.
 func (l *lane) take(ctx context.Context) *keyQueue {
 	for {
+		// Checked first: once the relay stops, no new attempt starts, even
+		// with keys ready (only the ones in flight are finished).
+		if ctx.Err() != nil {
+			return nil
+		}
 		l.mu.Lock()
 		now := time.Now()
 		for len(l.timers) > 0 && !l.timers[0].nextAt.After(now) {

@@ -103,6 +103,7 @@ func (tr *testRelay) post(path, body string, headers map[string]string) *http.Re
 type recorder struct {
 	srv     *httptest.Server
 	mu      sync.Mutex
+	n       int
 	got     []received
 	respond func(n int, r *http.Request) int // n counts requests from 1
 }
@@ -120,7 +121,8 @@ func newRecorder(t *testing.T, respond func(n int, r *http.Request) int) *record
 	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rec.mu.Lock()
-		n := len(rec.got) + 1
+		rec.n++
+		n := rec.n
 		rec.mu.Unlock()
 		status := http.StatusOK
 		if rec.respond != nil {

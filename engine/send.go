@@ -35,6 +35,10 @@ const responseKept = 1024
 func newSender() *sender {
 	hc := cleanhttp.DefaultPooledClient()
 	hc.Transport.(*http.Transport).MaxIdleConnsPerHost = 256
+	// A redirect is answered as it is, not followed: following a 301-303
+	// turns the POST into a GET without the event, whose 2xx would count as
+	// delivered; and the event and its credentials must not go elsewhere.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := retryablehttp.NewClient()
 	c.HTTPClient = hc
 	c.Logger = nil
@@ -44,9 +48,18 @@ func newSender() *sender {
 	return &sender{client: c}
 }
 
+// renderError is send's error when dest cannot render the event (a template
+// or body expression fails, or the URL is not http): no request was made, and
+// another attempt would render it the same way.
+type renderError struct{ err error }
+
+func (e *renderError) Error() string { return e.err.Error() }
+func (e *renderError) Unwrap() error { return e.err }
+
 // send makes attempt number `attempt` of ev to dest. It returns the recorded
-// attempt, the destination's Retry-After (0 when none), and the transport
-// error when no response came.
+// attempt, the destination's Retry-After (0 when none), and the error when no
+// response came: a *renderError when no request was made, otherwise the
+// transport's.
 func (s *sender) send(dest *Destination, ev *spool.Event, attempt int) (spool.Attempt, time.Duration, error) {
 	start := time.Now()
 	att := spool.Attempt{At: start.UTC()}
@@ -54,7 +67,7 @@ func (s *sender) send(dest *Destination, ev *spool.Event, attempt int) (spool.At
 	if err != nil {
 		// Our own configuration cannot render this event: no use retrying.
 		att.Error = err.Error()
-		return att, 0, nil
+		return att, 0, &renderError{err}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dest.timeout)
 	defer cancel()
