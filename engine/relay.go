@@ -167,6 +167,8 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		log.Error("listener failed", "error", err)
 	}
 	log.Info("shutting down")
+	// No new delivery starts from here; those in flight finish in Close.
+	r.stop()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	_ = ingest.Shutdown(sctx)
