@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,7 +24,9 @@ type dispatcher struct {
 
 	mu    sync.Mutex
 	lanes map[string]*lane
-	wg    sync.WaitGroup
+	// reorder is each provider's reorder_window (SPEC 5.3).
+	reorder map[string]time.Duration
+	wg      sync.WaitGroup
 }
 
 // lane is one destination's queues.
@@ -42,23 +45,38 @@ type lane struct {
 	held    int // keys blocked behind a dead event
 }
 
-// keyQueue is one key's deliveries to one destination, in spool order.
+// keyQueue is one key's deliveries to one destination: in spool (ingest)
+// order, except that events with a sequence number go in sequence order.
 type keyQueue struct {
 	key       string
-	items     []string // event ids
-	scheduled bool     // in ready, in timers or in flight
-	held      bool     // the head is dead and the destination holds
+	items     []item
+	scheduled bool // in ready, in timers or in flight
+	inflight  bool // a worker holds the head
+	held      bool // the head is dead and the destination holds
 	nextAt    time.Time
 	heapIdx   int
+	// lastSeq is the highest sequence released for the key; loaded from the
+	// spool when the first sequenced head comes up.
+	lastSeq   int64
+	seqLoaded bool
+}
+
+// item is one queued delivery.
+type item struct {
+	eventID  string
+	sequence int64 // 0: none
 }
 
 func newDispatcher(sp spool.Spool, s *sender, log *slog.Logger, m *metrics) *dispatcher {
-	return &dispatcher{spool: sp, sender: s, log: log, m: m, lanes: map[string]*lane{}}
+	return &dispatcher{spool: sp, sender: s, log: log, m: m, lanes: map[string]*lane{}, reorder: map[string]time.Duration{}}
 }
 
 // start opens a lane per destination, rebuilds its queues from the spool,
 // and starts its workers; they stop when ctx ends.
-func (d *dispatcher) start(ctx context.Context, dests map[string]*Destination) error {
+func (d *dispatcher) start(ctx context.Context, dests map[string]*Destination, providers []*Provider) error {
+	for _, p := range providers {
+		d.reorder[p.Name] = p.reorder
+	}
 	for _, dest := range dests {
 		l := &lane{d: d, dest: dest, keys: map[string]*keyQueue{}, wake: make(chan struct{}, 1)}
 		if dest.rate > 0 {
@@ -68,7 +86,7 @@ func (d *dispatcher) start(ctx context.Context, dests map[string]*Destination) e
 		d.lanes[dest.Name] = l
 		d.mu.Unlock()
 		err := d.spool.Queue(dest.Name, func(dl *spool.Delivery) error {
-			l.push(dl.EventID, dl.Key, dl.Status == spool.Dead, dl.NextAt)
+			l.push(item{dl.EventID, dl.Sequence}, dl.Key, dl.Status == spool.Dead, dl.NextAt)
 			return nil
 		})
 		if err != nil {
@@ -95,7 +113,7 @@ func (d *dispatcher) committed(refs []spool.Ref) {
 	defer d.mu.Unlock()
 	for _, r := range refs {
 		if l := d.lanes[r.Destination]; l != nil {
-			l.push(r.EventID, r.Key, false, time.Time{})
+			l.push(item{r.EventID, r.Sequence}, r.Key, false, time.Time{})
 		}
 	}
 }
@@ -106,10 +124,11 @@ func (d *dispatcher) lane(name string) *lane {
 	return d.lanes[name]
 }
 
-// push appends a delivery to its key's queue.
-func (l *lane) push(eventID, key string, dead bool, nextAt time.Time) {
+// push queues a delivery behind its key's earlier ones, or, when it has a
+// sequence number, before the first queued one with a higher number.
+func (l *lane) push(it item, key string, dead bool, nextAt time.Time) {
 	if !l.dest.ordered {
-		key = eventID // every event is its own queue
+		key = it.eventID // every event is its own queue
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -118,17 +137,40 @@ func (l *lane) push(eventID, key string, dead bool, nextAt time.Time) {
 		kq = &keyQueue{key: key, heapIdx: -1}
 		l.keys[key] = kq
 	}
-	kq.items = append(kq.items, eventID)
 	l.pending++
-	if len(kq.items) == 1 {
-		if dead && l.dest.hold {
-			kq.held = true
-			l.held++
-			return
-		}
-		kq.nextAt = nextAt
+	first := 0
+	if kq.inflight || kq.held {
+		first = 1 // the head is being sent or blocks the key: it stays first
+	}
+	if kq.insert(it, first) > 0 {
+		return
+	}
+	// A new head: it may go now, whatever the old head was waiting for.
+	if dead && l.dest.hold {
+		kq.held = true
+		l.held++
+		return
+	}
+	kq.nextAt = nextAt
+	if kq.heapIdx >= 0 {
+		heap.Remove(&l.timers, kq.heapIdx)
+		kq.scheduled = false
 	}
 	l.schedule(kq)
+}
+
+// insert puts it behind the items from first on that it does not precede:
+// all of them, unless it has a sequence number, which passes the higher
+// numbers (never an unsequenced item). It returns the position.
+func (kq *keyQueue) insert(it item, first int) int {
+	at := len(kq.items)
+	if it.sequence > 0 {
+		for i := len(kq.items) - 1; i >= first && kq.items[i].sequence > it.sequence; i-- {
+			at = i
+		}
+	}
+	kq.items = slices.Insert(kq.items, at, it)
+	return at
 }
 
 // schedule puts a key with work on the ready list or the timers. l.mu held.
@@ -201,21 +243,40 @@ func (l *lane) work(ctx context.Context) {
 			return
 		}
 		l.mu.Lock()
-		id := kq.items[0]
+		kq.inflight = true
+		head := kq.items[0]
+		last, loaded := kq.lastSeq, kq.seqLoaded
 		l.mu.Unlock()
-		res := l.d.deliver(ctx, l, id)
+		if head.sequence > 0 && !loaded {
+			var err error
+			if last, err = l.d.spool.LastSequence(l.dest.Name, kq.key); err != nil {
+				l.d.log.Error("spool read failed", "destination", l.dest.Name, "key", kq.key, "error", err)
+			}
+		}
+		res := l.d.deliver(ctx, l, head, last)
 		l.mu.Lock()
+		kq.inflight = false
+		if head.sequence > 0 && !loaded {
+			kq.lastSeq, kq.seqLoaded = max(kq.lastSeq, last), true
+		}
 		switch res.next {
 		case popHead:
-			kq.items[0] = ""
+			kq.items[0] = item{}
 			kq.items = kq.items[1:]
 			kq.nextAt = time.Time{}
+			kq.lastSeq = max(kq.lastSeq, head.sequence)
 			l.pending--
 		case holdKey:
 			kq.held = true
 			l.held++
 		case retryAt:
 			kq.nextAt = res.at
+			// An earlier number that came while the head was out goes first.
+			if len(kq.items) > 1 && head.sequence > 0 && kq.items[1].sequence > 0 && kq.items[1].sequence < head.sequence {
+				kq.items = kq.items[1:]
+				kq.insert(head, 0)
+				kq.nextAt = time.Time{}
+			}
 		}
 		kq.scheduled = false
 		if len(kq.items) == 0 {
@@ -239,10 +300,12 @@ const (
 	holdKey        // dead and the destination holds: the key waits for an operator
 )
 
-// deliver makes at most one attempt of the delivery of eventID to l's
-// destination and records it.
-func (d *dispatcher) deliver(ctx context.Context, l *lane, eventID string) result {
-	dest := l.dest
+// deliver makes at most one attempt of the delivery of it to l's
+// destination and records it. last is the highest sequence released for the
+// key: a sequenced event beyond last+1 waits for the gap to fill, up to its
+// provider's reorder window.
+func (d *dispatcher) deliver(ctx context.Context, l *lane, it item, last int64) result {
+	dest, eventID := l.dest, it.eventID
 	dl, err := d.spool.Delivery(dest.Name, eventID)
 	if errors.Is(err, spool.ErrNotFound) {
 		return result{next: popHead}
@@ -265,6 +328,18 @@ func (d *dispatcher) deliver(ctx context.Context, l *lane, eventID string) resul
 	if err != nil {
 		d.log.Error("spool read failed", "destination", dest.Name, "event_id", eventID, "error", err)
 		return result{next: retryAt, at: time.Now().Add(time.Second)}
+	}
+	if it.sequence > last+1 && l.dest.ordered {
+		window, ok := d.reorder[ev.Provider]
+		if !ok {
+			window = 30 * time.Second
+		}
+		if wait := ev.ReceivedAt.Add(window); time.Until(wait) > 0 {
+			return result{next: retryAt, at: wait}
+		}
+		d.log.Warn("sequence gap: sending without the missing events", "provider", ev.Provider, "key", ev.Key,
+			"destination", dest.Name, "event_id", eventID, "sequence", it.sequence, "expected", last+1)
+		d.m.sequenceGap(dest.Name)
 	}
 	if l.limiter != nil {
 		if err := l.limiter.Wait(ctx); err != nil {

@@ -14,6 +14,7 @@ type metrics struct {
 	ingestDur  *prometheus.HistogramVec
 	deliveries *prometheus.CounterVec
 	deliverDur *prometheus.HistogramVec
+	gaps       *prometheus.CounterVec
 }
 
 func newMetrics(r *Relay) *metrics {
@@ -33,8 +34,11 @@ func newMetrics(r *Relay) *metrics {
 			Name: "hookrelay_delivery_duration_seconds", Help: "Duration of one delivery attempt.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"destination"}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookrelay_sequence_gaps_total", Help: "Sequenced events sent after their reorder window with earlier numbers missing.",
+		}, []string{"destination"}),
 	}
-	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, &queueCollector{r})
+	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, &queueCollector{r})
 	return m
 }
 
@@ -47,6 +51,8 @@ func (m *metrics) delivered(dest, outcome string, d time.Duration) {
 	m.deliveries.WithLabelValues(dest, outcome).Inc()
 	m.deliverDur.WithLabelValues(dest).Observe(d.Seconds())
 }
+
+func (m *metrics) sequenceGap(dest string) { m.gaps.WithLabelValues(dest).Inc() }
 
 // queueCollector reads the queue gauges from the dispatcher at scrape time.
 type queueCollector struct{ r *Relay }

@@ -57,7 +57,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 func (r *Relay) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
-	if err := r.dispatch.start(ctx, r.cfg.Dests); err != nil {
+	if err := r.dispatch.start(ctx, r.cfg.Dests, r.cfg.Providers); err != nil {
 		cancel()
 		return err
 	}

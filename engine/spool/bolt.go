@@ -43,6 +43,9 @@ var (
 	bucketIdem       = []byte("idem")
 	bucketIdemByTime = []byte("idem_by_time")
 	bucketQuarantine = []byte("quarantine")
+	// bucketLastSeq: dest 0x00 key -> the highest sequence (8B BE) released
+	// to dest for key, so sequence order survives restarts (SPEC 5.3).
+	bucketLastSeq = []byte("last_sequence")
 )
 
 // defaultMaxBatch is Options.MaxBatch when it is zero.
@@ -114,7 +117,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine} {
+		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

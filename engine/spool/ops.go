@@ -180,6 +180,11 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 		if err := deliveries.Put(k, js); err != nil {
 			return nil, err
 		}
+		if cur.Sequence > 0 && cur.Status != Pending {
+			if err := raiseLastSequence(tx, d.Destination, cur.Key, cur.Sequence); err != nil {
+				return nil, err
+			}
+		}
 		// The stored Seq, not the caller's, names the queue entry.
 		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists([]byte(d.Destination))
 		if err != nil {
@@ -316,4 +321,29 @@ func (b *Bolt) EachQuarantined(fn func(q *Quarantined) error) error {
 		}
 	}
 	return nil
+}
+
+func lastSeqKey(dest, key string) []byte { return []byte(dest + "\x00" + key) }
+
+// raiseLastSequence records that seq was released to dest for key: delivered,
+// skipped, or dead (the key then waits on it, or moved on past it).
+func raiseLastSequence(tx *bolt.Tx, dest, key string, seq int64) error {
+	b := tx.Bucket(bucketLastSeq)
+	k := lastSeqKey(dest, key)
+	if v := b.Get(k); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= seq {
+		return nil
+	}
+	return b.Put(k, u64(uint64(seq)))
+}
+
+// LastSequence returns the highest sequence released to dest for key, 0 when none.
+func (b *Bolt) LastSequence(dest, key string) (int64, error) {
+	var seq int64
+	err := b.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketLastSeq).Get(lastSeqKey(dest, key)); len(v) == 8 {
+			seq = int64(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return seq, err
 }

@@ -111,6 +111,9 @@ type Spool interface {
 	// Update stores d's status, attempts and NextAt; a final status removes it
 	// from its destination's queue. Concurrent updates are group-committed.
 	Update(ctx context.Context, d *Delivery) error
+	// LastSequence returns the highest sequence number of key released to
+	// dest (delivered, skipped or dead), 0 when none; Update maintains it.
+	LastSequence(dest, key string) (int64, error)
 	// Purge deletes events received before cutoff whose deliveries are all
 	// final, and dedup entries older than cutoff. It returns how many events it deleted.
 	Purge(cutoff time.Time) (int, error)
