@@ -17,4 +17,12 @@ var (
 	ErrStale = errors.New("timestamp outside tolerance")
 	// ErrForbidden is returned when the peer address is not allowed.
 	ErrForbidden = errors.New("address not allowed")
+	// ErrAlgorithm is returned when a signed token names an algorithm the
+	// verifier does not accept (none, HMAC against public keys, or one left
+	// out of its allow-list). Such errors wrap ErrMismatch as well.
+	ErrAlgorithm = errors.New("algorithm not allowed")
+	// ErrUnavailable is returned when the keys to verify with cannot be had,
+	// such as a JWK set URL that has failed since startup. The request may
+	// be authentic; the sender should retry later.
+	ErrUnavailable = errors.New("verification keys unavailable")
 )

@@ -1,0 +1,820 @@
+package verifiers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+func init() { Register("jws", newJWS) }
+
+// JWSConfig is the configuration block of the jws kind: a compact JWS carried
+// in the request, signed with a public key the lender publishes.
+//
+// Keys are chosen by the JWS protected header's kid: a token with a kid is
+// checked against the keys with that kid, or against the only key of a set of
+// one key that has no kid (a PEM key_file). A token without a kid is checked
+// only when the set holds exactly one key, since trying every key of a set
+// would let a token pick its key. Headers that name a key (jku, jwk, x5u,
+// x5c) are ignored: only the configured keys are ever used.
+type JWSConfig struct {
+	// From says where the compact JWS is: body.FIELD[.FIELD...], a path of
+	// object fields into the JSON body (field names cannot contain dots), or
+	// header.NAME. Surrounding whitespace of the value is trimmed. Required.
+	From string `koanf:"from"`
+	// JWKSURL is an http or https URL serving the lender's JWK set. It is
+	// fetched on first use (not when the config loads), kept in memory,
+	// fetched again every Refresh and, at most once per MinRefresh, when a
+	// token names an unknown kid. While the URL is down or serves something
+	// that is not a JWK set, the last good set stays in use. Set exactly one
+	// of jwks_url, jwks_file or key_file.
+	JWKSURL string `koanf:"jwks_url"`
+	// JWKSHeaders are headers sent with every fetch of JWKSURL, such as an
+	// apikey. Empty means none. Only with jwks_url.
+	JWKSHeaders map[string]string `koanf:"jwks_headers"`
+	// JWKSFile is a file holding a JWK set (JSON), read when the config
+	// loads. A relative path is relative to the working directory of the
+	// process. Set exactly one of jwks_url, jwks_file or key_file.
+	JWKSFile string `koanf:"jwks_file"`
+	// KeyFile is a file holding one public key, as PEM (PKIX or PKCS#1 public
+	// key; a private key is reduced to its public half) or as a single JWK
+	// (JSON), read when the config loads. A relative path is relative to the
+	// working directory of the process. Set exactly one of jwks_url,
+	// jwks_file or key_file.
+	KeyFile string `koanf:"key_file"`
+	// Algorithms are the accepted values of the JWS alg header: RS256, RS384,
+	// RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA. A token with
+	// another alg is rejected before any key is used. none and the HMAC
+	// algorithms (HS256, HS384, HS512) are refused: the keys here are public,
+	// so a MAC under them proves nothing. Empty means [RS256].
+	Algorithms []string `koanf:"algorithms"`
+	// Payload says what becomes of the signed payload: verify-only (the body
+	// stays as received), replace (the signed payload becomes the body) or
+	// must-match (the signed payload must equal, as JSON, the body without the
+	// field named by From; with From header.NAME, the whole body). Empty
+	// means verify-only.
+	Payload string `koanf:"payload"`
+	// Refresh is how old the JWKSURL set may get before it is fetched again,
+	// on the next request. Zero means 1 hour. Only with jwks_url.
+	Refresh time.Duration `koanf:"refresh"`
+	// MinRefresh is the least time between two fetches of JWKSURL, whatever
+	// prompts them (an unknown kid, Refresh, a failed fetch), so that tokens
+	// with made-up kids cannot hammer the lender. Zero means 1 minute. Only
+	// with jwks_url.
+	MinRefresh time.Duration `koanf:"min_refresh"`
+}
+
+// Defaults and limits of the jws kind.
+const (
+	// DefaultJWKSRefresh is JWSConfig.Refresh when none is configured.
+	DefaultJWKSRefresh = time.Hour
+	// DefaultJWKSMinRefresh is JWSConfig.MinRefresh when none is configured.
+	DefaultJWKSMinRefresh = time.Minute
+	// JWKSFetchTimeout bounds one fetch of a JWK set URL, redirects included.
+	JWKSFetchTimeout = 10 * time.Second
+	// JWKSMaxBytes is the largest JWK set accepted from a URL.
+	JWKSMaxBytes = 1 << 20
+	// JWSLeeway is the clock skew allowed on the exp and nbf claims.
+	JWSLeeway = time.Minute
+)
+
+// Payload modes of the jws kind.
+const (
+	payloadVerifyOnly = "verify-only"
+	payloadReplace    = "replace"
+	payloadMustMatch  = "must-match"
+)
+
+// jwsAlgorithms are the algorithms that may be allowed, with the key type
+// each needs.
+var jwsAlgorithms = map[jwa.SignatureAlgorithm]jwa.KeyType{
+	jwa.RS256: jwa.RSA, jwa.RS384: jwa.RSA, jwa.RS512: jwa.RSA,
+	jwa.PS256: jwa.RSA, jwa.PS384: jwa.RSA, jwa.PS512: jwa.RSA,
+	jwa.ES256: jwa.EC, jwa.ES384: jwa.EC, jwa.ES512: jwa.EC,
+	jwa.EdDSA: jwa.OKP,
+}
+
+// JWS checks a compact JWS carried in the request against the lender's public
+// keys and yields its payload. Build it with NewJWS or through the registry as
+// kind "jws". It is safe for concurrent use.
+type JWS struct {
+	from    jwsLocation
+	algs    map[jwa.SignatureAlgorithm]bool
+	allowed string // the allow-list, for messages
+	mode    string
+	keys    keySource
+}
+
+var (
+	_ Verifier        = (*JWS)(nil)
+	_ PayloadVerifier = (*JWS)(nil)
+)
+
+func newJWS(decode Decoder) (Verifier, error) {
+	var c JWSConfig
+	if err := decode(&c); err != nil {
+		return nil, err
+	}
+	return NewJWS(c)
+}
+
+// NewJWS validates c and returns the verifier. It reads jwks_file and
+// key_file but never fetches jwks_url. Errors are *ConfigError.
+func NewJWS(c JWSConfig) (*JWS, error) {
+	v := &JWS{}
+	var err error
+	if v.from, err = parseJWSFrom(c.From); err != nil {
+		return nil, err
+	}
+
+	switch v.mode = c.Payload; v.mode {
+	case "":
+		v.mode = payloadVerifyOnly
+	case payloadVerifyOnly, payloadReplace, payloadMustMatch:
+	default:
+		return nil, FieldError("payload", "unknown mode %q: want verify-only, replace or must-match", c.Payload)
+	}
+
+	algs := c.Algorithms
+	if len(algs) == 0 {
+		algs = []string{jwa.RS256.String()}
+	}
+	v.algs = map[jwa.SignatureAlgorithm]bool{}
+	var names []string
+	for i, a := range algs {
+		alg := jwa.SignatureAlgorithm(a)
+		field := fmt.Sprintf("algorithms[%d]", i)
+		switch {
+		case strings.EqualFold(a, "none"):
+			return nil, FieldError(field, "alg none signs nothing and is never accepted")
+		case alg == jwa.HS256 || alg == jwa.HS384 || alg == jwa.HS512:
+			return nil, FieldError(field, "%s is an HMAC algorithm: with public keys as its secret anyone could sign (algorithm confusion); use kind hmac for shared secrets", a)
+		case jwsAlgorithms[alg] == "":
+			return nil, FieldError(field, "unknown algorithm %q: want RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA", a)
+		}
+		if !v.algs[alg] {
+			v.algs[alg] = true
+			names = append(names, a)
+		}
+	}
+	v.allowed = strings.Join(names, ", ")
+
+	if v.keys, err = v.keySource(c); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// keySource builds the one configured source of keys.
+func (v *JWS) keySource(c JWSConfig) (keySource, error) {
+	var set []string
+	for _, s := range []struct{ field, value string }{
+		{"jwks_url", c.JWKSURL}, {"jwks_file", c.JWKSFile}, {"key_file", c.KeyFile},
+	} {
+		if s.value != "" {
+			set = append(set, s.field)
+		}
+	}
+	switch len(set) {
+	case 0:
+		return nil, FieldError("jwks_url", "one of jwks_url, jwks_file or key_file must be set")
+	case 1:
+	default:
+		return nil, FieldError(set[1], "set only one of jwks_url, jwks_file or key_file (%s is set too)", set[0])
+	}
+
+	if c.JWKSURL == "" {
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{{"jwks_headers", len(c.JWKSHeaders) > 0}, {"refresh", c.Refresh != 0}, {"min_refresh", c.MinRefresh != 0}} {
+			if f.set {
+				return nil, FieldError(f.field, "applies only to jwks_url; leave it out")
+			}
+		}
+	}
+
+	switch {
+	case c.JWKSURL != "":
+		return newRemoteKeys(c)
+	case c.JWKSFile != "":
+		data, err := os.ReadFile(c.JWKSFile)
+		if err != nil {
+			return nil, FieldError("jwks_file", "%v", err)
+		}
+		keys, err := parseKeySet(data)
+		if err != nil {
+			return nil, FieldError("jwks_file", "%s: %v", c.JWKSFile, err)
+		}
+		return v.staticKeys("jwks_file", keys)
+	default:
+		data, err := os.ReadFile(c.KeyFile)
+		if err != nil {
+			return nil, FieldError("key_file", "%v", err)
+		}
+		keys, err := parseKeyFile(data)
+		if err != nil {
+			return nil, FieldError("key_file", "%s: %v", c.KeyFile, err)
+		}
+		return v.staticKeys("key_file", keys)
+	}
+}
+
+// staticKeys checks that a key read at load can serve an allowed algorithm,
+// so that a wrong key or algorithms list fails at load rather than on every
+// request.
+func (v *JWS) staticKeys(field string, keys []jwk.Key) (keySource, error) {
+	for _, k := range keys {
+		for alg := range v.algs {
+			if keyFits(k, alg) {
+				return staticKeys(keys), nil
+			}
+		}
+	}
+	return nil, FieldError(field, "no key fits algorithms [%s]", v.allowed)
+}
+
+// Verify checks the JWS and, with payload must-match, the body against it.
+func (v *JWS) Verify(ctx context.Context, req *Request) error {
+	_, err := v.VerifyPayload(ctx, req)
+	return err
+}
+
+// VerifyPayload checks the JWS in req in this order: present and compact, alg
+// allowed (before any key is touched), signature under a key chosen by kid,
+// exp and nbf claims when the payload is a JWT claims set (against
+// req.Received, zero meaning now, with JWSLeeway), and with must-match the
+// body. It returns the signed payload, with Replace set in mode replace.
+func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error) {
+	var (
+		body any
+		raw  string
+		err  error
+	)
+	if v.from.header != "" {
+		raw = req.Header.Get(v.from.header)
+		if raw = strings.TrimSpace(raw); raw == "" {
+			return nil, reject(ErrMissing, "no JWS in the %s header", v.from.header)
+		}
+	} else {
+		if body, err = decodeJSON(req.Body); err != nil {
+			return nil, reject(ErrMalformed, "body is not JSON, so it has no %s", v.from.name)
+		}
+		if raw, err = v.from.lookup(body); err != nil {
+			return nil, err
+		}
+	}
+
+	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
+	if err != nil || len(msg.Signatures()) != 1 {
+		return nil, reject(ErrMalformed, "%s is not a compact JWS", v.from.name)
+	}
+	hdr := msg.Signatures()[0].ProtectedHeaders()
+	alg := hdr.Algorithm()
+	if alg == "" {
+		return nil, fmt.Errorf("%w: %w: %s has no alg header", ErrMismatch, ErrAlgorithm, v.from.name)
+	}
+	if !v.algs[alg] {
+		return nil, fmt.Errorf("%w: %w: %s has alg %q; allowed: %s", ErrMismatch, ErrAlgorithm, v.from.name, clip(alg.String()), v.allowed)
+	}
+	// crit names extensions a verifier must understand (b64 changes what is
+	// signed); none is supported, so the token cannot be understood.
+	if len(hdr.Critical()) > 0 {
+		return nil, reject(ErrMalformed, "%s has a crit header; no JWS extension is supported", v.from.name)
+	}
+	if _, ok := hdr.Get("b64"); ok {
+		return nil, reject(ErrMalformed, "%s has a b64 header; unencoded payloads are not supported", v.from.name)
+	}
+
+	kid := hdr.KeyID()
+	keys, err := v.keys.lookup(ctx, kid)
+	if err != nil {
+		return nil, err
+	}
+	var fit []jwk.Key
+	for _, k := range keys {
+		if keyFits(k, alg) {
+			fit = append(fit, k)
+		}
+	}
+	if len(fit) == 0 {
+		return nil, reject(ErrMismatch, "no %s key with kid %q", alg, clip(kid))
+	}
+
+	provider := jws.KeyProviderFunc(func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+		// Verify parses the token again; insist it reads the same alg.
+		if sig.ProtectedHeaders().Algorithm() != alg {
+			return errors.New("alg changed")
+		}
+		for _, k := range fit {
+			sink.Key(alg, k)
+		}
+		return nil
+	})
+	data, err := jws.Verify([]byte(raw), jws.WithCompact(), jws.WithKeyProvider(provider))
+	if err != nil {
+		return nil, reject(ErrMismatch, "%s signature does not match", v.from.name)
+	}
+
+	payload, payloadErr := decodeJSON(data)
+	if payloadErr == nil {
+		if err := checkClaims(payload, req.Received); err != nil {
+			return nil, err
+		}
+	}
+	if v.mode == payloadMustMatch {
+		if payloadErr != nil {
+			return nil, reject(ErrMismatch, "signed payload is not JSON, so it cannot match the body")
+		}
+		if v.from.header != "" {
+			if body, err = decodeJSON(req.Body); err != nil {
+				return nil, reject(ErrMismatch, "body is not JSON, so it cannot match the signed payload")
+			}
+		} else {
+			v.from.remove(body)
+		}
+		if !jsonEqual(payload, body) {
+			return nil, reject(ErrMismatch, "body differs from the signed payload")
+		}
+	}
+	return &Payload{Data: data, Replace: v.mode == payloadReplace}, nil
+}
+
+// checkClaims checks the exp and nbf claims of a payload that has them.
+func checkClaims(payload any, received time.Time) error {
+	claims, ok := payload.(map[string]any)
+	if !ok {
+		return nil
+	}
+	if received.IsZero() {
+		received = time.Now()
+	}
+	for _, name := range []string{"exp", "nbf"} {
+		raw, ok := claims[name]
+		if !ok {
+			continue
+		}
+		n, ok := raw.(json.Number)
+		if !ok {
+			return reject(ErrMalformed, "%s claim is not a number", name)
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || f > 1e15 || f < -1e15 {
+			return reject(ErrMalformed, "%s claim is not a time", name)
+		}
+		sec := math.Floor(f)
+		at := time.Unix(int64(sec), int64((f-sec)*1e9))
+		if name == "exp" && received.After(at.Add(JWSLeeway)) {
+			return reject(ErrStale, "token expired %s ago", received.Sub(at).Round(time.Second))
+		}
+		if name == "nbf" && received.Before(at.Add(-JWSLeeway)) {
+			return reject(ErrStale, "token not valid for another %s", at.Sub(received).Round(time.Second))
+		}
+	}
+	return nil
+}
+
+// clip shortens text taken from a token before it goes into a message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// jwsLocation is a parsed JWSConfig.From.
+type jwsLocation struct {
+	name   string   // as configured, for messages
+	header string   // canonical header name, or "" for the body
+	path   []string // object fields into the body
+}
+
+func parseJWSFrom(from string) (jwsLocation, error) {
+	loc := jwsLocation{name: from}
+	switch src, rest, _ := strings.Cut(from, "."); {
+	case from == "":
+		return loc, FieldError("from", "must be set, as body.FIELD or header.NAME")
+	case src == "header" && rest != "":
+		loc.header = textproto.CanonicalMIMEHeaderKey(rest)
+		return loc, nil
+	case src == "body" && rest != "":
+		loc.path = strings.Split(rest, ".")
+		for _, p := range loc.path {
+			if p == "" {
+				return loc, FieldError("from", "empty field name in %q", from)
+			}
+		}
+		return loc, nil
+	}
+	return loc, FieldError("from", "%q is not body.FIELD[.FIELD...] or header.NAME", from)
+}
+
+// lookup returns the trimmed string at the path in body.
+func (l jwsLocation) lookup(body any) (string, error) {
+	cur := body
+	for _, p := range l.path {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return "", reject(ErrMissing, "no %s", l.name)
+		}
+		if cur, ok = obj[p]; !ok {
+			return "", reject(ErrMissing, "no %s", l.name)
+		}
+	}
+	s, ok := cur.(string)
+	if !ok {
+		return "", reject(ErrMalformed, "%s is not a string", l.name)
+	}
+	if s = strings.TrimSpace(s); s == "" {
+		return "", reject(ErrMissing, "%s is empty", l.name)
+	}
+	return s, nil
+}
+
+// remove deletes the field at the path from body, which lookup has walked.
+func (l jwsLocation) remove(body any) {
+	cur := body
+	for _, p := range l.path[:len(l.path)-1] {
+		cur = cur.(map[string]any)[p]
+	}
+	delete(cur.(map[string]any), l.path[len(l.path)-1])
+}
+
+// decodeJSON decodes one JSON value, numbers as json.Number, and refuses
+// trailing data.
+func decodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON value")
+	}
+	return v, nil
+}
+
+// jsonEqual compares decoded JSON values. Numbers are equal when they are the
+// same decimal number however written (1, 1.0 and 1e0), exactly, with no
+// rounding to float64; objects regardless of key order.
+func jsonEqual(a, b any) bool {
+	switch a := a.(type) {
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, av := range a {
+			bv, ok := b[k]
+			if !ok || !jsonEqual(av, bv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !jsonEqual(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		b, ok := b.(json.Number)
+		return ok && numberEqual(a, b)
+	default: // string, bool or nil
+		return a == b
+	}
+}
+
+// numberEqual compares two JSON numbers as exact decimals.
+func numberEqual(a, b json.Number) bool {
+	if a == b {
+		return true
+	}
+	an, ad, ae, aok := decimal(string(a))
+	bn, bd, be, bok := decimal(string(b))
+	return aok && bok && an == bn && ad == bd && ae == be
+}
+
+// decimal splits a JSON number into sign, significant digits (no leading or
+// trailing zeros) and exponent, so that equal numbers split equally. Zero is
+// positive with no digits. ok is false for an exponent out of range.
+func decimal(s string) (neg bool, digits string, exp int64, ok bool) {
+	neg = strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mant, e, hasExp := strings.Cut(strings.ToLower(s), "e")
+	if hasExp {
+		var err error
+		if exp, err = strconv.ParseInt(e, 10, 64); err != nil || exp > 1<<40 || exp < -(1<<40) {
+			return false, "", 0, false
+		}
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	digits = whole + frac
+	exp -= int64(len(frac))
+	digits = strings.TrimLeft(digits, "0")
+	trimmed := strings.TrimRight(digits, "0")
+	exp += int64(len(digits) - len(trimmed))
+	if trimmed == "" {
+		return false, "", 0, true
+	}
+	return neg, trimmed, exp, true
+}
+
+// keyFits reports whether k may verify alg: the key type the algorithm needs,
+// and the key's own alg and use, when it states them, agree.
+func keyFits(k jwk.Key, alg jwa.SignatureAlgorithm) bool {
+	if a := k.Algorithm().String(); a != "" && a != alg.String() {
+		return false
+	}
+	if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+		return false
+	}
+	return k.KeyType() == jwsAlgorithms[alg]
+}
+
+// keySource yields the keys that may have signed a token with a given kid.
+type keySource interface {
+	lookup(ctx context.Context, kid string) ([]jwk.Key, error)
+}
+
+// pickKeys applies the kid rule of JWSConfig to keys.
+func pickKeys(keys []jwk.Key, kid string) []jwk.Key {
+	if kid == "" {
+		if len(keys) == 1 {
+			return keys
+		}
+		return nil
+	}
+	var out []jwk.Key
+	for _, k := range keys {
+		if k.KeyID() == kid {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 && len(keys) == 1 && keys[0].KeyID() == "" {
+		return keys
+	}
+	return out
+}
+
+// unknownKid is the rejection for a kid no key has.
+func unknownKid(kid string, n int) error {
+	if kid == "" {
+		return reject(ErrMismatch, "token has no kid and the key set holds %d keys", n)
+	}
+	return reject(ErrMismatch, "no key with kid %q", clip(kid))
+}
+
+// staticKeys are keys read from a file at load.
+type staticKeys []jwk.Key
+
+func (s staticKeys) lookup(_ context.Context, kid string) ([]jwk.Key, error) {
+	if keys := pickKeys(s, kid); len(keys) > 0 {
+		return keys, nil
+	}
+	return nil, unknownKid(kid, len(s))
+}
+
+// parseKeySet reads a JWK set, keeping the public keys usable for signatures.
+// Keys of unknown types are skipped; symmetric keys are dropped, since they
+// are secrets and HMAC is not accepted here; private keys are reduced to
+// their public half.
+func parseKeySet(data []byte) ([]jwk.Key, error) {
+	set, err := jwk.Parse(data, jwk.WithIgnoreParseError(true))
+	if err != nil {
+		return nil, errors.New("not a JWK set")
+	}
+	var keys []jwk.Key
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		if k.KeyType() == jwa.OctetSeq {
+			continue
+		}
+		if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+			continue
+		}
+		pub, err := jwk.PublicKeyOf(k)
+		if err != nil {
+			continue
+		}
+		keys = append(keys, pub)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no public signing key in the JWK set")
+	}
+	return keys, nil
+}
+
+// parseKeyFile reads one key, as PEM or as a JWK.
+func parseKeyFile(data []byte) ([]jwk.Key, error) {
+	var (
+		k   jwk.Key
+		err error
+	)
+	if bytes.Contains(data, []byte("-----BEGIN")) {
+		k, err = jwk.ParseKey(data, jwk.WithPEM(true))
+	} else {
+		k, err = jwk.ParseKey(data)
+	}
+	if err != nil {
+		return nil, errors.New("not a PEM public key or a JWK")
+	}
+	if k.KeyType() == jwa.OctetSeq {
+		return nil, errors.New("a symmetric key is a shared secret; jws verifies with public keys (use kind hmac)")
+	}
+	pub, err := jwk.PublicKeyOf(k)
+	if err != nil {
+		return nil, errors.New("no public key in it")
+	}
+	return []jwk.Key{pub}, nil
+}
+
+// remoteKeys is a JWK set fetched from a URL, cached in memory. Fetches
+// happen on use, one at a time, and at most once per minRefresh.
+type remoteKeys struct {
+	url        string
+	header     http.Header
+	client     *http.Client
+	refresh    time.Duration
+	minRefresh time.Duration
+
+	fetching sync.Mutex // held for the whole of a fetch
+
+	mu      sync.Mutex // guards the fields below
+	keys    []jwk.Key  // nil until a fetch succeeds
+	fetched time.Time  // last successful fetch
+	tried   time.Time  // last fetch, successful or not
+	lastErr error      // why the last fetch failed
+}
+
+func newRemoteKeys(c JWSConfig) (*remoteKeys, error) {
+	u, err := url.Parse(c.JWKSURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, FieldError("jwks_url", "must be an http or https URL")
+	}
+	r := &remoteKeys{url: c.JWKSURL, header: http.Header{}, refresh: c.Refresh, minRefresh: c.MinRefresh}
+	for name, val := range c.JWKSHeaders {
+		if name == "" {
+			return nil, FieldError("jwks_headers", "empty header name")
+		}
+		r.header.Set(name, val)
+	}
+	switch {
+	case r.refresh < 0:
+		return nil, FieldError("refresh", "must not be negative")
+	case r.refresh == 0:
+		r.refresh = DefaultJWKSRefresh
+	}
+	switch {
+	case r.minRefresh < 0:
+		return nil, FieldError("min_refresh", "must not be negative")
+	case r.minRefresh == 0:
+		r.minRefresh = DefaultJWKSMinRefresh
+	}
+	host := u.Host
+	r.client = &http.Client{
+		Timeout: JWKSFetchTimeout,
+		// jwks_headers may carry an API key: never send it to another host
+		// or over plain http after https.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			switch {
+			case len(via) >= 5:
+				return errors.New("too many redirects")
+			case req.URL.Host != host || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https"):
+				return errors.New("redirect to another host or to http")
+			}
+			return nil
+		},
+	}
+	return r, nil
+}
+
+func (r *remoteKeys) lookup(ctx context.Context, kid string) ([]jwk.Key, error) {
+	r.mu.Lock()
+	keys, fetched := r.keys, r.fetched
+	r.mu.Unlock()
+
+	var err error
+	switch {
+	case keys == nil:
+		if keys, err = r.fetch(ctx, true); err != nil {
+			return nil, err
+		}
+	case time.Since(fetched) >= r.refresh:
+		// A stale set still serves while another request refreshes it.
+		if keys, err = r.fetch(ctx, false); err != nil {
+			return nil, err
+		}
+	}
+	got := pickKeys(keys, kid)
+	if len(got) == 0 && kid != "" {
+		// Perhaps the lender rotated its keys since the last fetch: wait for
+		// a fetch in flight, which may bring the kid.
+		if keys, err = r.fetch(ctx, true); err != nil {
+			return nil, err
+		}
+		got = pickKeys(keys, kid)
+	}
+	if len(got) == 0 {
+		return nil, unknownKid(kid, len(keys))
+	}
+	return got, nil
+}
+
+// fetch fetches the set unless a fetch was tried within minRefresh, and
+// returns the newest good set, however stale. It fails only when no fetch
+// has ever succeeded. When another fetch is in flight, fetch waits for it if
+// wait is set and otherwise returns the current set at once.
+func (r *remoteKeys) fetch(ctx context.Context, wait bool) ([]jwk.Key, error) {
+	if wait {
+		r.fetching.Lock()
+	} else if !r.fetching.TryLock() {
+		return r.current()
+	}
+	defer r.fetching.Unlock()
+
+	r.mu.Lock()
+	due := r.tried.IsZero() || time.Since(r.tried) >= r.minRefresh
+	r.mu.Unlock()
+	if due {
+		// A request that gives up must not cut short a fetch other requests
+		// wait for; the client's timeout bounds it.
+		keys, err := r.get(context.WithoutCancel(ctx))
+		r.mu.Lock()
+		r.tried = time.Now()
+		if err == nil {
+			r.keys, r.fetched, r.lastErr = keys, r.tried, nil
+		} else {
+			r.lastErr = err
+		}
+		r.mu.Unlock()
+	}
+	return r.current()
+}
+
+// current returns the newest good set, or why there is none.
+func (r *remoteKeys) current() ([]jwk.Key, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		return nil, reject(ErrUnavailable, "%v", r.lastErr)
+	}
+	return r.keys, nil
+}
+
+// get performs one fetch. Its errors name neither the URL, which may hold a
+// credential in its query, nor the headers.
+func (r *remoteKeys) get(ctx context.Context) ([]jwk.Key, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	if err != nil {
+		return nil, errors.New("jwks_url: cannot build the request")
+	}
+	req.Header = r.header.Clone()
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("jwks_url fetch failed: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jwks_url answered %s", resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, JWKSMaxBytes+1))
+	switch {
+	case err != nil:
+		return nil, errors.New("jwks_url fetch failed while reading the body")
+	case len(data) > JWKSMaxBytes:
+		return nil, fmt.Errorf("jwks_url served more than %d bytes", JWKSMaxBytes)
+	}
+	keys, err := parseKeySet(data)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_url: %v", err)
+	}
+	return keys, nil
+}
