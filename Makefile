@@ -4,18 +4,16 @@ GO ?= go
 BIN := bin/hookrelay
 export GOFLAGS ?= -mod=mod
 
-# make run gives the example provider a development-only secret so that it is
-# enabled; real deployments set their own.
-EXAMPLE_WEBHOOK_SECRET ?= dev-only-example-secret
-export EXAMPLE_WEBHOOK_SECRET
 
 .PHONY: build run test check-config vet bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hookrelay
 
+# make run gives the example provider a development-only secret, unless one
+# is set, so that it is enabled; real deployments set their own.
 run: build
-	./$(BIN) serve
+	EXAMPLE_WEBHOOK_SECRET=$${EXAMPLE_WEBHOOK_SECRET:-dev-only-example-secret} ./$(BIN) serve
 
 # Unit, integration and crash tests, then the binary checks its own shipped config.
 test: vet build

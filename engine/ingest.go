@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +14,6 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
-	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -98,18 +95,22 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req, p), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
-	for _, v := range p.verifiers {
-		if err := v.Verify(req.Context(), vr); err != nil {
-			r.rejections.add(p.Name, vr, err.Error())
-			r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
-			writeError(w, http.StatusUnauthorized, err.Error())
-			return "rejected"
-		}
-	}
-
-	ev, err := r.mapEvent(p, vr)
+	v, err := p.verify(req.Context(), vr)
 	if err != nil {
-		return r.quarantine(w, p, vr, err)
+		r.rejections.add(p.Name, vr, err.Error())
+		r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
+		if errors.Is(err, verifiers.ErrUnavailable) {
+			// Not the sender's fault: ask it to come back rather than count a failure.
+			w.Header().Set("Retry-After", "30")
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+			return "error"
+		}
+		writeError(w, http.StatusUnauthorized, err.Error())
+		return "rejected"
+	}
+	ev, err := p.build(v)
+	if err != nil {
+		return r.quarantine(w, p, v, err)
 	}
 	dupOf, err := r.spool.Append(req.Context(), ev, p.dedup)
 	if err != nil {
@@ -150,96 +151,15 @@ func pathParams(req *http.Request, p *Provider) map[string]string {
 	return params
 }
 
-// mapEvent maps a verified request to the canonical event and its routes.
-// An error means our configuration cannot read it: the caller quarantines.
-func (r *Relay) mapEvent(p *Provider, vr *verifiers.Request) (*spool.Event, error) {
-	env := &transforms.Env{
-		Raw: string(vr.Body), Headers: firstValues(vr.Header, true), Query: firstValues(vr.Query, false),
-		Params: vr.Params, Provider: p.Name, Now: vr.Received,
-	}
-	raw := json.RawMessage(vr.Body)
-	if json.Unmarshal(vr.Body, &env.Body) != nil {
-		env.Body = nil
-		raw, _ = json.Marshal(string(vr.Body))
-	}
-	ev := &transforms.Event{
-		ID: ulid.Make().String(), Provider: p.Name, Source: "webhook",
-		ReceivedAt: vr.Received.UTC().Truncate(time.Millisecond), Raw: raw,
-	}
-	lenderID, err := p.mapping.Map(env, ev)
-	if err != nil {
-		return nil, err
-	}
-	if lenderID != "" {
-		ev.IdempotencyID = p.Name + ":" + lenderID
-	} else {
-		sum := sha256.Sum256(append([]byte(p.Name+"\x00"), vr.Body...))
-		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
-	}
-	env.Event = ev
-	dests, err := p.route(env)
-	if err != nil {
-		return nil, err
-	}
-	envelope, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("event: %w", err)
-	}
-	return &spool.Event{
-		ID: ev.ID, Provider: p.Name, Type: ev.Type, Key: ev.Key, Sequence: ev.Sequence,
-		IdempotencyID: ev.IdempotencyID, ReceivedAt: ev.ReceivedAt, Envelope: envelope,
-		Raw: vr.Body, Destinations: dests,
-	}, nil
-}
-
-// route returns the destinations of every route whose `when` holds, each once.
-func (p *Provider) route(env *transforms.Env) ([]string, error) {
-	var dests []string
-	for i, rt := range p.routes {
-		if rt.when != nil {
-			ok, err := rt.when.Run(env)
-			if err != nil {
-				return nil, fmt.Errorf("routes[%d].when: %w", i, err)
-			}
-			if ok != true {
-				continue
-			}
-		}
-	next:
-		for _, d := range rt.to {
-			for _, have := range dests {
-				if have == d {
-					continue next
-				}
-			}
-			dests = append(dests, d)
-		}
-	}
-	return dests, nil
-}
-
-func firstValues(h map[string][]string, lower bool) map[string]string {
-	out := make(map[string]string, len(h))
-	for k, v := range h {
-		if len(v) == 0 {
-			continue
-		}
-		if lower {
-			k = strings.ToLower(k)
-		}
-		out[k] = v[0]
-	}
-	return out
-}
-
 // quarantine keeps a verified request that our configuration cannot map,
 // and answers the lender with success: the request is not lost, and sending
 // it again would not help until the configuration is fixed.
-func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, vr *verifiers.Request, cause error) string {
+func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, cause error) string {
+	vr := v.req
 	q := &spool.Quarantined{
 		ID: ulid.Make().String(), Provider: p.Name, Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
 		Method: vr.Method, Path: vr.Path, Header: vr.Header, Query: vr.Query, Params: vr.Params,
-		Body: vr.Body, RemoteAddr: vr.RemoteAddr,
+		Body: v.body, JWS: v.jws, RemoteAddr: vr.RemoteAddr,
 	}
 	if err := r.spool.Quarantine(context.Background(), q); err != nil {
 		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)

@@ -142,11 +142,12 @@ func freePorts(t *testing.T) (int, int) {
 }
 
 // childEnv is the environment of a relay: the test's own, without any
-// HOOKRELAY_ override that could change the configuration, plus extra.
+// HOOKRELAY_ override that could change the configuration or a provider
+// secret set by the caller (make run's), plus extra.
 func childEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HOOKRELAY_") {
+		if !strings.HasPrefix(kv, "HOOKRELAY_") && !strings.HasPrefix(kv, "EXAMPLE_WEBHOOK_SECRET=") {
 			env = append(env, kv)
 		}
 	}

@@ -87,8 +87,12 @@ type Quarantined struct {
 	Header     map[string][]string `json:"header"`
 	Query      map[string][]string `json:"query"`
 	Params     map[string]string   `json:"params"`
-	Body       []byte              `json:"body"`
-	RemoteAddr string              `json:"remote_addr"`
+	// Body is the body after verification: as received, or the signed
+	// payload when a jws verifier replaced it.
+	Body []byte `json:"body"`
+	// JWS is the verified JWS payload, when a jws verifier ran.
+	JWS        []byte `json:"jws,omitempty"`
+	RemoteAddr string `json:"remote_addr"`
 }
 
 // Spool is the durable store behind ingest and delivery. All methods are safe
