@@ -168,6 +168,7 @@ var shippedEnv = map[string]string{
 	"KOMPAR_AES_KEY": "0123456789abcdef0123456789abcdef", "KOMPAR_WEBHOOK_TOKEN": "xxxxx-yyyyy-zzzzz",
 	"NORDISKA_SIGNING_SECRET": "nordiska-secret", "NORDISKA_AUTH_TOKEN": "nordiska-token",
 	"STANDARD_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "STRIPE_WEBHOOK_SECRET": "whsec_stripe",
+	"RESURS_JWKS_URL": "http://127.0.0.1:1/jwks", "RESURS_JWKS_APIKEY": "resurs-apikey",
 }
 
 func TestShippedProvidersLoad(t *testing.T) {
