@@ -62,11 +62,7 @@ func (r *Relay) ingest(p *Provider) http.HandlerFunc {
 }
 
 func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) string {
-	method := false
-	for _, m := range p.methods {
-		method = method || m == req.Method
-	}
-	if !method {
+	if !p.allows(req.Method) {
 		w.Header().Set("Allow", allow)
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return "rejected"

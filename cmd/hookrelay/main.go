@@ -16,12 +16,17 @@ import (
 	"github.com/hookrelay/hookrelay/engine"
 )
 
-const usage = `usage: hookrelay <command> [flags]
+const usage = `usage: hookrelay <command> [arguments] [flags]
 
 commands:
-  serve [--config relay.yaml]   run the relay
-  check [--config relay.yaml]   load and validate the configuration
-  version                       print version and build info
+  serve [--config relay.yaml]                 run the relay
+  check [--config relay.yaml]                 load and validate the configuration
+  try PROVIDER REQUEST_FILE [--no-verify]     dry run of a saved request: the event and its destinations
+  test [PROVIDER...]                          run the providers' recorded cases (providers.d/NAME.tests/)
+  sign PROVIDER BODY_FILE [--key KEY]         print a request signed as PROVIDER's verify expects
+  version                                     print version and build info
+
+every command but version takes --config relay.yaml
 `
 
 func main() {
@@ -37,17 +42,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "relay.yaml", "path of relay.yaml")
+	var c *command
 	switch cmd {
 	case "serve":
-		if fs.Parse(args) != nil {
-			return 2
-		}
-		return serve(*config, explicit(fs, "config"), stderr)
+		c = &command{run: func(_ []string) int { return serve(*config, explicit(fs, "config"), stderr) }}
 	case "check":
-		if fs.Parse(args) != nil {
-			return 2
-		}
-		return check(*config, explicit(fs, "config"), stdout, stderr)
+		c = &command{run: func(_ []string) int { return check(*config, explicit(fs, "config"), stdout, stderr) }}
+	case "try":
+		noVerify := fs.Bool("no-verify", false, "skip verification")
+		c = &command{args: 2, run: func(a []string) int {
+			return try(*config, explicit(fs, "config"), a[0], a[1], !*noVerify, stdout, stderr)
+		}}
+	case "test":
+		c = &command{args: -1, run: func(a []string) int { return test(*config, explicit(fs, "config"), a, stdout, stderr) }}
+	case "sign":
+		key := fs.String("key", "", "private key (PEM or JWK) for a jws verifier")
+		path := fs.String("path", "", "request path (default: the provider's first path)")
+		method := fs.String("method", "POST", "request method")
+		c = &command{args: 2, run: func(a []string) int {
+			return sign(*config, explicit(fs, "config"), a[0], a[1], *key, *method, *path, stdout, stderr)
+		}}
 	case "version":
 		info, _ := debug.ReadBuildInfo()
 		fmt.Fprintf(stdout, "hookrelay %s (%s)\n", info.Main.Version, info.GoVersion)
@@ -55,9 +69,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	default:
+		fmt.Fprintf(stderr, "hookrelay: unknown command %q\n%s", cmd, usage)
+		return 2
 	}
-	fmt.Fprintf(stderr, "hookrelay: unknown command %q\n%s", cmd, usage)
-	return 2
+	positional, err := parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if c.args >= 0 && len(positional) != c.args {
+		fmt.Fprintf(stderr, "hookrelay %s: want %d arguments, got %d\n%s", cmd, c.args, len(positional), usage)
+		return 2
+	}
+	return c.run(positional)
+}
+
+// command is a subcommand: how many positional arguments it takes (-1: any).
+type command struct {
+	args int
+	run  func(args []string) int
+}
+
+// parse parses flags placed anywhere among the arguments, as SPEC 1 writes
+// them (`hookrelay try PROVIDER FILE --config x`), and returns the others.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // explicit reports whether the flag was given, so that a --config naming a

@@ -1,0 +1,335 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/hookrelay/hookrelay/verifiers"
+)
+
+// Case is one recorded test of a provider, providers.d/NAME.tests/*.yaml: a
+// request in, the expected outcome out, in the spirit of promtool test rules.
+type Case struct {
+	// Description says what the case shows.
+	Description string `koanf:"description"`
+	// Env sets environment variables (the provider's secrets) for this case;
+	// "{{dir}}" in a value is the case file's directory.
+	Env map[string]string `koanf:"env"`
+	// Now is the time the request is taken to arrive (RFC 3339); empty means
+	// the current time. Recorded signatures carry timestamps: set it near them.
+	Now     string      `koanf:"now"`
+	Request CaseRequest `koanf:"request"`
+	Expect  CaseExpect  `koanf:"expect"`
+}
+
+// CaseRequest is the request of a case.
+type CaseRequest struct {
+	Method  string            `koanf:"method"` // default POST
+	Path    string            `koanf:"path"`
+	Headers map[string]string `koanf:"headers"`
+	Body    string            `koanf:"body"`
+	// Sign signs the request with the provider's own secrets before it is
+	// tried, as `hookrelay sign` does, so that a case need not carry a MAC.
+	Sign bool `koanf:"sign"`
+	// Key is a private key file (relative to the case) for signing a jws verifier.
+	Key string `koanf:"key"`
+}
+
+// CaseExpect is the expected outcome; unset fields are not compared.
+type CaseExpect struct {
+	Status  int    `koanf:"status"`
+	Outcome string `koanf:"outcome"` // accepted | rejected | quarantined | error
+	// Reason must be contained in the rejection or quarantine reason.
+	Reason string `koanf:"reason"`
+	// Event lists fields of the canonical event; each must equal the actual
+	// one (maps compare the keys listed, recursively).
+	Event        map[string]any `koanf:"event"`
+	Destinations []string       `koanf:"destinations"`
+}
+
+// RunCases runs the recorded cases of the named providers (all when names
+// is empty), printing one line per case and a diff for each failure. It
+// returns how many cases failed.
+func RunCases(configPath string, explicit bool, names []string, out io.Writer) (int, error) {
+	cfg, err := Load(configPath, explicit)
+	if err != nil {
+		return 0, err
+	}
+	if len(names) == 0 {
+		for _, p := range cfg.Providers {
+			names = append(names, p.Name)
+		}
+	}
+	failed, ran := 0, 0
+	for _, name := range names {
+		p := cfg.Provider(name)
+		if p == nil {
+			return failed, fmt.Errorf("no provider %q", name)
+		}
+		files, _ := filepath.Glob(filepath.Join(strings.TrimSuffix(p.File, filepath.Ext(p.File))+".tests", "*.yaml"))
+		sort.Strings(files)
+		for _, f := range files {
+			ran++
+			diffs, err := runCase(configPath, explicit, name, f)
+			if err != nil {
+				diffs = append(diffs, err.Error())
+			}
+			if len(diffs) == 0 {
+				fmt.Fprintf(out, "ok    %s\n", filepath.ToSlash(f))
+				continue
+			}
+			failed++
+			fmt.Fprintf(out, "FAIL  %s\n", filepath.ToSlash(f))
+			for _, d := range diffs {
+				fmt.Fprintf(out, "      %s\n", d)
+			}
+		}
+	}
+	fmt.Fprintf(out, "%d passed, %d failed\n", ran-failed, failed)
+	return failed, nil
+}
+
+// runCase loads the configuration with the case's environment and tries its request.
+func runCase(configPath string, explicit bool, provider, file string) ([]string, error) {
+	c, err := loadCase(file)
+	if err != nil {
+		return nil, err
+	}
+	dir, _ := filepath.Abs(filepath.Dir(file))
+	restore := setEnv(c.Env, dir)
+	defer restore()
+	cfg, err := Load(configPath, explicit)
+	if err != nil {
+		return nil, err
+	}
+	p := cfg.Provider(provider)
+	now := time.Now()
+	if c.Now != "" {
+		if now, err = time.Parse(time.RFC3339, c.Now); err != nil {
+			return nil, fmt.Errorf("now: %w", err)
+		}
+	}
+	method := c.Request.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	req, err := NewRequest(method, c.Request.Path, c.Request.Headers, []byte(c.Request.Body))
+	if err != nil {
+		return nil, err
+	}
+	body := []byte(c.Request.Body)
+	if c.Request.Sign {
+		var key []byte
+		if c.Request.Key != "" {
+			if key, err = os.ReadFile(filepath.Join(dir, c.Request.Key)); err != nil {
+				return nil, err
+			}
+		}
+		if req, body, err = SignRequest(p, req, body, now, key); err != nil {
+			return nil, err
+		}
+	}
+	return c.Expect.diff(p.Try(context.Background(), req, body, now, true)), nil
+}
+
+func loadCase(file string) (*Case, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := parseYAML(file, data)
+	if err != nil {
+		return nil, err
+	}
+	ko := koanf.New(delim)
+	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	c := &Case{}
+	if err := decode(ko.Raw(), c); err != nil {
+		errs := &errorList{}
+		errs.addDecode(doc, "", err)
+		return nil, errs
+	}
+	return c, nil
+}
+
+// setEnv sets vars and returns a function that restores the environment.
+func setEnv(vars map[string]string, dir string) func() {
+	old := map[string]*string{}
+	for k, v := range vars {
+		if prev, ok := os.LookupEnv(k); ok {
+			old[k] = &prev
+		} else {
+			old[k] = nil
+		}
+		os.Setenv(k, strings.ReplaceAll(v, "{{dir}}", dir))
+	}
+	return func() {
+		for k, v := range old {
+			if v == nil {
+				os.Unsetenv(k)
+			} else {
+				os.Setenv(k, *v)
+			}
+		}
+	}
+}
+
+// diff lists how t differs from what e expects.
+func (e *CaseExpect) diff(t *Trial) []string {
+	var d []string
+	if e.Status != 0 && t.Status != e.Status {
+		d = append(d, fmt.Sprintf("status: got %d, want %d", t.Status, e.Status))
+	}
+	if e.Outcome != "" && t.Outcome != e.Outcome {
+		d = append(d, fmt.Sprintf("outcome: got %s (%s), want %s", t.Outcome, t.Reason, e.Outcome))
+	}
+	if e.Reason != "" && !strings.Contains(t.Reason, e.Reason) {
+		d = append(d, fmt.Sprintf("reason: got %q, want it to contain %q", t.Reason, e.Reason))
+	}
+	if e.Event != nil {
+		d = append(d, subsetDiff("event", normalize(e.Event), normalize(t.Event))...)
+	}
+	if e.Destinations != nil && !reflect.DeepEqual(e.Destinations, t.Destinations) {
+		d = append(d, fmt.Sprintf("destinations: got %v, want %v", t.Destinations, e.Destinations))
+	}
+	return d
+}
+
+// normalize round-trips v through JSON so that YAML and JSON values compare.
+func normalize(v any) any {
+	b, _ := json.Marshal(v)
+	var out any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func subsetDiff(path string, want, got any) []string {
+	if wm, ok := want.(map[string]any); ok {
+		gm, ok := got.(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: got %s, want an object", path, show(got))}
+		}
+		keys := make([]string, 0, len(wm))
+		for k := range wm {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var d []string
+		for _, k := range keys {
+			d = append(d, subsetDiff(path+"."+k, wm[k], gm[k])...)
+		}
+		return d
+	}
+	if !reflect.DeepEqual(want, got) {
+		return []string{fmt.Sprintf("%s: got %s, want %s", path, show(got), show(want))}
+	}
+	return nil
+}
+
+func show(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// NewRequest builds the request that `try`, `test` and `sign` work on.
+func NewRequest(method, path string, headers map[string]string, body []byte) (*http.Request, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("request path %q must start with /", path)
+	}
+	req, err := http.NewRequest(method, "http://127.0.0.1"+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if req.Header.Get("Content-Type") == "" && json.Valid(body) {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.RemoteAddr = "127.0.0.1:50000"
+	return req, nil
+}
+
+// ReadRequest reads a saved request: raw HTTP/1.1 text (as `hookrelay sign`
+// prints it), or JSON {"method", "path", "headers", "body"} where body is a
+// string or any JSON value (sent compact).
+func ReadRequest(data []byte) (*http.Request, []byte, error) {
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
+		var j struct {
+			Method  string            `json:"method"`
+			Path    string            `json:"path"`
+			Headers map[string]string `json:"headers"`
+			Body    json.RawMessage   `json:"body"`
+		}
+		if err := json.Unmarshal(trimmed, &j); err != nil {
+			return nil, nil, fmt.Errorf("request: %w", err)
+		}
+		var body []byte
+		var s string
+		if json.Unmarshal(j.Body, &s) == nil {
+			body = []byte(s)
+		} else if len(j.Body) > 0 {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, j.Body); err != nil {
+				return nil, nil, err
+			}
+			body = buf.Bytes()
+		}
+		if j.Method == "" {
+			j.Method = http.MethodPost
+		}
+		req, err := NewRequest(j.Method, j.Path, j.Headers, body)
+		return req, body, err
+	}
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("request: not JSON and not raw HTTP: %w", err)
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.RemoteAddr = "127.0.0.1:50000"
+	return req, body, nil
+}
+
+// SignRequest signs req as p's verifiers expect and returns the signed
+// request and its body (a jws verifier may put the token into the body).
+func SignRequest(p *Provider, req *http.Request, body []byte, now time.Time, jwsKey []byte) (*http.Request, []byte, error) {
+	params, status := p.match(req)
+	if status != 0 {
+		return nil, nil, fmt.Errorf("%s %s: %s for provider %s", req.Method, req.URL.Path, http.StatusText(status), p.Name)
+	}
+	vr := &verifiers.Request{
+		Method: req.Method, Path: req.URL.Path, Header: req.Header.Clone(), Query: req.URL.Query(),
+		Params: params, Body: body, Received: now,
+	}
+	if err := p.Sign(vr, jwsKey); err != nil {
+		return nil, nil, err
+	}
+	u := *req.URL
+	u.RawQuery = vr.Query.Encode()
+	signed, err := NewRequest(req.Method, u.RequestURI(), nil, vr.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	signed.Header = vr.Header
+	return signed, vr.Body, nil
+}

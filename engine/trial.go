@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/hookrelay/hookrelay/verifiers"
+)
+
+// Trial is what ingest would do with one request, found without storing or
+// sending anything: `hookrelay try` and `hookrelay test` print and compare it.
+type Trial struct {
+	// Status is the HTTP status ingest would answer.
+	Status int `json:"status"`
+	// Outcome is accepted, rejected, quarantined or error.
+	Outcome string `json:"outcome"`
+	// Reason says why a request was rejected or quarantined.
+	Reason string `json:"reason,omitempty"`
+	// Event is the canonical event (SPEC 4.2) of an accepted request.
+	Event map[string]any `json:"event,omitempty"`
+	// Destinations are the destinations its routes chose.
+	Destinations []string `json:"destinations,omitempty"`
+}
+
+// Provider returns the loaded provider called name, or nil.
+func (c *Config) Provider(name string) *Provider {
+	for _, p := range c.Providers {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Try runs req through p as ingest would: path and method, body limit,
+// verification (unless verify is false), decryption, mapping and routes.
+// received is the time the request is taken to arrive (for timestamp checks).
+func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, received time.Time, verify bool) *Trial {
+	params, status := p.match(req)
+	switch {
+	case status != 0:
+		return &Trial{Status: status, Outcome: "rejected", Reason: http.StatusText(status)}
+	case p.Disabled != "":
+		return &Trial{Status: http.StatusServiceUnavailable, Outcome: "error", Reason: "provider disabled: " + p.Disabled}
+	case int64(len(body)) > p.maxBody:
+		return &Trial{Status: http.StatusRequestEntityTooLarge, Outcome: "rejected", Reason: fmt.Sprintf("body larger than %d bytes", p.maxBody)}
+	}
+	vr := &verifiers.Request{
+		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
+		Params: params, Body: body, RemoteAddr: req.RemoteAddr, Received: received,
+	}
+	v := &verified{req: vr, body: body}
+	if verify {
+		var err error
+		if v, err = p.verify(ctx, vr); err != nil {
+			return &Trial{Status: http.StatusUnauthorized, Outcome: "rejected", Reason: err.Error()}
+		}
+	}
+	ev, err := p.build(v)
+	if err != nil {
+		return &Trial{Status: p.respStatus, Outcome: "quarantined", Reason: err.Error()}
+	}
+	t := &Trial{Status: p.respStatus, Outcome: "accepted", Destinations: ev.Destinations}
+	_ = json.Unmarshal(ev.Envelope, &t.Event)
+	return t
+}
+
+// match routes req against p's paths as the ingest listener does, returning
+// the path parameters, or 404 or 405.
+func (p *Provider) match(req *http.Request) (params map[string]string, status int) {
+	mux := http.NewServeMux()
+	for _, path := range p.Paths {
+		_ = handle(mux, path, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			params = pathParams(r, p)
+			status = http.StatusOK
+		}))
+	}
+	mux.ServeHTTP(httptest.NewRecorder(), req)
+	switch {
+	case status == 0:
+		return nil, http.StatusNotFound
+	case !p.allows(req.Method):
+		return nil, http.StatusMethodNotAllowed
+	}
+	return params, 0
+}
+
+func (p *Provider) allows(method string) bool {
+	for _, m := range p.methods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// Sign adds to req what p's verifiers check (SPEC 1, `hookrelay sign`), in
+// their order. A jws verifier signs only with jwsKey, a private key (PEM or
+// JWK); ip checks cannot be signed and are skipped.
+func (p *Provider) Sign(req *verifiers.Request, jwsKey []byte) error {
+	if p.Disabled != "" {
+		return fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
+	}
+	for i, v := range p.verifiers {
+		switch s := v.(type) {
+		case interface {
+			SignWithKey(*verifiers.Request, []byte, string) error
+		}:
+			if jwsKey == nil {
+				return fmt.Errorf("verify[%d]: a jws verifier signs only with a private key (--key)", i)
+			}
+			if err := s.SignWithKey(req, jwsKey, ""); err != nil {
+				return fmt.Errorf("verify[%d]: %w", i, err)
+			}
+		case verifiers.Signer:
+			if err := s.Sign(req); err != nil {
+				return fmt.Errorf("verify[%d]: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
