@@ -3,15 +3,19 @@ package verifiers
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,9 +48,19 @@ type JWSConfig struct {
 	// token names an unknown kid. While the URL is down or serves something
 	// that is not a JWK set, the last good set stays in use. Set exactly one
 	// of jwks_url, jwks_file or key_file.
+	//
+	// It may also be a file URL with an absolute path,
+	// file:///abs/path/jwks.json (file://localhost/abs/path too; no query or
+	// fragment), for a JWK set mounted into the container or written by a
+	// recorded test case. The file is read, not watched, under the same rules
+	// as a fetch: on first use, again after Refresh and on an unknown kid at
+	// most once per MinRefresh, at most JWKSMaxBytes, the last good set kept
+	// while the file is missing or broken. It must be a regular file.
+	// Unlike jwks_file, a file that is missing at load is no error, and a
+	// replaced file is picked up without a reload.
 	JWKSURL string `koanf:"jwks_url"`
 	// JWKSHeaders are headers sent with every fetch of JWKSURL, such as an
-	// apikey. Empty means none. Only with jwks_url.
+	// apikey. Empty means none. Ignored for a file:// jwks_url.
 	JWKSHeaders map[string]string `koanf:"jwks_headers"`
 	// JWKSFile is a file holding a JWK set (JSON), read when the config
 	// loads. A relative path is relative to the working directory of the
@@ -116,7 +130,8 @@ var jwsAlgorithms = map[jwa.SignatureAlgorithm]jwa.KeyType{
 type JWS struct {
 	from    jwsLocation
 	algs    map[jwa.SignatureAlgorithm]bool
-	allowed string // the allow-list, for messages
+	order   []jwa.SignatureAlgorithm // the allow-list as configured
+	allowed string                   // the allow-list, for messages
 	mode    string
 	keys    keySource
 }
@@ -124,7 +139,15 @@ type JWS struct {
 var (
 	_ Verifier        = (*JWS)(nil)
 	_ PayloadVerifier = (*JWS)(nil)
+	_ KeySigner       = (*JWS)(nil)
 )
+
+// KeySigner is a Verifier that signs with a private key the caller supplies,
+// since its configuration holds only public keys (jws): for
+// `hookrelay sign PROVIDER BODY --key KEY` and recorded test cases.
+type KeySigner interface {
+	SignWithKey(req *Request, key []byte, kid string) error
+}
 
 func newJWS(decode Decoder) (Verifier, error) {
 	var c JWSConfig
@@ -170,6 +193,7 @@ func NewJWS(c JWSConfig) (*JWS, error) {
 		}
 		if !v.algs[alg] {
 			v.algs[alg] = true
+			v.order = append(v.order, alg)
 			names = append(names, a)
 		}
 	}
@@ -354,6 +378,236 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 		}
 	}
 	return &Payload{Data: data, Replace: v.mode == payloadReplace}, nil
+}
+
+// SignWithKey signs req with key (a PEM private key - PKCS#1, PKCS#8 or EC - or a JWK JSON private key) so that
+// Verify accepts it when the key's public half is in the verifier's key set: the payload is the body (for
+// `from: body.FIELD`, the body without FIELD, re-encoded compactly, which is what must-match compares), the
+// protected header carries alg (the first allowed algorithm the key fits) and kid (the JWK's kid, or the kid
+// argument when not empty), and the compact JWS is put where `from` says: into the body's FIELD (the body is
+// re-encoded with the field added) or into the header.
+//
+// In detail:
+//
+//   - With from body.FIELD[.FIELD...] the body must be a JSON object.
+//     Objects on the way to the field that are missing are created (and so
+//     are part of the payload); one that is not an object is an error. A
+//     FIELD the body already has is replaced and is not signed. Re-encoding
+//     keeps numbers as written but sorts object keys and drops whitespace.
+//   - With from header.NAME the payload is the body exactly as it is and the
+//     body is left alone; in mode must-match it must be JSON.
+//   - A key fits an algorithm when it has the key type the algorithm needs,
+//     a JWK's own alg and use agree, and for ES256, ES384, ES512 and EdDSA the
+//     curve is P-256, P-384, P-521 and Ed25519. A PEM with several blocks is
+//     searched for its first private key block (EC PARAMETERS and the like
+//     are skipped); encrypted PEM keys are refused.
+//   - A header without a kid is written when neither the JWK nor kid gives
+//     one; Verify takes it only from a key set of one key.
+//
+// A failed SignWithKey leaves req as it was. Its errors name the key's type
+// and the algorithms, never the key.
+func (v *JWS) SignWithKey(req *Request, key []byte, kid string) error {
+	k, err := parseSigningKey(key)
+	if err != nil {
+		return fmt.Errorf("jws: cannot sign: %w", err)
+	}
+	var alg jwa.SignatureAlgorithm
+	for _, a := range v.order {
+		if signFits(k, a) {
+			alg = a
+			break
+		}
+	}
+	if alg == "" {
+		return fmt.Errorf("jws: cannot sign: the %s key fits none of the allowed algorithms [%s]", keyDesc(k), v.allowed)
+	}
+	if kid == "" {
+		kid = k.KeyID()
+	}
+	var raw any
+	if err := k.Raw(&raw); err != nil {
+		return fmt.Errorf("jws: cannot sign: the %s key cannot be used", keyDesc(k))
+	}
+
+	payload, body := req.Body, req.Body
+	var obj map[string]any
+	if v.from.header == "" {
+		doc, err := decodeJSON(req.Body)
+		if obj, _ = doc.(map[string]any); err != nil || obj == nil {
+			return fmt.Errorf("jws: cannot sign: from %s needs a body that is a JSON object", v.from.name)
+		}
+		parent, err := v.from.parent(obj)
+		if err != nil {
+			return fmt.Errorf("jws: cannot sign: %w", err)
+		}
+		delete(parent, v.from.path[len(v.from.path)-1])
+		if payload, err = compactJSON(obj); err != nil {
+			return fmt.Errorf("jws: cannot sign: the body cannot be re-encoded: %v", err)
+		}
+	} else if v.mode == payloadMustMatch {
+		if _, err := decodeJSON(req.Body); err != nil {
+			return errors.New("jws: cannot sign: payload must-match needs a JSON body")
+		}
+	}
+
+	hdr := jws.NewHeaders()
+	if kid != "" {
+		if err := hdr.Set(jws.KeyIDKey, kid); err != nil {
+			return errors.New("jws: cannot sign: the kid cannot be set")
+		}
+	}
+	// The raw key, not k: jws.Sign would put a jwk.Key's own kid over ours.
+	tok, err := jws.Sign(payload, jws.WithKey(alg, raw, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		// jwx's message might describe the key; say only what failed.
+		return fmt.Errorf("jws: cannot sign with the %s key as %s", keyDesc(k), alg)
+	}
+
+	if v.from.header != "" {
+		initRequest(req)
+		req.Header.Set(v.from.header, string(tok))
+		return nil
+	}
+	parent, _ := v.from.parent(obj) // created above
+	parent[v.from.path[len(v.from.path)-1]] = string(tok)
+	if body, err = compactJSON(obj); err != nil {
+		return fmt.Errorf("jws: cannot sign: the body cannot be re-encoded: %v", err)
+	}
+	req.Body = body
+	return nil
+}
+
+// parent returns the object that holds the location's last field, creating
+// the objects on the way that body lacks.
+func (l jwsLocation) parent(body map[string]any) (map[string]any, error) {
+	cur := body
+	for i, p := range l.path[:len(l.path)-1] {
+		next, ok := cur[p]
+		if !ok {
+			m := map[string]any{}
+			cur[p] = m
+			cur = m
+			continue
+		}
+		if cur, ok = next.(map[string]any); !ok {
+			return nil, fmt.Errorf("body field %s is not an object", strings.Join(l.path[:i+1], "."))
+		}
+	}
+	return cur, nil
+}
+
+// compactJSON encodes v without whitespace or HTML escaping.
+func compactJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// parseSigningKey reads a private key, as PEM or as a JWK. Its errors never
+// quote the key.
+func parseSigningKey(data []byte) (jwk.Key, error) {
+	var (
+		k   jwk.Key
+		err error
+	)
+	if bytes.Contains(data, []byte("-----BEGIN")) {
+		raw, err := parsePEMPrivate(data)
+		if err != nil {
+			return nil, err
+		}
+		if k, err = jwk.FromRaw(raw); err != nil {
+			return nil, errors.New("the PEM private key is of an unsupported type")
+		}
+	} else if k, err = jwk.ParseKey(data); err != nil {
+		return nil, errors.New("the key is not a PEM private key or a JWK")
+	}
+	switch k.(type) {
+	case jwk.RSAPrivateKey, jwk.ECDSAPrivateKey, jwk.OKPPrivateKey:
+		return k, nil
+	case jwk.SymmetricKey:
+		return nil, errors.New("the key is a symmetric key; jws signs with a private key")
+	}
+	return nil, errors.New("the key is a public key; signing needs the private key")
+}
+
+// parsePEMPrivate returns the first private key block of PEM data.
+func parsePEMPrivate(data []byte) (any, error) {
+	public := false
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED") || b.Type == "ENCRYPTED PRIVATE KEY" {
+			return nil, errors.New("the PEM private key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)")
+		}
+		var (
+			k   any
+			err error
+		)
+		switch b.Type {
+		case "RSA PRIVATE KEY":
+			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(b.Bytes)
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+		case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
+			public = true
+			continue
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the PEM %s block does not parse", b.Type)
+		}
+		return k, nil
+	}
+	if public {
+		return nil, errors.New("the PEM holds a public key or certificate; signing needs the private key")
+	}
+	return nil, errors.New("no RSA PRIVATE KEY, EC PRIVATE KEY or PRIVATE KEY block in the PEM")
+}
+
+// signFits reports whether k may sign alg: keyFits, and the curve the
+// algorithm names.
+func signFits(k jwk.Key, alg jwa.SignatureAlgorithm) bool {
+	if !keyFits(k, alg) {
+		return false
+	}
+	var crv jwa.EllipticCurveAlgorithm
+	switch k := k.(type) {
+	case jwk.ECDSAPrivateKey:
+		crv = k.Crv()
+	case jwk.OKPPrivateKey:
+		crv = k.Crv()
+	}
+	switch alg {
+	case jwa.ES256:
+		return crv == jwa.P256
+	case jwa.ES384:
+		return crv == jwa.P384
+	case jwa.ES512:
+		return crv == jwa.P521
+	case jwa.EdDSA:
+		return crv == jwa.Ed25519
+	}
+	return true
+}
+
+// keyDesc names a key's type (and curve) for messages.
+func keyDesc(k jwk.Key) string {
+	switch k := k.(type) {
+	case jwk.ECDSAPrivateKey:
+		return "EC " + k.Crv().String()
+	case jwk.OKPPrivateKey:
+		return "OKP " + k.Crv().String()
+	}
+	return k.KeyType().String()
 }
 
 // checkClaims checks the exp and nbf claims of a payload that has them.
@@ -652,9 +906,11 @@ func parseKeyFile(data []byte) ([]jwk.Key, error) {
 }
 
 // remoteKeys is a JWK set fetched from a URL, cached in memory. Fetches
-// happen on use, one at a time, and at most once per minRefresh.
+// happen on use, one at a time, and at most once per minRefresh. A file URL
+// is "fetched" by reading the file.
 type remoteKeys struct {
 	url        string
+	file       string // the path of a file URL, or ""
 	header     http.Header
 	client     *http.Client
 	refresh    time.Duration
@@ -671,10 +927,29 @@ type remoteKeys struct {
 
 func newRemoteKeys(c JWSConfig) (*remoteKeys, error) {
 	u, err := url.Parse(c.JWKSURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, FieldError("jwks_url", "must be an http or https URL")
+	const want = "must be an http or https URL, or a file URL with an absolute path (file:///abs/path/jwks.json)"
+	if err != nil {
+		return nil, FieldError("jwks_url", "%s", want)
 	}
 	r := &remoteKeys{url: c.JWKSURL, header: http.Header{}, refresh: c.Refresh, minRefresh: c.MinRefresh}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return nil, FieldError("jwks_url", "%s", want)
+		}
+	case "file":
+		// file:relative and file://host/path parse with an Opaque or a
+		// Host; a query or fragment would be silently ignored.
+		if u.Opaque != "" || (u.Host != "" && u.Host != "localhost") || !strings.HasPrefix(u.Path, "/") ||
+			u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+			return nil, FieldError("jwks_url", "%s", want)
+		}
+		// jwks_headers are not an error here: one provider file serves both
+		// the lender's URL and a recorded case's local copy of its JWKS.
+		r.file = filepath.FromSlash(u.Path)
+	default:
+		return nil, FieldError("jwks_url", "%s", want)
+	}
 	for name, val := range c.JWKSHeaders {
 		if name == "" {
 			return nil, FieldError("jwks_headers", "empty header name")
@@ -692,6 +967,9 @@ func newRemoteKeys(c JWSConfig) (*remoteKeys, error) {
 		return nil, FieldError("min_refresh", "must not be negative")
 	case r.minRefresh == 0:
 		r.minRefresh = DefaultJWKSMinRefresh
+	}
+	if r.file != "" {
+		return r, nil
 	}
 	host := u.Host
 	r.client = &http.Client{
@@ -787,6 +1065,9 @@ func (r *remoteKeys) current() ([]jwk.Key, error) {
 // get performs one fetch. Its errors name neither the URL, which may hold a
 // credential in its query, nor the headers.
 func (r *remoteKeys) get(ctx context.Context) ([]jwk.Key, error) {
+	if r.file != "" {
+		return r.read()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		return nil, errors.New("jwks_url: cannot build the request")
@@ -817,4 +1098,44 @@ func (r *remoteKeys) get(ctx context.Context) ([]jwk.Key, error) {
 		return nil, fmt.Errorf("jwks_url: %v", err)
 	}
 	return keys, nil
+}
+
+// read reads the JWK set of a file URL. Its errors do not name the path:
+// they become rejection reasons, which the sender sees.
+func (r *remoteKeys) read() ([]jwk.Key, error) {
+	// Stat first: opening a FIFO would block until someone writes to it.
+	switch fi, err := os.Stat(r.file); {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, errors.New("jwks_url file does not exist")
+	case err != nil:
+		return nil, fmt.Errorf("jwks_url file cannot be read: %v", pathErr(err))
+	case !fi.Mode().IsRegular():
+		return nil, errors.New("jwks_url file is not a regular file")
+	}
+	f, err := os.Open(r.file)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_url file cannot be read: %v", pathErr(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, JWKSMaxBytes+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("jwks_url file cannot be read: %v", pathErr(err))
+	case len(data) > JWKSMaxBytes:
+		return nil, fmt.Errorf("jwks_url file holds more than %d bytes", JWKSMaxBytes)
+	}
+	keys, err := parseKeySet(data)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_url: %v", err)
+	}
+	return keys, nil
+}
+
+// pathErr strips the path from a file error.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http/httputil"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,7 +90,7 @@ func sign(config string, explicit bool, provider, file, keyFile, method, path st
 	}
 	req, err := engine.NewRequest(method, path, nil, body)
 	if err == nil {
-		req, _, err = engine.SignRequest(p, req, body, time.Now(), key)
+		req, body, err = engine.SignRequest(p, req, body, time.Now(), key)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "hookrelay sign:", err)
@@ -99,6 +100,8 @@ func sign(config string, explicit bool, provider, file, keyFile, method, path st
 	if strings.HasPrefix(req.Host, ":") {
 		req.Host = "127.0.0.1" + req.Host
 	}
+	// DumpRequest writes the headers as set: the reader of the dump needs the length.
+	req.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	dump, err := httputil.DumpRequest(req, true)
 	if err != nil {
 		fmt.Fprintln(stderr, "hookrelay sign:", err)
