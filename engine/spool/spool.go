@@ -5,6 +5,7 @@ package spool
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -35,8 +36,9 @@ type Event struct {
 	Sequence      int64     `json:"sequence,omitempty"`
 	IdempotencyID string    `json:"idempotency_id"`
 	ReceivedAt    time.Time `json:"received_at"`
-	// Envelope is the canonical event JSON of SPEC 4.2, sent as is in envelope mode.
-	Envelope []byte `json:"envelope"`
+	// Envelope is the canonical event JSON of SPEC 4.2, sent as is in envelope
+	// mode. Stored as JSON, not base64: it is most of an event's bytes.
+	Envelope json.RawMessage `json:"envelope"`
 	// Raw is the provider body after decryption, sent as is in raw mode.
 	Raw []byte `json:"raw"`
 	// Destinations lists the destinations the routes chose; one delivery each.
