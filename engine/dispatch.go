@@ -347,7 +347,7 @@ func (d *dispatcher) deliver(ctx context.Context, l *lane, it item, last int64) 
 		}
 	}
 
-	att, retryAfter, sendErr := d.sender.send(dest, ev, len(dl.Attempts)+1)
+	att, retryAfter, sendErr := d.sender.send(dest, ev, dl.Tries()+1)
 	dl.Attempts = append(dl.Attempts, att)
 	out := dest.retry.classify(att.Status, sendErr)
 	res := result{next: popHead}
@@ -355,8 +355,8 @@ func (d *dispatcher) deliver(ctx context.Context, l *lane, it item, last int64) 
 	switch {
 	case out == success:
 		dl.Status, dl.NextAt = spool.Delivered, time.Time{}
-	case out == retryable && len(dl.Attempts) < dest.retry.maxAttempts:
-		dl.NextAt = time.Now().Add(dest.retry.delay(len(dl.Attempts), retryAfter))
+	case out == retryable && dl.Tries() < dest.retry.maxAttempts:
+		dl.NextAt = time.Now().Add(dest.retry.delay(dl.Tries(), retryAfter))
 		res, metric = result{next: retryAt, at: dl.NextAt}, "retry"
 	default:
 		dl.Status, dl.NextAt, metric = spool.Dead, time.Time{}, "dead"

@@ -20,7 +20,7 @@ import (
 type Relay struct {
 	cfg        *Config
 	log        *slog.Logger
-	spool      spool.Spool
+	spool      spool.Store
 	dispatch   *dispatcher
 	m          *metrics
 	rejections *rejectionLog

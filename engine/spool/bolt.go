@@ -46,6 +46,8 @@ var (
 	// bucketLastSeq: dest 0x00 key -> the highest sequence (8B BE) released
 	// to dest for key, so sequence order survives restarts (SPEC 5.3).
 	bucketLastSeq = []byte("last_sequence")
+	// bucketPaused: dest -> nothing, for each paused destination.
+	bucketPaused = []byte("paused")
 )
 
 // defaultMaxBatch is Options.MaxBatch when it is zero.
@@ -84,7 +86,7 @@ type Bolt struct {
 	commits atomic.Int64
 }
 
-var _ Spool = (*Bolt)(nil)
+var _ Store = (*Bolt)(nil)
 
 // op is one write. apply runs inside the writer's transaction and may run
 // more than once (when its batch is rolled back), so it must set all its
@@ -117,7 +119,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq} {
+		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq, bucketPaused} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -172,7 +172,7 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 		if err := json.Unmarshal(v, &cur); err != nil {
 			return nil, fmt.Errorf("spool: decode delivery %s to %s: %w", d.EventID, d.Destination, err)
 		}
-		cur.Status, cur.Attempts, cur.NextAt = d.Status, d.Attempts, d.NextAt
+		cur.Status, cur.Attempts, cur.NextAt, cur.AttemptsBefore = d.Status, d.Attempts, d.NextAt, d.AttemptsBefore
 		js, err := json.Marshal(&cur)
 		if err != nil {
 			return nil, err
@@ -297,30 +297,6 @@ func (b *Bolt) get(bucket, k []byte, v any) error {
 		// Unmarshal copies, so v does not point into the mmap after the tx.
 		return json.Unmarshal(js, v)
 	})
-}
-
-// EachQuarantined calls fn for every quarantined request, oldest first.
-func (b *Bolt) EachQuarantined(fn func(q *Quarantined) error) error {
-	var all []*Quarantined
-	err := b.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketQuarantine).ForEach(func(_, v []byte) error {
-			q := new(Quarantined)
-			if err := json.Unmarshal(v, q); err != nil {
-				return err
-			}
-			all = append(all, q)
-			return nil
-		})
-	})
-	if err != nil {
-		return err
-	}
-	for _, q := range all {
-		if err := fn(q); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func lastSeqKey(dest, key string) []byte { return []byte(dest + "\x00" + key) }

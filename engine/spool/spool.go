@@ -73,6 +73,10 @@ type Delivery struct {
 	Sequence    int64     `json:"sequence,omitempty"`
 	Status      Status    `json:"status"`
 	Attempts    []Attempt `json:"attempts"`
+	// AttemptsBefore is how many of Attempts were made before an operator's
+	// last retry: the attempt count (and max_attempts) starts again after it,
+	// while the history stays.
+	AttemptsBefore int `json:"attempts_before,omitempty"`
 	// NextAt is when a pending delivery may be tried again; zero means now.
 	NextAt time.Time `json:"next_at,omitempty"`
 }
@@ -129,5 +133,35 @@ type Spool interface {
 	Close() error
 }
 
+// Tries is how many attempts count against max_attempts: those since the
+// operator's last retry.
+func (d *Delivery) Tries() int { return len(d.Attempts) - d.AttemptsBefore }
+
 // String returns the status name.
 func (s Status) String() string { return string(s) }
+
+// Admin answers the admin API. Listings read short transactions; none of
+// them blocks ingest for long.
+type Admin interface {
+	// Events calls fn with events newest first, each with its deliveries,
+	// starting after the event `after` ("" for the newest), until fn returns
+	// false or scanned events have been visited (0 means no bound).
+	Events(after string, scanned int, fn func(ev *Event, ds []*Delivery) bool) error
+	// Deliveries returns the deliveries of one event, by destination name.
+	Deliveries(eventID string) ([]*Delivery, error)
+	// QuarantineList returns up to limit quarantined requests, newest first,
+	// after the one `after` ("" for the newest).
+	QuarantineList(after string, limit int) ([]*Quarantined, error)
+	// DeleteQuarantined removes a quarantined request once it was reprocessed.
+	DeleteQuarantined(id string) error
+	// SetPaused records whether a destination is paused, across restarts.
+	SetPaused(dest string, paused bool) error
+	// Paused returns the paused destinations.
+	Paused() (map[string]bool, error)
+}
+
+// Store is a spool with its admin side: what the relay runs on.
+type Store interface {
+	Spool
+	Admin
+}

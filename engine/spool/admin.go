@@ -1,0 +1,176 @@
+package spool
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// eventsChunk bounds how many events one read transaction of Events visits.
+const eventsChunk = 256
+
+// Events implements Admin.
+func (b *Bolt) Events(after string, scanned int, fn func(ev *Event, ds []*Delivery) bool) error {
+	var from []byte
+	if after != "" {
+		id, err := parseID(after)
+		if err != nil {
+			return err
+		}
+		from = id
+	}
+	type item struct {
+		ev *Event
+		ds []*Delivery
+	}
+	visited := 0
+	for {
+		var chunk []item
+		err := b.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketEvents).Cursor()
+			var k, v []byte
+			if from == nil {
+				k, v = c.Last()
+			} else if k, v = c.Seek(from); k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev() // Seek lands on `from` (or after it): start before
+			}
+			for ; k != nil && len(chunk) < eventsChunk; k, v = c.Prev() {
+				ev := new(Event)
+				if err := json.Unmarshal(v, ev); err != nil {
+					return fmt.Errorf("spool: decode event: %w", err)
+				}
+				ds, err := deliveriesOf(tx, k)
+				if err != nil {
+					return err
+				}
+				chunk = append(chunk, item{ev, ds})
+				from = append(from[:0], k...)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, it := range chunk {
+			visited++
+			if !fn(it.ev, it.ds) || (scanned > 0 && visited >= scanned) {
+				return nil
+			}
+		}
+		if len(chunk) < eventsChunk {
+			return nil
+		}
+	}
+}
+
+// deliveriesOf reads the deliveries of the event with ULID bytes id.
+func deliveriesOf(tx *bolt.Tx, id []byte) ([]*Delivery, error) {
+	var ds []*Delivery
+	c := tx.Bucket(bucketDeliveries).Cursor()
+	for k, v := c.Seek(id); k != nil && len(k) > len(id) && string(k[:len(id)]) == string(id); k, v = c.Next() {
+		d := new(Delivery)
+		if err := json.Unmarshal(v, d); err != nil {
+			return nil, fmt.Errorf("spool: decode delivery: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// Deliveries implements Admin.
+func (b *Bolt) Deliveries(eventID string) ([]*Delivery, error) {
+	id, err := parseID(eventID)
+	if err != nil {
+		return nil, err
+	}
+	var ds []*Delivery
+	err = b.view(func(tx *bolt.Tx) error {
+		ds, err = deliveriesOf(tx, id)
+		return err
+	})
+	return ds, err
+}
+
+// QuarantineList implements Admin.
+func (b *Bolt) QuarantineList(after string, limit int) ([]*Quarantined, error) {
+	var from []byte
+	if after != "" {
+		id, err := parseID(after)
+		if err != nil {
+			return nil, err
+		}
+		from = id
+	}
+	var out []*Quarantined
+	err := b.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketQuarantine).Cursor()
+		var k, v []byte
+		if from == nil {
+			k, v = c.Last()
+		} else if k, v = c.Seek(from); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			q := new(Quarantined)
+			if err := json.Unmarshal(v, q); err != nil {
+				return fmt.Errorf("spool: decode quarantined: %w", err)
+			}
+			out = append(out, q)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeleteQuarantined implements Admin.
+func (b *Bolt) DeleteQuarantined(id string) error {
+	k, err := parseID(id)
+	if err != nil {
+		return err
+	}
+	return b.submit(context.Background(), func(tx *bolt.Tx) ([]Ref, error) {
+		return nil, tx.Bucket(bucketQuarantine).Delete(k)
+	})
+}
+
+// SetPaused implements Admin.
+func (b *Bolt) SetPaused(dest string, paused bool) error {
+	return b.submit(context.Background(), func(tx *bolt.Tx) ([]Ref, error) {
+		if paused {
+			return nil, tx.Bucket(bucketPaused).Put([]byte(dest), nil)
+		}
+		return nil, tx.Bucket(bucketPaused).Delete([]byte(dest))
+	})
+}
+
+// Paused implements Admin.
+func (b *Bolt) Paused() (map[string]bool, error) {
+	out := map[string]bool{}
+	err := b.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPaused).ForEach(func(k, _ []byte) error {
+			out[string(k)] = true
+			return nil
+		})
+	})
+	return out, err
+}
+
+// EachQuarantined calls fn for every quarantined request, newest first.
+func (b *Bolt) EachQuarantined(fn func(q *Quarantined) error) error {
+	qs, err := b.QuarantineList("", 0)
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		if err := fn(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
