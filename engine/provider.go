@@ -42,8 +42,8 @@ type ProviderConfig struct {
 	Respond struct {
 		// Status of the answer to an accepted request; 0 means 200.
 		Status int `koanf:"status"`
-		// Body of that answer; empty means {"success":true}.
-		Body string `koanf:"body"`
+		// Body of that answer; unset means {"success":true}, '' an empty body.
+		Body *string `koanf:"body"`
 		// ContentType of that answer; empty means application/json.
 		ContentType string `koanf:"content_type"`
 	} `koanf:"respond"`
@@ -81,7 +81,8 @@ type Provider struct {
 	respBody   []byte
 	respType   string
 
-	doc *yamlDoc
+	doc     *yamlDoc
+	display map[string]any // the file as written, for the admin API
 }
 
 type route struct {
@@ -106,6 +107,7 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	p := &Provider{File: file, doc: doc}
 
 	// The display copy keeps env:/file: references; the working copy resolves them.
+	p.display = ko.Raw()
 	if err := decode(ko.Raw(), &p.Config); err != nil {
 		errs.addDecode(doc, "", err)
 		return nil, errs
@@ -238,9 +240,9 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 	if p.respStatus < 200 || p.respStatus > 299 {
 		errs.add(doc, "respond.status", "respond.status: %d is not a 2xx status", p.respStatus)
 	}
-	p.respBody = []byte(pc.Respond.Body)
-	if pc.Respond.Body == "" {
-		p.respBody = []byte(`{"success":true}`)
+	p.respBody = []byte(`{"success":true}`)
+	if pc.Respond.Body != nil {
+		p.respBody = []byte(*pc.Respond.Body)
 	}
 	p.respType = pc.Respond.ContentType
 	if p.respType == "" {
