@@ -46,12 +46,17 @@ type Config struct {
 
 	// File is the config file read; empty when running on built-in defaults.
 	File string `koanf:"-"`
+	// Path is where the config file was looked for, which a reload reads again.
+	Path string `koanf:"-"`
 	// Providers are the loaded provider files, sorted by name.
 	Providers []*Provider `koanf:"-"`
 	// Dests are the compiled destinations, by name.
 	Dests map[string]*Destination `koanf:"-"`
 	// Warnings are problems that do not stop the relay (a provider loaded disabled).
 	Warnings []string `koanf:"-"`
+
+	display map[string]any // the file as written, env: and file: unresolved
+
 }
 
 // The koanf key delimiter. Not ".", because map keys such as provider event
@@ -86,6 +91,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 		return nil, err
 	}
 	errs := &errorList{}
+	given := path
 	var doc *yamlDoc
 	data, err := os.ReadFile(path)
 	switch {
@@ -107,7 +113,8 @@ func Load(path string, mustExist bool) (*Config, error) {
 		return nil, err
 	}
 
-	cfg := &Config{File: path}
+	cfg := &Config{File: path, Path: given}
+	cfg.display = ko.Raw() // before secrets are resolved: what the admin API may show
 	raw := ko.Raw()
 	base := "."
 	if path != "" {

@@ -59,33 +59,28 @@ type queueCollector struct{ r *Relay }
 
 var (
 	pendingDesc = prometheus.NewDesc("hookrelay_pending", "Deliveries waiting, by destination.", []string{"destination"}, nil)
+	deadDesc    = prometheus.NewDesc("hookrelay_dead", "Dead deliveries waiting for an operator, by destination.", []string{"destination"}, nil)
 	heldDesc    = prometheus.NewDesc("hookrelay_held_keys", "Keys blocked behind a dead event, by destination.", []string{"destination"}, nil)
+	oldestDesc  = prometheus.NewDesc("hookrelay_oldest_pending_seconds", "Age of the oldest waiting delivery, by destination.", []string{"destination"}, nil)
 	spoolDesc   = prometheus.NewDesc("hookrelay_spool_bytes", "Size of the spool file.", nil, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- pendingDesc
-	ch <- heldDesc
-	ch <- spoolDesc
+	for _, d := range []*prometheus.Desc{pendingDesc, deadDesc, heldDesc, oldestDesc, spoolDesc} {
+		ch <- d
+	}
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	d := c.r.dispatch
-	if d == nil {
+	if c.r.dispatch == nil {
 		return
 	}
-	d.mu.Lock()
-	lanes := make([]*lane, 0, len(d.lanes))
-	for _, l := range d.lanes {
-		lanes = append(lanes, l)
-	}
-	d.mu.Unlock()
-	for _, l := range lanes {
-		l.mu.Lock()
-		pending, held := l.pending, l.held
-		l.mu.Unlock()
-		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(pending), l.dest.Name)
-		ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(held), l.dest.Name)
+	for _, l := range c.r.dispatch.allLanes() {
+		st, name := l.stats(), l.destination().Name
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending), name)
+		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(st.Dead), name)
+		ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(st.HeldKeys), name)
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, st.OldestPendingSeconds, name)
 	}
 	ch <- prometheus.MustNewConstMetric(spoolDesc, prometheus.GaugeValue, float64(c.r.spool.Size()))
 }

@@ -9,8 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
@@ -18,7 +21,7 @@ import (
 
 // Relay is a running hookrelay: its spool, its handlers and its dispatcher.
 type Relay struct {
-	cfg        *Config
+	cfg        atomic.Pointer[Config] // replaced whole by a reload
 	log        *slog.Logger
 	spool      spool.Store
 	dispatch   *dispatcher
@@ -26,6 +29,7 @@ type Relay struct {
 	rejections *rejectionLog
 	ingestMux  atomic.Pointer[http.Handler]
 	ready      atomic.Bool
+	reloadMu   sync.Mutex // one reload at a time
 
 	stop context.CancelFunc
 	bg   sync.WaitGroup
@@ -33,7 +37,8 @@ type Relay struct {
 
 // Open opens the spool and builds the handlers; Start begins delivering.
 func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
-	r := &Relay{cfg: cfg, log: log, rejections: newRejectionLog(1000)}
+	r := &Relay{log: log, rejections: newRejectionLog(1000)}
+	r.cfg.Store(cfg)
 	r.m = newMetrics(r)
 	sp, err := spool.Open(cfg.Spool.Path, spool.Options{Committed: func(refs []spool.Ref) {
 		r.dispatch.committed(refs)
@@ -52,12 +57,20 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	return r, nil
 }
 
+// config is the configuration in force.
+func (r *Relay) config() *Config { return r.cfg.Load() }
+
 // Start rebuilds the delivery queues from the spool and starts delivering
 // and purging. It returns once the queues are rebuilt.
 func (r *Relay) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
-	if err := r.dispatch.start(ctx, r.cfg.Dests, r.cfg.Providers); err != nil {
+	paused, err := r.spool.Paused()
+	if err == nil {
+		cfg := r.config()
+		err = r.dispatch.start(ctx, cfg.Dests, cfg.Providers, paused)
+	}
+	if err != nil {
 		cancel()
 		return err
 	}
@@ -68,6 +81,52 @@ func (r *Relay) Start() error {
 	}()
 	r.ready.Store(true)
 	return nil
+}
+
+// Reload loads the configuration again and, only when all of it is valid,
+// puts it in force (SPEC 7): requests in flight finish on the old one, and
+// queued deliveries keep their destination by name. Listeners and the spool
+// path cannot move without a restart; changes to them are ignored with a
+// warning. A refused configuration changes nothing.
+func (r *Relay) Reload() error {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	old := r.config()
+	cfg, err := Load(old.Path, old.File != "")
+	if err != nil {
+		r.log.Error("reload refused", "errors", problems(err))
+		return err
+	}
+	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen || cfg.Spool.Path != old.Spool.Path {
+		r.log.Warn("reload: listen, admin.listen and spool.path take effect only after a restart")
+		cfg.Listen, cfg.Admin.Listen, cfg.Spool.Path = old.Listen, old.Admin.Listen, old.Spool.Path
+	}
+	mux, err := r.newIngestMux(cfg)
+	if err != nil {
+		r.log.Error("reload refused", "errors", []string{err.Error()})
+		return err
+	}
+	// New destinations get their lanes before any request can route to them.
+	if err := r.dispatch.configure(cfg.Dests, cfg.Providers); err != nil {
+		r.log.Error("reload failed to rebuild delivery queues", "error", err)
+		return err
+	}
+	r.cfg.Store(cfg)
+	r.ingestMux.Store(&mux)
+	for _, w := range cfg.Warnings {
+		r.log.Warn(w)
+	}
+	r.log.Info("configuration reloaded", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
+	return nil
+}
+
+// problems lists the "file:line: message" lines of a load error.
+func problems(err error) []string {
+	var l *errorList
+	if errors.As(err, &l) {
+		return l.Problems()
+	}
+	return []string{err.Error()}
 }
 
 // Close stops delivering, waiting up to timeout for attempts in flight, and
@@ -103,8 +162,9 @@ func (r *Relay) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		keep := r.cfg.Spool.Retention
-		for _, p := range r.cfg.Providers {
+		cfg := r.config()
+		keep := cfg.Spool.Retention
+		for _, p := range cfg.Providers {
 			keep = max(keep, p.dedup) // dedup entries must outlive their window
 		}
 		if n, err := r.spool.Purge(time.Now().Add(-keep)); err != nil {
@@ -120,9 +180,9 @@ func (r *Relay) purgeLoop(ctx context.Context) {
 	}
 }
 
-// Serve runs the relay on its listeners until ctx ends, then shuts down
-// gracefully: stop accepting, finish requests and deliveries in flight (up to
-// shutdown_timeout), close the spool.
+// Serve runs the relay on its listeners until ctx ends, reloading on SIGHUP,
+// then shuts down gracefully: stop accepting, finish requests and deliveries
+// in flight (up to shutdown_timeout), close the spool.
 func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	r, err := Open(cfg, log)
 	if err != nil {
@@ -161,10 +221,20 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
 
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		log.Error("listener failed", "error", err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			_ = r.Reload() // a refused reload is logged and changes nothing
+		case err = <-errc:
+			log.Error("listener failed", "error", err)
+			break wait
+		}
 	}
 	log.Info("shutting down")
 	// No new delivery starts from here; those in flight finish in Close.

@@ -24,9 +24,17 @@ commands:
   try PROVIDER REQUEST_FILE [--no-verify]     dry run of a saved request: the event and its destinations
   test [PROVIDER...]                          run the providers' recorded cases (providers.d/NAME.tests/)
   sign PROVIDER BODY_FILE [--key KEY]         print a request signed as PROVIDER's verify expects
+  events list [--status S] [--provider P] [--destination D] [--type T] [--key K] [--limit N] [--cursor C]
+                                              list spooled events, newest first
+  events show|retry|skip ID                   show an event and its attempts; requeue or skip its dead deliveries
+  dead retry [--destination D] [--provider P] [--key K]
+                                              requeue every matching dead delivery
+  reload                                      reload the serving relay's configuration
   version                                     print version and build info
 
-every command but version takes --config relay.yaml
+serve, check, try, test and sign take --config relay.yaml; events, dead and reload take
+--admin URL (default $HOOKRELAY_ADMIN_URL, else http://127.0.0.1:9090) and --json, and send
+$HOOKRELAY_ADMIN_TOKEN as the bearer token
 `
 
 func main() {
@@ -62,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		c = &command{args: 2, run: func(a []string) int {
 			return sign(*config, explicit(fs, "config"), a[0], a[1], *key, *method, *path, stdout, stderr)
 		}}
+	case "events", "dead", "reload":
+		c = adminCommand(cmd, fs, stdout, stderr)
 	case "version":
 		info, _ := debug.ReadBuildInfo()
 		fmt.Fprintf(stdout, "hookrelay %s (%s)\n", info.Main.Version, info.GoVersion)

@@ -160,17 +160,3 @@ func (b *Bolt) Paused() (map[string]bool, error) {
 	})
 	return out, err
 }
-
-// EachQuarantined calls fn for every quarantined request, newest first.
-func (b *Bolt) EachQuarantined(fn func(q *Quarantined) error) error {
-	qs, err := b.QuarantineList("", 0)
-	if err != nil {
-		return err
-	}
-	for _, q := range qs {
-		if err := fn(q); err != nil {
-			return err
-		}
-	}
-	return nil
-}

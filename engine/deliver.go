@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// result tells a worker what to do with its key after one delivery.
+type result struct {
+	next int
+	at   time.Time
+	dead bool // the delivery just became dead
+}
+
+const (
+	popHead = iota // delivered, skipped, or gone: the key moves on
+	retryAt        // try the head again at `at`
+	holdKey        // dead and the destination holds: the key waits for an operator
+)
+
+// deliver makes at most one attempt of the delivery of it to l's
+// destination and records it. last is the highest sequence released for the
+// key: a sequenced event beyond last+1 waits for the gap to fill, up to its
+// provider's reorder window.
+func (d *dispatcher) deliver(l *lane, it item, last int64) result {
+	l.mu.Lock()
+	dest, limiter := l.dest, l.limiter
+	l.mu.Unlock()
+	eventID := it.eventID
+	dl, err := d.spool.Delivery(dest.Name, eventID)
+	if errors.Is(err, spool.ErrNotFound) {
+		return result{next: popHead}
+	}
+	if err != nil {
+		d.log.Error("spool read failed", "destination", dest.Name, "event_id", eventID, "error", err)
+		return result{next: retryAt, at: time.Now().Add(time.Second)}
+	}
+	switch {
+	case dl.Status.Final():
+		return result{next: popHead}
+	case dl.Status == spool.Dead && dest.hold:
+		return result{next: holdKey}
+	case dl.Status == spool.Dead:
+		return result{next: popHead}
+	case time.Until(dl.NextAt) > 0:
+		return result{next: retryAt, at: dl.NextAt}
+	}
+	ev, err := d.spool.Event(eventID)
+	if err != nil {
+		d.log.Error("spool read failed", "destination", dest.Name, "event_id", eventID, "error", err)
+		return result{next: retryAt, at: time.Now().Add(time.Second)}
+	}
+	if it.sequence > last+1 && dest.ordered {
+		if wait := ev.ReceivedAt.Add(d.reorderWindow(ev.Provider)); time.Until(wait) > 0 {
+			return result{next: retryAt, at: wait}
+		}
+		d.log.Warn("sequence gap: sending without the missing events", "provider", ev.Provider, "key", ev.Key,
+			"destination", dest.Name, "event_id", eventID, "sequence", it.sequence, "expected", last+1)
+		d.m.sequenceGap(dest.Name)
+	}
+	if limiter != nil {
+		if err := limiter.Wait(l.ctx); err != nil {
+			return result{next: retryAt}
+		}
+	}
+
+	att, retryAfter, sendErr := d.sender.send(dest, ev, dl.Tries()+1)
+	dl.Attempts = append(dl.Attempts, att)
+	out := dest.retry.classify(att.Status, sendErr)
+	res := result{next: popHead}
+	metric := "success"
+	switch {
+	case out == success:
+		dl.Status, dl.NextAt = spool.Delivered, time.Time{}
+	case out == retryable && dl.Tries() < dest.retry.maxAttempts:
+		dl.NextAt = time.Now().Add(dest.retry.delay(dl.Tries(), retryAfter))
+		res, metric = result{next: retryAt, at: dl.NextAt}, "retry"
+	default:
+		dl.Status, dl.NextAt, metric = spool.Dead, time.Time{}, "dead"
+		res.dead = true
+		if dest.hold {
+			res.next = holdKey
+		}
+	}
+	// The key may move on only once the outcome is on disk: otherwise a crash
+	// could send the next event of the key while this one is still pending.
+	if err := d.spool.Update(context.Background(), dl); err != nil {
+		d.log.Error("spool update failed", "destination", dest.Name, "event_id", eventID, "error", err)
+		return result{next: retryAt, at: time.Now().Add(time.Second)}
+	}
+	d.m.delivered(dest.Name, metric, time.Duration(att.DurationMS)*time.Millisecond)
+	if metric != "retry" {
+		lvl := slog.LevelInfo
+		if metric == "dead" {
+			lvl = slog.LevelWarn
+		}
+		attrs := []any{"event_id", eventID, "provider", ev.Provider, "key", ev.Key, "destination", dest.Name,
+			"attempts", len(dl.Attempts), "status", att.Status}
+		if att.Error != "" {
+			attrs = append(attrs, "error", att.Error)
+		}
+		d.log.Log(context.Background(), lvl, "delivery "+dl.Status.String(), attrs...)
+	}
+	return res
+}

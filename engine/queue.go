@@ -1,0 +1,269 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// lane is one destination's queues and workers.
+type lane struct {
+	d      *dispatcher
+	ctx    context.Context // ends when the lane closes or the relay stops
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	dest    *Destination  // replaced on reload
+	limiter *rate.Limiter // nil: unlimited
+	workers int           // running workers; extra ones stop after a reload lowers concurrency
+	reconf  chan struct{} // closed when the settings change
+	keys    map[string]*keyQueue
+	ready   []*keyQueue // keys whose head may be sent now, oldest first
+	timers  timerHeap   // keys whose head waits for its next attempt
+	wake    chan struct{}
+	paused  bool
+	pending int // deliveries queued in memory
+	held    int // keys blocked behind a dead event
+	dead    int // dead deliveries of this destination in the spool
+}
+
+// keyQueue is one key's deliveries to one destination: in spool (ingest)
+// order, except that events with a sequence number go in sequence order.
+type keyQueue struct {
+	key       string
+	items     []item
+	scheduled bool // in ready, in timers or in flight
+	inflight  bool // a worker holds the head
+	held      bool // the head is dead and the destination holds
+	nextAt    time.Time
+	heapIdx   int
+	// lastSeq is the highest sequence released for the key; loaded from the
+	// spool when the first sequenced head comes up.
+	lastSeq   int64
+	seqLoaded bool
+}
+
+// item is one queued delivery.
+type item struct {
+	eventID  string
+	sequence int64 // 0: none
+}
+
+// queueKey is the queue an event goes in: its key, or, without ordering,
+// a queue of its own.
+func (l *lane) queueKey(eventID, key string) string {
+	if !l.dest.ordered {
+		return eventID
+	}
+	return key
+}
+
+// push queues a delivery behind its key's earlier ones, or, when it has a
+// sequence number, before the first queued one with a higher number.
+func (l *lane) push(it item, key string, dead bool, nextAt time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key = l.queueKey(it.eventID, key)
+	kq := l.keys[key]
+	if kq == nil {
+		kq = &keyQueue{key: key, heapIdx: -1}
+		l.keys[key] = kq
+	}
+	l.pending++
+	first := 0
+	if kq.inflight || kq.held {
+		first = 1 // the head is being sent or blocks the key: it stays first
+	}
+	if kq.insert(it, first) > 0 {
+		return
+	}
+	if dead && l.dest.hold {
+		kq.held = true
+		l.held++
+		return
+	}
+	l.newHead(kq, nextAt)
+}
+
+// newHead schedules kq for its new head, whatever the old head was waiting for.
+func (l *lane) newHead(kq *keyQueue, nextAt time.Time) {
+	kq.nextAt = nextAt
+	if kq.heapIdx >= 0 {
+		heap.Remove(&l.timers, kq.heapIdx)
+		kq.scheduled = false
+	}
+	l.schedule(kq)
+}
+
+// insert puts it behind the items from first on that it does not precede:
+// all of them, unless it has a sequence number, which passes the higher
+// numbers (never an unsequenced item). It returns the position.
+func (kq *keyQueue) insert(it item, first int) int {
+	at := len(kq.items)
+	if it.sequence > 0 {
+		for i := len(kq.items) - 1; i >= first && kq.items[i].sequence > it.sequence; i-- {
+			at = i
+		}
+	}
+	kq.items = slices.Insert(kq.items, at, it)
+	return at
+}
+
+// schedule puts a key with work on the ready list or the timers. l.mu held.
+func (l *lane) schedule(kq *keyQueue) {
+	if kq.scheduled || kq.held || len(kq.items) == 0 {
+		return
+	}
+	kq.scheduled = true
+	if time.Until(kq.nextAt) > 0 {
+		heap.Push(&l.timers, kq)
+	} else {
+		l.ready = append(l.ready, kq)
+	}
+	l.signal()
+}
+
+// signal wakes one idle worker. l.mu held or not.
+func (l *lane) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for a key whose head may be sent. It returns nil when the lane
+// stops, or when this worker is one too many after a reload; l.workers then
+// counts it out.
+func (l *lane) take() *keyQueue {
+	for {
+		l.mu.Lock()
+		// Checked first: once the relay stops, no new attempt starts, even
+		// with keys ready (only the ones in flight are finished).
+		if l.ctx.Err() != nil || l.workers > l.dest.concurrency {
+			l.workers--
+			l.mu.Unlock()
+			return nil
+		}
+		now := time.Now()
+		for len(l.timers) > 0 && !l.timers[0].nextAt.After(now) {
+			l.ready = append(l.ready, heap.Pop(&l.timers).(*keyQueue))
+		}
+		wait := time.Hour
+		if len(l.timers) > 0 {
+			wait = l.timers[0].nextAt.Sub(now)
+		}
+		for !l.paused && len(l.ready) > 0 {
+			kq := l.ready[0]
+			l.ready[0] = nil
+			l.ready = l.ready[1:]
+			if len(kq.items) == 0 || kq.held { // an operator emptied or held it meanwhile
+				kq.scheduled = false
+				continue
+			}
+			kq.inflight = true
+			if len(l.ready) > 0 { // let another worker take the next one
+				l.signal()
+			}
+			l.mu.Unlock()
+			return kq
+		}
+		reconf := l.reconf
+		l.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-l.ctx.Done():
+		case <-reconf:
+		case <-l.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// work is one worker: it sends heads of ready keys until the lane stops. A
+// send in flight when it stops is finished, not abandoned.
+func (l *lane) work() {
+	for {
+		kq := l.take()
+		if kq == nil {
+			return
+		}
+		l.mu.Lock()
+		head, dest := kq.items[0], l.dest
+		last, loaded := kq.lastSeq, kq.seqLoaded
+		l.mu.Unlock()
+		if head.sequence > 0 && !loaded {
+			var err error
+			if last, err = l.d.spool.LastSequence(dest.Name, kq.key); err != nil {
+				l.d.log.Error("spool read failed", "destination", dest.Name, "key", kq.key, "error", err)
+			}
+		}
+		res := l.d.deliver(l, head, last)
+		l.mu.Lock()
+		kq.inflight = false
+		if head.sequence > 0 && !loaded {
+			kq.lastSeq, kq.seqLoaded = max(kq.lastSeq, last), true
+		}
+		switch res.next {
+		case popHead:
+			kq.items[0] = item{}
+			kq.items = kq.items[1:]
+			kq.nextAt = time.Time{}
+			kq.lastSeq = max(kq.lastSeq, head.sequence)
+			l.pending--
+		case holdKey:
+			kq.held = true
+			l.held++
+		case retryAt:
+			kq.nextAt = res.at
+			// An earlier number that came while the head was out goes first.
+			if len(kq.items) > 1 && head.sequence > 0 && kq.items[1].sequence > 0 && kq.items[1].sequence < head.sequence {
+				kq.items = kq.items[1:]
+				kq.insert(head, 0)
+				kq.nextAt = time.Time{}
+			}
+		}
+		if res.dead {
+			l.dead++
+		}
+		kq.scheduled = false
+		if len(kq.items) == 0 {
+			delete(l.keys, kq.key)
+		} else {
+			l.schedule(kq)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// timerHeap orders keys by their next attempt.
+type timerHeap []*keyQueue
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].nextAt.Before(h[j].nextAt) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *timerHeap) Push(x any) {
+	kq := x.(*keyQueue)
+	kq.heapIdx = len(*h)
+	*h = append(*h, kq)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	kq := old[len(old)-1]
+	old[len(old)-1] = nil
+	kq.heapIdx = -1
+	*h = old[:len(old)-1]
+	return kq
+}
+
+func (h *timerHeap) remove(kq *keyQueue) {
+	heap.Remove(h, kq.heapIdx)
+	kq.scheduled = false
+}
