@@ -120,6 +120,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		outcome = "duplicate"
 		ev.ID = dupOf
 	}
+	r.trackPollKey(p, ev)
 	r.log.Info("ingest "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
 		"destinations", ev.Destinations)
 	respond(w, p)

@@ -50,6 +50,64 @@ type ProviderConfig struct {
 	// Required makes a missing secret a configuration error instead of
 	// loading the provider disabled.
 	Required bool `koanf:"required"`
+	// Register registers this relay's callback URL with the lender (SPEC 9).
+	Register *RegisterConfig `koanf:"register"`
+	// Poll asks the lender for the status of keys not yet final (SPEC 9).
+	Poll *PollConfig `koanf:"poll"`
+}
+
+// RequestConfig is one HTTP request to a lender; every string is a
+// {{ expression }} template (SPEC 9).
+type RequestConfig struct {
+	// Method defaults to POST.
+	Method  string            `koanf:"method"`
+	URL     string            `koanf:"url"`
+	Headers map[string]string `koanf:"headers"`
+	Body    string            `koanf:"body"`
+}
+
+// RegisterConfig is a provider's `register:` block.
+type RegisterConfig struct {
+	// Auto registers when the relay starts, retrying with backoff while it fails.
+	Auto bool `koanf:"auto"`
+	// PublicURL is how the lender reaches this relay.
+	PublicURL string `koanf:"public_url"`
+	// Request registers; Unregister removes the registration, taking the
+	// headers it does not give from Request.
+	Request    *RequestConfig `koanf:"request"`
+	Unregister *RequestConfig `koanf:"unregister"`
+	// Requests, instead of Request and Unregister, for a lender that takes
+	// several registrations (Kompar: applications and decisions).
+	Requests []RegisterRequest `koanf:"requests"`
+	// Success is a boolean expression over `response`; empty means a 2xx status.
+	Success string `koanf:"success"`
+	// Values are named secrets for the templates, as `values.NAME`.
+	Values map[string]string `koanf:"values"`
+}
+
+// RegisterRequest is one registration of a lender that takes several.
+type RegisterRequest struct {
+	RequestConfig `koanf:",squash"`
+	Unregister    *RequestConfig `koanf:"unregister"`
+}
+
+// PollConfig is a provider's `poll:` block.
+type PollConfig struct {
+	// Interval between two polls of one key; 0 means 5m.
+	Interval time.Duration `koanf:"interval"`
+	// FinalTypes are canonical types after which a key is no longer polled.
+	FinalTypes []string `koanf:"final_types"`
+	// Request is templated over `key` and `values`.
+	Request RequestConfig `koanf:"request"`
+	// Response is json or xml: how the answer is parsed into `response.body`.
+	Response string `koanf:"response"`
+	// Event maps the answer, like the provider's event block, over
+	// `response` and `key`; its key defaults to the polled key.
+	Event transforms.EventSpec `koanf:"event"`
+	// Concurrency bounds requests in flight to the lender; 0 means 4.
+	Concurrency int `koanf:"concurrency"`
+	// Values are named secrets for the templates; register's are used when empty.
+	Values map[string]string `koanf:"values"`
 }
 
 // RouteConfig adds destinations to the events for which When holds.
@@ -247,6 +305,12 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 	p.respType = pc.Respond.ContentType
 	if p.respType == "" {
 		p.respType = "application/json"
+	}
+	if pc.Register != nil {
+		p.compileRegister(pc.Register, errs)
+	}
+	if pc.Poll != nil {
+		p.compilePoll(pc.Poll, pc.Register, errs)
 	}
 }
 

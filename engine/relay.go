@@ -79,6 +79,8 @@ func (r *Relay) Start() error {
 		defer r.bg.Done()
 		r.purgeLoop(ctx)
 	}()
+	r.startRegistrations(ctx)
+	r.startPollers(ctx)
 	r.ready.Store(true)
 	return nil
 }
@@ -113,6 +115,7 @@ func (r *Relay) Reload() error {
 	}
 	r.cfg.Store(cfg)
 	r.ingestMux.Store(&mux)
+	r.configurePollers()
 	for _, w := range cfg.Warnings {
 		r.log.Warn(w)
 	}

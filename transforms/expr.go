@@ -36,6 +36,30 @@ type Env struct {
 	Now time.Time `expr:"now"`
 	// Event is the canonical event; set for routes, destination templates and body expressions.
 	Event *Event `expr:"event"`
+
+	// The variables of registration and polling templates (SPEC 9).
+
+	// PublicURL is how the lender reaches this relay (register templates).
+	PublicURL string `expr:"public_url"`
+	// Values are a provider's named secrets for register and poll templates.
+	Values map[string]string `expr:"values"`
+	// Key is the key being polled (poll templates).
+	Key string `expr:"key"`
+	// Response is the lender's answer (register success, poll event mapping).
+	Response *Response `expr:"response"`
+}
+
+// Response is an HTTP answer as expressions see it.
+type Response struct {
+	Status  int               `expr:"status"`
+	Headers map[string]string `expr:"headers"` // lower-case names, first value
+	// Body is the answer parsed as the configuration says (json or xml), or
+	// the text when it says nothing.
+	Body any `expr:"body"`
+	// JSON and XML are the answer parsed as each, nil when it is not.
+	JSON any    `expr:"json"`
+	XML  any    `expr:"xml"`
+	Raw  string `expr:"raw"`
 }
 
 // Program is one compiled expression.
