@@ -15,10 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/rawbytes"
-	"github.com/knadh/koanf/v2"
-
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -148,17 +144,9 @@ func runCase(configPath string, explicit bool, provider, file string) ([]string,
 }
 
 func loadCase(file string) (*Case, error) {
-	data, err := os.ReadFile(file)
+	doc, ko, err := loadYAML(file)
 	if err != nil {
 		return nil, err
-	}
-	doc, err := parseYAML(file, data)
-	if err != nil {
-		return nil, err
-	}
-	ko := koanf.New(delim)
-	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	c := &Case{}
 	if err := decode(ko.Raw(), c); err != nil {

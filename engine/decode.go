@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
 	yamlv3 "go.yaml.in/yaml/v3"
 
 	"github.com/hookrelay/hookrelay/transforms"
@@ -163,6 +166,23 @@ func resolveSecret(s, base string) (value, problem string) {
 type yamlDoc struct {
 	file string
 	root *yamlv3.Node
+}
+
+// loadYAML reads a YAML file into koanf (for values) and a node tree (for lines).
+func loadYAML(file string) (*yamlDoc, *koanf.Koanf, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	doc, err := parseYAML(file, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	ko := koanf.New(delim)
+	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return doc, ko, nil
 }
 
 func parseYAML(file string, data []byte) (*yamlDoc, error) {

@@ -4,15 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/rawbytes"
-	"github.com/knadh/koanf/v2"
 
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
@@ -149,17 +144,9 @@ type route struct {
 }
 
 func loadProvider(file string, c *Config) (*Provider, error) {
-	data, err := os.ReadFile(file)
+	doc, ko, err := loadYAML(file)
 	if err != nil {
 		return nil, err
-	}
-	doc, err := parseYAML(file, data)
-	if err != nil {
-		return nil, err
-	}
-	ko := koanf.New(delim)
-	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	errs := &errorList{}
 	p := &Provider{File: file, doc: doc}

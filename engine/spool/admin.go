@@ -30,15 +30,7 @@ func (b *Bolt) Events(after string, scanned int, fn func(ev *Event, ds []*Delive
 		var chunk []item
 		err := b.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketEvents).Cursor()
-			var k, v []byte
-			if from == nil {
-				k, v = c.Last()
-			} else if k, v = c.Seek(from); k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev() // Seek lands on `from` (or after it): start before
-			}
-			for ; k != nil && len(chunk) < eventsChunk; k, v = c.Prev() {
+			for k, v := before(c, from); k != nil && len(chunk) < eventsChunk; k, v = c.Prev() {
 				ev := new(Event)
 				if err := json.Unmarshal(v, ev); err != nil {
 					return fmt.Errorf("spool: decode event: %w", err)
@@ -65,6 +57,18 @@ func (b *Bolt) Events(after string, scanned int, fn func(ev *Event, ds []*Delive
 			return nil
 		}
 	}
+}
+
+// before positions c on the newest key older than from (the newest of all
+// when from is nil), for listings that go newest first.
+func before(c *bolt.Cursor, from []byte) (k, v []byte) {
+	if from == nil {
+		return c.Last()
+	}
+	if k, _ = c.Seek(from); k == nil {
+		return c.Last()
+	}
+	return c.Prev() // Seek lands on from, or just after it
 }
 
 // deliveriesOf reads the deliveries of the event with ULID bytes id.
@@ -108,15 +112,7 @@ func (b *Bolt) QuarantineList(after string, limit int) ([]*Quarantined, error) {
 	var out []*Quarantined
 	err := b.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketQuarantine).Cursor()
-		var k, v []byte
-		if from == nil {
-			k, v = c.Last()
-		} else if k, v = c.Seek(from); k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+		for k, v := before(c, from); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
 			q := new(Quarantined)
 			if err := json.Unmarshal(v, q); err != nil {
 				return fmt.Errorf("spool: decode quarantined: %w", err)
