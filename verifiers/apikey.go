@@ -2,7 +2,7 @@ package verifiers
 
 import "context"
 
-func init() { Register("apikey", newAPIKey) }
+func init() { Register("apikey", Build(NewAPIKey)) }
 
 // APIKeyConfig is the configuration block of the apikey kind.
 type APIKeyConfig struct {
@@ -30,14 +30,6 @@ var (
 	_ Verifier = (*APIKey)(nil)
 	_ Signer   = (*APIKey)(nil)
 )
-
-func newAPIKey(decode Decoder) (Verifier, error) {
-	var c APIKeyConfig
-	if err := decode(&c); err != nil {
-		return nil, err
-	}
-	return NewAPIKey(c)
-}
 
 // NewAPIKey validates c and returns the verifier. Errors are *ConfigError.
 func NewAPIKey(c APIKeyConfig) (*APIKey, error) {

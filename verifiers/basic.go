@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-func init() { Register("basic", newBasic) }
+func init() { Register("basic", Build(NewBasic)) }
 
 // BasicConfig is the configuration block of the basic kind.
 type BasicConfig struct {
@@ -36,14 +36,6 @@ var (
 	_ Verifier = (*Basic)(nil)
 	_ Signer   = (*Basic)(nil)
 )
-
-func newBasic(decode Decoder) (Verifier, error) {
-	var c BasicConfig
-	if err := decode(&c); err != nil {
-		return nil, err
-	}
-	return NewBasic(c)
-}
 
 // NewBasic validates c and returns the verifier. Errors are *ConfigError.
 func NewBasic(c BasicConfig) (*Basic, error) {

@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-func init() { Register("hmac", newHMAC) }
+func init() { Register("hmac", Build(NewHMAC)) }
 
 // HMACConfig is the configuration block of the hmac kind.
 type HMACConfig struct {
@@ -101,14 +101,6 @@ var (
 	_ Verifier = (*HMAC)(nil)
 	_ Signer   = (*HMAC)(nil)
 )
-
-func newHMAC(decode Decoder) (Verifier, error) {
-	var c HMACConfig
-	if err := decode(&c); err != nil {
-		return nil, err
-	}
-	return NewHMAC(c)
-}
 
 // NewHMAC validates c and returns the verifier. Errors are *ConfigError.
 func NewHMAC(c HMACConfig) (*HMAC, error) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-func init() { Register("ip", newIP) }
+func init() { Register("ip", Build(NewIP)) }
 
 // IPConfig is the configuration block of the ip kind.
 type IPConfig struct {
@@ -28,14 +28,6 @@ type IP struct {
 }
 
 var _ Verifier = (*IP)(nil)
-
-func newIP(decode Decoder) (Verifier, error) {
-	var c IPConfig
-	if err := decode(&c); err != nil {
-		return nil, err
-	}
-	return NewIP(c)
-}
 
 // NewIP validates c and returns the verifier. Errors are *ConfigError.
 func NewIP(c IPConfig) (*IP, error) {

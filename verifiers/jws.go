@@ -26,7 +26,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
-func init() { Register("jws", newJWS) }
+func init() { Register("jws", Build(NewJWS)) }
 
 // JWSConfig is the configuration block of the jws kind: a compact JWS carried
 // in the request, signed with a public key the lender publishes.
@@ -147,14 +147,6 @@ var (
 // `hookrelay sign PROVIDER BODY --key KEY` and recorded test cases.
 type KeySigner interface {
 	SignWithKey(req *Request, key []byte, kid string) error
-}
-
-func newJWS(decode Decoder) (Verifier, error) {
-	var c JWSConfig
-	if err := decode(&c); err != nil {
-		return nil, err
-	}
-	return NewJWS(c)
 }
 
 // NewJWS validates c and returns the verifier. It reads jwks_file and

@@ -8,8 +8,8 @@ import (
 )
 
 func init() {
-	Register("token", newToken)
-	Register("bearer", newBearer)
+	Register("token", Build(NewToken))
+	Register("bearer", Build(NewBearer))
 }
 
 // TokenConfig is the configuration block of the token kind.
@@ -38,14 +38,6 @@ var (
 	_ Verifier = (*Token)(nil)
 	_ Signer   = (*Token)(nil)
 )
-
-func newToken(decode Decoder) (Verifier, error) {
-	var c TokenConfig
-	if err := decode(&c); err != nil {
-		return nil, err
-	}
-	return NewToken(c)
-}
 
 // NewToken validates c and returns the verifier. Errors are *ConfigError.
 func NewToken(c TokenConfig) (*Token, error) {
@@ -102,14 +94,6 @@ var (
 	_ Verifier = (*Bearer)(nil)
 	_ Signer   = (*Bearer)(nil)
 )
-
-func newBearer(decode Decoder) (Verifier, error) {
-	var c BearerConfig
-	if err := decode(&c); err != nil {
-		return nil, err
-	}
-	return NewBearer(c)
-}
 
 // NewBearer validates c and returns the verifier. Errors are *ConfigError.
 func NewBearer(c BearerConfig) (*Bearer, error) {

@@ -45,6 +45,22 @@ type Decoder func(out any) error
 // Factory builds a verifier from its configuration block.
 type Factory func(decode Decoder) (Verifier, error)
 
+// Build makes a Factory of a constructor that takes its kind's decoded
+// configuration struct: every kind registers as Register("kind", Build(NewKind)).
+func Build[C any, V Verifier](newV func(C) (V, error)) Factory {
+	return func(decode Decoder) (Verifier, error) {
+		var c C
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		v, err := newV(c)
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return v, nil
+	}
+}
+
 // Registry maps verifier kinds to factories. The zero value is not usable;
 // call NewRegistry. Default holds the kinds of this package.
 type Registry struct {
