@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
@@ -59,7 +60,8 @@ func (r *Relay) AdminHandler() http.Handler {
 		if !r.ready.Load() {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "disabled_providers": disabled})
+		writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "disabled_providers": disabled,
+			"registrations": r.registrationStatus()})
 	})
 	mux.Handle("GET /metrics", r.auth(promhttp.HandlerFor(r.m.reg, promhttp.HandlerOpts{})))
 	for pattern, f := range map[string]adminFunc{
@@ -76,6 +78,7 @@ func (r *Relay) AdminHandler() http.Handler {
 		"POST /admin/destinations/{name}/pause":  r.pause(true),
 		"POST /admin/destinations/{name}/resume": r.pause(false),
 		"POST /admin/reload":                     r.reload,
+		"POST /admin/providers/{name}/poll":      r.addPollKey,
 	} {
 		mux.Handle(pattern, r.auth(r.api(f)))
 	}
@@ -345,14 +348,34 @@ func (r *Relay) showEvent(req *http.Request) (any, error) {
 	out := []map[string]any{}
 	for _, d := range ds {
 		out = append(out, map[string]any{
-			"destination": d.Destination, "status": r.deliveryStatus(ev, d), "attempts": d.Attempts,
+			"destination": d.Destination, "status": r.deliveryStatus(ev, d), "attempts": attemptViews(d.Attempts),
 			"next_attempt_at": d.NextAt, "attempts_before_retry": d.AttemptsBefore,
 		})
 	}
 	return map[string]any{"event": eventView(ev, r.eventStatus(ev, ds)), "deliveries": out}, nil
 }
 
+// attemptView is one attempt as SPEC 6 shows it: every field, even when empty.
+type attemptView struct {
+	At         time.Time `json:"at"`
+	Status     int       `json:"status"`
+	Error      string    `json:"error"`
+	DurationMS int64     `json:"duration_ms"`
+	Response   string    `json:"response"`
+}
+
+func attemptViews(as []spool.Attempt) []attemptView {
+	out := make([]attemptView, len(as))
+	for i, a := range as {
+		out[i] = attemptView{At: a.At, Status: a.Status, Error: a.Error, DurationMS: a.DurationMS, Response: a.Response}
+	}
+	return out
+}
+
 func (r *Relay) eventWithDeliveries(id string) (*spool.Event, []*spool.Delivery, error) {
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return nil, nil, notFound("no event " + id) // no event can have it: not a malformed request
+	}
 	ev, err := r.spool.Event(id)
 	if errors.Is(err, spool.ErrNotFound) {
 		return nil, nil, notFound("no event " + id)
@@ -416,6 +439,7 @@ func (r *Relay) skipEvent(req *http.Request) (any, error) {
 		if l := r.dispatch.lane(d.Destination); l != nil {
 			l.release(ev.ID, ev.Key, st == "dead")
 		}
+		r.m.skipped(d.Destination)
 		r.log.Info("delivery skipped by operator", "event_id", ev.ID, "destination", d.Destination, "key", ev.Key)
 		n++
 	}
@@ -593,4 +617,22 @@ func (r *Relay) reload(*http.Request) (any, error) {
 		return nil, &apiError{status: http.StatusUnprocessableEntity, msg: "configuration refused", problems: problems(err)}
 	}
 	return map[string]bool{"reloaded": true}, nil
+}
+
+// addPollKey makes a key known to a provider's poller (SPEC 9).
+func (r *Relay) addPollKey(req *http.Request) (any, error) {
+	var b struct {
+		Key string `json:"key"`
+	}
+	if err := readBody(req, &b); err != nil {
+		return nil, err
+	}
+	if b.Key == "" {
+		return nil, badRequest("key: required")
+	}
+	name := req.PathValue("name")
+	if err := r.pollKey(name, b.Key); err != nil {
+		return nil, err
+	}
+	return map[string]any{"provider": name, "key": b.Key, "polling": true}, nil
 }

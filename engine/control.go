@@ -25,6 +25,9 @@ func (l *lane) requeue(eventID, key string, sequence int64) {
 		l.keys[key] = kq
 	}
 	switch i := kq.index(eventID); {
+	case i == 0 && kq.inflight:
+		// The worker that made it dead has yet to hold or pop the key.
+		kq.overruled = true
 	case i == 0 && kq.held:
 		kq.held = false
 		l.held--
@@ -34,11 +37,18 @@ func (l *lane) requeue(eventID, key string, sequence int64) {
 	default:
 		l.pending++
 		first := 0
-		if kq.inflight {
-			first = 1
+		if kq.inflight || kq.held {
+			first = 1 // the head is being sent or blocks the key: it stays first
 		}
-		kq.items = slices.Insert(kq.items, first, item{eventID, sequence})
-		if first == 0 {
+		// Before the events of the key that came after it (ULIDs sort in
+		// ingest order): several dead deliveries of a key requeued one after
+		// the other keep their original order.
+		at := first
+		for at < len(kq.items) && kq.items[at].eventID < eventID {
+			at++
+		}
+		kq.items = slices.Insert(kq.items, at, item{eventID, sequence})
+		if at == 0 {
 			l.newHead(kq, time.Time{})
 		}
 	}
@@ -58,7 +68,11 @@ func (l *lane) release(eventID, key string, wasDead bool) {
 		return
 	}
 	i := kq.index(eventID)
-	if i < 0 || (i == 0 && kq.inflight) {
+	if i == 0 && kq.inflight {
+		kq.overruled = true // the worker pops it once it sees it skipped
+		return
+	}
+	if i < 0 {
 		return
 	}
 	kq.items = slices.Delete(kq.items, i, i+1)

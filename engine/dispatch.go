@@ -41,21 +41,14 @@ func newDispatcher(sp spool.Spool, s *sender, log *slog.Logger, m *metrics) *dis
 // the destinations an operator paused. Everything stops when ctx ends.
 func (d *dispatcher) start(ctx context.Context, dests map[string]*Destination, providers []*Provider, paused map[string]bool) error {
 	d.ctx = ctx
-	if err := d.configure(dests, providers); err != nil {
-		return err
-	}
-	for name := range paused {
-		if l := d.lane(name); l != nil {
-			l.setPaused(true)
-		}
-	}
-	return nil
+	return d.configure(dests, providers, paused)
 }
 
 // configure applies a (re)loaded configuration: new destinations get a lane
 // rebuilt from the spool, changed ones take their new settings, removed ones
-// stop (their deliveries stay in the spool).
-func (d *dispatcher) configure(dests map[string]*Destination, providers []*Provider) error {
+// stop (their deliveries stay in the spool). paused names the destinations
+// an operator paused: a lane opens paused, before its workers start.
+func (d *dispatcher) configure(dests map[string]*Destination, providers []*Provider, paused map[string]bool) error {
 	reorder := make(map[string]time.Duration, len(providers))
 	for _, p := range providers {
 		reorder[p.Name] = p.reorder
@@ -77,7 +70,7 @@ func (d *dispatcher) configure(dests map[string]*Destination, providers []*Provi
 			l.reconfigure(dest)
 			continue
 		}
-		l, err := d.openLane(dest)
+		l, err := d.openLane(dest, paused[name])
 		if err != nil {
 			return err
 		}
@@ -88,10 +81,10 @@ func (d *dispatcher) configure(dests map[string]*Destination, providers []*Provi
 
 // openLane rebuilds a destination's queues from the spool and starts its
 // workers. d.mu is held, so no commit slips between the scan and the lane.
-func (d *dispatcher) openLane(dest *Destination) (*lane, error) {
+func (d *dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
 	ctx, cancel := context.WithCancel(d.ctx)
 	l := &lane{d: d, ctx: ctx, cancel: cancel, keys: map[string]*keyQueue{}, wake: make(chan struct{}, 1),
-		reconf: make(chan struct{})}
+		reconf: make(chan struct{}), paused: paused}
 	l.setDestination(dest)
 	err := d.spool.Queue(dest.Name, func(dl *spool.Delivery) error {
 		if dl.Status == spool.Dead {

@@ -52,6 +52,10 @@ func (m *metrics) delivered(dest, outcome string, d time.Duration) {
 	m.deliverDur.WithLabelValues(dest).Observe(d.Seconds())
 }
 
+// skipped counts a delivery an operator gave up on: an outcome, not an
+// attempt, so no duration is observed.
+func (m *metrics) skipped(dest string) { m.deliveries.WithLabelValues(dest, "skipped").Inc() }
+
 func (m *metrics) sequenceGap(dest string) { m.gaps.WithLabelValues(dest).Inc() }
 
 // queueCollector reads the queue gauges from the dispatcher at scrape time.

@@ -38,6 +38,9 @@ type keyQueue struct {
 	items     []item
 	scheduled bool // in ready, in timers or in flight
 	inflight  bool // a worker holds the head
+	// overruled is set when an operator retried or skipped the head while it
+	// was in flight: the worker's outcome is stale, the spool has the last word.
+	overruled bool
 	held      bool // the head is dead and the destination holds
 	nextAt    time.Time
 	heapIdx   int
@@ -205,6 +208,12 @@ func (l *lane) work() {
 		res := l.d.deliver(l, head, last)
 		l.mu.Lock()
 		kq.inflight = false
+		if kq.overruled {
+			// Look at the head again: the operator's retry makes it pending,
+			// a skip makes it final (popped on that visit).
+			kq.overruled = false
+			res.next, res.at = retryAt, time.Time{}
+		}
 		if head.sequence > 0 && !loaded {
 			kq.lastSeq, kq.seqLoaded = max(kq.lastSeq, last), true
 		}
