@@ -169,6 +169,7 @@ var shippedEnv = map[string]string{
 	"NORDISKA_SIGNING_SECRET": "nordiska-secret", "NORDISKA_AUTH_TOKEN": "nordiska-token",
 	"STANDARD_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "STRIPE_WEBHOOK_SECRET": "whsec_stripe",
 	"RESURS_JWKS_URL": "http://127.0.0.1:1/jwks", "RESURS_JWKS_APIKEY": "resurs-apikey",
+	"RESURS_API_URL": "http://127.0.0.1:1/status", "RESURS_API_USERNAME": "resurs-user", "RESURS_API_PASSWORD": "resurs-password",
 }
 
 func TestShippedProvidersLoad(t *testing.T) {

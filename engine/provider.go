@@ -133,6 +133,11 @@ type Provider struct {
 	respStatus int
 	respBody   []byte
 	respType   string
+	poll       *pollSpec     // nil: the provider does not poll
+	register   *registration // nil: the provider does not register
+	// registerOff and pollOff, when not empty, say why registration or
+	// polling cannot run (their own secrets are missing) while ingest does.
+	registerOff, pollOff string
 
 	doc     *yamlDoc
 	display map[string]any // the file as written, for the admin API
@@ -161,20 +166,27 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	missing := resolveSecrets(raw, nil, filepath.Dir(file))
 	var pc ProviderConfig
 	_ = decode(raw, &pc) // same shape as above, already checked
-	if len(missing) > 0 {
-		if pc.Required {
-			for _, m := range missing {
-				errs.add(doc, m.path, "%s: %s", m.path, m.msg)
-			}
-			return nil, errs
-		}
-		var why []string
+	if pc.Required && len(missing) > 0 {
 		for _, m := range missing {
-			why = append(why, m.path+": "+m.msg)
+			errs.add(doc, m.path, "%s: %s", m.path, m.msg)
 		}
-		sort.Strings(why)
-		p.Disabled = strings.Join(why, "; ")
+		return nil, errs
 	}
+	// A secret that only registration or polling needs stops just that:
+	// the lender's webhooks still come in.
+	var why, registerWhy, pollWhy []string
+	for _, m := range missing {
+		reason := m.path + ": " + m.msg
+		switch {
+		case strings.HasPrefix(m.path, "register."):
+			registerWhy = append(registerWhy, reason)
+		case strings.HasPrefix(m.path, "poll."):
+			pollWhy = append(pollWhy, reason)
+		default:
+			why = append(why, reason)
+		}
+	}
+	p.Disabled, p.registerOff, p.pollOff = joinSorted(why), joinSorted(registerWhy), joinSorted(pollWhy)
 
 	p.Name = pc.Name
 	if p.Name == "" {
@@ -328,4 +340,9 @@ func buildVerifier(item any, disabled bool) (verifiers.Verifier, error) {
 func isDecodeErr(err error) bool {
 	var f *fieldErr
 	return errors.As(err, &f)
+}
+
+func joinSorted(reasons []string) string {
+	sort.Strings(reasons)
+	return strings.Join(reasons, "; ")
 }

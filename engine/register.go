@@ -1,15 +1,583 @@
 package engine
 
-import "context"
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
 
-// compileRegister compiles a provider's register block (SPEC 9).
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/hookrelay/hookrelay/transforms"
+)
+
+// Registration (SPEC 9): the relay tells a lender where to send its callbacks.
+// `hookrelay register NAME` and `hookrelay unregister NAME` do it on demand;
+// with `auto: true` the relay also does it when it starts, retrying with
+// backoff until the lender accepts. A reload never registers again: after a
+// change of public_url or of the register block, run `hookrelay register`.
+
+// The automatic registration's backoff: the first wait after a failure,
+// doubled after each further failure up to the longest. Tests shorten them.
+var (
+	registerRetryInitial = time.Second
+	registerRetryMax     = 5 * time.Minute
+)
+
+const (
+	// registerTimeout bounds one registration request, answer included.
+	registerTimeout = 10 * time.Second
+	// registerAnswerMax is how much of a lender's answer is read and parsed.
+	registerAnswerMax = 1 << 20
+	// registerAnswerShown is how much of a refusing answer an error quotes.
+	registerAnswerShown = 200
+)
+
+// registration is a provider's compiled register block.
+type registration struct {
+	auto      bool
+	publicURL string // trailing slash trimmed
+	calls     []regCall
+	success   *transforms.Program // nil: any 2xx status
+	values    map[string]string
+	secrets   []redaction // what errors must never show, longest first
+}
+
+// regCall is one registration: the request that makes it and the one that
+// removes it (nil when the lender has none).
+type regCall struct {
+	reg, unreg *regRequest
+}
+
+type regRequest struct {
+	method  *transforms.Template // nil: POST (DELETE for an unregister)
+	url     *transforms.Template
+	headers []regHeader
+	body    *transforms.Template // nil: no body
+}
+
+type regHeader struct {
+	name  string
+	value *transforms.Template
+}
+
+// redaction replaces a secret found in a message by a name that says what it was.
+type redaction struct{ secret, name string }
+
+// valueRef finds the values a template uses: values.NAME or values["NAME"].
+var valueRef = regexp.MustCompile(`\bvalues(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']*)["']\s*\])`)
+
+// compileRegister compiles a provider's register block (SPEC 9). For a
+// disabled provider, whose missing secrets are empty, only the shape is
+// checked; registering it is then refused with the reason.
 func (p *Provider) compileRegister(rc *RegisterConfig, errs *errorList) {
-	// TODO(issue 7): templates, success expression, values.
+	doc := p.doc
+	disabled := p.RegistrationOff() != ""
+	reg := &registration{auto: rc.Auto, values: rc.Values}
+	if reg.values == nil {
+		reg.values = map[string]string{}
+	}
+	for name, v := range reg.values {
+		// A URL is often used without its trailing slash; the rest of it
+		// is what must not show.
+		if s := strings.TrimRight(v, "/"); s != "" {
+			reg.secrets = append(reg.secrets,
+				redaction{s, "<values." + name + ">"},
+				redaction{base64.StdEncoding.EncodeToString([]byte(v)), "<base64(values." + name + ")>"})
+		}
+	}
+	sortMasks(reg.secrets)
+
+	// The display copy still says env:NAME where the working copy has the
+	// (possibly missing) value: "absent" and "missing secret" differ.
+	written := ""
+	if p.Config.Register != nil {
+		written = p.Config.Register.PublicURL
+	}
+	reg.publicURL = strings.TrimRight(rc.PublicURL, "/")
+	switch {
+	case written == "":
+		errs.add(doc, "register.public_url", "register.public_url: required (how the lender reaches this relay, e.g. env:RELAY_PUBLIC_URL)")
+	case reg.publicURL != "":
+		if u, err := url.Parse(reg.publicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs.add(doc, "register.public_url", "register.public_url: %q is not an http(s) URL without query", reg.publicURL)
+		}
+	}
+
+	c := &regCompiler{p: p, reg: reg, errs: errs, check: !disabled}
+	switch {
+	case rc.Request != nil && len(rc.Requests) > 0:
+		errs.add(doc, "register.requests", "register: request and requests are exclusive; give one of them")
+	case rc.Request == nil && len(rc.Requests) == 0:
+		errs.add(doc, "register", "register: one of request or requests is required")
+	case rc.Request != nil:
+		call := regCall{reg: c.request("register.request", rc.Request, nil)}
+		if rc.Unregister != nil {
+			call.unreg = c.request("register.unregister", rc.Unregister, call.reg)
+		}
+		reg.calls = append(reg.calls, call)
+	default:
+		if rc.Unregister != nil {
+			errs.add(doc, "register.unregister", "register.unregister: with requests, each request gives its own unregister")
+		}
+		for i := range rc.Requests {
+			at := fmt.Sprintf("register.requests[%d]", i)
+			call := regCall{reg: c.request(at, &rc.Requests[i].RequestConfig, nil)}
+			if u := rc.Requests[i].Unregister; u != nil {
+				call.unreg = c.request(at+".unregister", u, call.reg)
+			}
+			reg.calls = append(reg.calls, call)
+		}
+	}
+
+	if rc.Success != "" {
+		prog, err := transforms.CompileBool(rc.Success)
+		if err != nil {
+			errs.addField(doc, "register.success", err)
+		}
+		reg.success = prog
+	}
+	p.register = reg
+}
+
+// regCompiler compiles the requests of one register block.
+type regCompiler struct {
+	p     *Provider
+	reg   *registration
+	errs  *errorList
+	check bool // render at load: the values are all there
+}
+
+// request compiles rc at path at. For an unregister, of is the registering
+// request, whose URL and headers fill in those rc does not give.
+func (c *regCompiler) request(at string, rc *RequestConfig, of *regRequest) *regRequest {
+	rq := &regRequest{}
+	if rc.Method != "" {
+		rq.method = c.template(at+".method", rc.Method)
+	}
+	switch {
+	case rc.URL != "":
+		rq.url = c.template(at+".url", rc.URL)
+	case of != nil:
+		rq.url = of.url
+	default:
+		c.errs.add(c.p.doc, at+".url", "%s.url: required", at)
+	}
+	if rc.Body != "" {
+		rq.body = c.template(at+".body", rc.Body)
+	}
+	for _, name := range sortedNames(rc.Headers) {
+		rq.headers = append(rq.headers, regHeader{name, c.template(at+".headers."+name, rc.Headers[name])})
+	}
+	if of != nil {
+		for _, h := range of.headers {
+			if !slices.ContainsFunc(rq.headers, func(o regHeader) bool { return strings.EqualFold(o.name, h.name) }) {
+				rq.headers = append(rq.headers, h)
+			}
+		}
+	}
+	if c.check && rq.url != nil {
+		// Values and public_url are fixed at load, so the request is too:
+		// what would fail at the lender fails here, with file and line.
+		env := c.reg.env(c.p.Name)
+		if _, err := rq.renderMethod(env, of != nil); err != nil {
+			c.errs.add(c.p.doc, at+".method", "%s.method: %s", at, c.reg.mask(err.Error(), nil))
+		}
+		if u, err := rq.url.Execute(env); err == nil { // a failing template is reported already
+			if _, err := requestURL(u); err != nil {
+				c.errs.add(c.p.doc, at+".url", "%s.url: %s", at, err)
+			}
+		}
+	}
+	return rq
+}
+
+// template compiles one string of a request; at is its config path.
+func (c *regCompiler) template(at, src string) *transforms.Template {
+	t, err := transforms.CompileTemplate(src)
+	if err != nil {
+		c.errs.add(c.p.doc, at, "%s: %v", at, err)
+		return nil
+	}
+	for _, m := range valueRef.FindAllStringSubmatch(src, -1) {
+		name := cmp.Or(m[1], m[2])
+		if _, ok := c.reg.values[name]; !ok {
+			c.errs.add(c.p.doc, at, "%s: values.%s is not in register.values", at, name)
+			return nil
+		}
+	}
+	if c.check {
+		if _, err := t.Execute(c.reg.env(c.p.Name)); err != nil {
+			c.errs.add(c.p.doc, at, "%s: %s", at, c.reg.mask(err.Error(), nil))
+			return nil
+		}
+	}
+	return t
+}
+
+// Register registers this relay's callback URL with the lender, as the
+// provider's register block says (SPEC 9), or removes it when unregister is
+// set: each request in order, stopping at the first the lender refuses. The
+// error names the provider, the request (without its query) and the answer's
+// status and first bytes, and never holds a secret of the block.
+func (p *Provider) Register(ctx context.Context, unregister bool) error {
+	_, err := p.registerFrom(ctx, unregister, 0)
+	return err
+}
+
+// registerFrom sends the requests from index from on and returns how many are
+// done, so that a retry does not repeat those the lender accepted.
+func (p *Provider) registerFrom(ctx context.Context, unregister bool, from int) (int, error) {
+	verb := "register"
+	if unregister {
+		verb = "unregister"
+	}
+	reg := p.register
+	switch {
+	case reg == nil:
+		return from, fmt.Errorf("%s %s: the provider has no register block", verb, p.Name)
+	case p.RegistrationOff() != "":
+		return from, fmt.Errorf("%s %s: cannot register: %s", verb, p.Name, p.RegistrationOff())
+	}
+	if unregister && !slices.ContainsFunc(reg.calls, func(c regCall) bool { return c.unreg != nil }) {
+		return from, fmt.Errorf("unregister %s: the register block has no unregister request", p.Name)
+	}
+	env := reg.env(p.Name)
+	for i := from; i < len(reg.calls); i++ {
+		rq := reg.calls[i].reg
+		if unregister {
+			if rq = reg.calls[i].unreg; rq == nil {
+				continue
+			}
+		}
+		if err := reg.do(ctx, rq, env, unregister); err != nil {
+			return i, fmt.Errorf("%s %s: %w", verb, p.Name, err)
+		}
+	}
+	return len(reg.calls), nil
+}
+
+// env is what the templates see: public_url, provider and values.
+func (reg *registration) env(provider string) *transforms.Env {
+	return &transforms.Env{PublicURL: reg.publicURL, Provider: provider, Values: reg.values}
+}
+
+// do sends one request and judges the answer.
+func (reg *registration) do(ctx context.Context, rq *regRequest, env *transforms.Env, unregister bool) error {
+	req, shown, masks, err := rq.render(env, unregister)
+	if err != nil {
+		return errors.New(reg.mask(err.Error(), masks))
+	}
+	shown = reg.mask(shown, masks)
+	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
+	defer cancel()
+	resp, err := registerClient().Do(req.WithContext(ctx))
+	if err != nil {
+		// url.Error would quote the whole URL, query and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("%s: no answer: %s", shown, reg.mask(err.Error(), masks))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, registerAnswerMax))
+	if err != nil {
+		return fmt.Errorf("%s: status %d: reading the answer: %s", shown, resp.StatusCode, reg.mask(err.Error(), masks))
+	}
+	answer := newResponse(resp, raw)
+	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
+	if reg.success != nil {
+		senv := *env
+		senv.Response = answer
+		out, err := reg.success.Run(&senv)
+		if err != nil {
+			return fmt.Errorf("%s: status %d: success: %s", shown, resp.StatusCode, reg.mask(err.Error(), masks))
+		}
+		ok, _ = out.(bool)
+	}
+	if ok {
+		return nil
+	}
+	judged := "not 2xx"
+	if reg.success != nil {
+		judged = "success is false"
+	}
+	return fmt.Errorf("%s: status %d, %s; answer %q", shown, resp.StatusCode, judged, excerpt(reg.mask(string(raw), masks)))
+}
+
+// render builds the HTTP request. shown is its method and URL without
+// userinfo, query or fragment, for messages; masks are the rendered values
+// of templated headers, which hold credentials derived from values.
+func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryablehttp.Request, shown string, masks []redaction, err error) {
+	method, err := rq.renderMethod(env, unregister)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("method: %w", err)
+	}
+	raw, err := rq.url.Execute(env)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("url: %w", err)
+	}
+	u, err := requestURL(raw)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("url: %w", err)
+	}
+	shown = method + " " + (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+	var body []byte
+	if rq.body != nil {
+		b, err := rq.body.Execute(env)
+		if err != nil {
+			return nil, shown, nil, fmt.Errorf("%s: body: %w", shown, err)
+		}
+		body = []byte(b)
+	}
+	req, err = retryablehttp.NewRequest(method, u.String(), body)
+	if err != nil {
+		return nil, shown, nil, fmt.Errorf("%s: %w", shown, err)
+	}
+	for _, h := range rq.headers {
+		v, err := h.value.Execute(env)
+		if err != nil {
+			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.name, err)
+		}
+		if strings.EqualFold(h.name, "Host") {
+			req.Host = v
+		} else {
+			req.Header.Set(h.name, v)
+		}
+		if !h.value.Constant() && len(v) >= 4 {
+			masks = append(masks, redaction{v, "<header " + h.name + ">"})
+		}
+	}
+	return req, shown, masks, nil
+}
+
+func (rq *regRequest) renderMethod(env *transforms.Env, unregister bool) (string, error) {
+	method := http.MethodPost
+	if unregister {
+		method = http.MethodDelete
+	}
+	if rq.method != nil {
+		m, err := rq.method.Execute(env)
+		if err != nil {
+			return "", err
+		}
+		method = strings.ToUpper(strings.TrimSpace(m))
+	}
+	if method == "" || strings.IndexFunc(method, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
+		return "", fmt.Errorf("%q is not an HTTP method", method)
+	}
+	return method, nil
+}
+
+// requestURL parses a rendered URL, which must be absolute http(s). The
+// error does not quote it: it may hold a secret.
+func requestURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("not a URL")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("not an absolute http or https URL")
+	}
+	return u, nil
+}
+
+// newResponse is the lender's answer as the success expression sees it:
+// body is the JSON when the answer parses as JSON, else the XML, else the text.
+func newResponse(resp *http.Response, raw []byte) *transforms.Response {
+	r := &transforms.Response{Status: resp.StatusCode, Headers: map[string]string{}, Raw: string(raw)}
+	for k, v := range resp.Header {
+		if len(v) > 0 {
+			r.Headers[strings.ToLower(k)] = v[0]
+		}
+	}
+	var j any
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 && json.Unmarshal(trimmed, &j) == nil {
+		r.JSON = j
+	}
+	if x, err := transforms.ParseXML(raw); err == nil {
+		r.XML = x
+	}
+	switch {
+	case r.JSON != nil:
+		r.Body = r.JSON
+	case r.XML != nil:
+		r.Body = r.XML
+	default:
+		r.Body = r.Raw
+	}
+	return r
+}
+
+// mask replaces every secret of the block, and the extra ones, in s.
+func (reg *registration) mask(s string, extra []redaction) string {
+	all := reg.secrets
+	if len(extra) > 0 {
+		all = append(slices.Clip(all), extra...)
+		sortMasks(all)
+	}
+	for _, m := range all {
+		s = strings.ReplaceAll(s, m.secret, m.name)
+	}
+	return s
+}
+
+// sortMasks puts longer secrets first, so that one that contains another is
+// replaced whole.
+func sortMasks(m []redaction) {
+	sort.SliceStable(m, func(i, j int) bool { return len(m[i].secret) > len(m[j].secret) })
+}
+
+// excerpt is the first registerAnswerShown bytes of s, cut on a character.
+func excerpt(s string) string {
+	if len(s) <= registerAnswerShown {
+		return s
+	}
+	cut := registerAnswerShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// registerClient makes registration requests: one attempt each (the
+// automatic registration has its own backoff), redirects not followed, so
+// that credentials go nowhere but where the block says.
+var registerClient = sync.OnceValue(func() *retryablehttp.Client {
+	hc := cleanhttp.DefaultClient()
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := retryablehttp.NewClient()
+	c.HTTPClient = hc
+	c.Logger = nil
+	c.RetryMax = 0
+	c.CheckRetry = func(context.Context, *http.Response, error) (bool, error) { return false, nil }
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	return c
+})
+
+// regStatus is each auto-registering provider's state: "pending", "ok" or
+// "failing: <reason>".
+type regStatus struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (s *regStatus) set(provider, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]string{}
+	}
+	if state == "" {
+		delete(s.m, provider)
+		return
+	}
+	s.m[provider] = state
 }
 
 // startRegistrations registers, in the background and with backoff, every
-// provider whose register block says auto: true.
-func (r *Relay) startRegistrations(ctx context.Context) {}
+// provider whose register block says auto: true and that is not disabled.
+func (r *Relay) startRegistrations(ctx context.Context) {
+	st := &r.registrations
+	for _, p := range r.config().Providers {
+		if reg := p.register; reg == nil || !reg.auto || p.RegistrationOff() != "" {
+			continue
+		}
+		st.set(p.Name, "pending")
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			r.autoRegister(ctx, p.Name, st)
+		}()
+	}
+}
 
-// registrationStatus reports each auto-registering provider's state for /readyz.
-func (r *Relay) registrationStatus() map[string]string { return nil }
+// autoRegister registers one provider, retrying until the lender accepts or
+// ctx ends. Each attempt uses the provider as currently configured, so a
+// reload that fixes a token is used by the next attempt.
+func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
+	delay := registerRetryInitial
+	var last *registration
+	done := 0
+	for {
+		p := r.config().Provider(name)
+		reg := (*registration)(nil)
+		if p != nil {
+			reg = p.register
+		}
+		if reg == nil || !reg.auto {
+			st.set(name, "")
+			r.log.Info("automatic registration stopped: no longer configured", "provider", name)
+			return
+		}
+		if reg != last {
+			last, done = reg, 0
+		}
+		var err error
+		done, err = p.registerFrom(ctx, false, done)
+		if err == nil {
+			st.set(name, "ok")
+			r.log.Info("registered callback URL", "provider", name)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		st.set(name, "failing: "+err.Error())
+		wait := delay/2 + rand.N(delay/2+1) // equal jitter: never less than half
+		r.log.Warn("registration failed", "provider", name, "error", err.Error(), "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, registerRetryMax)
+	}
+}
+
+// registrationStatus reports each auto-registering provider's state for
+// /readyz: "pending", "ok" or "failing: <reason>".
+func (r *Relay) registrationStatus() map[string]string {
+	st := &r.registrations
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make(map[string]string, len(st.m))
+	for k, v := range st.m {
+		out[k] = v
+	}
+	return out
+}
+
+// RegistrationOff says why p cannot register: the provider is disabled, or
+// a secret of its register block is missing.
+func (p *Provider) RegistrationOff() string {
+	if p.Disabled != "" {
+		return p.Disabled
+	}
+	return p.registerOff
+}

@@ -21,15 +21,17 @@ import (
 
 // Relay is a running hookrelay: its spool, its handlers and its dispatcher.
 type Relay struct {
-	cfg        atomic.Pointer[Config] // replaced whole by a reload
-	log        *slog.Logger
-	spool      spool.Store
-	dispatch   *dispatcher
-	m          *metrics
-	rejections *rejectionLog
-	ingestMux  atomic.Pointer[http.Handler]
-	ready      atomic.Bool
-	reloadMu   sync.Mutex // one reload at a time
+	cfg           atomic.Pointer[Config] // replaced whole by a reload
+	log           *slog.Logger
+	spool         spool.Store
+	dispatch      *dispatcher
+	m             *metrics
+	rejections    *rejectionLog
+	ingestMux     atomic.Pointer[http.Handler]
+	ready         atomic.Bool
+	reloadMu      sync.Mutex // one reload at a time
+	poll          pollers    // status polling (SPEC 9); its zero value is ready
+	registrations regStatus  // automatic registrations (SPEC 9)
 
 	stop context.CancelFunc
 	bg   sync.WaitGroup
@@ -108,8 +110,14 @@ func (r *Relay) Reload() error {
 		r.log.Error("reload refused", "errors", []string{err.Error()})
 		return err
 	}
-	// New destinations get their lanes before any request can route to them.
-	if err := r.dispatch.configure(cfg.Dests, cfg.Providers); err != nil {
+	// New destinations get their lanes before any request can route to them;
+	// a lane rebuilt or added back keeps an operator's pause.
+	paused, err := r.spool.Paused()
+	if err != nil {
+		r.log.Error("reload failed to read paused destinations", "error", err)
+		return err
+	}
+	if err := r.dispatch.configure(cfg.Dests, cfg.Providers, paused); err != nil {
 		r.log.Error("reload failed to rebuild delivery queues", "error", err)
 		return err
 	}

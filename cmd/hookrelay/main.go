@@ -24,6 +24,8 @@ commands:
   try PROVIDER REQUEST_FILE [--no-verify]     dry run of a saved request: the event and its destinations
   test [PROVIDER...]                          run the providers' recorded cases (providers.d/NAME.tests/)
   sign PROVIDER BODY_FILE [--key KEY]         print a request signed as PROVIDER's verify expects
+  register PROVIDER                           register this relay's callback URL with the lender (its register: block)
+  unregister PROVIDER                         remove that registration
   events list [--status S] [--provider P] [--destination D] [--type T] [--key K] [--limit N] [--cursor C]
                                               list spooled events, newest first
   events show|retry|skip ID                   show an event and its attempts; requeue or skip its dead deliveries
@@ -32,7 +34,7 @@ commands:
   reload                                      reload the serving relay's configuration
   version                                     print version and build info
 
-serve, check, try, test and sign take --config relay.yaml; events, dead and reload take
+serve, check, try, test, sign, register and unregister take --config relay.yaml; events, dead and reload take
 --admin URL (default $HOOKRELAY_ADMIN_URL, else http://127.0.0.1:9090) and --json, and send
 $HOOKRELAY_ADMIN_TOKEN as the bearer token
 `
@@ -69,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		method := fs.String("method", "POST", "request method")
 		c = &command{args: 2, run: func(a []string) int {
 			return sign(*config, explicit(fs, "config"), a[0], a[1], *key, *method, *path, stdout, stderr)
+		}}
+	case "register", "unregister":
+		c = &command{args: 1, run: func(a []string) int {
+			return register(*config, explicit(fs, "config"), a[0], cmd == "unregister", stdout, stderr)
 		}}
 	case "events", "dead", "reload":
 		c = adminCommand(cmd, fs, stdout, stderr)
@@ -149,6 +155,14 @@ func check(path string, explicitPath bool, stdout, stderr io.Writer) int {
 			state = "DISABLED: " + p.Disabled
 		}
 		fmt.Fprintf(stdout, "provider %-20s %v  %s\n", p.Name, p.Paths, state)
+		if p.Disabled == "" {
+			if off := p.RegistrationOff(); off != "" {
+				fmt.Fprintf(stdout, "  (register unavailable: %s)\n", off)
+			}
+			if off := p.PollingOff(); off != "" {
+				fmt.Fprintf(stdout, "  (polling unavailable: %s)\n", off)
+			}
+		}
 	}
 	for _, name := range sortedKeys(cfg.Dests) {
 		fmt.Fprintf(stdout, "destination %-17s %s\n", name, cfg.Dests[name].Config.URL)

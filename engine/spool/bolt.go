@@ -9,6 +9,8 @@ package spool
 //	idem          provider + 0x00 + idempotency id   -> received (unix ns, 8 bytes BE) + event id
 //	idem_by_time  received (unix ns, 8 bytes BE) + provider + 0x00 + idempotency id -> empty
 //	quarantine    ULID (16 bytes)                    -> JSON Quarantined
+//	poll          one nested bucket per provider:
+//	                key                              -> JSON PollState
 //
 // Deliveries are keyed by event first, so that one event's deliveries are a
 // prefix scan (Purge, the admin event detail) and Delivery(dest, id) is still a
@@ -48,6 +50,9 @@ var (
 	bucketLastSeq = []byte("last_sequence")
 	// bucketPaused: dest -> nothing, for each paused destination.
 	bucketPaused = []byte("paused")
+	// bucketPoll: provider -> key -> JSON PollState, the status poller's
+	// keys (SPEC 9).
+	bucketPoll = []byte("poll")
 )
 
 // defaultMaxBatch is Options.MaxBatch when it is zero.
@@ -119,7 +124,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq, bucketPaused} {
+		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq, bucketPaused, bucketPoll} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -160,8 +160,25 @@ type Admin interface {
 	Paused() (map[string]bool, error)
 }
 
-// Store is a spool with its admin side: what the relay runs on.
+// Poller keeps the status poller's keys and their state (SPEC 9) across
+// restarts. Writes are group-committed with the spool's other writes.
+type Poller interface {
+	// PollTrack makes keys known in one write: a new key is stored with an
+	// empty state, a known one keeps its state; Final, once set, sticks. It
+	// returns each key's state after the write, in the order of keys.
+	PollTrack(ctx context.Context, keys []TrackedKey) ([]PollState, error)
+	// PollKeys calls fn, in key order, with every key of provider that is not
+	// final. It reads in short transactions and calls fn outside them.
+	PollKeys(provider string, fn func(key string, st *PollState) error) error
+	// PollSave stores st as the state of provider's key. Final, once stored,
+	// sticks; Since keeps its first value.
+	PollSave(ctx context.Context, provider, key string, st *PollState) error
+}
+
+// Store is a spool with its admin side and the poller's state: what the
+// relay runs on.
 type Store interface {
 	Spool
 	Admin
+	Poller
 }
