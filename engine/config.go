@@ -38,6 +38,10 @@ type Config struct {
 	ProvidersDir string `koanf:"providers_dir"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// MaxInflight bounds the requests being verified, mapped and stored at
+	// once; beyond it ingest sheds with 503 and Retry-After, so that the
+	// accepted ones keep a short answer time under overload. 0 means 512.
+	MaxInflight int `koanf:"max_inflight"`
 	Log             struct {
 		Level  string `koanf:"level"`  // debug | info | warn | error
 		Format string `koanf:"format"` // json | text
@@ -71,6 +75,7 @@ func defaults() map[string]any {
 		"spool":            map[string]any{"path": "./data/hookrelay.db", "retention": "168h", "max_body": "1MiB"},
 		"providers_dir":    "./providers.d",
 		"shutdown_timeout": "20s",
+		"max_inflight":     512,
 		"log":              map[string]any{"level": "info", "format": "json"},
 	}
 }

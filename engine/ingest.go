@@ -91,6 +91,15 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req, p), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
+	// Shed once the body is in: reading is cheap and bounded by the server's
+	// timeouts; verifying, mapping and the spool's queue are not.
+	if !r.admit() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "overloaded, retry later")
+		r.m.shed(p.Name)
+		return "error"
+	}
+	defer r.release()
 	v, err := p.verify(req.Context(), vr)
 	if err != nil {
 		r.rejections.add(p.Name, vr, err.Error())
@@ -168,3 +177,18 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 	respond(w, p)
 	return "quarantined"
 }
+
+// admit takes one of max_inflight places, or reports that there is none.
+func (r *Relay) admit() bool {
+	limit := int64(r.config().MaxInflight)
+	if limit <= 0 {
+		limit = 512
+	}
+	if r.inflight.Add(1) > limit {
+		r.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (r *Relay) release() { r.inflight.Add(-1) }

@@ -320,3 +320,26 @@ func TestIngestQuarantine(t *testing.T) {
 		t.Errorf("%d quarantined, want 3", len(qs))
 	}
 }
+
+// TestIngestShedsOverload: past max_inflight, ingest answers 503 with
+// Retry-After at once rather than queueing, and stores nothing.
+func TestIngestShedsOverload(t *testing.T) {
+	rec := newRecorder(t, nil)
+	tr := startRelay(t, relayYAML(rec.srv.URL, "")+"max_inflight: 1\n", map[string]string{"plain": plainProvider})
+	if !tr.admit() { // one request is in its verification, mapping or spool write
+		t.Fatal("the first place was refused")
+	}
+	resp := tr.post("/in/plain", `{"id":"s1","key":"k"}`, authPlain)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("status %d, Retry-After %q; want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	tr.release()
+	if resp := tr.post("/in/plain", `{"id":"s2","key":"k"}`, authPlain); resp.StatusCode != 200 {
+		t.Fatalf("after the place freed: status %d", resp.StatusCode)
+	}
+	waitFor(t, 5*time.Second, "the accepted event", func() bool { return len(rec.requests()) == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if got := rec.delivered(t); len(got) != 1 || got[0]["idempotency_id"] != "plain:s2" {
+		t.Errorf("delivered %v; the shed request must not be stored", got)
+	}
+}

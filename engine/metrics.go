@@ -15,6 +15,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	deliverDur *prometheus.HistogramVec
 	gaps       *prometheus.CounterVec
+	sheds      *prometheus.CounterVec
 }
 
 func newMetrics(r *Relay) *metrics {
@@ -38,7 +39,10 @@ func newMetrics(r *Relay) *metrics {
 			Name: "hookrelay_sequence_gaps_total", Help: "Sequenced events sent after their reorder window with earlier numbers missing.",
 		}, []string{"destination"}),
 	}
-	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, &queueCollector{r})
+	m.sheds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hookrelay_ingest_shed_total", Help: "Requests answered 503 because max_inflight was reached.",
+	}, []string{"provider"})
+	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, m.sheds, &queueCollector{r})
 	return m
 }
 
@@ -57,6 +61,8 @@ func (m *metrics) delivered(dest, outcome string, d time.Duration) {
 func (m *metrics) skipped(dest string) { m.deliveries.WithLabelValues(dest, "skipped").Inc() }
 
 func (m *metrics) sequenceGap(dest string) { m.gaps.WithLabelValues(dest).Inc() }
+
+func (m *metrics) shed(provider string) { m.sheds.WithLabelValues(provider).Inc() }
 
 // queueCollector reads the queue gauges from the dispatcher at scrape time.
 type queueCollector struct{ r *Relay }

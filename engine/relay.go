@@ -29,9 +29,10 @@ type Relay struct {
 	rejections    *rejectionLog
 	ingestMux     atomic.Pointer[http.Handler]
 	ready         atomic.Bool
-	reloadMu      sync.Mutex // one reload at a time
-	poll          pollers    // status polling (SPEC 9); its zero value is ready
-	registrations regStatus  // automatic registrations (SPEC 9)
+	reloadMu      sync.Mutex   // one reload at a time
+	inflight      atomic.Int64 // ingest requests past admit (see max_inflight)
+	poll          pollers      // status polling (SPEC 9); its zero value is ready
+	registrations regStatus    // automatic registrations (SPEC 9)
 
 	stop context.CancelFunc
 	bg   sync.WaitGroup
