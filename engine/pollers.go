@@ -1,0 +1,495 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// pollers runs the relay's poll loops and writes tracked keys to the spool.
+// Its zero value is ready: ingest may track keys before Start.
+type pollers struct {
+	// mu guards ctx, client and loops. It is held while loops are replaced
+	// and while keys are written and handed to the loops, so that a loop
+	// either loaded a key from the spool or is told about it.
+	mu     sync.Mutex
+	ctx    context.Context // the relay's; nil before startPollers
+	client *retryablehttp.Client
+	loops  map[string]*pollLoop // by provider
+
+	// Keys tracked by ingest wait here, coalesced, for the tracker.
+	pendMu  sync.Mutex
+	pending map[trackedID]bool // -> final
+	wake    chan struct{}      // cap 1
+}
+
+type trackedID struct{ provider, key string }
+
+// wakeChan returns the tracker's wake-up channel, made on first use.
+func (ps *pollers) wakeChan() chan struct{} {
+	ps.pendMu.Lock()
+	defer ps.pendMu.Unlock()
+	if ps.wake == nil {
+		ps.wake = make(chan struct{}, 1)
+	}
+	return ps.wake
+}
+
+// trackPollKey makes an ingested event's key known to its provider's poller,
+// final when the event's type is one of the provider's final types.
+//
+// It runs on the ingest path before the lender's answer, so it never waits
+// for the disk: the key joins a set that the tracker goroutine writes, as
+// one group-committed transaction per batch, as soon as it wakes. A key
+// tracked again before that write is coalesced (final wins), so memory is
+// bounded by the distinct keys of one batch and nothing is dropped. The
+// price is a short window (milliseconds) in which a crash loses a key that
+// the event itself did not lose; the key's next webhook tracks it again, and
+// the operator can add it with POST /admin/providers/{name}/poll.
+func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
+	if p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
+		return
+	}
+	if len(ev.Key) > maxPollKey {
+		r.log.Warn("poll: key too long to track", "provider", p.Name, "bytes", len(ev.Key))
+		return
+	}
+	ps := &r.poll
+	wake := ps.wakeChan()
+	id := trackedID{p.Name, ev.Key}
+	ps.pendMu.Lock()
+	if ps.pending == nil {
+		ps.pending = map[trackedID]bool{}
+	}
+	ps.pending[id] = ps.pending[id] || p.poll.final[ev.Type]
+	ps.pendMu.Unlock()
+	select {
+	case wake <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+// startPollers starts polling for every provider with a poll block, and the
+// tracker that writes keys tracked by ingest. Both stop when ctx ends.
+func (r *Relay) startPollers(ctx context.Context) {
+	ps := &r.poll
+	ps.mu.Lock()
+	ps.ctx = ctx
+	ps.client = newPollClient()
+	ps.loops = map[string]*pollLoop{}
+	r.startLoops()
+	ps.mu.Unlock()
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		r.trackKeys(ctx)
+		// Loops write to the spool: they end before Close closes it.
+		ps.mu.Lock()
+		r.stopLoops()
+		ps.mu.Unlock()
+	}()
+}
+
+// configurePollers applies a reloaded configuration to the pollers: every
+// loop is stopped (requests in flight are abandoned; their keys are polled
+// again) and loops for the new configuration start from the spool's state.
+func (r *Relay) configurePollers() {
+	ps := &r.poll
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.ctx == nil || ps.ctx.Err() != nil {
+		return
+	}
+	r.stopLoops()
+	r.startLoops()
+}
+
+// pollKey adds a key to a provider's poller (POST /admin/providers/{name}/poll)
+// and polls it now. The key is stored before it returns.
+func (r *Relay) pollKey(provider, key string) error {
+	p := r.config().Provider(provider)
+	switch {
+	case p == nil:
+		return notFound("no provider " + provider)
+	case p.poll == nil:
+		return badRequest("provider " + provider + " has no poll block")
+	case p.PollingOff() != "":
+		return &apiError{status: http.StatusConflict, msg: "provider " + provider + " cannot poll: " + p.PollingOff()}
+	case key == "":
+		return badRequest("key: required")
+	case len(key) > maxPollKey:
+		return badRequest(fmt.Sprintf("key: longer than %d bytes", maxPollKey))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps := &r.poll
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	st, err := r.spool.PollTrack(ctx, []spool.TrackedKey{{Provider: p.Name, Key: key}})
+	if err != nil {
+		return err
+	}
+	if st[0].Final {
+		return &apiError{status: http.StatusConflict, msg: "key " + key + " reached a final type (" + st[0].LastType + "); it is no longer polled"}
+	}
+	if l := ps.loops[p.Name]; l != nil {
+		l.track(key, trackMsg{now: true})
+	}
+	return nil
+}
+
+func newPollClient() *retryablehttp.Client {
+	hc := cleanhttp.DefaultPooledClient()
+	// A redirect is answered as it is: the request and its credentials must
+	// not go elsewhere.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := retryablehttp.NewClient()
+	c.HTTPClient = hc
+	c.Logger = nil
+	// The next poll is the retry; the loop owns the backoff.
+	c.RetryMax = 0
+	c.CheckRetry = func(context.Context, *http.Response, error) (bool, error) { return false, nil }
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	return c
+}
+
+// startLoops starts a loop per enabled provider with a poll block, each
+// with its keys loaded from the spool. ps.mu is held.
+func (r *Relay) startLoops() {
+	ps := &r.poll
+	for _, p := range r.config().Providers {
+		if p.poll == nil || p.PollingOff() != "" {
+			continue
+		}
+		ctx, cancel := context.WithCancel(ps.ctx)
+		l := &pollLoop{
+			r: r, p: p, s: p.poll, client: ps.client, cancel: cancel, done: make(chan struct{}),
+			wake: make(chan struct{}, 1), keys: map[string]*pollKeyState{},
+			results: make(chan pollResult, p.poll.concurrency),
+		}
+		now := time.Now()
+		err := r.spool.PollKeys(p.Name, func(key string, st *spool.PollState) error {
+			ks := &pollKeyState{key: key, st: *st, next: st.NextAt}
+			if ks.next.Before(now) {
+				// Never polled, or overdue after a restart: spread over one interval.
+				ks.next = now.Add(rand.N(p.poll.interval))
+			}
+			l.keys[key] = ks
+			heap.Push(&l.due, ks)
+			return nil
+		})
+		if err != nil {
+			r.log.Error("poll: cannot load keys; polling only keys tracked from now on", "provider", p.Name, "error", err)
+		}
+		r.log.Info("poll started", "provider", p.Name, "keys", len(l.keys), "interval", p.poll.interval)
+		ps.loops[p.Name] = l
+		go l.run(ctx)
+	}
+}
+
+// stopLoops stops every loop and waits for it. ps.mu is held.
+func (r *Relay) stopLoops() {
+	ps := &r.poll
+	for _, l := range ps.loops {
+		l.cancel()
+	}
+	for name, l := range ps.loops {
+		<-l.done
+		delete(ps.loops, name)
+	}
+}
+
+// trackKeys writes the keys tracked by ingest until ctx ends, then once more.
+func (r *Relay) trackKeys(ctx context.Context) {
+	wake := r.poll.wakeChan()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := r.flushTracked(context.WithoutCancel(ctx)); err != nil {
+				r.log.Error("poll: cannot store tracked keys at shutdown", "error", err)
+			}
+			return
+		case <-wake:
+		}
+		if err := r.flushTracked(ctx); err != nil {
+			r.log.Error("poll: cannot store tracked keys; retrying", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(trackRetry):
+			}
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// flushTracked writes the pending keys in one transaction and hands them to
+// their loops. On error the keys stay pending.
+func (r *Relay) flushTracked(ctx context.Context) error {
+	ps := &r.poll
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.pendMu.Lock()
+	batch := ps.pending
+	ps.pending = nil
+	ps.pendMu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	keys := make([]spool.TrackedKey, 0, len(batch))
+	for id, final := range batch {
+		keys = append(keys, spool.TrackedKey{Provider: id.provider, Key: id.key, Final: final})
+	}
+	states, err := r.spool.PollTrack(ctx, keys)
+	if err != nil {
+		ps.pendMu.Lock()
+		if ps.pending == nil {
+			ps.pending = map[trackedID]bool{}
+		}
+		for id, final := range batch {
+			ps.pending[id] = ps.pending[id] || final
+		}
+		ps.pendMu.Unlock()
+		return err
+	}
+	for i, k := range keys {
+		if l := ps.loops[k.Provider]; l != nil {
+			l.track(k.Key, trackMsg{final: states[i].Final})
+		}
+	}
+	return nil
+}
+
+// pollLoop polls one provider's keys. Its state is the loop goroutine's
+// alone; others reach it through track.
+type pollLoop struct {
+	r      *Relay
+	p      *Provider
+	s      *pollSpec
+	client *retryablehttp.Client
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run has returned and its polls ended
+
+	inMu sync.Mutex
+	in   map[string]trackMsg // coalesced until the loop takes them
+	wake chan struct{}       // cap 1
+
+	keys    map[string]*pollKeyState // every key not final
+	due     keyHeap                  // the keys not being polled, soonest first
+	results chan pollResult          // cap concurrency: a poll never waits to report
+}
+
+// trackMsg tells a loop about a key: final stops polling it, now polls it at once.
+type trackMsg struct{ final, now bool }
+
+type pollKeyState struct {
+	key   string
+	st    spool.PollState
+	next  time.Time
+	busy  bool // being polled: not in due
+	final bool // made final while busy
+	now   bool // asked for while busy
+	idx   int  // in due
+}
+
+type pollResult struct {
+	key string
+	st  spool.PollState
+}
+
+// track hands a key to the loop without waiting for it.
+func (l *pollLoop) track(key string, m trackMsg) {
+	l.inMu.Lock()
+	if l.in == nil {
+		l.in = map[string]trackMsg{}
+	}
+	prev := l.in[key]
+	l.in[key] = trackMsg{final: prev.final || m.final, now: prev.now || m.now}
+	l.inMu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *pollLoop) run(ctx context.Context) {
+	defer close(l.done)
+	var polls sync.WaitGroup
+	defer polls.Wait()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	inflight := 0
+	for {
+		now := time.Now()
+		for inflight < l.s.concurrency && len(l.due) > 0 && !l.due[0].next.After(now) {
+			ks := heap.Pop(&l.due).(*pollKeyState)
+			ks.busy = true
+			inflight++
+			polls.Add(1)
+			go func(key string, st spool.PollState) {
+				defer polls.Done()
+				l.results <- pollResult{key, l.poll(ctx, key, st)}
+			}(ks.key, ks.st)
+		}
+		wait := time.Hour
+		if inflight < l.s.concurrency && len(l.due) > 0 {
+			wait = time.Until(l.due[0].next)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case res := <-l.results:
+			inflight--
+			l.finish(res, now)
+		case <-l.wake:
+			l.take(now)
+		}
+	}
+}
+
+// finish puts a polled key back in line, or drops it when it became final.
+func (l *pollLoop) finish(res pollResult, now time.Time) {
+	ks := l.keys[res.key]
+	ks.busy, ks.st = false, res.st
+	if ks.final || ks.st.Final {
+		delete(l.keys, ks.key)
+		return
+	}
+	ks.next = ks.st.NextAt
+	if ks.now {
+		ks.next, ks.now = now, false
+	}
+	heap.Push(&l.due, ks)
+}
+
+// take applies the keys handed over by track.
+func (l *pollLoop) take(now time.Time) {
+	l.inMu.Lock()
+	in := l.in
+	l.in = nil
+	l.inMu.Unlock()
+	for key, m := range in {
+		ks, known := l.keys[key]
+		switch {
+		case m.final && !known: // final before this loop polled it
+		case m.final && ks.busy:
+			ks.final = true
+		case m.final:
+			heap.Remove(&l.due, ks.idx)
+			delete(l.keys, key)
+		case !known:
+			ks = &pollKeyState{key: key, next: now.Add(rand.N(l.s.interval))}
+			if m.now {
+				ks.next = now
+			}
+			l.keys[key] = ks
+			heap.Push(&l.due, ks)
+		case m.now && ks.busy:
+			ks.now = true
+		case m.now:
+			ks.next = now
+			heap.Fix(&l.due, ks.idx)
+		}
+	}
+}
+
+// poll polls one key and returns its new state: an event when the mapped
+// answer changed, the state stored when it changed. It logs its problems;
+// a key whose answer cannot be had backs off, one whose answer cannot be
+// mapped is polled again after the interval.
+func (l *pollLoop) poll(ctx context.Context, key string, st spool.PollState) spool.PollState {
+	p, start := l.p, time.Now()
+	out := st
+	// The spool writes finish even when the loop is being stopped: the
+	// event and the state that says it was sent belong together.
+	wctx := context.WithoutCancel(ctx)
+	save := func() {
+		if out.Last == st.Last && out.Final == st.Final && out.Errors == st.Errors && !st.NextAt.IsZero() {
+			return // only the schedule moved: not worth a write
+		}
+		if err := l.r.spool.PollSave(wctx, p.Name, key, &out); err != nil {
+			l.r.log.Error("poll: cannot store state", "provider", p.Name, "key", key, "error", err)
+		}
+	}
+	fail := func(msg string, err error) spool.PollState {
+		out.Errors++
+		out.NextAt = start.Add(jitter(l.s.interval * time.Duration(min(1<<min(out.Errors, 3), maxPollBackoff))))
+		l.r.log.Warn(msg, "provider", p.Name, "key", key, "errors", out.Errors, "next_at", out.NextAt, "error", err)
+		save()
+		return out
+	}
+	resp, body, err := l.s.fetch(ctx, l.client, p.Name, key, start)
+	if ctx.Err() != nil {
+		return st // stopping: nothing learned
+	}
+	if err != nil {
+		return fail("poll failed", err)
+	}
+	out.Errors = 0
+	out.NextAt = start.Add(jitter(l.s.interval))
+	ev, sum, err := p.buildPolled(key, resp, body, start)
+	if err != nil {
+		// Our configuration cannot read this answer; the body is not logged.
+		l.r.log.Warn("poll response unmappable", "provider", p.Name, "key", key, "status", resp.Status, "error", err)
+		save()
+		return out
+	}
+	if sum != st.Last {
+		dupOf, err := l.r.spool.Append(wctx, ev, p.dedup)
+		if err != nil {
+			out.Errors = st.Errors
+			return fail("poll: spool append failed", err)
+		}
+		outcome := "accepted"
+		if dupOf != "" {
+			outcome, ev.ID = "duplicate", dupOf
+		}
+		l.r.log.Info("poll "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
+			"destinations", ev.Destinations)
+		out.Last, out.LastType = sum, ev.Type
+	}
+	out.Final = out.Final || l.s.final[ev.Type]
+	save()
+	return out
+}
+
+// jitter spreads d by ±10%.
+func jitter(d time.Duration) time.Duration {
+	return d*9/10 + rand.N(d/5+1)
+}
+
+// keyHeap orders keys by their next poll.
+type keyHeap []*pollKeyState
+
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h keyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *keyHeap) Push(x any) {
+	ks := x.(*pollKeyState)
+	ks.idx = len(*h)
+	*h = append(*h, ks)
+}
+func (h *keyHeap) Pop() any {
+	old := *h
+	ks := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	ks.idx = -1
+	return ks
+}
