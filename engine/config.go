@@ -42,7 +42,7 @@ type Config struct {
 	// once; beyond it ingest sheds with 503 and Retry-After, so that the
 	// accepted ones keep a short answer time under overload. 0 means 512.
 	MaxInflight int `koanf:"max_inflight"`
-	Log             struct {
+	Log         struct {
 		Level  string `koanf:"level"`  // debug | info | warn | error
 		Format string `koanf:"format"` // json | text
 	} `koanf:"log"`

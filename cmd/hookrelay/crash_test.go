@@ -173,10 +173,25 @@ type relayProc struct {
 	starts  int
 }
 
+// relayOpts changes newRelayWith's configuration; zero values keep the
+// defaults.
+type relayOpts struct {
+	destTimeout time.Duration // the sink's per-attempt timeout; 0 means 3s
+}
+
 // newRelay writes relay.yaml and providers.d into a temp dir. The
 // destination `sink` is sinkURL.
 func newRelay(t *testing.T, sinkURL string, providers map[string]string) *relayProc {
 	t.Helper()
+	return newRelayWith(t, sinkURL, providers, relayOpts{})
+}
+
+// newRelayWith is newRelay with options.
+func newRelayWith(t *testing.T, sinkURL string, providers map[string]string, o relayOpts) *relayProc {
+	t.Helper()
+	if o.destTimeout == 0 {
+		o.destTimeout = 3 * time.Second
+	}
 	dir := t.TempDir()
 	in, adm := freePorts(t)
 	r := &relayProc{
@@ -198,7 +213,7 @@ log: { level: warn, format: text }
 destinations:
   sink:
     url: "%s/hook"
-    timeout: 3s
+    timeout: %s
     concurrency: 8
     retry:
       max_attempts: 200
@@ -206,7 +221,7 @@ destinations:
       max: 300ms
       multiplier: 2
       jitter: full
-`, in, adm, r.timeout, sinkURL)
+`, in, adm, r.timeout, sinkURL, o.destTimeout)
 	must(t, os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(cfg), 0o644))
 	must(t, os.MkdirAll(filepath.Join(dir, "providers.d"), 0o755))
 	for name, body := range providers {
@@ -414,7 +429,10 @@ type sink struct {
 	done     int      // handlers that wrote their response
 }
 
-func (s *sink) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+// readArrival reads the event a delivery request carries and its headers;
+// ev.n is -1 for events of other shapes than eventBody's. The error says why
+// the request could not be read, with the start of its body.
+func readArrival(req *http.Request) (arrival, error) {
 	body, err := io.ReadAll(req.Body)
 	var env struct {
 		Raw struct {
@@ -429,15 +447,27 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		err = errors.New("no raw.key")
 	}
 	if err != nil {
+		return arrival{}, fmt.Errorf("%v: %.200s", err, body)
+	}
+	n := -1
+	if env.Raw.N != nil {
+		n = *env.Raw.N
+	}
+	return arrival{
+		ev: evKey{env.Raw.Key, n}, idem: req.Header.Get("Idempotency-Key"),
+		eventID: req.Header.Get("X-Hookrelay-Event-Id"), attempt: req.Header.Get("X-Hookrelay-Attempt"),
+		at: time.Now(),
+	}, nil
+}
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	a, err := readArrival(req)
+	if err != nil {
 		s.mu.Lock()
-		s.bad = append(s.bad, fmt.Sprintf("%v: %.200s", err, body))
+		s.bad = append(s.bad, err.Error())
 		s.mu.Unlock()
 		http.Error(w, "bad envelope", http.StatusBadRequest)
 		return
-	}
-	n := -1 // events of other shapes than eventBody's
-	if env.Raw.N != nil {
-		n = *env.Raw.N
 	}
 	status := http.StatusOK
 	if rand.Float64() < s.failRate {
@@ -445,12 +475,9 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	// Recorded on arrival: the relay sends a key's next event only after it
 	// has this one's answer, so arrival order is delivery order per key.
+	a.status = status
 	s.mu.Lock()
-	s.arrivals = append(s.arrivals, arrival{
-		ev: evKey{env.Raw.Key, n}, idem: req.Header.Get("Idempotency-Key"),
-		eventID: req.Header.Get("X-Hookrelay-Event-Id"), attempt: req.Header.Get("X-Hookrelay-Attempt"),
-		status: status, at: time.Now(),
-	})
+	s.arrivals = append(s.arrivals, a)
 	s.mu.Unlock()
 	delay := s.always
 	if s.slowRate > 0 && rand.Float64() < s.slowRate {
@@ -483,6 +510,45 @@ func firstDeliveries(arrivals []arrival) map[evKey]arrival {
 		}
 	}
 	return first
+}
+
+// checkArrivals checks the sink's arrivals: per key, first 2xx deliveries
+// in counter order (each inversion is an error, the first five reported),
+// and duplicate 2xx deliveries carrying the first one's Idempotency-Key and
+// event id. It returns the first 2xx delivery of each event and the counts
+// of inversions, duplicate 2xx deliveries and arrivals that were not 2xx.
+func checkArrivals(t *testing.T, arrivals []arrival) (firstSeen map[evKey]arrival, inversions, dups, fails int) {
+	t.Helper()
+	firstSeen = map[evKey]arrival{}
+	lastN := map[string]int{}
+	for _, a := range arrivals {
+		if a.status/100 != 2 {
+			fails++
+			continue
+		}
+		if f, ok := firstSeen[a.ev]; ok {
+			dups++
+			if a.idem != f.idem {
+				t.Errorf("event %v: duplicate delivery with Idempotency-Key %q, first had %q", a.ev, a.idem, f.idem)
+			}
+			if a.eventID != f.eventID {
+				t.Errorf("event %v: delivered as two events, %s and %s (dedup failed)", a.ev, f.eventID, a.eventID)
+			}
+			continue
+		}
+		firstSeen[a.ev] = a
+		if a.idem == "" {
+			t.Errorf("event %v: delivered without Idempotency-Key", a.ev)
+		}
+		if last, ok := lastN[a.ev.key]; ok && a.ev.n < last {
+			inversions++
+			if inversions <= 5 {
+				t.Errorf("key %s: event %d first delivered after event %d", a.ev.key, a.ev.n, last)
+			}
+		}
+		lastN[a.ev.key] = max(lastN[a.ev.key], a.ev.n)
+	}
+	return firstSeen, inversions, dups, fails
 }
 
 // pending reads hookrelay_pending for a destination from /metrics; -1 when
@@ -673,38 +739,7 @@ func TestCrashKillResume(t *testing.T) {
 	}
 	arrivals, _ = sk.snapshot()
 
-	// Per key, first 2xx deliveries in counter order; duplicates carry the
-	// first one's Idempotency-Key and event id.
-	firstSeen := map[evKey]arrival{}
-	lastN := map[string]int{}
-	inversions, dups, fails := 0, 0, 0
-	for _, a := range arrivals {
-		if a.status/100 != 2 {
-			fails++
-			continue
-		}
-		if f, ok := firstSeen[a.ev]; ok {
-			dups++
-			if a.idem != f.idem {
-				t.Errorf("event %v: duplicate delivery with Idempotency-Key %q, first had %q", a.ev, a.idem, f.idem)
-			}
-			if a.eventID != f.eventID {
-				t.Errorf("event %v: delivered as two events, %s and %s (dedup failed)", a.ev, f.eventID, a.eventID)
-			}
-			continue
-		}
-		firstSeen[a.ev] = a
-		if a.idem == "" {
-			t.Errorf("event %v: delivered without Idempotency-Key", a.ev)
-		}
-		if last, ok := lastN[a.ev.key]; ok && a.ev.n < last {
-			inversions++
-			if inversions <= 5 {
-				t.Errorf("key %s: event %d first delivered after event %d", a.ev.key, a.ev.n, last)
-			}
-		}
-		lastN[a.ev.key] = max(lastN[a.ev.key], a.ev.n)
-	}
+	firstSeen, inversions, dups, fails := checkArrivals(t, arrivals)
 	if inversions > 0 {
 		t.Errorf("%d order inversions", inversions)
 	}
