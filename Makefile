@@ -32,8 +32,11 @@ vet:
 soak:
 	HOOKRELAY_SOAK=1 $(GO) test -count=1 -v -timeout 30m -run 'TestSoak|TestSpoolUnwritable|TestCrashKillResume' ./cmd/hookrelay/
 
+# Benchmarks, then one report of g, h, b, c, d side by side and the open-loop
+# latencies (see BENCHMARKS.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./engine/...
+	HOOKRELAY_BENCH_REPORT=1 $(GO) test -run 'TestBenchReport|TestOpenLoopLatency' -count=1 -v -timeout 20m ./engine/
 
 clean:
 	rm -rf bin data

@@ -9,18 +9,30 @@ package engine
 //	                               fsync), answer; deliveries run alongside (b)
 //	BenchmarkIngestHMACNoDelivery  the same with the destination rate-limited to
 //	                               (almost) nothing, so ingest has the machine to itself
+//	BenchmarkIngestJWS             as (b), verified as providers.d/resurs.yaml does: an
+//	                               RS256 JWS in body.jwsData, keys from a loopback JWKS,
+//	                               payload must-match (c)
+//	BenchmarkEndToEnd              events ingested, delivered to a loopback destination
+//	                               and recorded delivered, per second (d)
 //
-// Every benchmark sends the same pre-built requests (a ~300-byte JSON body, an
-// X-Timestamp and an X-Signature header) from 64 goroutines over one shared
-// http.Client, so that the client's share of the CPU is the same in each.
-// Signing happens before the timer starts. Each reports req/s and the p50 and
-// p99 latency of one request in ms.
+// Every benchmark sends pre-built requests (for (g), (h), (b), (d) a ~300-byte
+// JSON body, an X-Timestamp and an X-Signature header) from 64 goroutines
+// over one shared http.Client, so that the client's share of the CPU is the
+// same in each. Signing happens before the timer starts. Each reports req/s,
+// the p50, p99 and p99.9 latency of one request in ms, and the process CPU
+// per request.
 //
-//	go test -run '^$' -bench 'Baseline|Ingest' -benchtime 3s -count 3 ./engine/
+//	go test -run '^$' -bench 'Baseline|Ingest|EndToEnd' -benchtime 3s -count 3 ./engine/
+//
+// loadtest_test.go runs them all in one process for a table of ratios, and
+// the open-loop latency test (HOOKRELAY_BENCH_REPORT=1).
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,12 +40,19 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -77,97 +96,191 @@ type benchRequest struct {
 	sig  string
 }
 
-// benchRequests builds n signed requests, each with its own event id (so that
-// dedup never answers early) and one of 1024 ordering keys.
-func benchRequests(n int, ts string) []benchRequest {
+// benchRequests builds n signed requests, numbered from `from`, each with
+// its own event id (so that dedup never answers early) and one of 1024
+// ordering keys.
+func benchRequests(from, n int, ts string) []benchRequest {
 	reqs := make([]benchRequest, n)
-	for i := range reqs {
+	for j := range reqs {
+		i := from + j
 		body := fmt.Appendf(nil, `{"id":"evt_%012d","key":"order-%04d","type":"order.paid",`+
 			`"created_at":"2026-11-25T09:59:59Z","data":{"amount":10000,"currency":"EUR",`+
 			`"customer":{"id":"cus_8f3a2b","email":"jane.doe@example.com"},"items":[{"sku":"SKU-1001",`+
 			`"qty":2,"price":2500},{"sku":"SKU-2002","qty":1,"price":5000}],"status":"paid",`+
 			`"reference":"INV-2026-000123"}}`, i, i%1024)
-		reqs[i] = benchRequest{body: body, sig: "sha256=" + hmacHex(benchSecret, ts+"."+string(body))}
+		reqs[j] = benchRequest{body: body, sig: "sha256=" + hmacHex(benchSecret, ts+"."+string(body))}
 	}
 	return reqs
 }
 
-// drive posts b.N pre-built requests to url from benchClients goroutines,
-// times them, and reports req/s, p50-ms, p99-ms and cpu-us/req: the CPU time
-// of the whole process (clients, server, relay, its deliveries) per request,
-// which other load on the machine disturbs far less than req/s. Anything but
-// 200 fails b.
-func drive(b *testing.B, url string) {
-	b.Helper()
+// loadSource is what a load generator sends: pre-built requests to one URL.
+// A request with a signature gets the X-Timestamp and X-Signature headers of
+// benchProvider; one without (a JWS in its body) gets only Content-Type.
+type loadSource struct {
+	url  string
+	ts   string
+	reqs []benchRequest
+}
+
+func (s *loadSource) request(i int) *http.Request {
+	req, err := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(s.reqs[i].body))
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if s.reqs[i].sig != "" {
+		req.Header.Set("X-Timestamp", s.ts)
+		req.Header.Set("X-Signature", s.reqs[i].sig)
+	}
+	return req
+}
+
+// hmacSource is n requests signed for benchProvider, numbered from `from`, to url.
+func hmacSource(url string, from, n int) *loadSource {
 	ts := fmt.Sprint(time.Now().Unix())
-	reqs := benchRequests(b.N, ts)
-	tr := &http.Transport{
-		MaxIdleConns: 2 * benchClients, MaxIdleConnsPerHost: 2 * benchClients,
+	return &loadSource{url: url, ts: ts, reqs: benchRequests(from, n, ts)}
+}
+
+// loadResult is one load run: how many requests completed, over how long,
+// each one's latency (sorted), and the CPU the whole process used meanwhile.
+type loadResult struct {
+	n        int
+	start    time.Time
+	elapsed  time.Duration
+	lat      []time.Duration // sorted
+	cpu      time.Duration
+	cpuOK    bool
+	failed   int
+	firstErr string
+}
+
+// pct is the p-quantile of the latencies in ms (0 when there are none).
+func (lr *loadResult) pct(p float64) float64 {
+	if len(lr.lat) == 0 {
+		return 0
+	}
+	return float64(lr.lat[min(len(lr.lat)-1, int(p*float64(len(lr.lat))))]) / float64(time.Millisecond)
+}
+
+func (lr *loadResult) rate() float64 { return float64(lr.n) / lr.elapsed.Seconds() }
+
+// cpuPerReq is the process CPU time per request in µs (0 when unknown).
+func (lr *loadResult) cpuPerReq() float64 {
+	if !lr.cpuOK || lr.n == 0 {
+		return 0
+	}
+	return float64(lr.cpu) / float64(time.Microsecond) / float64(lr.n)
+}
+
+// benchTransport is the client side of every load generator: keep-alive
+// connections enough for conns requests in flight, no compression.
+func benchTransport(conns int) *http.Transport {
+	return &http.Transport{
+		MaxIdleConns: 2 * conns, MaxIdleConnsPerHost: 2 * conns,
 		IdleConnTimeout: time.Minute, DisableCompression: true,
 	}
+}
+
+// do sends one request and reports whether it got a 200, with a description
+// of what went wrong otherwise.
+func do(client *http.Client, req *http.Request) (bool, string) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return false, fmt.Sprintf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return true, ""
+}
+
+// closedLoop sends src's requests from benchClients goroutines over one
+// shared http.Client, each goroutine sending its next request as soon as
+// the last one is answered, until n requests are done or, when dur > 0,
+// dur has passed (or src runs out). Latency is from the send to the end of
+// the answer's body. started, when set, runs just before the first send.
+func closedLoop(src *loadSource, n int, dur time.Duration, started func()) loadResult {
+	n = min(n, len(src.reqs))
+	tr := benchTransport(benchClients)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 
-	var next atomic.Int64
-	var failed atomic.Int64
+	var next, failed atomic.Int64
+	var firstErr atomic.Pointer[string]
 	lat := make([][]time.Duration, benchClients)
 	var wg sync.WaitGroup
-	b.ReportAllocs()
+	if started != nil {
+		started()
+	}
 	cpu0, cpuOK := processCPU()
-	b.ResetTimer()
+	t0 := time.Now()
+	deadline := t0.Add(dur)
 	for w := range benchClients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mine := make([]time.Duration, 0, b.N/benchClients+1)
+			mine := make([]time.Duration, 0, n/benchClients+1)
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(reqs) {
+				if i >= n || (dur > 0 && i%16 == 0 && time.Now().After(deadline)) {
 					break
 				}
-				req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(reqs[i].body))
-				if err != nil {
-					panic(err)
-				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("X-Timestamp", ts)
-				req.Header.Set("X-Signature", reqs[i].sig)
+				req := src.request(i)
 				start := time.Now()
-				resp, err := client.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
+				ok, why := do(client, req)
 				mine = append(mine, time.Since(start))
-				if err != nil || resp.StatusCode != http.StatusOK {
-					if failed.Add(1) == 1 {
-						status := 0
-						if resp != nil {
-							status = resp.StatusCode
-						}
-						b.Errorf("request %d: status %d, error %v", i, status, err)
-					}
+				if !ok && failed.Add(1) == 1 {
+					msg := fmt.Sprintf("request %d: %s", i, why)
+					firstErr.Store(&msg)
 				}
 			}
 			lat[w] = mine
 		}()
 	}
 	wg.Wait()
-	b.StopTimer()
+	lr := loadResult{start: t0, elapsed: time.Since(t0), failed: int(failed.Load())}
 	cpu1, _ := processCPU()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d requests failed", n, b.N)
+	lr.cpu, lr.cpuOK = cpu1-cpu0, cpuOK
+	if p := firstErr.Load(); p != nil {
+		lr.firstErr = *p
 	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	pct := func(p float64) float64 {
-		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / float64(time.Millisecond)
+	lr.lat = slices.Concat(lat...)
+	slices.Sort(lr.lat)
+	lr.n = len(lr.lat)
+	return lr
+}
+
+// drive posts b.N of src's requests with closedLoop, times them, and reports
+// req/s, p50-ms, p99-ms, p99.9-ms and cpu-us/req: the CPU time of the whole
+// process (clients, server, relay, its deliveries) per request, which other
+// load on the machine disturbs far less than req/s. Anything but 200 fails b.
+// src must hold at least b.N requests.
+func drive(b *testing.B, src *loadSource) loadResult {
+	b.Helper()
+	b.ReportAllocs()
+	lr := closedLoop(src, b.N, 0, b.ResetTimer)
+	b.StopTimer()
+	if lr.failed > 0 {
+		b.Fatalf("%d of %d requests failed; first: %s", lr.failed, b.N, lr.firstErr)
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	if cpuOK {
-		b.ReportMetric(float64(cpu1-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-us/req")
+	if lr.n != b.N {
+		b.Fatalf("sent %d requests, want %d", lr.n, b.N)
+	}
+	reportLoad(b, lr)
+	return lr
+}
+
+// reportLoad reports a run's rate, latency quantiles and CPU per request.
+func reportLoad(b *testing.B, lr loadResult) {
+	b.ReportMetric(lr.rate(), "req/s")
+	b.ReportMetric(lr.pct(0.50), "p50-ms")
+	b.ReportMetric(lr.pct(0.99), "p99-ms")
+	b.ReportMetric(lr.pct(0.999), "p99.9-ms")
+	if lr.cpuOK {
+		b.ReportMetric(lr.cpuPerReq(), "cpu-us/req")
 	}
 }
 
@@ -180,8 +293,9 @@ func answerOK(w http.ResponseWriter) {
 	_, _ = w.Write(okBody)
 }
 
-// BenchmarkBaselineHTTP is the HTTP ceiling (g): read the body, answer 200.
-func BenchmarkBaselineHTTP(b *testing.B) {
+// startBaselineHTTP serves the HTTP ceiling (g): read the body, answer 200.
+// It returns the ingest URL.
+func startBaselineHTTP(tb testing.TB) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadAll(r.Body); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -189,8 +303,13 @@ func BenchmarkBaselineHTTP(b *testing.B) {
 		}
 		answerOK(w)
 	}))
-	defer srv.Close()
-	drive(b, srv.URL+"/in/example")
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/in/example"
+}
+
+// BenchmarkBaselineHTTP is the HTTP ceiling (g): read the body, answer 200.
+func BenchmarkBaselineHTTP(b *testing.B) {
+	drive(b, hmacSource(startBaselineHTTP(b), 0, b.N))
 }
 
 // boltPut is one body waiting for its batch's commit.
@@ -202,18 +321,18 @@ type boltPut struct {
 // boltGroup is the smallest group commit: one writer drains the channel into
 // one fsynced db.Update per batch (NoSync stays false). It opens bbolt with
 // the spool's options. It returns the channel and the count of commits.
-func boltGroup(b *testing.B) (chan<- boltPut, *atomic.Int64) {
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "baseline.db"), 0o600,
+func boltGroup(tb testing.TB) (chan<- boltPut, *atomic.Int64) {
+	db, err := bolt.Open(filepath.Join(tb.TempDir(), "baseline.db"), 0o600,
 		&bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	bucket := []byte("b")
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucket)
 		return err
 	}); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	const maxBatch = 512
 	ch := make(chan boltPut, maxBatch)
@@ -255,7 +374,7 @@ func boltGroup(b *testing.B) (chan<- boltPut, *atomic.Int64) {
 			}
 		}
 	}()
-	b.Cleanup(func() {
+	tb.Cleanup(func() {
 		close(ch)
 		<-stopped
 		db.Close()
@@ -263,10 +382,11 @@ func boltGroup(b *testing.B) (chan<- boltPut, *atomic.Int64) {
 	return ch, commits
 }
 
-// BenchmarkBaselineBoltPut is the durable-answer ceiling (h): the HTTP
-// baseline plus a group-committed bbolt put of the body before the 200.
-func BenchmarkBaselineBoltPut(b *testing.B) {
-	puts, commits := boltGroup(b)
+// startBaselineBoltPut serves the durable-answer ceiling (h): the HTTP
+// baseline plus a group-committed bbolt put of the body before the 200. It
+// returns the ingest URL and the count of commits.
+func startBaselineBoltPut(tb testing.TB) (string, *atomic.Int64) {
+	puts, commits := boltGroup(tb)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -281,43 +401,90 @@ func BenchmarkBaselineBoltPut(b *testing.B) {
 		}
 		answerOK(w)
 	}))
-	defer srv.Close()
-	drive(b, srv.URL+"/in/example")
+	// Registered after boltGroup's cleanup, so it runs first: no handler is
+	// left sending on the closed channel.
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/in/example", commits
+}
+
+// BenchmarkBaselineBoltPut is the durable-answer ceiling (h).
+func BenchmarkBaselineBoltPut(b *testing.B) {
+	url, commits := startBaselineBoltPut(b)
+	drive(b, hmacSource(url, 0, b.N))
 	b.ReportMetric(float64(b.N)/float64(max(1, commits.Load())), "req/commit")
+}
+
+// destCounter counts what a countingDest received and, while record is
+// set, keeps each delivery's age: from the event's ULID time (its ingest,
+// to the millisecond) to its arrival.
+type destCounter struct {
+	n      atomic.Int64
+	record atomic.Bool
+	mu     sync.Mutex
+	ages   []time.Duration
+}
+
+// takeAges returns the ages recorded so far, sorted, and forgets them.
+func (c *destCounter) takeAges() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ages := c.ages
+	c.ages = nil
+	slices.Sort(ages)
+	return ages
 }
 
 // countingDest is a destination that answers 200 and only counts: the
 // harness's recorder keeps every request, which at benchmark volumes would
 // measure its own memory growth.
-func countingDest(b *testing.B) (*httptest.Server, *atomic.Int64) {
-	var n atomic.Int64
+func countingDest(tb testing.TB) (*httptest.Server, *destCounter) {
+	c := new(destCounter)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		n.Add(1)
+		c.n.Add(1)
+		if c.record.Load() {
+			if id, err := ulid.ParseStrict(r.Header.Get("X-Hookrelay-Event-Id")); err == nil {
+				age := time.Since(ulid.Time(id.Time()))
+				c.mu.Lock()
+				c.ages = append(c.ages, age)
+				c.mu.Unlock()
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 	}))
-	b.Cleanup(srv.Close)
-	return srv, &n
+	tb.Cleanup(srv.Close)
+	return srv, c
 }
 
-// benchRelay starts a relay on a fresh bbolt file in b.TempDir() with
-// benchProvider and one destination at destURL, and serves its ingest
-// handler. It logs at warn level, so no line per request (to stderr with -v).
-func benchRelay(b *testing.B, destURL, destExtra string) (*Relay, *httptest.Server) {
-	b.Helper()
-	dir := b.TempDir()
+// benchRelay starts a relay on a fresh bbolt file in tb.TempDir() with the
+// given providers (name -> YAML; benchProvider when nil) and one destination
+// "dest" at destURL, and serves its ingest handler. It logs at warn level,
+// so no line per request (to stderr with -v).
+func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]string) (*Relay, *httptest.Server) {
+	tb.Helper()
+	if providers == nil {
+		providers = map[string]string{"example": benchProvider}
+	}
+	dir := tb.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "providers.d"), 0o755); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(relayYAML(destURL, destExtra)), 0o644); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "providers.d", "example.yaml"), []byte(benchProvider), 0o644); err != nil {
-		b.Fatal(err)
+	for name, yaml := range providers {
+		if err := os.WriteFile(filepath.Join(dir, "providers.d", name+".yaml"), []byte(yaml), 0o644); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	if err != nil {
-		b.Fatalf("load: %v", err)
+		tb.Fatalf("load: %v", err)
+	}
+	for _, p := range cfg.Providers {
+		if p.Disabled != "" {
+			tb.Fatalf("provider %s disabled: %s", p.Name, p.Disabled)
+		}
 	}
 	out := io.Discard
 	if testing.Verbose() {
@@ -326,17 +493,17 @@ func benchRelay(b *testing.B, destURL, destExtra string) (*Relay, *httptest.Serv
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r, err := Open(cfg, log)
 	if err != nil {
-		b.Fatalf("open: %v", err)
+		tb.Fatalf("open: %v", err)
 	}
 	if err := r.Start(); err != nil {
 		r.Close(0)
-		b.Fatalf("start: %v", err)
+		tb.Fatalf("start: %v", err)
 	}
 	// Close waits at most a second: nothing here needs the deliveries in
 	// flight finished or the queue drained.
-	b.Cleanup(func() { _ = r.Close(time.Second) })
+	tb.Cleanup(func() { _ = r.Close(time.Second) })
 	srv := httptest.NewServer(r.IngestHandler())
-	b.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 	return r, srv
 }
 
@@ -346,10 +513,11 @@ func benchRelay(b *testing.B, destURL, destExtra string) (*Relay, *httptest.Serv
 // deliveries completed during the timed run.
 func BenchmarkIngestHMAC(b *testing.B) {
 	dest, delivered := countingDest(b)
-	_, srv := benchRelay(b, dest.URL, "")
-	before := delivered.Load()
-	drive(b, srv.URL+"/in/example")
-	b.ReportMetric(float64(delivered.Load()-before)/b.Elapsed().Seconds(), "deliv/s")
+	_, srv := benchRelay(b, dest.URL, "", nil)
+	src := hmacSource(srv.URL+"/in/example", 0, b.N)
+	before := delivered.n.Load()
+	lr := drive(b, src)
+	b.ReportMetric(float64(delivered.n.Load()-before)/lr.elapsed.Seconds(), "deliv/s")
 }
 
 // BenchmarkIngestHMACNoDelivery is BenchmarkIngestHMAC with the destination
@@ -358,6 +526,297 @@ func BenchmarkIngestHMAC(b *testing.B) {
 // spool writer with deliveries.
 func BenchmarkIngestHMACNoDelivery(b *testing.B) {
 	dest, _ := countingDest(b)
-	_, srv := benchRelay(b, dest.URL, "    concurrency: 1\n    rate: 0.001\n")
-	drive(b, srv.URL+"/in/example")
+	_, srv := benchRelay(b, dest.URL, "    concurrency: 1\n    rate: 0.001\n", nil)
+	drive(b, hmacSource(srv.URL+"/in/example", 0, b.N))
+}
+
+// ---------------------------------------------------------------- JWS (c)
+
+// benchJWSKid is the kid of the benchmark's RS256 key.
+const benchJWSKid = "bench-rs256"
+
+// benchJWS holds the RSA key and the signed bodies, shared by every run in
+// the process: signing (about 1.4 ms per RS256 signature here) is by far the
+// slowest part of the set-up, and each run has a fresh spool, so bodies may
+// be sent again in another run without being duplicates.
+var benchJWS struct {
+	once   sync.Once
+	key    *rsa.PrivateKey
+	pub    jwk.Key
+	err    error
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+// jwsKey returns the benchmark's signing key and its public JWK.
+func jwsKey(tb testing.TB) (*rsa.PrivateKey, jwk.Key) {
+	tb.Helper()
+	benchJWS.once.Do(func() {
+		if benchJWS.key, benchJWS.err = rsa.GenerateKey(rand.Reader, 2048); benchJWS.err != nil {
+			return
+		}
+		if benchJWS.pub, benchJWS.err = jwk.FromRaw(&benchJWS.key.PublicKey); benchJWS.err != nil {
+			return
+		}
+		for _, kv := range []struct {
+			k string
+			v any
+		}{{jwk.KeyIDKey, benchJWSKid}, {jwk.AlgorithmKey, jwa.RS256}, {jwk.KeyUsageKey, "sig"}} {
+			if benchJWS.err = benchJWS.pub.Set(kv.k, kv.v); benchJWS.err != nil {
+				return
+			}
+		}
+	})
+	if benchJWS.err != nil {
+		tb.Fatal(benchJWS.err)
+	}
+	return benchJWS.key, benchJWS.pub
+}
+
+// jwsPayload is the signed payload of body i: Resurs' credit decision
+// callback (seeds/resurs/credit_decision_approved.json) without jwsData, with
+// one of 1024 application references as the key and the approved amount
+// varying with i, so that every body is distinct (Resurs' events have no id:
+// dedup hashes the body).
+func jwsPayload(i int) []byte {
+	return fmt.Appendf(nil, `{"externalApplicationEvent":{"applicationReference":"app-%04d",`+
+		`"applicationEventType":"CREDIT_DECISION_UPDATED","creditDecision":{"creditDecision":"APPROVED",`+
+		`"approvedAmount":%d,"interest":12.3,"tenor":12,"effectiveInterest":23.3,"monthlyCost":1234,`+
+		`"consolidationDemand":2300,"adminFee":199,"arrangementFee":599.99,"totalRepaymentAmount":13000,`+
+		`"monthlyAccountFee":0,"totalFeesAndInterest":3000.00,"documentTypes":["ID","PAYMENT_SLIP"]}}}`, i%1024, 10000+i)
+}
+
+// jwsBodies returns bodies [from, to): each Resurs' callback with jwsData, an
+// RS256 compact JWS (kid in its protected header) over its payload, with
+// Resurs' leading space. Missing ones are signed on every core.
+func jwsBodies(tb testing.TB, from, to int) []benchRequest {
+	tb.Helper()
+	key, _ := jwsKey(tb)
+	benchJWS.mu.Lock()
+	defer benchJWS.mu.Unlock()
+	if have := len(benchJWS.bodies); have < to {
+		benchJWS.bodies = slices.Grow(benchJWS.bodies, to-have)[:to]
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		next.Store(int64(have))
+		var failed atomic.Pointer[error]
+		for range runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				hdr := jws.NewHeaders()
+				if err := hdr.Set(jws.KeyIDKey, benchJWSKid); err != nil {
+					failed.Store(&err)
+					return
+				}
+				for i := int(next.Add(1)) - 1; i < to; i = int(next.Add(1)) - 1 {
+					payload := jwsPayload(i)
+					tok, err := jws.Sign(payload, jws.WithKey(jwa.RS256, key, jws.WithProtectedHeaders(hdr)))
+					if err != nil {
+						failed.Store(&err)
+						return
+					}
+					body := append(payload[:len(payload)-1:len(payload)-1], `,"jwsData":" `...)
+					benchJWS.bodies[i] = append(append(body, tok...), `"}`...)
+				}
+			}()
+		}
+		wg.Wait()
+		if err := failed.Load(); err != nil {
+			benchJWS.bodies = benchJWS.bodies[:have]
+			tb.Fatalf("sign: %v", *err)
+		}
+	}
+	reqs := make([]benchRequest, to-from)
+	for i := range reqs {
+		reqs[i] = benchRequest{body: benchJWS.bodies[from+i]}
+	}
+	return reqs
+}
+
+// benchJWKS serves the benchmark key's JWK set on loopback, only to requests
+// with Resurs' apikey header, and returns its URL and the count of fetches.
+func benchJWKS(tb testing.TB) (string, *atomic.Int64) {
+	_, pub := jwsKey(tb)
+	set := jwk.NewSet()
+	if err := set.AddKey(pub); err != nil {
+		tb.Fatal(err)
+	}
+	js, err := json.Marshal(set)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fetches := new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("apikey") != resursAPIKey {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(js)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/api/auth_service/jwks", fetches
+}
+
+// benchJWSProvider is the shipped providers.d/resurs.yaml (verify, event,
+// respond as shipped: RS256 from body.jwsData, payload must-match, the JWKS
+// behind an apikey header) with its JWKS at jwksURL, routed to "dest", and
+// without its poll and register sections, which need Resurs' web service.
+func benchJWSProvider(tb testing.TB, jwksURL string) string {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "providers.d", "resurs.yaml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	y := string(raw)
+	if i := strings.Index(y, "\npoll:"); i >= 0 {
+		y = y[:i+1]
+	}
+	for _, r := range []struct{ old, new string }{
+		{"env:RESURS_JWKS_URL", strconv.Quote(jwksURL)},
+		{"env:RESURS_JWKS_APIKEY", resursAPIKey},
+		{"to: [broker]", "to: [dest]"},
+		{"payload: must-match", "payload: must-match"}, // still what is measured
+	} {
+		if !strings.Contains(y, r.old) {
+			tb.Fatalf("providers.d/resurs.yaml has no %q any more: update benchJWSProvider", r.old)
+		}
+		y = strings.Replace(y, r.old, r.new, 1)
+	}
+	return y
+}
+
+// startIngestJWS starts a relay with benchJWSProvider, delivering to dest,
+// sends one request so that the JWK set is fetched and cached, and returns
+// the ingest URL.
+func startIngestJWS(tb testing.TB, destURL string) string {
+	tb.Helper()
+	jwksURL, fetches := benchJWKS(tb)
+	_, srv := benchRelay(tb, destURL, "", map[string]string{"resurs": benchJWSProvider(tb, jwksURL)})
+	url := srv.URL + "/in/resurs"
+	warm := &loadSource{url: url, reqs: jwsBodies(tb, 0, 1)}
+	if ok, why := do(http.DefaultClient, warm.request(0)); !ok {
+		tb.Fatalf("warm-up request: %s", why)
+	}
+	if fetches.Load() == 0 {
+		tb.Fatal("the relay never fetched the JWK set")
+	}
+	return url
+}
+
+// BenchmarkIngestJWS is hookrelay's ingest with Resurs' verification (c):
+// an RS256 compact JWS in body.jwsData, checked against a JWK set served on
+// loopback (fetched and cached before the timer starts), the signed payload
+// matched against the body, then mapped, spooled and answered as in (b),
+// with deliveries alongside. The bodies (about 1.1 KB) are signed before the
+// timer starts.
+func BenchmarkIngestJWS(b *testing.B) {
+	dest, delivered := countingDest(b)
+	url := startIngestJWS(b, dest.URL)
+	src := &loadSource{url: url, reqs: jwsBodies(b, 1, 1+b.N)}
+	before := delivered.n.Load()
+	lr := drive(b, src)
+	b.ReportMetric(float64(delivered.n.Load()-before)/lr.elapsed.Seconds(), "deliv/s")
+}
+
+// ---------------------------------------------------------------- end to end (d)
+
+// lanesPending is how many deliveries the relay's lanes still hold: queued
+// in memory and not yet recorded final in the spool (a lane drops one only
+// after the spool's Update of its outcome committed).
+func lanesPending(r *Relay) int {
+	n := 0
+	for _, l := range r.dispatch.allLanes() {
+		l.mu.Lock()
+		n += l.pending
+		l.mu.Unlock()
+	}
+	return n
+}
+
+// waitDelivered polls lanesPending every millisecond until it is 0 and
+// returns when it saw it so, or fails tb after timeout.
+func waitDelivered(tb testing.TB, r *Relay, timeout time.Duration) time.Time {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if lanesPending(r) == 0 {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d deliveries still pending after %v", lanesPending(r), timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// e2eResult is one end-to-end run: the ingest requests, the time from
+// their start until every event was recorded delivered, the process CPU
+// meanwhile, and each delivery's age at the destination (sorted).
+type e2eResult struct {
+	ingest loadResult
+	total  time.Duration
+	cpu    time.Duration
+	cpuOK  bool
+	ages   []time.Duration
+}
+
+func (e *e2eResult) rate() float64 { return float64(e.ingest.n) / e.total.Seconds() }
+
+// endToEnd ingests src's first n requests (or for dur, when dur > 0) into r
+// with closedLoop and waits until every event is recorded delivered; dest
+// is r's destination. started runs just before the first request.
+func endToEnd(tb testing.TB, r *Relay, dest *destCounter, src *loadSource, n int, dur time.Duration, started func()) e2eResult {
+	tb.Helper()
+	before := dest.n.Load()
+	dest.takeAges()
+	dest.record.Store(true)
+	defer dest.record.Store(false)
+	var cpu0 time.Duration
+	var e e2eResult
+	e.ingest = closedLoop(src, n, dur, func() {
+		if started != nil {
+			started()
+		}
+		cpu0, e.cpuOK = processCPU()
+	})
+	if e.ingest.failed > 0 {
+		tb.Fatalf("%d of %d requests failed; first: %s", e.ingest.failed, e.ingest.n, e.ingest.firstErr)
+	}
+	done := waitDelivered(tb, r, 5*time.Minute)
+	cpu1, _ := processCPU()
+	e.total, e.cpu = done.Sub(e.ingest.start), cpu1-cpu0
+	if got := dest.n.Load() - before; got < int64(e.ingest.n) {
+		tb.Fatalf("destination got %d deliveries, want %d", got, e.ingest.n)
+	}
+	e.ages = dest.takeAges()
+	return e
+}
+
+// BenchmarkEndToEnd is hookrelay end to end (d): b.N HMAC-signed events
+// ingested by 64 clients and each delivered to a loopback destination that
+// answers 200, and recorded delivered in the spool; the clock stops when no
+// delivery is pending. delivered/s is b.N over that time; the latencies are
+// the ingest requests'; age-p50/p99 are from an event's ingest (its ULID
+// time, in ms) to its arrival at the destination.
+func BenchmarkEndToEnd(b *testing.B) {
+	dest, delivered := countingDest(b)
+	r, srv := benchRelay(b, dest.URL, "", nil)
+	src := hmacSource(srv.URL+"/in/example", 0, b.N)
+	b.ReportAllocs()
+	e := endToEnd(b, r, delivered, src, b.N, 0, b.ResetTimer)
+	b.StopTimer()
+	b.ReportMetric(e.rate(), "delivered/s")
+	b.ReportMetric(e.ingest.rate(), "ingest-req/s")
+	b.ReportMetric(e.ingest.pct(0.50), "p50-ms")
+	b.ReportMetric(e.ingest.pct(0.99), "p99-ms")
+	b.ReportMetric(e.ingest.pct(0.999), "p99.9-ms")
+	age := loadResult{lat: e.ages}
+	b.ReportMetric(age.pct(0.50), "age-p50-ms")
+	b.ReportMetric(age.pct(0.99), "age-p99-ms")
+	if e.cpuOK {
+		b.ReportMetric(float64(e.cpu)/float64(time.Microsecond)/float64(b.N), "cpu-us/event")
+	}
 }

@@ -1,0 +1,343 @@
+package engine
+
+// The benchmark report (BENCHMARKS.md): the ceilings and hookrelay measured
+// one after the other in one process, so that their ratios are fair, and the
+// latency under an open-loop load. Both are skipped unless
+// HOOKRELAY_BENCH_REPORT=1:
+//
+//	HOOKRELAY_BENCH_REPORT=1 go test -run 'TestBenchReport|TestOpenLoopLatency' -count 1 -v ./engine/
+//
+// HOOKRELAY_BENCH_SECONDS sets how long each measurement runs (default 5).
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchReport skips t unless HOOKRELAY_BENCH_REPORT=1, and returns how long
+// each measurement runs.
+func benchReport(t *testing.T) time.Duration {
+	if os.Getenv("HOOKRELAY_BENCH_REPORT") != "1" {
+		t.Skip("set HOOKRELAY_BENCH_REPORT=1 to run the benchmark report")
+	}
+	dur := 5 * time.Second
+	if s := os.Getenv("HOOKRELAY_BENCH_SECONDS"); s != "" {
+		secs, err := strconv.ParseFloat(s, 64)
+		if err != nil || secs <= 0 {
+			t.Fatalf("HOOKRELAY_BENCH_SECONDS=%q: want a positive number of seconds", s)
+		}
+		dur = time.Duration(secs * float64(time.Second))
+	}
+	return dur
+}
+
+// reportRow is one line of the report.
+type reportRow struct {
+	id, what     string
+	rate         float64 // req/s, or delivered events/s for (d)
+	p50, p99, pX float64 // ms; pX is p99.9
+	cpu          float64 // process CPU µs per request (per event for (d))
+	n            int
+	elapsed      time.Duration
+	note         string
+}
+
+func rowOf(id, what string, lr loadResult) reportRow {
+	return reportRow{id: id, what: what, rate: lr.rate(), p50: lr.pct(0.50), p99: lr.pct(0.99),
+		pX: lr.pct(0.999), cpu: lr.cpuPerReq(), n: lr.n, elapsed: lr.elapsed}
+}
+
+// sourceFn returns requests [from, to) of one kind, to one URL.
+type sourceFn func(from, to int) *loadSource
+
+// measureClosed warms a target up with closedLoop for a second (warmN
+// requests at most), lets settle run (a drain of the deliveries the warm-up
+// left, say), then measures it for dur with a fresh set of requests: spare
+// times as many as the warm-up's rate asks for. The requests are built
+// before the clock starts; should they run out before dur the run is
+// shorter, as its elapsed says. settle runs again after the run, so that
+// nothing it left behind loads the next measurement.
+func measureClosed(t *testing.T, mk sourceFn, warmN int, spare float64, dur time.Duration, settle func()) loadResult {
+	t.Helper()
+	warm := closedLoop(mk(0, warmN), warmN, time.Second, nil)
+	if warm.failed > 0 {
+		t.Fatalf("warm-up: %d of %d requests failed; first: %s", warm.failed, warm.n, warm.firstErr)
+	}
+	if settle != nil {
+		settle()
+	}
+	n := int(warm.rate()*dur.Seconds()*spare) + 1000
+	src := mk(warmN, warmN+n)
+	runtime.GC()
+	lr := closedLoop(src, n, dur, nil)
+	if lr.failed > 0 {
+		t.Fatalf("%d of %d requests failed; first: %s", lr.failed, lr.n, lr.firstErr)
+	}
+	if settle != nil {
+		settle()
+	}
+	return lr
+}
+
+// TestBenchReport runs (g), (h), (b), (c) and (d) one after the other, each
+// for HOOKRELAY_BENCH_SECONDS after a one-second warm-up, and prints their
+// figures and their ratios to (h) and (g) as a Markdown table, then the
+// targets met and missed.
+func TestBenchReport(t *testing.T) {
+	dur := benchReport(t)
+	hmac := func(url string) sourceFn {
+		return func(from, to int) *loadSource { return hmacSource(url, from, to-from) }
+	}
+	var rows []reportRow
+
+	// (g) bare net/http.
+	rows = append(rows, rowOf("g", "net/http: read body, answer 200",
+		measureClosed(t, hmac(startBaselineHTTP(t)), 60000, 2, dur, nil)))
+
+	// (h) plus a group-committed, fsynced bbolt put.
+	hURL, _ := startBaselineBoltPut(t)
+	rows = append(rows, rowOf("h", "(g) + group-committed fsynced bbolt put",
+		measureClosed(t, hmac(hURL), 30000, 2, dur, nil)))
+
+	// (b) HMAC ingest, deliveries alongside.
+	dest, _ := countingDest(t)
+	rb, srv := benchRelay(t, dest.URL, "", nil)
+	drain := func(r *Relay) func() { return func() { waitDelivered(t, r, 5*time.Minute) } }
+	rows = append(rows, rowOf("b", "ingest, HMAC (deliveries alongside)",
+		measureClosed(t, hmac(srv.URL+"/in/example"), 30000, 2, dur, drain(rb))))
+
+	// (c) JWS ingest: RS256 against a loopback JWKS, payload must-match.
+	const jwsWarm = 1500
+	jwsBodies(t, 0, 1+jwsWarm+int(4000*dur.Seconds())) // sign a likely amount up front, on every core
+	destC, _ := countingDest(t)
+	jwksURL, _ := benchJWKS(t)
+	rc, srvC := benchRelay(t, destC.URL, "", map[string]string{"resurs": benchJWSProvider(t, jwksURL)})
+	jwsURL := srvC.URL + "/in/resurs"
+	rows = append(rows, rowOf("c", "ingest, RS256 JWS + JWKS, must-match (deliveries alongside)",
+		measureClosed(t, func(from, to int) *loadSource {
+			return &loadSource{url: jwsURL, reqs: jwsBodies(t, 1+from, 1+to)}
+		}, jwsWarm, 1.3, dur, drain(rc))))
+
+	// (d) end to end: ingested, delivered, recorded delivered. The warm-up
+	// (2000 events) gives the rate, which sizes the run to about dur.
+	destD, counter := countingDest(t)
+	rd, srvD := benchRelay(t, destD.URL, "", nil)
+	dURL := srvD.URL + "/in/example"
+	const dWarm = 2000
+	warm := endToEnd(t, rd, counter, hmacSource(dURL, 0, dWarm), dWarm, 0, nil)
+	n := int(warm.rate()*dur.Seconds()) + 1
+	src := hmacSource(dURL, dWarm, n)
+	runtime.GC()
+	e := endToEnd(t, rd, counter, src, n, 0, nil)
+	age := loadResult{lat: e.ages}
+	d := reportRow{id: "d", what: "end to end: delivered and recorded (events/s)", rate: e.rate(),
+		p50: e.ingest.pct(0.50), p99: e.ingest.pct(0.99), pX: e.ingest.pct(0.999), n: n, elapsed: e.total,
+		note: fmt.Sprintf("ingest alone %.0f req/s; age at the destination p50 %.0f ms, p99 %.0f ms, p99.9 %.0f ms",
+			e.ingest.rate(), age.pct(0.50), age.pct(0.99), age.pct(0.999))}
+	if e.cpuOK {
+		d.cpu = float64(e.cpu) / float64(time.Microsecond) / float64(n)
+	}
+	rows = append(rows, d)
+
+	printReport(rows)
+}
+
+// printReport writes the table and the targets to stdout.
+func printReport(rows []reportRow) {
+	by := map[string]reportRow{}
+	for _, r := range rows {
+		by[r.id] = r
+	}
+	g, h := by["g"], by["h"]
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%s, GOMAXPROCS %d, %s\n\n", runtime.Version(), runtime.GOMAXPROCS(0), cpuModel())
+	b.WriteString("| | what | req/s | ÷h | ÷g | p50 ms | ÷h | ÷g | p99 ms | ÷h | ÷g | p99.9 ms | ÷h | ÷g | CPU µs/req | ÷h | requests | s |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.2f | %d | %.1f |\n",
+			r.id, r.what, r.rate, r.rate/h.rate, r.rate/g.rate,
+			r.p50, r.p50/h.p50, r.p50/g.p50, r.p99, r.p99/h.p99, r.p99/g.p99, r.pX, r.pX/h.pX, r.pX/g.pX,
+			r.cpu, r.cpu/h.cpu, r.n, r.elapsed.Seconds())
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		if r.note != "" {
+			fmt.Fprintf(&b, "(%s) %s\n", r.id, r.note)
+		}
+	}
+	b.WriteString("\nTargets (throughput as a share of (h); in brackets, the share (h)'s CPU per request implies):\n")
+	for _, tg := range []struct {
+		id   string
+		want float64
+	}{{"b", 0.70}, {"c", 0.40}, {"d", 0.40}} {
+		r := by[tg.id]
+		got := r.rate / h.rate
+		verdict := "met"
+		if got < tg.want {
+			verdict = fmt.Sprintf("MISSED by %.0f%% of (h) (%.0f req/s)", 100*(tg.want-got), tg.want*h.rate-r.rate)
+		}
+		fmt.Fprintf(&b, "  (%s) >= %.0f%% of (h): %.0f%% [CPU: %.0f%%] -> %s\n", tg.id, 100*tg.want, 100*got, 100*h.cpu/r.cpu, verdict)
+	}
+	fmt.Print(b.String())
+}
+
+// cpuModel is the CPU's model name from /proc/cpuinfo, when there is one.
+func cpuModel() string {
+	raw, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+// openLoopSenders bounds the requests in flight under the open-loop load.
+const openLoopSenders = 2000
+
+// openResult is one open-loop run: the latencies of the requests answered
+// 200, each from its scheduled send time (the time the scheduler waited for
+// a free sender, when all were busy, is in them), the most requests in
+// flight at once, and how many the relay shed with a 503.
+type openResult struct {
+	loadResult
+	maxInFlight int
+	shed        int // answered 503 past max_inflight; not in the latencies
+}
+
+// openLoop sends src's requests at a fixed rate for dur: request i is due at
+// start + i/rate, whatever happened to the ones before, and its latency runs
+// from that due time to the end of its answer, so that a stall of the server
+// shows in every request it delays (no coordinated omission). Each request
+// has its own goroutine, at most openLoopSenders at once.
+// client's connections are kept between runs, so that a warm-up opens them.
+func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, dur time.Duration) openResult {
+	t.Helper()
+	n := min(len(src.reqs), int(rate*dur.Seconds()))
+	lat := make([]time.Duration, n)
+	sem := make(chan struct{}, openLoopSenders)
+	var wg sync.WaitGroup
+	var failed, shed, inFlight, maxInFlight atomic.Int64
+	var firstErr atomic.Pointer[string]
+	cpu0, cpuOK := processCPU()
+	t0 := time.Now().Add(time.Millisecond)
+	for i := range n {
+		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f := inFlight.Add(1)
+			for m := maxInFlight.Load(); f > m && !maxInFlight.CompareAndSwap(m, f); m = maxInFlight.Load() {
+			}
+			ok, why := do(client, src.request(i))
+			lat[i] = time.Since(due)
+			inFlight.Add(-1)
+			if !ok && strings.HasPrefix(why, "status 503") {
+				lat[i] = -1 // shed (max_inflight): counted apart
+				shed.Add(1)
+			} else if !ok && failed.Add(1) == 1 {
+				msg := fmt.Sprintf("request %d: %s", i, why)
+				firstErr.Store(&msg)
+			}
+		}()
+	}
+	wg.Wait()
+	cpu1, _ := processCPU()
+	lr := loadResult{n: n, start: t0, elapsed: time.Since(t0), lat: lat, cpu: cpu1 - cpu0, cpuOK: cpuOK,
+		failed: int(failed.Load())}
+	if p := firstErr.Load(); p != nil {
+		lr.firstErr = *p
+	}
+	lr.lat = slices.DeleteFunc(lr.lat, func(d time.Duration) bool { return d < 0 })
+	slices.Sort(lr.lat)
+	if lr.failed > 0 {
+		t.Fatalf("%.0f req/s: %d of %d requests failed; first: %s", rate, lr.failed, n, lr.firstErr)
+	}
+	return openResult{loadResult: lr, maxInFlight: int(maxInFlight.Load()), shed: int(shed.Load())}
+}
+
+// TestOpenLoopLatency measures the latency of (h) and (b) under an
+// open-loop load of 1000, 2000 and 5000 requests/s, each for
+// HOOKRELAY_BENCH_SECONDS after half a second of warm-up at the same rate,
+// latency counted from each request's scheduled send time. (b)'s deliveries
+// run alongside; its queue is drained before each (h) run so that they do
+// not load the machine under (h).
+func TestOpenLoopLatency(t *testing.T) {
+	dur := benchReport(t)
+	hURL, _ := startBaselineBoltPut(t)
+	dest, _ := countingDest(t)
+	rb, srv := benchRelay(t, dest.URL, "", nil)
+	bURL := srv.URL + "/in/example"
+
+	type target struct {
+		id, url string
+		after   func()
+		client  *http.Client
+	}
+	targets := []target{{"h", hURL, nil, nil}, {"b", bURL, func() { waitDelivered(t, rb, 5*time.Minute) }, nil}}
+	for i := range targets {
+		tr := benchTransport(openLoopSenders)
+		t.Cleanup(tr.CloseIdleConnections)
+		targets[i].client = &http.Client{Transport: tr, Timeout: time.Minute}
+	}
+	next := map[string]int{} // the next request number per target: event ids stay unique
+	run := func(tg target, rate float64, d time.Duration) openResult {
+		n := int(rate*d.Seconds()) + 1
+		src := hmacSource(tg.url, next[tg.id], n)
+		next[tg.id] += n
+		runtime.GC()
+		res := openLoop(t, tg.client, src, rate, d)
+		if tg.after != nil {
+			tg.after()
+		}
+		return res
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nOpen loop, %.0f s per rate, latency from the scheduled send time; %s, GOMAXPROCS %d\n\n",
+		dur.Seconds(), runtime.Version(), runtime.GOMAXPROCS(0))
+	b.WriteString("| rate/s | | achieved/s | p50 ms | p99 ms | p99.9 ms | shed (503) | max in flight | CPU µs/req |\n")
+	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	var verdicts []string
+	for _, rate := range []float64{1000, 2000, 5000} {
+		res := map[string]openResult{}
+		for _, tg := range targets {
+			run(tg, rate, dur/10) // warm-up: connections, caches
+			res[tg.id] = run(tg, rate, dur)
+		}
+		for _, tg := range targets {
+			r := res[tg.id]
+			fmt.Fprintf(&b, "| %.0f | %s | %.0f | %.2f | %.2f | %.2f | %d | %d | %.0f |\n", rate, tg.id,
+				float64(r.n)/r.elapsed.Seconds(), r.pct(0.50), r.pct(0.99), r.pct(0.999), r.shed, r.maxInFlight, r.cpuPerReq())
+		}
+		h, bb := res["h"], res["b"]
+		ratio := bb.pct(0.99) / h.pct(0.99)
+		verdict := "met"
+		if ratio > 2 {
+			verdict = fmt.Sprintf("MISSED: %.1fx (h)'s p99, %.2f ms over 2x", ratio, bb.pct(0.99)-2*h.pct(0.99))
+		}
+		if bb.shed > 0 {
+			verdict += fmt.Sprintf("; and %d requests (%.1f%%) shed with 503", bb.shed, 100*float64(bb.shed)/float64(bb.n))
+		}
+		verdicts = append(verdicts, fmt.Sprintf("  %5.0f/s: p50 (b)/(h) %.2f, p99 (b)/(h) %.2f, p99.9 (b)/(h) %.2f -> p99 <= 2x (h): %s",
+			rate, bb.pct(0.50)/h.pct(0.50), ratio, bb.pct(0.999)/h.pct(0.999), verdict))
+	}
+	b.WriteString("\n" + strings.Join(verdicts, "\n") + "\n")
+	fmt.Print(b.String())
+}
