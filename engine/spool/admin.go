@@ -31,9 +31,9 @@ func (b *Bolt) Events(after string, scanned int, fn func(ev *Event, ds []*Delive
 		err := b.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketEvents).Cursor()
 			for k, v := before(c, from); k != nil && len(chunk) < eventsChunk; k, v = c.Prev() {
-				ev := new(Event)
-				if err := json.Unmarshal(v, ev); err != nil {
-					return fmt.Errorf("spool: decode event: %w", err)
+				ev, err := decodeEvent(v)
+				if err != nil {
+					return err
 				}
 				ds, err := deliveriesOf(tx, k)
 				if err != nil {

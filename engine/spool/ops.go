@@ -42,7 +42,7 @@ func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (stri
 	}
 	// Encode outside the writer, in the caller's goroutine: it is the
 	// largest piece of work and needs no transaction.
-	evJSON, err := json.Marshal(ev)
+	evJSON, err := encodeEvent(ev)
 	if err != nil {
 		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
 	}
@@ -267,11 +267,16 @@ func (b *Bolt) Event(id string) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := new(Event)
-	if err := b.get(bucketEvents, k, ev); err != nil {
-		return nil, err
-	}
-	return ev, nil
+	var ev *Event
+	err = b.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketEvents).Get(k)
+		if v == nil {
+			return ErrNotFound
+		}
+		ev, err = decodeEvent(v)
+		return err
+	})
+	return ev, err
 }
 
 // Quarantined returns the quarantined request with the given ULID, or ErrNotFound.

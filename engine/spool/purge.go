@@ -84,13 +84,11 @@ func purgeEvents(tx *bolt.Tx, cutoff time.Time, after []byte) (n int, last []byt
 		if !final {
 			continue
 		}
-		var head struct {
-			ReceivedAt time.Time `json:"received_at"`
-		}
-		if err := json.Unmarshal(v, &head); err != nil {
+		at, err := eventReceivedAt(v)
+		if err != nil {
 			return 0, nil, false, fmt.Errorf("spool: decode event %s: %w", ulid.ULID(k), err)
 		}
-		if head.ReceivedAt.Before(cutoff) {
+		if at.Before(cutoff) {
 			doomed = append(doomed, bytes.Clone(k))
 		}
 	}
