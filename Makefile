@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/hookrelay
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build run test soak vet bench clean
+.PHONY: build run test soak fuzz vet bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hookrelay
@@ -31,6 +31,10 @@ vet:
 # HOOKRELAY_SOAK_EVENTS, HOOKRELAY_SOAK_KEYS.
 soak:
 	HOOKRELAY_SOAK=1 $(GO) test -count=1 -v -timeout 30m -run 'TestSoak|TestSpoolUnwritable|TestCrashKillResume' ./cmd/hookrelay/
+
+# Every fuzz target for 30 s each; a crash leaves its input in testdata/fuzz/.
+fuzz:
+	./scripts/fuzz.sh 30
 
 # Benchmarks, then one report of g, h, b, c, d side by side and the open-loop
 # latencies (see BENCHMARKS.md).

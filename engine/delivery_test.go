@@ -270,9 +270,9 @@ func TestDeliverOrderUnderFailure(t *testing.T) {
 	if failed == 0 {
 		t.Fatal("the destination never failed: the test proves nothing")
 	}
-	if q := tr.queued("dest"); len(q) != 0 {
-		t.Fatalf("%d deliveries still queued in the spool, first %+v", len(q), q[0])
-	}
+	// The destination answers before the relay records the answer: give the
+	// last outcomes their moment to reach the spool.
+	waitFor(t, 5*time.Second, "the spool queue to drain", func() bool { return len(tr.queued("dest")) == 0 })
 	t.Logf("%d requests, %d failed", len(got), failed)
 }
 

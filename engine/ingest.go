@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +31,30 @@ func (r *Relay) newIngestMux(cfg *Config) (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no provider at this path")
 	})
-	return mux, nil
+	// ServeMux answers a path that is not clean (//, /./, /../, also
+	// percent-encoded) with a 307 to its clean form, which keeps the method
+	// and body and may be another provider's path. A webhook URL is exact:
+	// such a path is no provider's.
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !isCleanPath(req.URL.Path) {
+			writeError(w, http.StatusNotFound, "no provider at this path")
+			return
+		}
+		mux.ServeHTTP(w, req)
+	}), nil
+}
+
+// isCleanPath reports whether p is what ServeMux would not redirect: rooted,
+// without empty, "." or ".." segments (a trailing slash is allowed).
+func isCleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	clean := path.Clean(p)
+	if p[len(p)-1] == '/' && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
 }
 
 // handle registers a pattern, turning ServeMux's panic on conflicting

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 
@@ -73,8 +75,13 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		parse(body, env)
 	}
 	raw := json.RawMessage(body)
-	if env.Body == nil {
+	switch {
+	case env.Body == nil:
 		raw, _ = json.Marshal(string(body))
+	case !utf8.Valid(body):
+		// encoding/json read the invalid bytes (only strings can hold them)
+		// as U+FFFD; the copy sent on must be UTF-8 JSON too (RFC 8259 8.1).
+		raw = bytes.ToValidUTF8(body, []byte("\uFFFD"))
 	}
 	ev := &transforms.Event{
 		ID: ulid.Make().String(), Provider: p.Name, Source: "webhook",

@@ -204,10 +204,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		r.Close(0)
 		return err
 	}
-	ingest := &http.Server{
-		Handler: r.IngestHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-	}
+	ingest := newIngestServer(r.IngestHandler(), ingestLimits)
 	admin := &http.Server{Handler: r.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	for _, s := range []struct {
@@ -260,6 +257,34 @@ wait:
 		err = cerr
 	}
 	return err
+}
+
+// serverLimits bound what one connection may take from a listener.
+type serverLimits struct {
+	// ReadHeader cuts a sender that trickles its request line and headers
+	// (slow loris); Read bounds the whole request, body included.
+	ReadHeader, Read time.Duration
+	// Write bounds the answer; Idle an idle keep-alive connection.
+	Write, Idle time.Duration
+	// MaxHeaderBytes bounds the request line and headers (net/http allows
+	// 4 KiB over it); beyond it the answer is 431.
+	MaxHeaderBytes int
+}
+
+// ingestLimits are the limits of the ingest listener, which faces the
+// internet: a lender's request is small and quick, so a connection that is
+// neither is cut rather than allowed to hold a goroutine and a socket.
+var ingestLimits = serverLimits{
+	ReadHeader: 10 * time.Second, Read: 30 * time.Second,
+	Write: 30 * time.Second, Idle: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+}
+
+// newIngestServer is the http.Server of the ingest listener.
+func newIngestServer(h http.Handler, l serverLimits) *http.Server {
+	return &http.Server{
+		Handler: h, ReadHeaderTimeout: l.ReadHeader, ReadTimeout: l.Read,
+		WriteTimeout: l.Write, IdleTimeout: l.Idle, MaxHeaderBytes: l.MaxHeaderBytes,
+	}
 }
 
 func deadline(ctx context.Context) time.Time {

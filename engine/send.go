@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/transforms"
@@ -169,6 +170,13 @@ func (s *sender) request(dest *Destination, ev *spool.Event, attempt int) (*retr
 			}
 		case "header":
 			h.Set(a.Name, a.APIKey)
+		}
+	}
+	for name, v := range h {
+		// net/http would refuse a control character on every attempt, as if
+		// the network failed: say what it is, once.
+		if !httpguts.ValidHeaderFieldValue(v[0]) {
+			return nil, fmt.Errorf("header %s: the value holds a control character", name)
 		}
 	}
 	if dest.signKey != nil {
