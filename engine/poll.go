@@ -286,7 +286,7 @@ func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byt
 	if err != nil {
 		return nil, "", err
 	}
-	envelope, err := json.Marshal(te)
+	envelope, err := marshalEnvelope(te)
 	if err != nil {
 		return nil, "", fmt.Errorf("event: %w", err)
 	}
