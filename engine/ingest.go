@@ -113,7 +113,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 
 	vr := &verifiers.Request{
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
-		Params: pathParams(req, p), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
+		Params: pathParams(req), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
 	// Shed once the body is in: reading is cheap and bounded by the server's
 	// timeouts; verifying, mapping and the spool's queue are not.
@@ -167,7 +167,7 @@ func respond(w http.ResponseWriter, p *Provider) {
 }
 
 // pathParams reads the {param} segments of the matched pattern.
-func pathParams(req *http.Request, p *Provider) map[string]string {
+func pathParams(req *http.Request) map[string]string {
 	var params map[string]string
 	for _, seg := range strings.Split(req.Pattern, "/") {
 		if name, ok := strings.CutPrefix(seg, "{"); ok {

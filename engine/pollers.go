@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
@@ -84,7 +83,7 @@ func (r *Relay) startPollers(ctx context.Context) {
 	ps := &r.poll
 	ps.mu.Lock()
 	ps.ctx = ctx
-	ps.client = newPollClient()
+	ps.client = singleAttemptClient()
 	ps.loops = map[string]*pollLoop{}
 	r.startLoops()
 	ps.mu.Unlock()
@@ -145,21 +144,6 @@ func (r *Relay) pollKey(provider, key string) error {
 		l.track(key, trackMsg{now: true})
 	}
 	return nil
-}
-
-func newPollClient() *retryablehttp.Client {
-	hc := cleanhttp.DefaultPooledClient()
-	// A redirect is answered as it is: the request and its credentials must
-	// not go elsewhere.
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	c := retryablehttp.NewClient()
-	c.HTTPClient = hc
-	c.Logger = nil
-	// The next poll is the retry; the loop owns the backoff.
-	c.RetryMax = 0
-	c.CheckRetry = func(context.Context, *http.Response, error) (bool, error) { return false, nil }
-	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return c
 }
 
 // startLoops starts a loop per enabled provider with a poll block, each

@@ -20,7 +20,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hookrelay/hookrelay/transforms"
@@ -465,20 +464,8 @@ func sortedNames(m map[string]string) []string {
 	return names
 }
 
-// registerClient makes registration requests: one attempt each (the
-// automatic registration has its own backoff), redirects not followed, so
-// that credentials go nowhere but where the block says.
-var registerClient = sync.OnceValue(func() *retryablehttp.Client {
-	hc := cleanhttp.DefaultClient()
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	c := retryablehttp.NewClient()
-	c.HTTPClient = hc
-	c.Logger = nil
-	c.RetryMax = 0
-	c.CheckRetry = func(context.Context, *http.Response, error) (bool, error) { return false, nil }
-	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return c
-})
+// registerClient makes registration requests (see singleAttemptClient).
+var registerClient = sync.OnceValue(singleAttemptClient)
 
 // regStatus is each auto-registering provider's state: "pending", "ok" or
 // "failing: <reason>".

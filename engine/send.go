@@ -34,11 +34,19 @@ type sender struct {
 const responseKept = 1024
 
 func newSender() *sender {
+	c := singleAttemptClient()
+	c.HTTPClient.Transport.(*http.Transport).MaxIdleConnsPerHost = 256
+	return &sender{client: c}
+}
+
+// singleAttemptClient is the HTTP client of everything the relay sends
+// (deliveries, registrations, polls): one attempt per call, since the caller
+// owns the retry schedule (the spool, the registration backoff, the next
+// poll); and a redirect is answered as it is, not followed: following a
+// 301-303 turns a POST into a GET without the body, whose 2xx would count as
+// success, and a request and its credentials must not go elsewhere.
+func singleAttemptClient() *retryablehttp.Client {
 	hc := cleanhttp.DefaultPooledClient()
-	hc.Transport.(*http.Transport).MaxIdleConnsPerHost = 256
-	// A redirect is answered as it is, not followed: following a 301-303
-	// turns the POST into a GET without the event, whose 2xx would count as
-	// delivered; and the event and its credentials must not go elsewhere.
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := retryablehttp.NewClient()
 	c.HTTPClient = hc
@@ -46,7 +54,7 @@ func newSender() *sender {
 	c.RetryMax = 0
 	c.CheckRetry = func(context.Context, *http.Response, error) (bool, error) { return false, nil }
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return &sender{client: c}
+	return c
 }
 
 // renderError is send's error when dest cannot render the event (a template

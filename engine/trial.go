@@ -75,7 +75,7 @@ func (p *Provider) match(req *http.Request) (params map[string]string, status in
 	mux := http.NewServeMux()
 	for _, path := range p.Paths {
 		_ = handle(mux, path, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-			params = pathParams(r, p)
+			params = pathParams(r)
 			status = http.StatusOK
 		}))
 	}
