@@ -79,7 +79,9 @@ func (p *Provider) match(req *http.Request) (params map[string]string, status in
 			status = http.StatusOK
 		}))
 	}
-	mux.ServeHTTP(httptest.NewRecorder(), req)
+	if isCleanPath(req.URL.Path) { // as the listener: an unclean path is no provider's
+		mux.ServeHTTP(httptest.NewRecorder(), req)
+	}
 	switch {
 	case status == 0:
 		return nil, http.StatusNotFound
