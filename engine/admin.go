@@ -161,7 +161,7 @@ func (r *Relay) listProviders(*http.Request) (any, error) {
 	for _, p := range r.config().Providers {
 		items = append(items, map[string]any{
 			"name": p.Name, "file": p.File, "paths": p.Paths, "methods": p.methods,
-			"disabled": p.Disabled, "config": redact(p.display, ""),
+			"disabled": p.Disabled, "config": redact(p.display, false),
 		})
 	}
 	return list{Items: items}, nil
@@ -177,7 +177,7 @@ func (r *Relay) listDestinations(*http.Request) (any, error) {
 	sort.Strings(names)
 	items := []map[string]any{}
 	for _, name := range names {
-		item := map[string]any{"name": name, "config": redact(shown[name], "")}
+		item := map[string]any{"name": name, "config": redact(shown[name], false)}
 		if l := r.dispatch.lane(name); l != nil {
 			st := l.stats()
 			item["paused"], item["pending"], item["dead"], item["held_keys"] = st.Paused, st.Pending, st.Dead, st.HeldKeys
@@ -189,41 +189,59 @@ func (r *Relay) listDestinations(*http.Request) (any, error) {
 	return list{Items: items}, nil
 }
 
-// secretFields are configuration keys whose values are credentials.
+// secretFields are configuration keys whose values are credentials, inside
+// the blocks that hold credentials (credentialBlocks): elsewhere `key` is an
+// expression.
 var secretFields = map[string]bool{
 	"secret": true, "secrets": true, "token": true, "tokens": true, "password": true, "key": true, "keys": true,
-	"api_key": true, "users": true, "jwks_headers": true, "values": true,
+	"api_key": true, "users": true, "jwks_headers": true,
 }
 
-// redact copies a configuration map, masking credentials written inline;
-// env: and file: references are shown, since they name, not hold, a secret.
-// Only the blocks that hold credentials are looked at: elsewhere `key` is an
-// expression.
-func redact(v any, under string) any {
+var credentialBlocks = map[string]bool{"verify": true, "decrypt": true, "auth": true, "sign": true}
+
+// redact copies a configuration map, masking credentials written inline:
+// secret fields of credential blocks, register and poll `values`, and header
+// values whose names say credential. env: and file: references are shown,
+// since they name, not hold, a secret.
+func redact(v any, inCredentials bool) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, val := range x {
-			scope := under
-			switch k {
-			case "verify", "decrypt", "auth", "sign", "register", "poll":
-				scope = k
-			}
-			if scope != "" && scope != "register" && scope != "poll" && secretFields[k] || (scope != "" && k == "values") {
+			switch {
+			case k == "values" || (inCredentials && secretFields[k]):
 				out[k] = mask(val)
-				continue
+			case k == "headers":
+				out[k] = redactHeaders(val)
+			default:
+				out[k] = redact(val, inCredentials || credentialBlocks[k])
 			}
-			out[k] = redact(val, scope)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, val := range x {
-			out[i] = redact(val, under)
+			out[i] = redact(val, inCredentials)
 		}
 		return out
 	}
 	return v
+}
+
+// redactHeaders masks configured header values whose names say credential.
+func redactHeaders(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return redact(v, false)
+	}
+	out := make(map[string]any, len(m))
+	for name, val := range m {
+		out[name] = val
+		if secretHeader(name) {
+			out[name] = mask(val)
+		}
+	}
+	return out
 }
 
 func mask(v any) any {

@@ -392,11 +392,12 @@ routes:
 		"    auth: { kind: bearer, token: placeholder }\n" +
 		"    sign: { secret: env:ADMINTEST_SIGN }\n" +
 		"  other:\n    url: \"http://127.0.0.1:1/other\"\n" +
-		"    auth: { kind: header, api_key: env:ADMINTEST_APIKEY, name: X-Key }\n"
+		"    auth: { kind: header, api_key: env:ADMINTEST_APIKEY, name: X-Key }\n" +
+		"    headers: { X-Source: hookrelay, Authorization: \"Bearer header-s3cr3t\" }\n"
 	tr := startRelay(t, adminRelayYAML("http://127.0.0.1:1/hook", extra), map[string]string{"plain": provider})
 
 	secrets := []string{"t0ken", "hunter2", signKey, strings.TrimPrefix(signKey, "whsec_"), "inline-hmac-s3cr3t",
-		"override-tok-5e8", "placeholder"}
+		"override-tok-5e8", "placeholder", "header-s3cr3t"}
 	for _, v := range env {
 		secrets = append(secrets, v, strings.TrimPrefix(v, "whsec_"))
 	}

@@ -72,14 +72,21 @@ func maskHeaders(h map[string][]string) map[string]string {
 		if len(v) == 0 {
 			continue
 		}
-		val, lk := v[0], strings.ToLower(k)
-		for _, w := range secretHeaderWords {
-			if strings.Contains(lk, w) {
-				val = "***"
-				break
-			}
+		out[k] = v[0]
+		if secretHeader(k) {
+			out[k] = "***"
 		}
-		out[k] = val
 	}
 	return out
+}
+
+// secretHeader reports whether a header's name says it holds a credential.
+func secretHeader(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range secretHeaderWords {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
 }
