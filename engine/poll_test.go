@@ -259,7 +259,19 @@ func TestPollKeyAdmin(t *testing.T) {
 	f := newFakeResurs(t)
 	tr, rec, k := pollRelay(t, f)
 	f.set("APP-2", "signed")
-	must(t, tr.pollKey("resurs", "APP-2"))
+	// Through the admin listener, as an operator adds a key.
+	resp, err := http.Post(tr.Admin.URL+"/admin/providers/resurs/poll", "application/json", strings.NewReader(`{"key":"APP-2"}`))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /admin/providers/resurs/poll: %d", resp.StatusCode)
+	}
+	resp, err = http.Post(tr.Admin.URL+"/admin/providers/nobody/poll", "application/json", strings.NewReader(`{"key":"X"}`))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown provider: %d, want 404", resp.StatusCode)
+	}
 	start := time.Now()
 	got := waitPolled(t, rec, "APP-2", 1)
 	if got[0]["type"] != "application.signed" {
