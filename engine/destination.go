@@ -312,10 +312,8 @@ func (p *retryPolicy) classify(status int, err error) outcome {
 		return success
 	case p.statuses[status] || p.classes[status/100]:
 		return retryable
-	case status >= 500: // a 5xx not listed is still not the sender's fault, but the user chose
-		return permanent
 	}
-	return permanent
+	return permanent // anything not listed in retry_on, 5xx included when the user left it out
 }
 
 // delay is the wait before the next attempt, after `attempts` attempts.
