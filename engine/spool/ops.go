@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -124,7 +125,7 @@ func putDeliveries(tx *bolt.Tx, id []byte, ev *Event, dests []string) ([]Ref, er
 		if err != nil {
 			return nil, err
 		}
-		if err := q.Put(u64(seq), id); err != nil {
+		if err := q.Put(u64(seq), queueValue(id, &d)); err != nil {
 			return nil, err
 		}
 		refs = append(refs, Ref{Seq: seq, EventID: ev.ID, Destination: dest, Key: ev.Key, Sequence: ev.Sequence})
@@ -193,7 +194,7 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 		if cur.Status.Final() {
 			return nil, q.Delete(u64(cur.Seq))
 		}
-		return nil, q.Put(u64(cur.Seq), id)
+		return nil, q.Put(u64(cur.Seq), queueValue(id, &cur))
 	})
 }
 
@@ -220,7 +221,7 @@ func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
 				}
 			}
 			for ; k != nil && len(chunk) < queueChunk; k, id = c.Next() {
-				v := deliveries.Get(deliveryKey(id, dest))
+				v := deliveries.Get(deliveryKey(id[:16], dest))
 				if v == nil {
 					return fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
 				}
@@ -327,4 +328,134 @@ func (b *Bolt) LastSequence(dest, key string) (int64, error) {
 		return nil
 	})
 	return seq, err
+}
+
+// A queue entry's value is the event's ULID followed by what the dispatcher
+// needs to queue the delivery, so that a restart rebuilds its queues from
+// the queue bucket alone, without reading (and decoding) every delivery:
+//
+//	ULID (16) | status (1) | NextAt (8, unix ns BE, 0: none) | uvarint sequence | key
+//
+// Spools written before this format hold the bare ULID (16 bytes); Pending
+// reads their delivery instead, and the next Update of the delivery
+// rewrites its entry.
+const queueValueMin = 16 + 1 + 8 + 1
+
+var (
+	statusCode = map[Status]byte{Pending: 1, Dead: 2, Delivered: 3, Skipped: 4}
+	codeStatus = [...]Status{1: Pending, 2: Dead, 3: Delivered, 4: Skipped}
+)
+
+// queueValue encodes d's queue entry; id is its event's ULID (16 bytes).
+func queueValue(id []byte, d *Delivery) []byte {
+	v := make([]byte, 0, queueValueMin+binary.MaxVarintLen64+len(d.Key))
+	v = append(v, id[:16]...)
+	v = append(v, statusCode[d.Status])
+	var at uint64
+	if !d.NextAt.IsZero() {
+		at = uint64(d.NextAt.UnixNano())
+	}
+	v = binary.BigEndian.AppendUint64(v, at)
+	v = binary.AppendUvarint(v, uint64(d.Sequence))
+	return append(v, d.Key...)
+}
+
+// QueuedDelivery is a delivery as its queue entry records it: what the
+// dispatcher needs to queue it (not its attempts).
+type QueuedDelivery struct {
+	Seq      uint64
+	EventID  ulid.ULID
+	Key      string
+	Sequence int64
+	Status   Status
+	NextAt   time.Time // zero: now
+}
+
+// pendingChunk bounds how many queue entries Pending reads per read
+// transaction (see queueChunk); the entries are small and decoded quickly.
+const pendingChunk = 4096
+
+// Pending calls fn, in Seq order, for every delivery to dest that is not
+// final, as its queue entry records it. It reads the queue bucket alone,
+// except for entries in the format before (a bare ULID), whose delivery it
+// reads. Like Queue, it reads in chunks of short read transactions and calls
+// fn outside them. fn must not keep q: it is reused.
+func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
+	var after []byte // last Seq key visited
+	chunk := make([]QueuedDelivery, 0, pendingChunk)
+	for {
+		chunk = chunk[:0]
+		err := b.view(func(tx *bolt.Tx) error {
+			q := tx.Bucket(bucketQueue).Bucket([]byte(dest))
+			if q == nil {
+				return nil
+			}
+			deliveries := tx.Bucket(bucketDeliveries)
+			c := q.Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(chunk) < pendingChunk; k, v = c.Next() {
+				e, err := decodeQueueValue(deliveries, dest, k, v)
+				if err != nil {
+					return err
+				}
+				chunk = append(chunk, e)
+				after = append(after[:0], k...)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i := range chunk {
+			if err := fn(&chunk[i]); err != nil {
+				return err
+			}
+		}
+		if len(chunk) < pendingChunk {
+			return nil
+		}
+	}
+}
+
+// decodeQueueValue reads the queue entry k -> v of dest; an entry in the
+// format before (a bare ULID) is read from its delivery.
+func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (QueuedDelivery, error) {
+	seq := binary.BigEndian.Uint64(k)
+	e := QueuedDelivery{Seq: seq}
+	if len(v) < 16 {
+		return e, fmt.Errorf("spool: queue %s: seq %d: short entry", dest, seq)
+	}
+	copy(e.EventID[:], v[:16])
+	if len(v) == 16 {
+		dv := deliveries.Get(deliveryKey(v, dest))
+		if dv == nil {
+			return e, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, seq)
+		}
+		var d Delivery
+		if err := json.Unmarshal(dv, &d); err != nil {
+			return e, fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
+		}
+		e.Key, e.Sequence, e.Status, e.NextAt = d.Key, d.Sequence, d.Status, d.NextAt
+		return e, nil
+	}
+	if len(v) < queueValueMin || int(v[16]) >= len(codeStatus) || codeStatus[v[16]] == "" {
+		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
+	}
+	e.Status = codeStatus[v[16]]
+	if at := binary.BigEndian.Uint64(v[17:25]); at != 0 {
+		e.NextAt = time.Unix(0, int64(at))
+	}
+	sq, n := binary.Uvarint(v[25:])
+	if n <= 0 {
+		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
+	}
+	e.Sequence = int64(sq)
+	e.Key = string(v[25+n:])
+	return e, nil
 }
