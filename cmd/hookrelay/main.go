@@ -32,9 +32,10 @@ commands:
   dead retry [--destination D] [--provider P] [--key K]
                                               requeue every matching dead delivery
   reload                                      reload the serving relay's configuration
+  compact [--config relay.yaml]               shrink the spool file of a stopped relay
   version                                     print version and build info
 
-serve, check, try, test, sign, register and unregister take --config relay.yaml; events, dead and reload take
+serve, check, compact, try, test, sign, register and unregister take --config relay.yaml; events, dead and reload take
 --admin URL (default $HOOKRELAY_ADMIN_URL, else http://127.0.0.1:9090) and --json, and send
 $HOOKRELAY_ADMIN_TOKEN as the bearer token
 `
@@ -58,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		c = &command{run: func(_ []string) int { return serve(*config, explicit(fs, "config"), stderr) }}
 	case "check":
 		c = &command{run: func(_ []string) int { return check(*config, explicit(fs, "config"), stdout, stderr) }}
+	case "compact":
+		c = &command{run: func(_ []string) int { return compact(*config, explicit(fs, "config"), stdout, stderr) }}
 	case "try":
 		noVerify := fs.Bool("no-verify", false, "skip verification")
 		c = &command{args: 2, run: func(a []string) int {

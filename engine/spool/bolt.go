@@ -34,7 +34,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
@@ -111,16 +110,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      time.Second,
-		FreelistType: bolt.FreelistMapType,
-		// The freelist is not written on each commit: with a fragmented file
-		// it is many pages per fsync, on the path every webhook waits on.
-		// It is safe: bbolt rebuilds the freelist by scanning the file on
-		// open after a crash; Close writes it for a quick clean start. etcd
-		// makes the same choice.
-		NoFreelistSync: true,
-	})
+	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("spool: %s is locked by another process: %w", path, err)
