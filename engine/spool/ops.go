@@ -213,14 +213,7 @@ func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
 			}
 			deliveries := tx.Bucket(bucketDeliveries)
 			c := q.Cursor()
-			k, id := c.First()
-			if after != nil {
-				k, id = c.Seek(after)
-				if bytes.Equal(k, after) {
-					k, id = c.Next()
-				}
-			}
-			for ; k != nil && len(chunk) < queueChunk; k, id = c.Next() {
+			for k, id := past(c, after); k != nil && len(chunk) < queueChunk; k, id = c.Next() {
 				v := deliveries.Get(deliveryKey(id[:16], dest))
 				if v == nil {
 					return fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
@@ -392,14 +385,7 @@ func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 			}
 			deliveries := tx.Bucket(bucketDeliveries)
 			c := q.Cursor()
-			k, v := c.First()
-			if after != nil {
-				k, v = c.Seek(after)
-				if bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
-			for ; k != nil && len(chunk) < pendingChunk; k, v = c.Next() {
+			for k, v := past(c, after); k != nil && len(chunk) < pendingChunk; k, v = c.Next() {
 				e, err := decodeQueueValue(deliveries, dest, k, v)
 				if err != nil {
 					return err
@@ -458,4 +444,16 @@ func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (Queued
 	e.Sequence = int64(sq)
 	e.Key = string(v[25+n:])
 	return e, nil
+}
+
+// past positions c on the first key after `after` (the first of all when
+// after is nil), for listings that resume where a read transaction ended.
+func past(c *bolt.Cursor, after []byte) (k, v []byte) {
+	if after == nil {
+		return c.First()
+	}
+	if k, v = c.Seek(after); bytes.Equal(k, after) {
+		return c.Next()
+	}
+	return k, v
 }

@@ -57,13 +57,7 @@ func (b *Bolt) Purge(cutoff time.Time) (int, error) {
 func purgeEvents(tx *bolt.Tx, cutoff time.Time, after []byte) (n int, last []byte, done bool, err error) {
 	events, deliveries := tx.Bucket(bucketEvents), tx.Bucket(bucketDeliveries)
 	c := events.Cursor()
-	k, v := c.First()
-	if after != nil {
-		k, v = c.Seek(after)
-		if bytes.Equal(k, after) {
-			k, v = c.Next()
-		}
-	}
+	k, v := past(c, after)
 	// Collect, then delete: deleting under a moving cursor can skip keys.
 	var doomed [][]byte
 	visited := 0
