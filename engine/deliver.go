@@ -28,7 +28,7 @@ const (
 // provider's reorder window.
 func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	l.mu.Lock()
-	dest, limiter := l.dest, l.limiter
+	dest, limiter, slots := l.dest, l.limiter, l.slots
 	l.mu.Unlock()
 	eventID := it.eventID
 	dl, err := d.spool.Delivery(dest.Name, eventID)
@@ -68,7 +68,13 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		}
 	}
 
+	select {
+	case slots <- struct{}{}:
+	case <-l.ctx.Done():
+		return result{next: retryAt}
+	}
 	att, retryAfter, sendErr := d.sender.send(dest, ev, dl.Tries()+1)
+	<-slots
 	dl.Attempts = append(dl.Attempts, att)
 	out := dest.retry.classify(att.Status, sendErr)
 	res := result{next: popHead}

@@ -933,3 +933,31 @@ func TestDestinationConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliverConcurrencyBoundsRequests: `concurrency` is the bound on
+// requests in flight to a destination, however many workers wait on the spool.
+func TestDeliverConcurrencyBoundsRequests(t *testing.T) {
+	var mu sync.Mutex
+	inflight, peak := 0, 0
+	rec := newRecorder(t, func(int, *http.Request) int {
+		mu.Lock()
+		inflight++
+		peak = max(peak, inflight)
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+		return http.StatusOK
+	})
+	tr := startRelay(t, relayYAML(rec.srv.URL, "    concurrency: 2\n"), map[string]string{"plain": plainProvider})
+	for i := range 12 {
+		tr.mustIngest(fmt.Sprintf("k%d", i), 1)
+	}
+	waitFor(t, 10*time.Second, "12 deliveries", func() bool { return len(rec.delivered(t)) == 12 })
+	mu.Lock()
+	defer mu.Unlock()
+	if peak != 2 {
+		t.Errorf("%d requests in flight at once, want 2 (concurrency)", peak)
+	}
+}

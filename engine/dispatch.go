@@ -160,23 +160,36 @@ func (d *dispatcher) reorderWindow(provider string) time.Duration {
 }
 
 // setDestination installs dest's settings. l.mu held, or l not yet shared.
+// The destination's `concurrency` bounds the requests in flight to it, one
+// slot per request, whatever the number of workers.
 func (l *lane) setDestination(dest *Destination) {
 	l.dest = dest
 	l.limiter = nil
 	if dest.rate > 0 {
 		l.limiter = rate.NewLimiter(rate.Limit(dest.rate), 1)
 	}
+	if l.slots == nil || cap(l.slots) != dest.concurrency {
+		l.slots = make(chan struct{}, dest.concurrency) // in-flight sends keep the old one
+	}
 }
 
-// reconfigure installs dest's settings and runs dest.concurrency workers:
-// more are started, extra ones stop after their current delivery.
+// wantWorkers is how many workers the lane should run. l.mu held.
+func (l *lane) wantWorkers() int { return l.dest.concurrency * workersPerSend }
+
+// workersPerSend is how many workers a lane runs per request it may have
+// in flight: a worker spends most of a delivery waiting for its outcome's
+// fsync, during which it holds no request slot (see setDestination).
+const workersPerSend = 4
+
+// reconfigure installs dest's settings and runs its workers: more are
+// started, extra ones stop after their current delivery.
 func (l *lane) reconfigure(dest *Destination) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dest != dest {
 		l.setDestination(dest)
 	}
-	for ; l.workers < dest.concurrency; l.workers++ {
+	for ; l.workers < l.wantWorkers(); l.workers++ {
 		l.d.wg.Add(1)
 		go func() {
 			defer l.d.wg.Done()

@@ -19,6 +19,7 @@ type lane struct {
 	mu      sync.Mutex
 	dest    *Destination  // replaced on reload
 	limiter *rate.Limiter // nil: unlimited
+	slots   chan struct{} // one per request in flight to the destination
 	workers int           // running workers; extra ones stop after a reload lowers concurrency
 	reconf  chan struct{} // closed when the settings change
 	keys    map[string]*keyQueue
@@ -146,7 +147,7 @@ func (l *lane) take() *keyQueue {
 		l.mu.Lock()
 		// Checked first: once the relay stops, no new attempt starts, even
 		// with keys ready (only the ones in flight are finished).
-		if l.ctx.Err() != nil || l.workers > l.dest.concurrency {
+		if l.ctx.Err() != nil || l.workers > l.wantWorkers() {
 			l.workers--
 			l.mu.Unlock()
 			return nil
