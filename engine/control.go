@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"container/heap"
 	"slices"
 	"strings"
 	"time"
@@ -18,12 +19,7 @@ func (l *lane) requeue(eventID, key string, sequence int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.dead--
-	key = l.queueKey(eventID, key)
-	kq := l.keys[key]
-	if kq == nil {
-		kq = &keyQueue{key: key, heapIdx: -1}
-		l.keys[key] = kq
-	}
+	kq := l.queueOf(eventID, key)
 	switch i := kq.index(eventID); {
 	case i == 0 && kq.inflight:
 		// The worker that made it dead has yet to hold or pop the key.
@@ -83,8 +79,9 @@ func (l *lane) release(eventID, key string, wasDead bool) {
 			l.held--
 		}
 		if len(kq.items) == 0 {
-			if kq.heapIdx >= 0 {
-				l.timers.remove(kq)
+			if kq.idx >= 0 {
+				heap.Remove(&l.timers, kq.idx)
+				kq.scheduled = false
 			}
 			delete(l.keys, key)
 			return

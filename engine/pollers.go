@@ -162,10 +162,10 @@ func (r *Relay) startLoops() {
 		}
 		now := time.Now()
 		err := r.spool.PollKeys(p.Name, func(key string, st *spool.PollState) error {
-			ks := &pollKeyState{key: key, st: *st, next: st.NextAt}
-			if ks.next.Before(now) {
+			ks := &pollKeyState{key: key, st: *st, timerSlot: timerSlot{at: st.NextAt}}
+			if ks.at.Before(now) {
 				// Never polled, or overdue after a restart: spread over one interval.
-				ks.next = now.Add(rand.N(p.poll.interval))
+				ks.at = now.Add(rand.N(p.poll.interval))
 			}
 			l.keys[key] = ks
 			heap.Push(&l.due, ks)
@@ -278,13 +278,12 @@ type pollLoop struct {
 type trackMsg struct{ final, now bool }
 
 type pollKeyState struct {
-	key   string
-	st    spool.PollState
-	next  time.Time
-	busy  bool // being polled: not in due
-	final bool // made final while busy
-	now   bool // asked for while busy
-	idx   int  // in due
+	key       string
+	st        spool.PollState
+	timerSlot      // when the key is polled next, and its place in due
+	busy      bool // being polled: not in due
+	final     bool // made final while busy
+	now       bool // asked for while busy
 }
 
 type pollResult struct {
@@ -316,7 +315,7 @@ func (l *pollLoop) run(ctx context.Context) {
 	inflight := 0
 	for {
 		now := time.Now()
-		for inflight < l.s.concurrency && len(l.due) > 0 && !l.due[0].next.After(now) {
+		for inflight < l.s.concurrency && len(l.due) > 0 && !l.due[0].at.After(now) {
 			ks := heap.Pop(&l.due).(*pollKeyState)
 			ks.busy = true
 			inflight++
@@ -328,7 +327,7 @@ func (l *pollLoop) run(ctx context.Context) {
 		}
 		wait := time.Hour
 		if inflight < l.s.concurrency && len(l.due) > 0 {
-			wait = time.Until(l.due[0].next)
+			wait = time.Until(l.due[0].at)
 		}
 		timer.Reset(wait)
 		select {
@@ -352,9 +351,9 @@ func (l *pollLoop) finish(res pollResult, now time.Time) {
 		delete(l.keys, ks.key)
 		return
 	}
-	ks.next = ks.st.NextAt
+	ks.at = ks.st.NextAt
 	if ks.now {
-		ks.next, ks.now = now, false
+		ks.at, ks.now = now, false
 	}
 	heap.Push(&l.due, ks)
 }
@@ -375,16 +374,16 @@ func (l *pollLoop) take(now time.Time) {
 			heap.Remove(&l.due, ks.idx)
 			delete(l.keys, key)
 		case !known:
-			ks = &pollKeyState{key: key, next: now.Add(rand.N(l.s.interval))}
+			ks = &pollKeyState{key: key, timerSlot: timerSlot{at: now.Add(rand.N(l.s.interval))}}
 			if m.now {
-				ks.next = now
+				ks.at = now
 			}
 			l.keys[key] = ks
 			heap.Push(&l.due, ks)
 		case m.now && ks.busy:
 			ks.now = true
 		case m.now:
-			ks.next = now
+			ks.at = now
 			heap.Fix(&l.due, ks.idx)
 		}
 	}
@@ -456,24 +455,4 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // keyHeap orders keys by their next poll.
-type keyHeap []*pollKeyState
-
-func (h keyHeap) Len() int           { return len(h) }
-func (h keyHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h keyHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *keyHeap) Push(x any) {
-	ks := x.(*pollKeyState)
-	ks.idx = len(*h)
-	*h = append(*h, ks)
-}
-func (h *keyHeap) Pop() any {
-	old := *h
-	ks := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	ks.idx = -1
-	return ks
-}
+type keyHeap = dueHeap[*pollKeyState]

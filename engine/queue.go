@@ -43,8 +43,7 @@ type keyQueue struct {
 	// was in flight: the worker's outcome is stale, the spool has the last word.
 	overruled bool
 	held      bool // the head is dead and the destination holds
-	nextAt    time.Time
-	heapIdx   int
+	timerSlot      // when the head may be tried again, and the place in timers
 	// lastSeq is the highest sequence released for the key; loaded from the
 	// spool when the first sequenced head comes up.
 	lastSeq   int64
@@ -66,17 +65,24 @@ func (l *lane) queueKey(eventID, key string) string {
 	return key
 }
 
-// push queues a delivery behind its key's earlier ones, or, when it has a
-// sequence number, before the first queued one with a higher number.
-func (l *lane) push(it item, key string, dead bool, nextAt time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	key = l.queueKey(it.eventID, key)
+// queueOf returns the queue an event of key goes in, making it when new.
+// l.mu held.
+func (l *lane) queueOf(eventID, key string) *keyQueue {
+	key = l.queueKey(eventID, key)
 	kq := l.keys[key]
 	if kq == nil {
-		kq = &keyQueue{key: key, heapIdx: -1}
+		kq = &keyQueue{key: key, timerSlot: timerSlot{idx: -1}}
 		l.keys[key] = kq
 	}
+	return kq
+}
+
+// push queues a delivery behind its key's earlier ones, or, when it has a
+// sequence number, before the first queued one with a higher number.
+func (l *lane) push(it item, key string, dead bool, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kq := l.queueOf(it.eventID, key)
 	l.pending++
 	first := 0
 	if kq.inflight || kq.held {
@@ -90,14 +96,14 @@ func (l *lane) push(it item, key string, dead bool, nextAt time.Time) {
 		l.held++
 		return
 	}
-	l.newHead(kq, nextAt)
+	l.newHead(kq, at)
 }
 
 // newHead schedules kq for its new head, whatever the old head was waiting for.
-func (l *lane) newHead(kq *keyQueue, nextAt time.Time) {
-	kq.nextAt = nextAt
-	if kq.heapIdx >= 0 {
-		heap.Remove(&l.timers, kq.heapIdx)
+func (l *lane) newHead(kq *keyQueue, at time.Time) {
+	kq.at = at
+	if kq.idx >= 0 {
+		heap.Remove(&l.timers, kq.idx)
 		kq.scheduled = false
 	}
 	l.schedule(kq)
@@ -123,7 +129,7 @@ func (l *lane) schedule(kq *keyQueue) {
 		return
 	}
 	kq.scheduled = true
-	if time.Until(kq.nextAt) > 0 {
+	if time.Until(kq.at) > 0 {
 		heap.Push(&l.timers, kq)
 	} else {
 		l.ready = append(l.ready, kq)
@@ -153,12 +159,12 @@ func (l *lane) take() *keyQueue {
 			return nil
 		}
 		now := time.Now()
-		for len(l.timers) > 0 && !l.timers[0].nextAt.After(now) {
+		for len(l.timers) > 0 && !l.timers[0].at.After(now) {
 			l.ready = append(l.ready, heap.Pop(&l.timers).(*keyQueue))
 		}
 		wait := time.Hour
 		if len(l.timers) > 0 {
-			wait = l.timers[0].nextAt.Sub(now)
+			wait = l.timers[0].at.Sub(now)
 		}
 		for !l.paused && len(l.ready) > 0 {
 			kq := l.ready[0]
@@ -222,19 +228,19 @@ func (l *lane) work() {
 		case popHead:
 			kq.items[0] = item{}
 			kq.items = kq.items[1:]
-			kq.nextAt = time.Time{}
+			kq.at = time.Time{}
 			kq.lastSeq = max(kq.lastSeq, head.sequence)
 			l.pending--
 		case holdKey:
 			kq.held = true
 			l.held++
 		case retryAt:
-			kq.nextAt = res.at
+			kq.at = res.at
 			// An earlier number that came while the head was out goes first.
 			if len(kq.items) > 1 && head.sequence > 0 && kq.items[1].sequence > 0 && kq.items[1].sequence < head.sequence {
 				kq.items = kq.items[1:]
 				kq.insert(head, 0)
-				kq.nextAt = time.Time{}
+				kq.at = time.Time{}
 			}
 		}
 		if res.dead {
@@ -250,30 +256,5 @@ func (l *lane) work() {
 	}
 }
 
-// timerHeap orders keys by their next attempt.
-type timerHeap []*keyQueue
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].nextAt.Before(h[j].nextAt) }
-func (h timerHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx, h[j].heapIdx = i, j
-}
-func (h *timerHeap) Push(x any) {
-	kq := x.(*keyQueue)
-	kq.heapIdx = len(*h)
-	*h = append(*h, kq)
-}
-func (h *timerHeap) Pop() any {
-	old := *h
-	kq := old[len(old)-1]
-	old[len(old)-1] = nil
-	kq.heapIdx = -1
-	*h = old[:len(old)-1]
-	return kq
-}
-
-func (h *timerHeap) remove(kq *keyQueue) {
-	heap.Remove(h, kq.heapIdx)
-	kq.scheduled = false
-}
+// timerHeap orders keys by their head's next attempt.
+type timerHeap = dueHeap[*keyQueue]
