@@ -188,26 +188,6 @@ func (tr *testRelay) writeProvider(name, body string) {
 	must(tr.t, os.WriteFile(filepath.Join(tr.dir, "providers.d", name+".yaml"), []byte(body), 0o644))
 }
 
-// ingestAt posts one body to path with authPlain's headers.
-func (tr *testRelay) ingestAt(path, body string) error {
-	req, err := http.NewRequest(http.MethodPost, tr.Ingest.URL+path, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	for k, v := range authPlain {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ingest %s %s: status %d", path, body, resp.StatusCode)
-	}
-	return nil
-}
-
 // sent is one 2xx answer of a sink: the event, its data.n and the attempt.
 type sent struct {
 	id, key string

@@ -105,24 +105,7 @@ func eventBody(key string, n int) string {
 }
 
 // ingest posts one event; unlike tr.post it may run outside the test goroutine.
-func (tr *testRelay) ingest(body string) error {
-	req, err := http.NewRequest(http.MethodPost, tr.Ingest.URL+"/in/plain", strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	for k, v := range authPlain {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ingest %s: status %d", body, resp.StatusCode)
-	}
-	return nil
-}
+func (tr *testRelay) ingest(body string) error { return tr.ingestAt("/in/plain", body) }
 
 func (tr *testRelay) mustIngest(key string, n int) {
 	tr.t.Helper()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -96,6 +97,26 @@ func (tr *testRelay) post(path, body string, headers map[string]string) *http.Re
 	must(tr.t, err)
 	resp.Body.Close()
 	return resp
+}
+
+// ingestAt posts one body to path with authPlain's headers.
+func (tr *testRelay) ingestAt(path, body string) error {
+	req, err := http.NewRequest(http.MethodPost, tr.Ingest.URL+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for k, v := range authPlain {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ingest %s %s: status %d", path, body, resp.StatusCode)
+	}
+	return nil
 }
 
 // recorder is a destination that records what it receives and answers
