@@ -86,38 +86,21 @@ func (d *dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
 	l := &lane{d: d, ctx: ctx, cancel: cancel, keys: map[string]*keyQueue{}, wake: make(chan struct{}, 1),
 		reconf: make(chan struct{}), paused: paused}
 	l.setDestination(dest)
-	var err error
-	if p, ok := d.spool.(pendingLister); ok {
-		// The queue entries alone: no delivery is read or decoded.
-		err = p.Pending(dest.Name, func(q *spool.QueuedDelivery) error {
-			if q.Status == spool.Dead {
-				l.dead++
-			}
-			l.push(item{q.EventID.String(), q.Sequence}, q.Key, q.Status == spool.Dead, q.NextAt)
-			return nil
-		})
-	} else {
-		err = d.spool.Queue(dest.Name, func(dl *spool.Delivery) error {
-			if dl.Status == spool.Dead {
-				l.dead++
-			}
-			l.push(item{dl.EventID, dl.Sequence}, dl.Key, dl.Status == spool.Dead, dl.NextAt)
-			return nil
-		})
-	}
+	// The queue entries alone: no delivery is read or decoded, which keeps a
+	// restart with a large backlog quick.
+	err := d.spool.Pending(dest.Name, func(q *spool.QueuedDelivery) error {
+		if q.Status == spool.Dead {
+			l.dead++
+		}
+		l.push(item{q.EventID.String(), q.Sequence}, q.Key, q.Status == spool.Dead, q.NextAt)
+		return nil
+	})
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	l.reconfigure(dest)
 	return l, nil
-}
-
-// pendingLister is a spool that lists a destination's queue from its queue
-// entries alone (spool.Bolt), which is how a restart with a large backlog
-// stays quick.
-type pendingLister interface {
-	Pending(dest string, fn func(q *spool.QueuedDelivery) error) error
 }
 
 // wait blocks until every worker has stopped.

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -60,13 +59,6 @@ func loadRegisterProvider(t *testing.T, name, body string, env map[string]string
 		t.Fatalf("%s disabled: %s", name, p.Disabled)
 	}
 	return p
-}
-
-func shippedFile(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "providers.d", name+".yaml"))
-	must(t, err)
-	return string(b)
 }
 
 // lenderCall is one request a fake lender received.
@@ -127,7 +119,7 @@ const resursAnswer = `<setCallbackResponse>
 func TestRegisterResurs(t *testing.T) {
 	set := "true"
 	lender := newFakeLender(t, func(int, lenderCall) (int, string) { return 200, fmt.Sprintf(resursAnswer, set) })
-	p := loadRegisterProvider(t, "resurs", shippedFile(t, "resurs"),
+	p := loadRegisterProvider(t, "resurs", shippedProvider(t, "resurs"),
 		map[string]string{"RESURS_API_URL": lender.URL + "/ws/setCallback", "RELAY_PUBLIC_URL": "https://relay.example/"})
 
 	if err := p.Register(context.Background(), false); err != nil {
@@ -179,7 +171,7 @@ func TestRegisterResurs(t *testing.T) {
 func TestRegisterKompar(t *testing.T) {
 	answer := `{"success": true}`
 	lender := newFakeLender(t, func(int, lenderCall) (int, string) { return 200, answer })
-	p := loadRegisterProvider(t, "kompar", shippedFile(t, "kompar"),
+	p := loadRegisterProvider(t, "kompar", shippedProvider(t, "kompar"),
 		map[string]string{"KOMPAR_API_URL": lender.URL + "/api/", "RELAY_PUBLIC_URL": "https://relay.example/"})
 
 	if err := p.Register(context.Background(), false); err != nil {

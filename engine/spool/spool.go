@@ -111,8 +111,11 @@ type Spool interface {
 	Append(ctx context.Context, ev *Event, dedup time.Duration) (dupOf string, err error)
 	// Quarantine stores a request that could not be mapped.
 	Quarantine(ctx context.Context, q *Quarantined) error
-	// Queue calls fn, in commit order, for every delivery to dest that is not
-	// final. It is how the dispatcher rebuilds its queues after a restart.
+	// Pending calls fn, in commit order, for every delivery to dest that is
+	// not final, as its queue entry records it: how the dispatcher rebuilds
+	// its queues after a restart. fn must not keep its argument.
+	Pending(dest string, fn func(q *QueuedDelivery) error) error
+	// Queue is Pending with whole deliveries, attempts included.
 	Queue(dest string, fn func(d *Delivery) error) error
 	// Delivery returns one delivery, or ErrNotFound.
 	Delivery(dest, eventID string) (*Delivery, error)
