@@ -603,7 +603,6 @@ func TestHostileSlowLoris(t *testing.T) {
 			defer conn.Close()
 			msg := head
 			if i%2 == 1 { // headers at once, then the body one byte at a time
-				msg = head + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 				if _, err := io.WriteString(conn, head+"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"); err != nil {
 					errs <- err.Error()
 					return

@@ -203,14 +203,14 @@ func TestPollResursStatusChanges(t *testing.T) {
 	waitPolled(t, rec, app, 2)
 	must(t, tr.Reload())
 	waitRequests(t, f, app, 2)
-	tr = tr.restart() // the key and its last result survive
+	tr.restart() // the key and its last result survive
 	waitRequests(t, f, app, 3)
 	if n := len(polled(t, rec, app)); n != 2 {
 		t.Fatalf("%d poll events after reload and restart with the same status, want 2", n)
 	}
 
 	f.set(app, "paid")
-	got := waitPolled(t, rec, app, 3)
+	waitPolled(t, rec, app, 3)
 	// Final: no more polls (one may have been in flight).
 	time.Sleep(2 * pollInterval)
 	settled := f.requests(app)
@@ -218,7 +218,8 @@ func TestPollResursStatusChanges(t *testing.T) {
 	if n := f.requests(app); n > settled {
 		t.Errorf("%d polls after the final type, want none", n-settled)
 	}
-	if got = polled(t, rec, app); len(got) != 3 {
+	got := polled(t, rec, app)
+	if len(got) != 3 {
 		t.Fatalf("%d poll events, want 3", len(got))
 	}
 

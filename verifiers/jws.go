@@ -421,7 +421,7 @@ func (v *JWS) SignWithKey(req *Request, key []byte, kid string) error {
 		return fmt.Errorf("jws: cannot sign: the %s key cannot be used", keyDesc(k))
 	}
 
-	payload, body := req.Body, req.Body
+	payload := req.Body
 	var obj map[string]any
 	if v.from.header == "" {
 		doc, err := decodeJSON(req.Body)
@@ -462,7 +462,8 @@ func (v *JWS) SignWithKey(req *Request, key []byte, kid string) error {
 	}
 	parent, _ := v.from.parent(obj) // created above
 	parent[v.from.path[len(v.from.path)-1]] = string(tok)
-	if body, err = compactJSON(obj); err != nil {
+	body, err := compactJSON(obj)
+	if err != nil {
 		return fmt.Errorf("jws: cannot sign: the body cannot be re-encoded: %v", err)
 	}
 	req.Body = body

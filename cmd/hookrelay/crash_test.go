@@ -25,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,9 +58,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// goTool is the go command of the toolchain running the tests.
+// goTool is the go command of the toolchain running the tests (go test
+// sets GOROOT for them), else the one on PATH.
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" && fileExists(p) {
 		return p
 	}
 	return "go"
