@@ -72,7 +72,7 @@ type RegisterConfig struct {
 	Request    *RequestConfig `koanf:"request"`
 	Unregister *RequestConfig `koanf:"unregister"`
 	// Requests, instead of Request and Unregister, for a lender that takes
-	// several registrations (Kompar: applications and decisions).
+	// several registrations (one per webhook it offers).
 	Requests []RegisterRequest `koanf:"requests"`
 	// Success is a boolean expression over `response`; empty means a 2xx status.
 	Success string `koanf:"success"`
