@@ -30,13 +30,32 @@ if [ "${#targets[@]}" -eq 0 ]; then
 	exit 1
 fi
 
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+flaked=0
 echo "fuzz: ${#targets[@]} targets, ${secs}s each"
 for t in "${targets[@]}"; do
 	pkg="${t% *}" name="${t#* }"
 	echo "fuzz: $pkg $name"
-	if ! "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "${secs}s" -fuzzminimizetime "$minimize" "$pkg"; then
-		echo "fuzz: FAIL $name in $pkg (failing input under $pkg/testdata/fuzz/$name/)" >&2
-		exit 1
+	corpus="$pkg/testdata/fuzz/$name"
+	before="$(ls "$corpus" 2>/dev/null | sort || true)"
+	set +e
+	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "${secs}s" -fuzzminimizetime "$minimize" "$pkg" 2>&1 | tee "$log"
+	rc="${PIPESTATUS[0]}"
+	set -e
+	[ "$rc" -eq 0 ] && continue
+	after="$(ls "$corpus" 2>/dev/null | sort || true)"
+	# Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
+	# failure when a worker is mid-input as time runs out (golang/go#75804,
+	# fixed in Go 1.27). That failure says exactly "context deadline
+	# exceeded" and writes no input; anything else, or a new input, is real.
+	if [ "$before" = "$after" ] && grep -qx '    context deadline exceeded' "$log" &&
+		[ "$(grep -c -- '--- FAIL' "$log")" -eq 1 ]; then
+		echo "fuzz: $name: ignoring the coordinator's deadline race (golang/go#75804), no failing input written" >&2
+		flaked=$((flaked + 1))
+		continue
 	fi
+	echo "fuzz: FAIL $name in $pkg (failing input under $corpus/)" >&2
+	exit 1
 done
-echo "fuzz: all ${#targets[@]} targets passed"
+echo "fuzz: all ${#targets[@]} targets passed ($flaked stopped by the deadline race)"
