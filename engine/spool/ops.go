@@ -368,6 +368,9 @@ type QueuedDelivery struct {
 // transaction (see queueChunk); the entries are small and decoded quickly.
 const pendingChunk = 4096
 
+// releaseEvery is how many chunks Pending reads between releaseMapped calls.
+const releaseEvery = 16
+
 // Pending calls fn, in Seq order, for every delivery to dest that is not
 // final, as its queue entry records it. It reads the queue bucket alone,
 // except for entries in the format before (a bare ULID), whose delivery it
@@ -376,6 +379,7 @@ const pendingChunk = 4096
 func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 	var after []byte // last Seq key visited
 	chunk := make([]QueuedDelivery, 0, pendingChunk)
+	chunks := 0
 	for {
 		chunk = chunk[:0]
 		err := b.view(func(tx *bolt.Tx) error {
@@ -404,7 +408,11 @@ func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 			}
 		}
 		if len(chunk) < pendingChunk {
+			b.releaseMapped()
 			return nil
+		}
+		if chunks++; chunks%releaseEvery == 0 {
+			b.releaseMapped() // bounds the peak as well (mapped_linux.go)
 		}
 	}
 }

@@ -48,6 +48,7 @@ func (b *Bolt) Purge(cutoff time.Time) (int, error) {
 			return total, err
 		}
 	}
+	b.releaseMapped()
 	return total, nil
 }
 
