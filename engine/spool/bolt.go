@@ -204,6 +204,7 @@ func (b *Bolt) commit(batch []*op) {
 	var refs []Ref
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		refs = refs[:0]
+		fillAscending(tx)
 		for i, o := range batch {
 			r, err := o.apply(tx)
 			if err != nil {
@@ -238,6 +239,25 @@ func (b *Bolt) commit(batch []*op) {
 			o.done <- fmt.Errorf("spool: commit: %w", err)
 		}
 	}
+}
+
+// ascendingFill is how full bbolt fills a page it splits, in the buckets
+// whose keys mostly arrive in ascending order (ULIDs, queue sequence
+// numbers, receive times). bbolt's default, half full, suits random inserts;
+// for ours it left every page half empty and the file at 2.7 times its data.
+const ascendingFill = 0.9
+
+// fillAscending sets ascendingFill on tx's ascending buckets. A write
+// transaction keeps the *Bucket it hands out, so the ops see the setting.
+func fillAscending(tx *bolt.Tx) {
+	for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketIdemByTime, bucketQuarantine} {
+		tx.Bucket(name).FillPercent = ascendingFill
+	}
+	q := tx.Bucket(bucketQueue)
+	_ = q.ForEachBucket(func(dest []byte) error {
+		q.Bucket(dest).FillPercent = ascendingFill
+		return nil
+	})
 }
 
 // Close stops taking writes, waits for the queued ones to commit and closes
