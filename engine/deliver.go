@@ -14,6 +14,8 @@ type result struct {
 	next int
 	at   time.Time
 	dead bool // the delivery just became dead
+	// sent is set when an attempt was made: ok says whether it succeeded.
+	sent, ok bool
 }
 
 const (
@@ -28,7 +30,7 @@ const (
 // provider's reorder window.
 func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	l.mu.Lock()
-	dest, limiter, slots := l.dest, l.limiter, l.slots
+	dest, limiter, slots, recovered := l.dest, l.limiter, l.slots, l.recovered
 	l.mu.Unlock()
 	eventID := it.eventID
 	dl, err := d.spool.Delivery(dest.Name, eventID)
@@ -46,7 +48,7 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		return result{next: holdKey}
 	case dl.Status == spool.Dead:
 		return result{next: popHead}
-	case time.Until(dl.NextAt) > 0:
+	case time.Until(dl.NextAt) > 0 && !triedBefore(dl, recovered):
 		return result{next: retryAt, at: dl.NextAt}
 	}
 	ev, err := d.spool.Event(eventID)
@@ -77,14 +79,14 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	<-slots
 	dl.Attempts = append(dl.Attempts, att)
 	out := dest.retry.classify(att.Status, sendErr)
-	res := result{next: popHead}
+	res := result{next: popHead, sent: true, ok: out == success}
 	metric := "success"
 	switch {
 	case out == success:
 		dl.Status, dl.NextAt = spool.Delivered, time.Time{}
 	case out == retryable && dl.Tries() < dest.retry.maxAttempts:
 		dl.NextAt = time.Now().Add(dest.retry.delay(dl.Tries(), retryAfter))
-		res, metric = result{next: retryAt, at: dl.NextAt}, "retry"
+		res.next, res.at, metric = retryAt, dl.NextAt, "retry"
 	default:
 		dl.Status, dl.NextAt, metric = spool.Dead, time.Time{}, "dead"
 		res.dead = true
@@ -112,4 +114,12 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		d.log.Log(context.Background(), lvl, "delivery "+dl.Status.String(), attrs...)
 	}
 	return res
+}
+
+// triedBefore says whether dl's last attempt came before the destination
+// recovered from an outage: the backoff it waits out was earned while the
+// destination was down, so it is moot.
+func triedBefore(dl *spool.Delivery, recovered time.Time) bool {
+	n := len(dl.Attempts)
+	return n > 0 && !recovered.IsZero() && dl.Attempts[n-1].At.Before(recovered)
 }

@@ -29,10 +29,13 @@ type dispatcher struct {
 	lanes map[string]*lane
 	// reorder is each provider's reorder_window (SPEC 5.3).
 	reorder atomic.Pointer[map[string]time.Duration]
+	// outageMin is how long a destination must fail every attempt for its
+	// recovery to cut the waiting keys' backoff short (lane.recover).
+	outageMin time.Duration
 }
 
 func newDispatcher(sp spool.Spool, s *sender, log *slog.Logger, m *metrics) *dispatcher {
-	d := &dispatcher{spool: sp, sender: s, log: log, m: m, lanes: map[string]*lane{}}
+	d := &dispatcher{spool: sp, sender: s, log: log, m: m, lanes: map[string]*lane{}, outageMin: 5 * time.Second}
 	d.reorder.Store(&map[string]time.Duration{})
 	return d
 }

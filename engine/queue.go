@@ -30,6 +30,10 @@ type lane struct {
 	pending int // deliveries queued in memory
 	held    int // keys blocked behind a dead event
 	dead    int // dead deliveries of this destination in the spool
+	// failingSince is the first failed attempt since the last success (zero:
+	// none); recovered is when the destination last answered after failing
+	// for outageMin (see recover).
+	failingSince, recovered time.Time
 }
 
 // keyQueue is one key's deliveries to one destination: in spool (ingest)
@@ -246,6 +250,7 @@ func (l *lane) work() {
 		if res.dead {
 			l.dead++
 		}
+		l.track(res)
 		kq.scheduled = false
 		if len(kq.items) == 0 {
 			delete(l.keys, kq.key)
@@ -254,6 +259,38 @@ func (l *lane) work() {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// track follows the destination's health from the outcome of each attempt.
+// l.mu held.
+func (l *lane) track(res result) {
+	switch {
+	case !res.sent:
+	case !res.ok && l.failingSince.IsZero():
+		l.failingSince = time.Now()
+	case res.ok && !l.failingSince.IsZero():
+		if time.Since(l.failingSince) >= l.d.outageMin {
+			l.recover()
+		}
+		l.failingSince = time.Time{}
+	}
+}
+
+// recover runs when the destination answers after an outage: every key
+// waiting out a backoff earned during the outage is tried now rather than
+// at its own time, up to a minute later, so that the backlog drains at the
+// destination's pace. Only an outage counts (no success for outageMin):
+// failures of single events among successes keep their backoff, or an
+// event the destination always refuses would be retried at the pace of the
+// others' traffic. l.mu held.
+func (l *lane) recover() {
+	l.recovered = time.Now()
+	for len(l.timers) > 0 {
+		kq := heap.Pop(&l.timers).(*keyQueue)
+		kq.at = time.Time{}
+		l.ready = append(l.ready, kq)
+	}
+	l.signal()
 }
 
 // timerHeap orders keys by their head's next attempt.
