@@ -191,7 +191,7 @@ func do(client *http.Client, req *http.Request) (bool, string) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return false, fmt.Sprintf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+		return false, fmt.Sprintf("status %d (Retry-After %q): %s", resp.StatusCode, resp.Header.Get("Retry-After"), bytes.TrimSpace(msg))
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return true, ""

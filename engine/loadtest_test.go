@@ -215,6 +215,10 @@ type openResult struct {
 	loadResult
 	maxInFlight int
 	shed        int // answered 503 past max_inflight; not in the latencies
+	// shedLat are the 503 answers' latencies, sorted; noRetryAfter counts
+	// the 503s without a Retry-After header.
+	shedLat      []time.Duration
+	noRetryAfter int
 }
 
 // openLoop sends src's requests at a fixed rate for dur: request i is due at
@@ -226,10 +230,10 @@ type openResult struct {
 func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, dur time.Duration) openResult {
 	t.Helper()
 	n := min(len(src.reqs), int(rate*dur.Seconds()))
-	lat := make([]time.Duration, n)
+	lat, shedLat := make([]time.Duration, n), make([]time.Duration, n)
 	sem := make(chan struct{}, openLoopSenders)
 	var wg sync.WaitGroup
-	var failed, shed, inFlight, maxInFlight atomic.Int64
+	var failed, shed, noRetryAfter, inFlight, maxInFlight atomic.Int64
 	var firstErr atomic.Pointer[string]
 	cpu0, cpuOK := processCPU()
 	t0 := time.Now().Add(time.Millisecond)
@@ -246,11 +250,14 @@ func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, 
 			for m := maxInFlight.Load(); f > m && !maxInFlight.CompareAndSwap(m, f); m = maxInFlight.Load() {
 			}
 			ok, why := do(client, src.request(i))
-			lat[i] = time.Since(due)
+			lat[i], shedLat[i] = time.Since(due), -1
 			inFlight.Add(-1)
 			if !ok && strings.HasPrefix(why, "status 503") {
-				lat[i] = -1 // shed (max_inflight): counted apart
+				lat[i], shedLat[i] = -1, lat[i] // shed (max_inflight): counted apart
 				shed.Add(1)
+				if strings.HasPrefix(why, `status 503 (Retry-After "")`) {
+					noRetryAfter.Add(1)
+				}
 			} else if !ok && failed.Add(1) == 1 {
 				msg := fmt.Sprintf("request %d: %s", i, why)
 				firstErr.Store(&msg)
@@ -264,12 +271,16 @@ func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, 
 	if p := firstErr.Load(); p != nil {
 		lr.firstErr = *p
 	}
-	lr.lat = slices.DeleteFunc(lr.lat, func(d time.Duration) bool { return d < 0 })
+	negative := func(d time.Duration) bool { return d < 0 }
+	lr.lat = slices.DeleteFunc(lr.lat, negative)
 	slices.Sort(lr.lat)
+	shedLat = slices.DeleteFunc(shedLat, negative)
+	slices.Sort(shedLat)
 	if lr.failed > 0 {
 		t.Fatalf("%.0f req/s: %d of %d requests failed; first: %s", rate, lr.failed, n, lr.firstErr)
 	}
-	return openResult{loadResult: lr, maxInFlight: int(maxInFlight.Load()), shed: int(shed.Load())}
+	return openResult{loadResult: lr, maxInFlight: int(maxInFlight.Load()), shed: int(shed.Load()),
+		shedLat: shedLat, noRetryAfter: int(noRetryAfter.Load())}
 }
 
 // TestOpenLoopLatency measures the latency of (h) and (b) under an
@@ -340,4 +351,68 @@ func TestOpenLoopLatency(t *testing.T) {
 	}
 	b.WriteString("\n" + strings.Join(verdicts, "\n") + "\n")
 	fmt.Print(b.String())
+}
+
+// TestOverload offers (b) twice the rate it saturates at. The relay must
+// shed with 503 and Retry-After rather than let latency grow to seconds
+// (lenders give up after 10-30 s and count a failure), and the requests it
+// accepts must keep p99 under 100 ms. The saturating rate is (b)'s
+// closed-loop rate with 64 clients, measured first in the same run.
+func TestOverload(t *testing.T) {
+	dur := benchReport(t)
+	dest, _ := countingDest(t)
+	rb, srv := benchRelay(t, dest.URL, "", nil)
+	url := srv.URL + "/in/example"
+	settle := func() { waitDelivered(t, rb, 5*time.Minute) }
+	mk := func(from, to int) *loadSource { return hmacSource(url, from, to-from) }
+	sat := measureClosed(t, mk, 20_000, 1.5, dur, settle)
+
+	rate := 2 * sat.rate()
+	tr := benchTransport(openLoopSenders)
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: time.Minute}
+	from := 10_000_000 // past measureClosed's ids
+	open := func(d time.Duration) openResult {
+		n := int(rate*d.Seconds()) + 1
+		src := mk(from, from+n)
+		from += n
+		runtime.GC()
+		return openLoop(t, client, src, rate, d)
+	}
+	open(dur / 10) // warm-up: connections
+	settle()
+	r := open(dur)
+	settle()
+
+	pct := func(lat []time.Duration, p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[int(p*float64(len(lat)-1))]) / 1e6
+	}
+	accepted := len(r.lat)
+	fmt.Printf("\nOverload, %.0f s, %s, GOMAXPROCS %d: (b) saturates at %.0f req/s (closed loop, 64 clients); offered %.0f req/s\n\n",
+		dur.Seconds(), runtime.Version(), runtime.GOMAXPROCS(0), sat.rate(), rate)
+	fmt.Println("| | answers/s | share | p50 ms | p99 ms | p99.9 ms | max ms |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
+	for _, row := range []struct {
+		name string
+		lat  []time.Duration
+	}{{"accepted (200)", r.lat}, {"shed (503)", r.shedLat}} {
+		fmt.Printf("| %s | %.0f | %.1f%% | %.2f | %.2f | %.2f | %.2f |\n", row.name,
+			float64(len(row.lat))/r.elapsed.Seconds(), 100*float64(len(row.lat))/float64(r.n),
+			pct(row.lat, 0.50), pct(row.lat, 0.99), pct(row.lat, 0.999), pct(row.lat, 1))
+	}
+	verdict := "met"
+	if p99 := pct(r.lat, 0.99); p99 >= 100 {
+		verdict = fmt.Sprintf("MISSED by %.0f ms", p99-100)
+	}
+	fmt.Printf("\n503s without Retry-After: %d of %d; max in flight %d; accepted p99 < 100 ms: %s\n",
+		r.noRetryAfter, r.shed, r.maxInFlight, verdict)
+	if r.noRetryAfter > 0 {
+		t.Errorf("%d of %d 503 answers had no Retry-After", r.noRetryAfter, r.shed)
+	}
+	if accepted == 0 {
+		t.Errorf("nothing accepted at %.0f req/s", rate)
+	}
 }
