@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,10 +60,13 @@ func parallel(n, workers int, fn func(i int)) {
 }
 
 func compactScale() int {
-	if os.Getenv("HOOKRELAY_SCALE") == "1" {
-		return 1_000_000
+	if os.Getenv("HOOKRELAY_SCALE") != "1" {
+		return 20_000
 	}
-	return 20_000
+	if n, err := strconv.Atoi(os.Getenv("HOOKRELAY_SCALE_EVENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 1_000_000
 }
 
 // TestCompactAfterPurge is the "spool size after purging" figure: N events to
