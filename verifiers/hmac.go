@@ -14,6 +14,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -90,8 +91,9 @@ type HMAC struct {
 	format   string // "" (generic), "stripe" or "standard"; github is generic
 	newHash  func() hash.Hash
 	keys     [][]byte
-	signed   []segment // generic only
-	header   string    // signature header, generic only
+	macs     []*sync.Pool // of hash.Hash: a MAC keyed with keys[i], reset
+	signed   []segment    // generic only
+	header   string       // signature header, generic only
 	encoding string
 	prefix   string
 	ts       *timestampCheck // nil: no timestamp
@@ -146,6 +148,9 @@ func NewHMAC(c HMACConfig) (*HMAC, error) {
 			}
 		}
 		v.keys = append(v.keys, key)
+		// hmac.New hashes the key into two pads and allocates a few
+		// objects; a reset MAC is the same state, ready again.
+		v.macs = append(v.macs, &sync.Pool{New: func() any { return hmac.New(v.newHash, key) }})
 	}
 	return v, nil
 }
@@ -290,8 +295,8 @@ func (v *HMAC) Verify(_ context.Context, req *Request) error {
 // does not reveal which key matched.
 func (v *HMAC) match(parts, sigs [][]byte) bool {
 	ok := false
-	for _, key := range v.keys {
-		sum := v.sum(key, parts...)
+	for i := range v.keys {
+		sum := v.sum(i, parts...)
 		for _, s := range sigs {
 			if hmac.Equal(sum, s) {
 				ok = true
@@ -578,11 +583,10 @@ func (v *HMAC) Sign(req *Request) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	key := v.keys[0]
 	switch v.format {
 	case "stripe":
 		ts := strconv.FormatInt(at.Unix(), 10)
-		sum := v.sum(key, []byte(ts), []byte("."), req.Body)
+		sum := v.sum(0, []byte(ts), []byte("."), req.Body)
 		req.Header.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(sum))
 		return nil
 	case "standard":
@@ -593,7 +597,7 @@ func (v *HMAC) Sign(req *Request) error {
 		}
 		ts := strconv.FormatInt(at.Unix(), 10)
 		req.Header.Set("Webhook-Timestamp", ts)
-		sum := v.sum(key, []byte(id), []byte("."), []byte(ts), []byte("."), req.Body)
+		sum := v.sum(0, []byte(id), []byte("."), []byte(ts), []byte("."), req.Body)
 		req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(sum))
 		return nil
 	}
@@ -615,7 +619,7 @@ func (v *HMAC) Sign(req *Request) error {
 		}
 		return fmt.Errorf("hmac: cannot sign: %w", err)
 	}
-	sum := v.sum(key, parts...)
+	sum := v.sum(0, parts...)
 	enc := hex.EncodeToString(sum)
 	if v.encoding == "base64" {
 		enc = base64.StdEncoding.EncodeToString(sum)
@@ -624,11 +628,14 @@ func (v *HMAC) Sign(req *Request) error {
 	return nil
 }
 
-// sum is the MAC of the concatenated parts under key.
-func (v *HMAC) sum(key []byte, parts ...[]byte) []byte {
-	m := hmac.New(v.newHash, key)
+// sum is the MAC of the concatenated parts under keys[i].
+func (v *HMAC) sum(i int, parts ...[]byte) []byte {
+	m := v.macs[i].Get().(hash.Hash)
 	for _, p := range parts {
 		m.Write(p)
 	}
-	return m.Sum(nil)
+	sum := m.Sum(nil)
+	m.Reset()
+	v.macs[i].Put(m)
+	return sum
 }
