@@ -129,9 +129,9 @@ var jwsAlgorithms = map[jwa.SignatureAlgorithm]jwa.KeyType{
 // kind "jws". It is safe for concurrent use.
 type JWS struct {
 	from    jwsLocation
-	algs    map[jwa.SignatureAlgorithm]bool
-	order   []jwa.SignatureAlgorithm // the allow-list as configured
-	allowed string                   // the allow-list, for messages
+	algs    map[jwa.SignatureAlgorithm]jws.Verifier // the allow-list, each with its verifier
+	order   []jwa.SignatureAlgorithm                // the allow-list as configured
+	allowed string                                  // the allow-list, for messages
 	mode    string
 	keys    keySource
 }
@@ -170,7 +170,7 @@ func NewJWS(c JWSConfig) (*JWS, error) {
 	if len(algs) == 0 {
 		algs = []string{jwa.RS256.String()}
 	}
-	v.algs = map[jwa.SignatureAlgorithm]bool{}
+	v.algs = map[jwa.SignatureAlgorithm]jws.Verifier{}
 	var names []string
 	for i, a := range algs {
 		alg := jwa.SignatureAlgorithm(a)
@@ -183,8 +183,10 @@ func NewJWS(c JWSConfig) (*JWS, error) {
 		case jwsAlgorithms[alg] == "":
 			return nil, FieldError(field, "unknown algorithm %q: want RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA", a)
 		}
-		if !v.algs[alg] {
-			v.algs[alg] = true
+		if v.algs[alg] == nil {
+			if v.algs[alg], err = jws.NewVerifier(alg); err != nil {
+				return nil, FieldError(field, "%s is not supported: %v", a, err)
+			}
 			v.order = append(v.order, alg)
 			names = append(names, a)
 		}
@@ -255,11 +257,11 @@ func (v *JWS) keySource(c JWSConfig) (keySource, error) {
 // staticKeys checks that a key read at load can serve an allowed algorithm,
 // so that a wrong key or algorithms list fails at load rather than on every
 // request.
-func (v *JWS) staticKeys(field string, keys []jwk.Key) (keySource, error) {
-	for _, k := range keys {
+func (v *JWS) staticKeys(field string, keys *keySet) (keySource, error) {
+	for _, k := range keys.all {
 		for alg := range v.algs {
-			if keyFits(k, alg) {
-				return staticKeys(keys), nil
+			if keyFits(k.jwk, alg) {
+				return staticKeys{keys}, nil
 			}
 		}
 	}
@@ -297,16 +299,19 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 		}
 	}
 
-	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
+	tok := []byte(raw)
+	msg, err := jws.Parse(tok, jws.WithCompact())
 	if err != nil || len(msg.Signatures()) != 1 {
 		return nil, reject(ErrMalformed, "%s is not a compact JWS", v.from.name)
 	}
-	hdr := msg.Signatures()[0].ProtectedHeaders()
+	sig := msg.Signatures()[0]
+	hdr := sig.ProtectedHeaders()
 	alg := hdr.Algorithm()
 	if alg == "" {
 		return nil, fmt.Errorf("%w: %w: %s has no alg header", ErrMismatch, ErrAlgorithm, v.from.name)
 	}
-	if !v.algs[alg] {
+	verifier := v.algs[alg]
+	if verifier == nil {
 		return nil, fmt.Errorf("%w: %w: %s has alg %q; allowed: %s", ErrMismatch, ErrAlgorithm, v.from.name, clip(alg.String()), v.allowed)
 	}
 	// crit names extensions a verifier must understand (b64 changes what is
@@ -323,31 +328,26 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 	if err != nil {
 		return nil, err
 	}
-	var fit []jwk.Key
+	// The signing input is the token up to its last dot as received (RFC
+	// 7515 5.2), not re-encoded from what Parse decoded.
+	input := tok[:bytes.LastIndexByte(tok, '.')]
+	fit, ok := false, false
 	for _, k := range keys {
-		if keyFits(k, alg) {
-			fit = append(fit, k)
+		if keyFits(k.jwk, alg) {
+			fit = true
+			if ok = verifier.Verify(input, sig.Signature(), k.raw) == nil; ok {
+				break
+			}
 		}
 	}
-	if len(fit) == 0 {
+	if !fit {
 		return nil, reject(ErrMismatch, "no %s key with kid %q", alg, clip(kid))
 	}
-
-	provider := jws.KeyProviderFunc(func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-		// Verify parses the token again; insist it reads the same alg.
-		if sig.ProtectedHeaders().Algorithm() != alg {
-			return errors.New("alg changed")
-		}
-		for _, k := range fit {
-			sink.Key(alg, k)
-		}
-		return nil
-	})
-	data, err := jws.Verify([]byte(raw), jws.WithCompact(), jws.WithKeyProvider(provider))
-	if err != nil {
+	if !ok {
 		return nil, reject(ErrMismatch, "%s signature does not match", v.from.name)
 	}
 
+	data := msg.Payload()
 	payload, payloadErr := decodeJSON(data)
 	if payloadErr == nil {
 		if err := checkClaims(payload, req.Received); err != nil {
@@ -803,27 +803,53 @@ func keyFits(k jwk.Key, alg jwa.SignatureAlgorithm) bool {
 
 // keySource yields the keys that may have signed a token with a given kid.
 type keySource interface {
-	lookup(ctx context.Context, kid string) ([]jwk.Key, error)
+	lookup(ctx context.Context, kid string) ([]sigKey, error)
 }
 
-// pickKeys applies the kid rule of JWSConfig to keys.
-func pickKeys(keys []jwk.Key, kid string) []jwk.Key {
+// sigKey is a public key with its raw form, which jwx would otherwise
+// extract (copying the key) on every verification.
+type sigKey struct {
+	jwk jwk.Key
+	raw any
+}
+
+// keySet is a set of public keys, indexed by kid.
+type keySet struct {
+	all   []sigKey
+	byKid map[string][]sigKey
+}
+
+// newKeySet indexes keys by kid and takes their raw forms once.
+func newKeySet(keys []jwk.Key) *keySet {
+	s := &keySet{byKid: map[string][]sigKey{}}
+	for _, k := range keys {
+		sk := sigKey{jwk: k, raw: k}
+		if raw, err := jwk.PublicRawKeyOf(k); err == nil {
+			sk.raw = raw
+		}
+		s.all = append(s.all, sk)
+		if kid := k.KeyID(); kid != "" {
+			s.byKid[kid] = append(s.byKid[kid], sk)
+		}
+	}
+	return s
+}
+
+// pick applies the kid rule of JWSConfig to the set.
+func (s *keySet) pick(kid string) []sigKey {
 	if kid == "" {
-		if len(keys) == 1 {
-			return keys
+		if len(s.all) == 1 {
+			return s.all
 		}
 		return nil
 	}
-	var out []jwk.Key
-	for _, k := range keys {
-		if k.KeyID() == kid {
-			out = append(out, k)
-		}
-	}
-	if len(out) == 0 && len(keys) == 1 && keys[0].KeyID() == "" {
+	if keys := s.byKid[kid]; len(keys) > 0 {
 		return keys
 	}
-	return out
+	if len(s.all) == 1 && s.all[0].jwk.KeyID() == "" {
+		return s.all
+	}
+	return nil
 }
 
 // unknownKid is the rejection for a kid no key has.
@@ -835,20 +861,20 @@ func unknownKid(kid string, n int) error {
 }
 
 // staticKeys are keys read from a file at load.
-type staticKeys []jwk.Key
+type staticKeys struct{ *keySet }
 
-func (s staticKeys) lookup(_ context.Context, kid string) ([]jwk.Key, error) {
-	if keys := pickKeys(s, kid); len(keys) > 0 {
+func (s staticKeys) lookup(_ context.Context, kid string) ([]sigKey, error) {
+	if keys := s.pick(kid); len(keys) > 0 {
 		return keys, nil
 	}
-	return nil, unknownKid(kid, len(s))
+	return nil, unknownKid(kid, len(s.all))
 }
 
 // parseKeySet reads a JWK set, keeping the public keys usable for signatures.
 // Keys of unknown types are skipped; symmetric keys are dropped, since they
 // are secrets and HMAC is not accepted here; private keys are reduced to
 // their public half.
-func parseKeySet(data []byte) ([]jwk.Key, error) {
+func parseKeySet(data []byte) (*keySet, error) {
 	set, err := jwk.Parse(data, jwk.WithIgnoreParseError(true))
 	if err != nil {
 		return nil, errors.New("not a JWK set")
@@ -871,11 +897,11 @@ func parseKeySet(data []byte) ([]jwk.Key, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("no public signing key in the JWK set")
 	}
-	return keys, nil
+	return newKeySet(keys), nil
 }
 
 // parseKeyFile reads one key, as PEM or as a JWK.
-func parseKeyFile(data []byte) ([]jwk.Key, error) {
+func parseKeyFile(data []byte) (*keySet, error) {
 	var (
 		k   jwk.Key
 		err error
@@ -895,7 +921,7 @@ func parseKeyFile(data []byte) ([]jwk.Key, error) {
 	if err != nil {
 		return nil, errors.New("no public key in it")
 	}
-	return []jwk.Key{pub}, nil
+	return newKeySet([]jwk.Key{pub}), nil
 }
 
 // remoteKeys is a JWK set fetched from a URL, cached in memory. Fetches
@@ -912,7 +938,7 @@ type remoteKeys struct {
 	fetching sync.Mutex // held for the whole of a fetch
 
 	mu      sync.Mutex // guards the fields below
-	keys    []jwk.Key  // nil until a fetch succeeds
+	keys    *keySet    // nil until a fetch succeeds
 	fetched time.Time  // last successful fetch
 	tried   time.Time  // last fetch, successful or not
 	lastErr error      // why the last fetch failed
@@ -982,7 +1008,7 @@ func newRemoteKeys(c JWSConfig) (*remoteKeys, error) {
 	return r, nil
 }
 
-func (r *remoteKeys) lookup(ctx context.Context, kid string) ([]jwk.Key, error) {
+func (r *remoteKeys) lookup(ctx context.Context, kid string) ([]sigKey, error) {
 	r.mu.Lock()
 	keys, fetched := r.keys, r.fetched
 	r.mu.Unlock()
@@ -999,17 +1025,17 @@ func (r *remoteKeys) lookup(ctx context.Context, kid string) ([]jwk.Key, error) 
 			return nil, err
 		}
 	}
-	got := pickKeys(keys, kid)
+	got := keys.pick(kid)
 	if len(got) == 0 && kid != "" {
 		// Perhaps the lender rotated its keys since the last fetch: wait for
 		// a fetch in flight, which may bring the kid.
 		if keys, err = r.fetch(ctx, true); err != nil {
 			return nil, err
 		}
-		got = pickKeys(keys, kid)
+		got = keys.pick(kid)
 	}
 	if len(got) == 0 {
-		return nil, unknownKid(kid, len(keys))
+		return nil, unknownKid(kid, len(keys.all))
 	}
 	return got, nil
 }
@@ -1018,7 +1044,7 @@ func (r *remoteKeys) lookup(ctx context.Context, kid string) ([]jwk.Key, error) 
 // returns the newest good set, however stale. It fails only when no fetch
 // has ever succeeded. When another fetch is in flight, fetch waits for it if
 // wait is set and otherwise returns the current set at once.
-func (r *remoteKeys) fetch(ctx context.Context, wait bool) ([]jwk.Key, error) {
+func (r *remoteKeys) fetch(ctx context.Context, wait bool) (*keySet, error) {
 	if wait {
 		r.fetching.Lock()
 	} else if !r.fetching.TryLock() {
@@ -1046,7 +1072,7 @@ func (r *remoteKeys) fetch(ctx context.Context, wait bool) ([]jwk.Key, error) {
 }
 
 // current returns the newest good set, or why there is none.
-func (r *remoteKeys) current() ([]jwk.Key, error) {
+func (r *remoteKeys) current() (*keySet, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.keys == nil {
@@ -1057,7 +1083,7 @@ func (r *remoteKeys) current() ([]jwk.Key, error) {
 
 // get performs one fetch. Its errors name neither the URL, which may hold a
 // credential in its query, nor the headers.
-func (r *remoteKeys) get(ctx context.Context) ([]jwk.Key, error) {
+func (r *remoteKeys) get(ctx context.Context) (*keySet, error) {
 	if r.file != "" {
 		return r.read()
 	}
@@ -1095,7 +1121,7 @@ func (r *remoteKeys) get(ctx context.Context) ([]jwk.Key, error) {
 
 // read reads the JWK set of a file URL. Its errors do not name the path:
 // they become rejection reasons, which the sender sees.
-func (r *remoteKeys) read() ([]jwk.Key, error) {
+func (r *remoteKeys) read() (*keySet, error) {
 	// Stat first: opening a FIFO would block until someone writes to it.
 	switch fi, err := os.Stat(r.file); {
 	case errors.Is(err, fs.ErrNotExist):
