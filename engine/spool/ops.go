@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -27,13 +28,13 @@ func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (stri
 		return "", err
 	}
 	dests := make([]string, 0, len(ev.Destinations))
-	seen := make(map[string]bool, len(ev.Destinations))
 	for _, d := range ev.Destinations {
 		if d == "" {
 			return "", fmt.Errorf("spool: event %s: empty destination name", ev.ID)
 		}
-		if !seen[d] { // a destination listed twice still gets one delivery
-			seen[d] = true
+		// A destination listed twice still gets one delivery. The lists
+		// are short: a scan is cheaper than a map.
+		if !slices.Contains(dests, d) {
 			dests = append(dests, d)
 		}
 	}
