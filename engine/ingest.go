@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"path"
 	"strconv"
@@ -154,8 +155,12 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		ev.ID = dupOf
 	}
 	r.trackPollKey(p, ev)
-	r.log.Info("ingest "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
-		"destinations", ev.Destinations)
+	// Enabled first: building the arguments (boxing each, joining the
+	// message) costs allocations even when the level is off.
+	if r.log.Enabled(context.Background(), slog.LevelInfo) {
+		r.log.Info("ingest "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
+			"destinations", ev.Destinations)
+	}
 	respond(w, p)
 	return outcome
 }
@@ -168,6 +173,9 @@ func respond(w http.ResponseWriter, p *Provider) {
 
 // pathParams reads the {param} segments of the matched pattern.
 func pathParams(req *http.Request) map[string]string {
+	if !strings.Contains(req.Pattern, "{") {
+		return nil // most patterns: no need to split them
+	}
 	var params map[string]string
 	for _, seg := range strings.Split(req.Pattern, "/") {
 		if name, ok := strings.CutPrefix(seg, "{"); ok {

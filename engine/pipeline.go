@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -59,7 +60,9 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		Params: vr.Params, Provider: p.Name, Now: vr.Received,
 	}
 	if v.jws != nil {
-		_ = json.Unmarshal(v.jws, &env.JWS)
+		if payload, err := transforms.DecodeJSON(string(v.jws)); err == nil {
+			env.JWS = payload
+		}
 	}
 	body := v.body
 	parse(body, env)
@@ -91,6 +94,10 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The key (queued with each delivery, tracked for polling) and the type
+	// outlive the request; as slices of the body (see parse) they would keep
+	// all of it in memory.
+	ev.Key, ev.Type = strings.Clone(ev.Key), strings.Clone(ev.Type)
 	if lenderID != "" {
 		ev.IdempotencyID = p.Name + ":" + lenderID
 	} else {
@@ -116,17 +123,22 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 // parse sets env.Body and env.Raw from body; Body is nil when it is not JSON.
 func parse(body []byte, env *transforms.Env) {
 	env.Raw, env.Body = string(body), nil
-	if json.Unmarshal(body, &env.Body) != nil {
-		env.Body = nil
+	// The body's strings are slices of env.Raw, not copies of their own:
+	// build clones what it keeps of them.
+	if v, err := transforms.DecodeJSON(env.Raw); err == nil {
+		env.Body = v
 	}
 }
 
 // route returns the destinations of every route whose `when` holds, each once.
 func (p *Provider) route(env *transforms.Env) ([]string, error) {
-	var dests []string
+	var (
+		dests []string
+		vm    transforms.Machine
+	)
 	for i, rt := range p.routes {
 		if rt.when != nil {
-			ok, err := rt.when.Run(env)
+			ok, err := vm.Run(rt.when, env)
 			if err != nil {
 				return nil, fmt.Errorf("routes[%d].when: %w", i, err)
 			}
@@ -147,35 +159,128 @@ func (p *Provider) route(env *transforms.Env) ([]string, error) {
 	return dests, nil
 }
 
+// firstValues maps each name of h with a value to its first value; with
+// lower, by the lower-cased name. The lower-cased names are written into
+// one string, rather than one allocation each (every canonical header name
+// has capitals).
 func firstValues(h map[string][]string, lower bool) map[string]string {
 	out := make(map[string]string, len(h))
+	if !lower {
+		for k, v := range h {
+			if len(v) > 0 {
+				out[k] = v[0]
+			}
+		}
+		return out
+	}
+	type lowered struct {
+		end int // in names
+		val string
+	}
+	var (
+		names strings.Builder
+		pend  = make([]lowered, 0, 16)
+		size  int
+	)
+	for k := range h {
+		size += len(k)
+	}
+	names.Grow(size)
 	for k, v := range h {
 		if len(v) == 0 {
 			continue
 		}
-		if lower {
-			k = strings.ToLower(k)
+		if !asciiHasUpper(k) {
+			if ascii(k) {
+				out[k] = v[0]
+			} else {
+				out[strings.ToLower(k)] = v[0]
+			}
+			continue
 		}
-		out[k] = v[0]
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			names.WriteByte(c)
+		}
+		pend = append(pend, lowered{names.Len(), v[0]})
+	}
+	all, start := names.String(), 0
+	for _, l := range pend {
+		out[all[start:l.end]] = l.val
+		start = l.end
 	}
 	return out
 }
 
-// marshalEnvelope encodes the canonical event. Its raw body is already JSON
-// (build made it so): it is spliced in rather than re-validated and
-// compacted by encoding/json, which was a tenth of ingest's CPU.
+// asciiHasUpper reports whether s is ASCII with an upper-case letter: then
+// strings.ToLower(s) lower-cases just those.
+func asciiHasUpper(s string) bool {
+	upper := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			return false
+		}
+		upper = upper || 'A' <= c && c <= 'Z'
+	}
+	return upper
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// marshalEnvelope encodes the canonical event as json.Marshal(ev) would.
+// It writes the fields itself (encoding/json's reflection over the event
+// and its data was a tenth of ingest's CPU) and splices in the raw body,
+// which is already JSON (build made it so), rather than re-validating and
+// compacting it. Anything it cannot write as encoding/json does goes to
+// json.Marshal, for the same output or the same error.
 func marshalEnvelope(ev *transforms.Event) ([]byte, error) {
-	raw := ev.Raw
-	ev.Raw = nil
-	head, err := json.Marshal(ev)
-	ev.Raw = raw
-	const tail = `,"raw":null}`
-	if err != nil || !bytes.HasSuffix(head, []byte(tail)) {
+	// Room for the fields, the raw body and the data, which is commonly
+	// picked from the body: one allocation, no growing.
+	out := make([]byte, 0, 256+2*len(ev.Raw)+len(ev.Key)+len(ev.Type)+len(ev.IdempotencyID)+len(ev.OccurredAt))
+	out = append(out, `{"id":`...)
+	out = transforms.AppendJSONString(out, ev.ID)
+	out = append(out, `,"provider":`...)
+	out = transforms.AppendJSONString(out, ev.Provider)
+	out = append(out, `,"source":`...)
+	out = transforms.AppendJSONString(out, ev.Source)
+	out = append(out, `,"type":`...)
+	out = transforms.AppendJSONString(out, ev.Type)
+	out = append(out, `,"key":`...)
+	out = transforms.AppendJSONString(out, ev.Key)
+	out = append(out, `,"sequence":`...)
+	out = strconv.AppendInt(out, ev.Sequence, 10)
+	out = append(out, `,"idempotency_id":`...)
+	out = transforms.AppendJSONString(out, ev.IdempotencyID)
+	out = append(out, `,"received_at":"`...)
+	out, err := ev.ReceivedAt.AppendText(out) // what Time.MarshalJSON writes, unquoted
+	if err != nil {
 		return json.Marshal(ev)
 	}
-	out := make([]byte, 0, len(head)+len(raw))
-	out = append(out, head[:len(head)-len(tail)]...)
+	out = append(out, '"')
+	if ev.OccurredAt != "" {
+		out = append(out, `,"occurred_at":`...)
+		out = transforms.AppendJSONString(out, ev.OccurredAt)
+	}
+	out = append(out, `,"data":`...)
+	if out, err = transforms.AppendJSON(out, ev.Data); err != nil {
+		return json.Marshal(ev)
+	}
 	out = append(out, `,"raw":`...)
-	out = append(out, raw...)
+	if ev.Raw == nil {
+		out = append(out, "null"...)
+	} else {
+		out = append(out, ev.Raw...)
+	}
 	return append(out, '}'), nil
 }

@@ -116,11 +116,12 @@ func (m *Mapping) HasSequence() bool { return m.sequence != nil }
 // and returns the lender's idempotency id ("" when none was mapped). A failure
 // here means our configuration cannot read this request: the caller quarantines it.
 func (m *Mapping) Map(env *Env, ev *Event) (lenderID string, err error) {
+	var vm Machine // one VM for every field
 	run := func(p *Program) (any, error) {
 		if p == nil {
 			return nil, nil
 		}
-		return p.Run(env)
+		return vm.Run(p, env)
 	}
 	v, err := run(m.key)
 	if err != nil {
@@ -152,7 +153,7 @@ func (m *Mapping) Map(env *Env, ev *Event) (lenderID string, err error) {
 	ev.OccurredAt = occurred(v)
 	ev.Data = make(map[string]any, len(m.data))
 	for _, f := range m.data {
-		if ev.Data[f.name], err = f.prog.Run(env); err != nil {
+		if ev.Data[f.name], err = vm.Run(f.prog, env); err != nil {
 			return "", fmt.Errorf("event.data.%s: %w", f.name, err)
 		}
 	}

@@ -120,7 +120,21 @@ func CompileBool(src string) (*Program, error) {
 
 // Run evaluates the program over env.
 func (p *Program) Run(env *Env) (any, error) {
-	out, err := expr.Run(p.prog, env)
+	var m Machine
+	return m.Run(p, env)
+}
+
+// Machine runs programs one after another on one expr VM, which keeps its
+// stack and scopes between runs instead of allocating them for each (expr
+// resets a VM's state at the start of every run). A Machine is not safe for
+// concurrent use.
+type Machine struct {
+	vm vm.VM
+}
+
+// Run evaluates p over env, as p.Run(env) does.
+func (m *Machine) Run(p *Program, env *Env) (any, error) {
+	out, err := m.vm.Run(p.prog, env)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.src, err)
 	}
