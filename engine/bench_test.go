@@ -526,9 +526,13 @@ func BenchmarkIngestHMAC(b *testing.B) {
 // spool writer with deliveries.
 func BenchmarkIngestHMACNoDelivery(b *testing.B) {
 	dest, _ := countingDest(b)
-	_, srv := benchRelay(b, dest.URL, "    concurrency: 1\n    rate: 0.001\n", nil)
+	_, srv := benchRelay(b, dest.URL, noDelivery, nil)
 	drive(b, hmacSource(srv.URL+"/in/example", 0, b.N))
 }
+
+// noDelivery is benchRelay's destExtra for a destination that takes one
+// request per 1000 s.
+const noDelivery = "    concurrency: 1\n    rate: 0.001\n"
 
 // ---------------------------------------------------------------- JWS (c)
 
@@ -691,10 +695,10 @@ func benchJWSProvider(tb testing.TB, jwksURL string) string {
 // startIngestJWS starts a relay with benchJWSProvider, delivering to dest,
 // sends one request so that the JWK set is fetched and cached, and returns
 // the ingest URL.
-func startIngestJWS(tb testing.TB, destURL string) string {
+func startIngestJWS(tb testing.TB, destURL, destExtra string) string {
 	tb.Helper()
 	jwksURL, fetches := benchJWKS(tb)
-	_, srv := benchRelay(tb, destURL, "", map[string]string{"resurs": benchJWSProvider(tb, jwksURL)})
+	_, srv := benchRelay(tb, destURL, destExtra, map[string]string{"resurs": benchJWSProvider(tb, jwksURL)})
 	url := srv.URL + "/in/resurs"
 	warm := &loadSource{url: url, reqs: jwsBodies(tb, 0, 1)}
 	if ok, why := do(http.DefaultClient, warm.request(0)); !ok {
@@ -714,11 +718,19 @@ func startIngestJWS(tb testing.TB, destURL string) string {
 // timer starts.
 func BenchmarkIngestJWS(b *testing.B) {
 	dest, delivered := countingDest(b)
-	url := startIngestJWS(b, dest.URL)
+	url := startIngestJWS(b, dest.URL, "")
 	src := &loadSource{url: url, reqs: jwsBodies(b, 1, 1+b.N)}
 	before := delivered.n.Load()
 	lr := drive(b, src)
 	b.ReportMetric(float64(delivered.n.Load()-before)/lr.elapsed.Seconds(), "deliv/s")
+}
+
+// BenchmarkIngestJWSNoDelivery is BenchmarkIngestJWS with ingest alone, as
+// BenchmarkIngestHMACNoDelivery is to BenchmarkIngestHMAC.
+func BenchmarkIngestJWSNoDelivery(b *testing.B) {
+	dest, _ := countingDest(b)
+	url := startIngestJWS(b, dest.URL, noDelivery)
+	drive(b, &loadSource{url: url, reqs: jwsBodies(b, 1, 1+b.N)})
 }
 
 // ---------------------------------------------------------------- end to end (d)

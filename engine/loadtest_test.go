@@ -115,17 +115,27 @@ func TestBenchReport(t *testing.T) {
 	rows = append(rows, rowOf("b", "ingest, HMAC (deliveries alongside)",
 		measureClosed(t, hmac(srv.URL+"/in/example"), 30000, 2, dur, drain(rb))))
 
-	// (c) JWS ingest: RS256 against a loopback JWKS, payload must-match.
+	// (b0) the same ingest alone: the destination takes one request per
+	// 1000 s, so deliveries take no CPU (as behind a paused destination).
+	_, srv0 := benchRelay(t, dest.URL, noDelivery, nil)
+	rows = append(rows, rowOf("b0", "ingest, HMAC (ingest alone)",
+		measureClosed(t, hmac(srv0.URL+"/in/example"), 30000, 2, dur, nil)))
+
+	// (c) JWS ingest: RS256 against a loopback JWKS, payload must-match;
+	// (c0) alone, as (b0).
 	const jwsWarm = 1500
-	jwsBodies(t, 0, 1+jwsWarm+int(4000*dur.Seconds())) // sign a likely amount up front, on every core
+	jwsBodies(t, 0, 1+jwsWarm+int(2*6000*dur.Seconds())) // sign a likely amount up front, on every core
 	destC, _ := countingDest(t)
 	jwksURL, _ := benchJWKS(t)
+	jws := func(url string) sourceFn {
+		return func(from, to int) *loadSource { return &loadSource{url: url, reqs: jwsBodies(t, 1+from, 1+to)} }
+	}
 	rc, srvC := benchRelay(t, destC.URL, "", map[string]string{"resurs": benchJWSProvider(t, jwksURL)})
-	jwsURL := srvC.URL + "/in/resurs"
 	rows = append(rows, rowOf("c", "ingest, RS256 JWS + JWKS, must-match (deliveries alongside)",
-		measureClosed(t, func(from, to int) *loadSource {
-			return &loadSource{url: jwsURL, reqs: jwsBodies(t, 1+from, 1+to)}
-		}, jwsWarm, 1.3, dur, drain(rc))))
+		measureClosed(t, jws(srvC.URL+"/in/resurs"), jwsWarm, 1.3, dur, drain(rc))))
+	_, srvC0 := benchRelay(t, destC.URL, noDelivery, map[string]string{"resurs": benchJWSProvider(t, jwksURL)})
+	rows = append(rows, rowOf("c0", "ingest, RS256 JWS + JWKS, must-match (ingest alone)",
+		measureClosed(t, jws(srvC0.URL+"/in/resurs"), jwsWarm, 1.3, dur, nil)))
 
 	// (d) end to end: ingested, delivered, recorded delivered. The warm-up
 	// (2000 events) gives the rate, which sizes the run to about dur.
@@ -178,7 +188,7 @@ func printReport(rows []reportRow) {
 	for _, tg := range []struct {
 		id   string
 		want float64
-	}{{"b", 0.70}, {"c", 0.40}, {"d", 0.40}} {
+	}{{"b", 0.70}, {"b0", 0.70}, {"c", 0.40}, {"c0", 0.40}, {"d", 0.40}} {
 		r := by[tg.id]
 		got := r.rate / h.rate
 		verdict := "met"
