@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/internal/jsonfast"
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -60,7 +61,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		Params: vr.Params, Provider: p.Name, Now: vr.Received,
 	}
 	if v.jws != nil {
-		if payload, err := transforms.DecodeJSON(string(v.jws)); err == nil {
+		if payload, err := jsonfast.Decode(string(v.jws)); err == nil {
 			env.JWS = payload
 		}
 	}
@@ -125,7 +126,7 @@ func parse(body []byte, env *transforms.Env) {
 	env.Raw, env.Body = string(body), nil
 	// The body's strings are slices of env.Raw, not copies of their own:
 	// build clones what it keeps of them.
-	if v, err := transforms.DecodeJSON(env.Raw); err == nil {
+	if v, err := jsonfast.Decode(env.Raw); err == nil {
 		env.Body = v
 	}
 }
@@ -249,19 +250,19 @@ func marshalEnvelope(ev *transforms.Event) ([]byte, error) {
 	// picked from the body: one allocation, no growing.
 	out := make([]byte, 0, 256+2*len(ev.Raw)+len(ev.Key)+len(ev.Type)+len(ev.IdempotencyID)+len(ev.OccurredAt))
 	out = append(out, `{"id":`...)
-	out = transforms.AppendJSONString(out, ev.ID)
+	out = jsonfast.AppendString(out, ev.ID)
 	out = append(out, `,"provider":`...)
-	out = transforms.AppendJSONString(out, ev.Provider)
+	out = jsonfast.AppendString(out, ev.Provider)
 	out = append(out, `,"source":`...)
-	out = transforms.AppendJSONString(out, ev.Source)
+	out = jsonfast.AppendString(out, ev.Source)
 	out = append(out, `,"type":`...)
-	out = transforms.AppendJSONString(out, ev.Type)
+	out = jsonfast.AppendString(out, ev.Type)
 	out = append(out, `,"key":`...)
-	out = transforms.AppendJSONString(out, ev.Key)
+	out = jsonfast.AppendString(out, ev.Key)
 	out = append(out, `,"sequence":`...)
 	out = strconv.AppendInt(out, ev.Sequence, 10)
 	out = append(out, `,"idempotency_id":`...)
-	out = transforms.AppendJSONString(out, ev.IdempotencyID)
+	out = jsonfast.AppendString(out, ev.IdempotencyID)
 	out = append(out, `,"received_at":"`...)
 	out, err := ev.ReceivedAt.AppendText(out) // what Time.MarshalJSON writes, unquoted
 	if err != nil {
@@ -270,10 +271,10 @@ func marshalEnvelope(ev *transforms.Event) ([]byte, error) {
 	out = append(out, '"')
 	if ev.OccurredAt != "" {
 		out = append(out, `,"occurred_at":`...)
-		out = transforms.AppendJSONString(out, ev.OccurredAt)
+		out = jsonfast.AppendString(out, ev.OccurredAt)
 	}
 	out = append(out, `,"data":`...)
-	if out, err = transforms.AppendJSON(out, ev.Data); err != nil {
+	if out, err = jsonfast.Append(out, ev.Data); err != nil {
 		return json.Marshal(ev)
 	}
 	out = append(out, `,"raw":`...)

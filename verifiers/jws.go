@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/jsonfast"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -703,19 +704,11 @@ func (l jwsLocation) remove(body any) {
 	delete(cur.(map[string]any), l.path[len(l.path)-1])
 }
 
-// decodeJSON decodes one JSON value, numbers as json.Number, and refuses
-// trailing data.
+// decodeJSON decodes one JSON value, numbers as json.Number (so that
+// must-match tells apart numbers a float64 would not), and refuses trailing
+// data.
 func decodeJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON value")
-	}
-	return v, nil
+	return jsonfast.DecodeNumbers(string(data))
 }
 
 // jsonEqual compares decoded JSON values. Numbers are equal when they are the

@@ -1,7 +1,20 @@
-package transforms
+// Package jsonfast decodes JSON into any and encodes such values exactly as
+// encoding/json does, without its reflection for the common cases.
+//
+// Every request's body is decoded into `any` for the expressions (and, for
+// a JWS, body and payload again to compare them), and the mapped event is
+// encoded into its envelope. encoding/json does both through reflection,
+// with an allocation per map key and value read back; with the syntax check
+// it scans each body twice. Together they were about a tenth of ingest's
+// CPU. Decode and Append do the common cases directly and leave everything
+// else to encoding/json, so that the result is always exactly what
+// encoding/json gives; the tests and FuzzDecodeJSON hold them to it.
+package jsonfast
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -9,19 +22,11 @@ import (
 	"unicode/utf8"
 )
 
-// Every request's body is decoded into `any` for the expressions, and the
-// mapped event is encoded into its envelope. encoding/json does both through
-// reflection, with an allocation per map key and value read back; with the
-// syntax check it scans each body twice. Together they were about a tenth
-// of ingest's CPU. DecodeJSON and AppendJSON do the common cases directly
-// and leave everything else to encoding/json, so that the result is always
-// exactly what encoding/json gives.
-
-// maxFastDepth is the nesting past which DecodeJSON and AppendJSON leave the
+// maxFastDepth is the nesting past which Decode and Append leave the
 // rest to encoding/json (which bounds depth and detects cycles itself).
 const maxFastDepth = 500
 
-// DecodeJSON returns what json.Unmarshal([]byte(data), &v) leaves in v of
+// Decode returns what json.Unmarshal([]byte(data), &v) leaves in v of
 // type any, and its error. Input that the fast path does not handle exactly
 // as encoding/json does (a syntax error, a number out of range, a surrogate
 // \u escape, invalid UTF-8, deep nesting) goes to json.Unmarshal.
@@ -29,7 +34,7 @@ const maxFastDepth = 500
 // Strings of the result without escapes, keys included, are slices of
 // data, not copies: one that is kept beyond data's use keeps all of data
 // in memory, so clone such a string (strings.Clone) before keeping it.
-func DecodeJSON(data string) (any, error) {
+func Decode(data string) (any, error) {
 	d := fastDecoder{data: data}
 	if v, ok := d.document(); ok {
 		return v, nil
@@ -39,14 +44,35 @@ func DecodeJSON(data string) (any, error) {
 	return v, err
 }
 
+// DecodeNumbers is Decode with numbers as json.Number, exactly as written,
+// as encoding/json's Decoder with UseNumber gives them: for comparing two
+// documents, where float64 would make distinct large numbers equal.
+func DecodeNumbers(data string) (any, error) {
+	d := fastDecoder{data: data, numbers: true}
+	if v, ok := d.document(); ok {
+		return v, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON value")
+	}
+	return v, nil
+}
+
 // fastDecoder decodes JSON into map[string]any, []any, string, float64, bool
 // and nil, as encoding/json does. Any failure (ok false) means "not on the
 // fast path", never "invalid": the caller asks encoding/json.
 type fastDecoder struct {
-	data  string
-	pos   int
-	depth int
-	buf   []byte // unescaped string scratch
+	data    string
+	pos     int
+	depth   int
+	buf     []byte // unescaped string scratch
+	numbers bool   // numbers as json.Number (DecodeNumbers)
 }
 
 func (d *fastDecoder) document() (any, bool) {
@@ -230,6 +256,9 @@ func (d *fastDecoder) number() (any, bool) {
 		simple = false
 	}
 	d.pos = i
+	if d.numbers {
+		return json.Number(data[start:i]), true
+	}
 	if simple && n <= 15 {
 		// An integer below 2^53 converts exactly; ParseFloat gives the same.
 		var u uint64
@@ -357,11 +386,11 @@ func hex4(b string) (rune, bool) {
 	return r, true
 }
 
-// AppendJSON appends what json.Marshal(v) gives, or returns its error
-// (then dst is to be dropped). The types DecodeJSON and expressions give
+// Append appends what json.Marshal(v) gives, or returns its error
+// (then dst is to be dropped). The types Decode and expressions give
 // most (maps, slices, strings, numbers, booleans) are written directly;
 // any other is handed to json.Marshal.
-func AppendJSON(dst []byte, v any) ([]byte, error) {
+func Append(dst []byte, v any) ([]byte, error) {
 	return appendValue(dst, v, 0)
 }
 
@@ -373,7 +402,7 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	case nil:
 		return append(dst, "null"...), nil
 	case string:
-		return AppendJSONString(dst, x), nil
+		return AppendString(dst, x), nil
 	case bool:
 		return strconv.AppendBool(dst, x), nil
 	case float64:
@@ -400,7 +429,7 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = AppendJSONString(dst, m.k)
+			dst = AppendString(dst, m.k)
 			dst = append(dst, ':')
 			var err error
 			if dst, err = appendValue(dst, m.v, depth+1); err != nil {
@@ -482,9 +511,9 @@ func appendFloat(dst []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// AppendJSONString appends s as json.Marshal writes a string: HTML
+// AppendString appends s as json.Marshal writes a string: HTML
 // characters, U+2028 and U+2029 escaped, invalid UTF-8 as U+FFFD.
-func AppendJSONString(dst []byte, s string) []byte {
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

@@ -1,4 +1,4 @@
-package transforms
+package jsonfast
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ func checkDecode(t *testing.T, data []byte) {
 	t.Helper()
 	var want any
 	wantErr := json.Unmarshal(data, &want)
-	got, err := DecodeJSON(string(data))
+	got, err := Decode(string(data))
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("%q: error %v, encoding/json %v", data, err, wantErr)
 	}
@@ -72,12 +72,47 @@ func checkDecode(t *testing.T, data []byte) {
 		t.Fatalf("%q:\n got %#v\nwant %#v", data, got, want)
 	}
 	checkEncode(t, got)
+	checkDecodeNumbers(t, data)
+}
+
+// checkDecodeNumbers holds DecodeNumbers to encoding/json's Decoder with
+// UseNumber; data is valid JSON.
+func checkDecodeNumbers(t *testing.T, data []byte) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var want any
+	if err := dec.Decode(&want); err != nil {
+		t.Fatalf("%q: the Decoder refuses what Unmarshal took: %v", data, err)
+	}
+	got, err := DecodeNumbers(string(data))
+	if err != nil {
+		t.Fatalf("%q: DecodeNumbers: %v", data, err)
+	}
+	if !sameValue(got, want) {
+		t.Fatalf("%q (numbers):\n got %#v\nwant %#v", data, got, want)
+	}
+}
+
+func TestDecodeNumbersRefuses(t *testing.T) {
+	for _, s := range []string{``, `{`, `{"a":1} x`, `{"a":1}{}`, `[1,]`, `01`, "\"\xff"} {
+		if _, err := DecodeNumbers(s); err == nil {
+			t.Errorf("DecodeNumbers(%q) took it", s)
+		}
+	}
+	v, err := DecodeNumbers(`{"n":123456789012345678901234567890,"m":1e400}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := v.(map[string]any); m["n"] != json.Number("123456789012345678901234567890") || m["m"] != json.Number("1e400") {
+		t.Errorf("numbers not as written: %#v", m)
+	}
 }
 
 func checkEncode(t *testing.T, v any) {
 	t.Helper()
 	want, wantErr := json.Marshal(v)
-	got, err := AppendJSON([]byte("prefix"), v)
+	got, err := Append([]byte("prefix"), v)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("%#v: error %v, encoding/json %v", v, err, wantErr)
 	}
@@ -124,7 +159,7 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	body := jsonSeeds[0]
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := DecodeJSON(body); err != nil {
+		if _, err := Decode(body); err != nil {
 			b.Fatal(err)
 		}
 	}
