@@ -29,15 +29,21 @@ func benchReport(t *testing.T) time.Duration {
 	if os.Getenv("HOOKRELAY_BENCH_REPORT") != "1" {
 		t.Skip("set HOOKRELAY_BENCH_REPORT=1 to run the benchmark report")
 	}
-	dur := 5 * time.Second
-	if s := os.Getenv("HOOKRELAY_BENCH_SECONDS"); s != "" {
-		secs, err := strconv.ParseFloat(s, 64)
-		if err != nil || secs <= 0 {
-			t.Fatalf("HOOKRELAY_BENCH_SECONDS=%q: want a positive number of seconds", s)
-		}
-		dur = time.Duration(secs * float64(time.Second))
+	return envSeconds(t, "HOOKRELAY_BENCH_SECONDS", 5*time.Second)
+}
+
+// envSeconds is the duration the environment variable name gives in
+// seconds, or def when it is unset.
+func envSeconds(t *testing.T, name string, def time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
 	}
-	return dur
+	secs, err := strconv.ParseFloat(s, 64)
+	if err != nil || secs <= 0 {
+		t.Fatalf("%s=%q: want a positive number of seconds", name, s)
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 // reportRow is one line of the report.

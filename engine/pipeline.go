@@ -161,82 +161,19 @@ func (p *Provider) route(env *transforms.Env) ([]string, error) {
 }
 
 // firstValues maps each name of h with a value to its first value; with
-// lower, by the lower-cased name. The lower-cased names are written into
-// one string, rather than one allocation each (every canonical header name
-// has capitals).
+// lower, by the lower-cased name.
 func firstValues(h map[string][]string, lower bool) map[string]string {
 	out := make(map[string]string, len(h))
-	if !lower {
-		for k, v := range h {
-			if len(v) > 0 {
-				out[k] = v[0]
-			}
-		}
-		return out
-	}
-	type lowered struct {
-		end int // in names
-		val string
-	}
-	var (
-		names strings.Builder
-		pend  = make([]lowered, 0, 16)
-		size  int
-	)
-	for k := range h {
-		size += len(k)
-	}
-	names.Grow(size)
 	for k, v := range h {
 		if len(v) == 0 {
 			continue
 		}
-		if !asciiHasUpper(k) {
-			if ascii(k) {
-				out[k] = v[0]
-			} else {
-				out[strings.ToLower(k)] = v[0]
-			}
-			continue
+		if lower {
+			k = strings.ToLower(k)
 		}
-		for i := 0; i < len(k); i++ {
-			c := k[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			names.WriteByte(c)
-		}
-		pend = append(pend, lowered{names.Len(), v[0]})
-	}
-	all, start := names.String(), 0
-	for _, l := range pend {
-		out[all[start:l.end]] = l.val
-		start = l.end
+		out[k] = v[0]
 	}
 	return out
-}
-
-// asciiHasUpper reports whether s is ASCII with an upper-case letter: then
-// strings.ToLower(s) lower-cases just those.
-func asciiHasUpper(s string) bool {
-	upper := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x80 {
-			return false
-		}
-		upper = upper || 'A' <= c && c <= 'Z'
-	}
-	return upper
-}
-
-func ascii(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // marshalEnvelope encodes the canonical event as json.Marshal(ev) would.

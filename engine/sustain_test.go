@@ -19,7 +19,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,14 +40,7 @@ func sustainConfig(t *testing.T) (time.Duration, string) {
 	if os.Getenv("HOOKRELAY_SUSTAIN") != "1" {
 		t.Skip("set HOOKRELAY_SUSTAIN=1 to run the sustained and outage measurements")
 	}
-	dur := 60 * time.Second
-	if s := os.Getenv("HOOKRELAY_SUSTAIN_SECONDS"); s != "" {
-		secs, err := strconv.ParseFloat(s, 64)
-		if err != nil || secs <= 0 {
-			t.Fatalf("HOOKRELAY_SUSTAIN_SECONDS=%q: want a positive number of seconds", s)
-		}
-		dur = time.Duration(secs * float64(time.Second))
-	}
+	dur := envSeconds(t, "HOOKRELAY_SUSTAIN_SECONDS", 60*time.Second)
 	retry := sustainRetry
 	if s := os.Getenv("HOOKRELAY_SUSTAIN_RETRY"); s != "" {
 		retry = s

@@ -162,19 +162,8 @@ func (d *fastDecoder) object() (any, bool) {
 			return nil, false
 		}
 		m[k] = v // a repeated key: the last one wins, as in encoding/json
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, false
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
-			d.depth--
-			return m, true
-		default:
-			return nil, false
+		if done, ok := d.next('}'); !ok || done {
+			return m, ok
 		}
 	}
 }
@@ -198,21 +187,29 @@ func (d *fastDecoder) array() (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, false
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
-			d.depth--
-			return a, true
-		default:
-			return nil, false
+		if done, ok := d.next(']'); !ok || done {
+			return a, ok
 		}
 	}
+}
+
+// next reads what follows a member or an element: a comma (more to come),
+// or end, which closes the object or array (done).
+func (d *fastDecoder) next(end byte) (done, ok bool) {
+	d.space()
+	if d.pos >= len(d.data) {
+		return false, false
+	}
+	switch d.data[d.pos] {
+	case ',':
+		d.pos++
+		return false, true
+	case end:
+		d.pos++
+		d.depth--
+		return true, true
+	}
+	return false, false
 }
 
 // number reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (strconv
