@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
@@ -14,8 +15,11 @@ type result struct {
 	next int
 	at   time.Time
 	dead bool // the delivery just became dead
-	// sent is set when an attempt was made: ok says whether it succeeded.
-	sent, ok bool
+	// ok: the attempt succeeded. down: it failed the way a destination that
+	// is down fails (retryable, no Retry-After, not 429). sent is when the
+	// attempt started. For lane.track.
+	ok, down bool
+	sent     time.Time
 }
 
 const (
@@ -30,7 +34,7 @@ const (
 // provider's reorder window.
 func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	l.mu.Lock()
-	dest, limiter, slots, recovered := l.dest, l.limiter, l.slots, l.recovered
+	dest, limiter, slots, outage := l.dest, l.limiter, l.slots, l.outage
 	l.mu.Unlock()
 	eventID := it.eventID
 	dl, err := d.spool.Delivery(dest.Name, eventID)
@@ -48,7 +52,7 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		return result{next: holdKey}
 	case dl.Status == spool.Dead:
 		return result{next: popHead}
-	case time.Until(dl.NextAt) > 0 && !triedBefore(dl, recovered):
+	case time.Until(dl.NextAt) > 0 && !outage.cut(dl):
 		return result{next: retryAt, at: dl.NextAt}
 	}
 	ev, err := d.spool.Event(eventID)
@@ -79,7 +83,8 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	<-slots
 	dl.Attempts = append(dl.Attempts, att)
 	out := dest.retry.classify(att.Status, sendErr)
-	res := result{next: popHead, sent: true, ok: out == success}
+	res := result{next: popHead, ok: out == success, sent: att.At,
+		down: out == retryable && retryAfter == 0 && att.Status != http.StatusTooManyRequests}
 	metric := "success"
 	switch {
 	case out == success:
@@ -116,10 +121,18 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	return res
 }
 
-// triedBefore says whether dl's last attempt came before the destination
-// recovered from an outage: the backoff it waits out was earned while the
-// destination was down, so it is moot.
-func triedBefore(dl *spool.Delivery, recovered time.Time) bool {
+// outageSpan is a run of failed attempts to a destination, from the first
+// to the success that ended it (see lane.track).
+type outageSpan struct{ from, to time.Time }
+
+// cut says whether dl's backoff is moot: its last attempt failed during the
+// outage, and the destination has answered since. A 429 is the destination
+// pacing us, not an outage: its wait stands.
+func (o outageSpan) cut(dl *spool.Delivery) bool {
 	n := len(dl.Attempts)
-	return n > 0 && !recovered.IsZero() && dl.Attempts[n-1].At.Before(recovered)
+	if n == 0 || o.from.IsZero() {
+		return false
+	}
+	last := dl.Attempts[n-1]
+	return !last.At.Before(o.from) && last.At.Before(o.to) && last.Status != http.StatusTooManyRequests
 }

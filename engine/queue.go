@@ -30,10 +30,15 @@ type lane struct {
 	pending int // deliveries queued in memory
 	held    int // keys blocked behind a dead event
 	dead    int // dead deliveries of this destination in the spool
-	// failingSince is the first failed attempt since the last success (zero:
-	// none); recovered is when the destination last answered after failing
-	// for outageMin (see recover).
-	failingSince, recovered time.Time
+	// down is the run of down-like failures (result.down) since the last
+	// success: its first and last, and whether they came from more than one
+	// key. outage is the last run that counted as an outage (see track).
+	down struct {
+		first, last time.Time
+		key         string
+		many        bool
+	}
+	outage outageSpan
 }
 
 // keyQueue is one key's deliveries to one destination: in spool (ingest)
@@ -250,7 +255,7 @@ func (l *lane) work() {
 		if res.dead {
 			l.dead++
 		}
-		l.track(res)
+		l.track(res, kq.key)
 		kq.scheduled = false
 		if len(kq.items) == 0 {
 			delete(l.keys, kq.key)
@@ -261,35 +266,55 @@ func (l *lane) work() {
 	}
 }
 
-// track follows the destination's health from the outcome of each attempt.
-// l.mu held.
-func (l *lane) track(res result) {
+// track follows the destination's health from the outcome of each attempt
+// to key. l.mu held.
+func (l *lane) track(res result, key string) {
+	d := &l.down
 	switch {
-	case !res.sent:
-	case !res.ok && l.failingSince.IsZero():
-		l.failingSince = time.Now()
-	case res.ok && !l.failingSince.IsZero():
-		if time.Since(l.failingSince) >= l.d.outageMin {
-			l.recover()
+	case res.down && d.first.IsZero():
+		d.first, d.last, d.key, d.many = res.sent, res.sent, key, false
+	case res.down: // attempts in flight at once end in any order
+		d.first, d.last = minTime(d.first, res.sent), maxTime(d.last, res.sent)
+		d.many = d.many || key != d.key
+	case res.ok && !d.first.IsZero():
+		// An outage: failures from more than one key, over outageMin,
+		// with no success between. One event the destination refuses, or
+		// failures that are not spread over time, are not one.
+		if d.many && d.last.Sub(d.first) >= l.d.outageMin {
+			l.recover(d.first)
 		}
-		l.failingSince = time.Time{}
+		d.first = time.Time{} // the run ends
 	}
 }
 
-// recover runs when the destination answers after an outage: every key
-// waiting out a backoff earned during the outage is tried now rather than
-// at its own time, up to a minute later, so that the backlog drains at the
-// destination's pace. Only an outage counts (no success for outageMin):
-// failures of single events among successes keep their backoff, or an
-// event the destination always refuses would be retried at the pace of the
-// others' traffic. l.mu held.
-func (l *lane) recover() {
-	l.recovered = time.Now()
-	for len(l.timers) > 0 {
-		kq := heap.Pop(&l.timers).(*keyQueue)
-		kq.at = time.Time{}
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// recover runs when the destination answers after an outage that began at
+// from: every key waiting out a backoff earned during the outage is tried
+// now rather than at its own time (up to retry.max later), so that the
+// backlog drains at the destination's pace. deliver decides per key
+// (outage.cut); a key waiting for another reason goes back to waiting.
+// l.mu held.
+func (l *lane) recover(from time.Time) {
+	l.outage = outageSpan{from: from, to: time.Now()}
+	for _, kq := range l.timers {
+		kq.idx, kq.at = -1, time.Time{}
 		l.ready = append(l.ready, kq)
 	}
+	clear(l.timers)
+	l.timers = l.timers[:0]
 	l.signal()
 }
 

@@ -49,7 +49,7 @@ func TestReleaseMapped(t *testing.T) {
 	b := mustOpen(t)
 	base := time.Now().Add(-time.Hour)
 	big := bytes.Repeat([]byte("x"), 900)
-	const n = 4000
+	const n = 6000             // more than one chunk of Pending: shorter scans keep their pages
 	number := map[string]int{} // event id -> its n
 	for i := 0; i < n; i += 500 {
 		evs := make([]*Event, 0, 500)

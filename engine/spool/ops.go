@@ -409,7 +409,9 @@ func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 			}
 		}
 		if len(chunk) < pendingChunk {
-			b.releaseMapped()
+			if chunks > 0 { // a short scan maps little; spare the call
+				b.releaseMapped()
+			}
 			return nil
 		}
 		if chunks++; chunks%releaseEvery == 0 {
