@@ -282,9 +282,10 @@ func (v *JWS) Verify(ctx context.Context, req *Request) error {
 // body. It returns the signed payload, with Replace set in mode replace.
 func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error) {
 	var (
-		body any
-		raw  string
-		err  error
+		body     any
+		repeated bool // body repeats a name in an object
+		raw      string
+		err      error
 	)
 	if v.from.header != "" {
 		raw = req.Header.Get(v.from.header)
@@ -292,7 +293,7 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 			return nil, reject(ErrMissing, "no JWS in the %s header", v.from.header)
 		}
 	} else {
-		if body, err = decodeJSON(req.Body); err != nil {
+		if body, repeated, err = jsonfast.DecodeNumbers(string(req.Body)); err != nil {
 			return nil, reject(ErrMalformed, "body is not JSON, so it has no %s", v.from.name)
 		}
 		if raw, err = v.from.lookup(body); err != nil {
@@ -360,7 +361,7 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 			return nil, reject(ErrMismatch, "signed payload is not JSON, so it cannot match the body")
 		}
 		if v.from.header != "" {
-			if body, err = decodeJSON(req.Body); err != nil {
+			if body, repeated, err = jsonfast.DecodeNumbers(string(req.Body)); err != nil {
 				return nil, reject(ErrMismatch, "body is not JSON, so it cannot match the signed payload")
 			}
 		} else {
@@ -368,6 +369,11 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 		}
 		if !jsonEqual(payload, body) {
 			return nil, reject(ErrMismatch, "body differs from the signed payload")
+		}
+		// Decoding kept the last of a repeated name, as most parsers do, but
+		// not all: the body passed on must not read otherwise to another.
+		if repeated {
+			return nil, reject(ErrMismatch, "body repeats a name in an object, so it cannot match the signed payload")
 		}
 	}
 	return &Payload{Data: data, Replace: v.mode == payloadReplace}, nil
@@ -708,7 +714,8 @@ func (l jwsLocation) remove(body any) {
 // must-match tells apart numbers a float64 would not), and refuses trailing
 // data.
 func decodeJSON(data []byte) (any, error) {
-	return jsonfast.DecodeNumbers(string(data))
+	v, _, err := jsonfast.DecodeNumbers(string(data))
+	return v, err
 }
 
 // jsonEqual compares decoded JSON values. Numbers are equal when they are the

@@ -321,6 +321,10 @@ func TestJWSRejections(t *testing.T) {
 		{"valid jwsData on another event", resursBody(otherEvent, good), verifiers.ErrMismatch},
 		{"event changed", resursBody(strings.Replace(resursEvent, "10000", "90000", 1), good), verifiers.ErrMismatch},
 		{"extra field in body", strings.Replace(resursBody(resursEvent, good), "{", `{"paidOut":true,`, 1), verifiers.ErrMismatch},
+		// Decoded, the last value wins and the body equals the payload; a
+		// parser that keeps the first would read SIGNED.
+		{"repeated name, the signed value last", strings.Replace(resursBody(resursEvent, good), `"externalApplicationEvent" : {`,
+			`"externalApplicationEvent" : {"applicationEventType":"SIGNED",`, 1), verifiers.ErrMismatch},
 		{"alg none", resursBody(resursEvent, handmade(`{"alg":"none"}`, payload, "")), verifiers.ErrAlgorithm},
 		{"alg none with kid", resursBody(resursEvent, handmade(`{"alg":"none","kid":"k1"}`, payload, "")), verifiers.ErrAlgorithm},
 		{"alg None", resursBody(resursEvent, handmade(`{"alg":"None","kid":"k1"}`, payload, parts[2])), verifiers.ErrAlgorithm},

@@ -46,22 +46,66 @@ func Decode(data string) (any, error) {
 
 // DecodeNumbers is Decode with numbers as json.Number, exactly as written,
 // as encoding/json's Decoder with UseNumber gives them: for comparing two
-// documents, where float64 would make distinct large numbers equal.
-func DecodeNumbers(data string) (any, error) {
+// documents, where float64 would make distinct large numbers equal. It also
+// reports whether an object repeats a name (compared as decoded), which the
+// value cannot show: the last one wins, as in encoding/json, but not in
+// every parser.
+func DecodeNumbers(data string) (v any, repeated bool, err error) {
 	d := fastDecoder{data: data, numbers: true}
 	if v, ok := d.document(); ok {
-		return v, nil
+		return v, d.repeated, nil
 	}
 	dec := json.NewDecoder(strings.NewReader(data))
 	dec.UseNumber()
-	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON value")
+		return nil, false, errors.New("data after the JSON value")
 	}
-	return v, nil
+	return v, repeatedName(data), nil
+}
+
+// repeatedName reports whether an object in data, valid JSON, has a name
+// twice. It reads tokens with encoding/json, for the inputs the fast path
+// leaves to it.
+func repeatedName(data string) bool {
+	dec := json.NewDecoder(strings.NewReader(data))
+	type level struct {
+		names map[string]bool // nil in an array
+		name  bool            // the next string is a name
+	}
+	var stack []level
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, level{names: map[string]bool{}, name: true})
+				continue
+			case '[':
+				stack = append(stack, level{})
+				continue
+			}
+			stack = stack[:len(stack)-1]
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].name {
+				if stack[n-1].names[t] {
+					return true
+				}
+				stack[n-1].names[t], stack[n-1].name = true, false
+				continue
+			}
+		}
+		// A value ended: in an object, a name comes next.
+		if n := len(stack); n > 0 && stack[n-1].names != nil {
+			stack[n-1].name = true
+		}
+	}
 }
 
 // fastDecoder decodes JSON into map[string]any, []any, string, float64, bool
@@ -73,6 +117,8 @@ type fastDecoder struct {
 	depth   int
 	buf     []byte // unescaped string scratch
 	numbers bool   // numbers as json.Number (DecodeNumbers)
+	// repeated is set when an object repeats a name (numbers mode only).
+	repeated bool
 }
 
 func (d *fastDecoder) document() (any, bool) {
@@ -160,6 +206,9 @@ func (d *fastDecoder) object() (any, bool) {
 		v, ok := d.value()
 		if !ok {
 			return nil, false
+		}
+		if d.numbers && !d.repeated {
+			_, d.repeated = m[k]
 		}
 		m[k] = v // a repeated key: the last one wins, as in encoding/json
 		if done, ok := d.next('}'); !ok || done {

@@ -85,22 +85,25 @@ func checkDecodeNumbers(t *testing.T, data []byte) {
 	if err := dec.Decode(&want); err != nil {
 		t.Fatalf("%q: the Decoder refuses what Unmarshal took: %v", data, err)
 	}
-	got, err := DecodeNumbers(string(data))
+	got, repeated, err := DecodeNumbers(string(data))
 	if err != nil {
 		t.Fatalf("%q: DecodeNumbers: %v", data, err)
 	}
 	if !sameValue(got, want) {
 		t.Fatalf("%q (numbers):\n got %#v\nwant %#v", data, got, want)
 	}
+	if want := repeatedName(string(data)); repeated != want {
+		t.Fatalf("%q: repeated %v, encoding/json's tokens say %v", data, repeated, want)
+	}
 }
 
 func TestDecodeNumbersRefuses(t *testing.T) {
 	for _, s := range []string{``, `{`, `{"a":1} x`, `{"a":1}{}`, `[1,]`, `01`, "\"\xff"} {
-		if _, err := DecodeNumbers(s); err == nil {
+		if _, _, err := DecodeNumbers(s); err == nil {
 			t.Errorf("DecodeNumbers(%q) took it", s)
 		}
 	}
-	v, err := DecodeNumbers(`{"n":123456789012345678901234567890,"m":1e400}`)
+	v, _, err := DecodeNumbers(`{"n":123456789012345678901234567890,"m":1e400}`)
 	if err != nil {
 		t.Fatal(err)
 	}
