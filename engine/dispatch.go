@@ -29,8 +29,9 @@ type dispatcher struct {
 	lanes map[string]*lane
 	// reorder is each provider's reorder_window (SPEC 5.3).
 	reorder atomic.Pointer[map[string]time.Duration]
-	// outageMin is how long a destination must fail every attempt for its
-	// recovery to cut the waiting keys' backoff short (lane.recover).
+	// outageMin is how long a run of down-like failures to a destination
+	// must last for its end to cut the waiting keys' backoff short
+	// (lane.track, lane.recover).
 	outageMin time.Duration
 }
 
