@@ -29,7 +29,18 @@ func TestRecoveryCutsBackoffShort(t *testing.T) {
 	for k := range keys {
 		must(t, tr.ingestAt("/in/plain", fmt.Sprintf(`{"id":"e%d","key":"k%d","type":"t","n":1}`, k, k)))
 	}
-	waitFor(t, 5*time.Second, "three failed attempts per key", func() bool { return len(rec.requests()) >= 3*keys })
+	waiting := func() int { // keys whose failure the lane has taken in
+		n := 0
+		for _, l := range tr.dispatch.allLanes() {
+			l.mu.Lock()
+			n += len(l.timers)
+			l.mu.Unlock()
+		}
+		return n
+	}
+	waitFor(t, 5*time.Second, "three failed attempts per key, each taken in", func() bool {
+		return len(rec.requests()) >= 3*keys && waiting() == keys
+	})
 	down.Store(false)
 	must(t, tr.ingestAt("/in/plain", `{"id":"e-up","key":"k-up","type":"t","n":1}`))
 
