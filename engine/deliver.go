@@ -130,9 +130,10 @@ type outageSpan struct{ from, to time.Time }
 // pacing us, not an outage: its wait stands.
 func (o outageSpan) cut(dl *spool.Delivery) bool {
 	n := len(dl.Attempts)
-	if n == 0 || o.from.IsZero() {
-		return false
-	}
-	last := dl.Attempts[n-1]
-	return !last.At.Before(o.from) && last.At.Before(o.to) && last.Status != http.StatusTooManyRequests
+	return n > 0 && o.holds(dl.Attempts[n-1].At) && dl.Attempts[n-1].Status != http.StatusTooManyRequests
+}
+
+// holds says whether an attempt that started at t started during the outage.
+func (o outageSpan) holds(t time.Time) bool {
+	return !o.from.IsZero() && !t.Before(o.from) && t.Before(o.to)
 }

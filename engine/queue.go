@@ -245,6 +245,11 @@ func (l *lane) work() {
 			l.held++
 		case retryAt:
 			kq.at = res.at
+			if res.down && l.outage.holds(res.sent) {
+				// Its answer came after the recovery it was part of: go now,
+				// as the keys recover released.
+				kq.at = time.Time{}
+			}
 			// An earlier number that came while the head was out goes first.
 			if len(kq.items) > 1 && head.sequence > 0 && kq.items[1].sequence > 0 && kq.items[1].sequence < head.sequence {
 				kq.items = kq.items[1:]

@@ -29,17 +29,8 @@ func TestRecoveryCutsBackoffShort(t *testing.T) {
 	for k := range keys {
 		must(t, tr.ingestAt("/in/plain", fmt.Sprintf(`{"id":"e%d","key":"k%d","type":"t","n":1}`, k, k)))
 	}
-	waiting := func() int { // keys whose failure the lane has taken in
-		n := 0
-		for _, l := range tr.dispatch.allLanes() {
-			l.mu.Lock()
-			n += len(l.timers)
-			l.mu.Unlock()
-		}
-		return n
-	}
 	waitFor(t, 5*time.Second, "three failed attempts per key, each taken in", func() bool {
-		return len(rec.requests()) >= 3*keys && waiting() == keys
+		return len(rec.requests()) >= 3*keys && waiting(tr) == keys
 	})
 	down.Store(false)
 	must(t, tr.ingestAt("/in/plain", `{"id":"e-up","key":"k-up","type":"t","n":1}`))
@@ -48,6 +39,17 @@ func TestRecoveryCutsBackoffShort(t *testing.T) {
 	waitFor(t, 5*time.Second, "every key delivered after the recovery", func() bool {
 		return len(rec.delivered(t)) == keys+1
 	})
+}
+
+// waiting counts the keys waiting out a backoff: their failure is taken in.
+func waiting(tr *testRelay) int {
+	n := 0
+	for _, l := range tr.dispatch.allLanes() {
+		l.mu.Lock()
+		n += len(l.timers)
+		l.mu.Unlock()
+	}
+	return n
 }
 
 // TestRecoveryNeedsAnOutage: an event the destination refuses, or paces
@@ -95,4 +97,47 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecoveryTakesLateAnswers: an attempt sent during the outage whose
+// failure comes back after the recovery goes again at once, as the keys
+// the recovery released do.
+func TestRecoveryTakesLateAnswers(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	rec := newRecorder(t, func(_ int, r *http.Request) int {
+		if r.Header.Get("X-Hookrelay-Event-Type") == "slow" && down.Load() {
+			arrived <- struct{}{}
+			<-release // answers only after the recovery
+			return http.StatusServiceUnavailable
+		}
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	tr := startRelay(t, relayYAML(rec.srv.URL, "    retry: {initial: 10s, max: 1m, jitter: none, max_attempts: 10}\n"),
+		map[string]string{"plain": plainProvider})
+	tr.dispatch.outageMin = 200 * time.Millisecond
+
+	// Failures from two keys 300 ms apart: an outage.
+	must(t, tr.ingestAt("/in/plain", `{"id":"e0","key":"k0","type":"t","n":1}`))
+	waitFor(t, 5*time.Second, "k0's failure", func() bool { return len(rec.requests()) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	must(t, tr.ingestAt("/in/plain", `{"id":"e1","key":"k1","type":"t","n":1}`))
+	must(t, tr.ingestAt("/in/plain", `{"id":"es","key":"ks","type":"slow","n":1}`))
+	waitFor(t, 5*time.Second, "k1's failure taken in", func() bool { return len(rec.requests()) == 2 && waiting(tr) == 2 })
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow key's attempt never came")
+	}
+
+	down.Store(false)
+	must(t, tr.ingestAt("/in/plain", `{"id":"e-up","key":"k-up","type":"t","n":1}`))
+	waitFor(t, 5*time.Second, "k0, k1 and k-up delivered", func() bool { return len(rec.delivered(t)) == 3 })
+	close(release)
+	// Without it the slow key would wait out its 10 s backoff.
+	waitFor(t, 5*time.Second, "the slow key delivered", func() bool { return len(rec.delivered(t)) == 4 })
 }
