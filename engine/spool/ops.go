@@ -204,9 +204,27 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 // fn may take its time; a delivery updated meanwhile is seen as it was when
 // its chunk was read.
 func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
+	return scanQueue(b, dest, queueChunk, func(deliveries *bolt.Bucket, k, id []byte) (*Delivery, error) {
+		v := deliveries.Get(deliveryKey(id[:16], dest))
+		if v == nil {
+			return nil, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
+		}
+		d := new(Delivery)
+		if err := json.Unmarshal(v, d); err != nil {
+			return nil, fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
+		}
+		return d, nil
+	}, func(d **Delivery) error { return fn(*d) })
+}
+
+// scanQueue reads dest's queue in Seq order, size entries per short read
+// transaction, each decoded by decode inside it, and calls fn on each
+// outside it. fn must not keep its argument: the chunk is reused.
+func scanQueue[T any](b *Bolt, dest string, size int, decode func(deliveries *bolt.Bucket, k, v []byte) (T, error), fn func(*T) error) error {
 	var after []byte // last Seq key visited
+	chunk := make([]T, 0, size)
 	for {
-		var chunk []*Delivery
+		chunk = chunk[:0]
 		err := b.view(func(tx *bolt.Tx) error {
 			q := tx.Bucket(bucketQueue).Bucket([]byte(dest))
 			if q == nil {
@@ -214,16 +232,12 @@ func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
 			}
 			deliveries := tx.Bucket(bucketDeliveries)
 			c := q.Cursor()
-			for k, id := past(c, after); k != nil && len(chunk) < queueChunk; k, id = c.Next() {
-				v := deliveries.Get(deliveryKey(id[:16], dest))
-				if v == nil {
-					return fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
+			for k, v := past(c, after); k != nil && len(chunk) < size; k, v = c.Next() {
+				e, err := decode(deliveries, k, v)
+				if err != nil {
+					return err
 				}
-				d := new(Delivery)
-				if err := json.Unmarshal(v, d); err != nil {
-					return fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
-				}
-				chunk = append(chunk, d)
+				chunk = append(chunk, e)
 				after = append(after[:0], k...)
 			}
 			return nil
@@ -231,12 +245,12 @@ func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
 		if err != nil {
 			return err
 		}
-		for _, d := range chunk {
-			if err := fn(d); err != nil {
+		for i := range chunk {
+			if err := fn(&chunk[i]); err != nil {
 				return err
 			}
 		}
-		if len(chunk) < queueChunk {
+		if len(chunk) < size {
 			return nil
 		}
 	}
@@ -369,7 +383,8 @@ type QueuedDelivery struct {
 // transaction (see queueChunk); the entries are small and decoded quickly.
 const pendingChunk = 4096
 
-// releaseEvery is how many chunks Pending reads between releaseMapped calls.
+// releaseEvery is how many chunks' worth of entries Pending reads between
+// releaseMapped calls.
 const releaseEvery = 16
 
 // Pending calls fn, in Seq order, for every delivery to dest that is not
@@ -378,46 +393,19 @@ const releaseEvery = 16
 // reads. Like Queue, it reads in chunks of short read transactions and calls
 // fn outside them. fn must not keep q: it is reused.
 func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
-	var after []byte // last Seq key visited
-	chunk := make([]QueuedDelivery, 0, pendingChunk)
-	chunks := 0
-	for {
-		chunk = chunk[:0]
-		err := b.view(func(tx *bolt.Tx) error {
-			q := tx.Bucket(bucketQueue).Bucket([]byte(dest))
-			if q == nil {
-				return nil
-			}
-			deliveries := tx.Bucket(bucketDeliveries)
-			c := q.Cursor()
-			for k, v := past(c, after); k != nil && len(chunk) < pendingChunk; k, v = c.Next() {
-				e, err := decodeQueueValue(deliveries, dest, k, v)
-				if err != nil {
-					return err
-				}
-				chunk = append(chunk, e)
-				after = append(after[:0], k...)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for i := range chunk {
-			if err := fn(&chunk[i]); err != nil {
-				return err
-			}
-		}
-		if len(chunk) < pendingChunk {
-			if chunks > 0 { // a short scan maps little; spare the call
-				b.releaseMapped()
-			}
-			return nil
-		}
-		if chunks++; chunks%releaseEvery == 0 {
+	n := 0
+	err := scanQueue(b, dest, pendingChunk, func(deliveries *bolt.Bucket, k, v []byte) (QueuedDelivery, error) {
+		return decodeQueueValue(deliveries, dest, k, v)
+	}, func(q *QueuedDelivery) error {
+		if n++; n%(releaseEvery*pendingChunk) == 0 {
 			b.releaseMapped() // bounds the peak as well (mapped_linux.go)
 		}
+		return fn(q)
+	})
+	if n >= pendingChunk { // a short scan maps little; spare the call
+		b.releaseMapped()
 	}
+	return err
 }
 
 // decodeQueueValue reads the queue entry k -> v of dest; an entry in the
