@@ -21,24 +21,36 @@ func TestRecoveryCutsBackoffShort(t *testing.T) {
 		return http.StatusOK
 	})
 	// Attempts at 0, 0.1 s, 1.1 s, then 11.1 s.
-	tr := startRelay(t, relayYAML(rec.srv.URL, "    retry: {initial: 100ms, multiplier: 10, max: 1m, jitter: none, max_attempts: 10}\n"),
-		map[string]string{"plain": plainProvider})
-	tr.dispatch.outageMin = 200 * time.Millisecond
+	tr := recoveryRelay(t, rec, "{initial: 100ms, multiplier: 10, max: 1m, jitter: none, max_attempts: 10}")
 
 	const keys = 5
 	for k := range keys {
-		must(t, tr.ingestAt("/in/plain", fmt.Sprintf(`{"id":"e%d","key":"k%d","type":"t","n":1}`, k, k)))
+		sendPlain(t, tr, fmt.Sprintf("e%d", k), fmt.Sprintf("k%d", k), "t")
 	}
 	waitFor(t, 5*time.Second, "three failed attempts per key, each taken in", func() bool {
 		return len(rec.requests()) >= 3*keys && waiting(tr) == keys
 	})
 	down.Store(false)
-	must(t, tr.ingestAt("/in/plain", `{"id":"e-up","key":"k-up","type":"t","n":1}`))
+	sendPlain(t, tr, "e-up", "k-up", "t")
 
 	// Without the recovery the next attempts would come 10 s later.
 	waitFor(t, 5*time.Second, "every key delivered after the recovery", func() bool {
 		return len(rec.delivered(t)) == keys+1
 	})
+}
+
+// recoveryRelay starts a relay on plainProvider delivering to rec with the
+// given retry block, counting 200 ms of failures as an outage.
+func recoveryRelay(t *testing.T, rec *recorder, retry string) *testRelay {
+	tr := startRelay(t, relayYAML(rec.srv.URL, "    retry: "+retry+"\n"), map[string]string{"plain": plainProvider})
+	tr.dispatch.outageMin = 200 * time.Millisecond
+	return tr
+}
+
+// sendPlain ingests one event of key and type through plainProvider.
+func sendPlain(t *testing.T, tr *testRelay, id, key, typ string) {
+	t.Helper()
+	must(t, tr.ingestAt("/in/plain", fmt.Sprintf(`{"id":%q,"key":%q,"type":%q,"n":1}`, id, key, typ)))
 }
 
 // waiting counts the keys waiting out a backoff: their failure is taken in.
@@ -81,15 +93,13 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 					handler.ServeHTTP(w, r)
 				})
 			}
-			tr := startRelay(t, relayYAML(rec.srv.URL, "    retry: {initial: 30s, max: 1h, jitter: none, max_attempts: 10}\n"),
-				map[string]string{"plain": plainProvider})
-			tr.dispatch.outageMin = 200 * time.Millisecond
+			tr := recoveryRelay(t, rec, "{initial: 30s, max: 1h, jitter: none, max_attempts: 10}")
 
-			must(t, tr.ingestAt("/in/plain", `{"id":"poison","key":"p","type":"bad","n":1}`))
+			sendPlain(t, tr, "poison", "p", "bad")
 			const good = 8
 			for i := range good {
 				time.Sleep(300 * time.Millisecond) // further apart than outageMin
-				must(t, tr.ingestAt("/in/plain", fmt.Sprintf(`{"id":"g%d","key":"k%d","type":"t","n":1}`, i, i)))
+				sendPlain(t, tr, fmt.Sprintf("g%d", i), fmt.Sprintf("k%d", i), "t")
 			}
 			waitFor(t, 5*time.Second, "the good events delivered", func() bool { return len(rec.delivered(t)) == good })
 			if n := bad.Load(); n != 1 {
@@ -117,16 +127,14 @@ func TestRecoveryTakesLateAnswers(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	tr := startRelay(t, relayYAML(rec.srv.URL, "    retry: {initial: 10s, max: 1m, jitter: none, max_attempts: 10}\n"),
-		map[string]string{"plain": plainProvider})
-	tr.dispatch.outageMin = 200 * time.Millisecond
+	tr := recoveryRelay(t, rec, "{initial: 10s, max: 1m, jitter: none, max_attempts: 10}")
 
 	// Failures from two keys 300 ms apart: an outage.
-	must(t, tr.ingestAt("/in/plain", `{"id":"e0","key":"k0","type":"t","n":1}`))
+	sendPlain(t, tr, "e0", "k0", "t")
 	waitFor(t, 5*time.Second, "k0's failure", func() bool { return len(rec.requests()) == 1 })
 	time.Sleep(300 * time.Millisecond)
-	must(t, tr.ingestAt("/in/plain", `{"id":"e1","key":"k1","type":"t","n":1}`))
-	must(t, tr.ingestAt("/in/plain", `{"id":"es","key":"ks","type":"slow","n":1}`))
+	sendPlain(t, tr, "e1", "k1", "t")
+	sendPlain(t, tr, "es", "ks", "slow")
 	waitFor(t, 5*time.Second, "k1's failure taken in", func() bool { return len(rec.requests()) == 2 && waiting(tr) == 2 })
 	select {
 	case <-arrived:
@@ -135,7 +143,7 @@ func TestRecoveryTakesLateAnswers(t *testing.T) {
 	}
 
 	down.Store(false)
-	must(t, tr.ingestAt("/in/plain", `{"id":"e-up","key":"k-up","type":"t","n":1}`))
+	sendPlain(t, tr, "e-up", "k-up", "t")
 	waitFor(t, 5*time.Second, "k0, k1 and k-up delivered", func() bool { return len(rec.delivered(t)) == 3 })
 	close(release)
 	// Without it the slow key would wait out its 10 s backoff.
