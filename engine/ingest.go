@@ -101,6 +101,16 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 		return "rejected"
 	}
+	// Shed before reading the body: a refusal must cost as little as it can,
+	// since under overload most requests are refused. net/http reads what is
+	// left of a small body after the answer, to keep the connection.
+	if !r.admit() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "overloaded, retry later")
+		r.m.shed(p.Name)
+		return "error"
+	}
+	defer r.release(start)
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -116,15 +126,6 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
-	// Shed once the body is in: reading is cheap and bounded by the server's
-	// timeouts; verifying, mapping and the spool's queue are not.
-	if !r.admit() {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "overloaded, retry later")
-		r.m.shed(p.Name)
-		return "error"
-	}
-	defer r.release()
 	v, err := p.verify(req.Context(), vr)
 	if err != nil {
 		r.rejections.add(p.Name, vr, err.Error())
@@ -210,11 +211,12 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 	return "quarantined"
 }
 
-// admit takes one of max_inflight places, or reports that there is none.
+// admit takes one of the places the shedder allows now (at most
+// max_inflight), or reports that there is none.
 func (r *Relay) admit() bool {
-	limit := int64(r.config().MaxInflight)
+	limit := min(r.maxInflight(), r.shed.limit.Load())
 	if limit <= 0 {
-		limit = 512
+		limit = r.maxInflight() // before the shedder's first tick
 	}
 	if r.inflight.Add(1) > limit {
 		r.inflight.Add(-1)
@@ -223,4 +225,16 @@ func (r *Relay) admit() bool {
 	return true
 }
 
-func (r *Relay) release() { r.inflight.Add(-1) }
+func (r *Relay) maxInflight() int64 {
+	if n := r.config().MaxInflight; n > 0 {
+		return int64(n)
+	}
+	return 512
+}
+
+// release gives back an admitted request's place; start is when its
+// handler began.
+func (r *Relay) release(start time.Time) {
+	r.inflight.Add(-1)
+	r.shed.observe(time.Since(start))
+}
