@@ -1,24 +1,21 @@
 package engine
 
 // The benchmark report (BENCHMARKS.md): the ceilings and hookrelay measured
-// one after the other in one process, so that their ratios are fair, and the
-// latency under an open-loop load. Both are skipped unless
-// HOOKRELAY_BENCH_REPORT=1:
+// one after the other in one process, so that their ratios are fair, the
+// latency under an open-loop load, and overload. The load comes from a
+// generator in a process of its own (loadgen_test.go). All are skipped
+// unless HOOKRELAY_BENCH_REPORT=1:
 //
-//	HOOKRELAY_BENCH_REPORT=1 go test -run 'TestBenchReport|TestOpenLoopLatency' -count 1 -v ./engine/
+//	HOOKRELAY_BENCH_REPORT=1 go test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count 1 -v ./engine/
 //
 // HOOKRELAY_BENCH_SECONDS sets how long each measurement runs (default 5).
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -65,16 +62,16 @@ func rowOf(id, what string, lr loadResult) reportRow {
 // sourceFn returns requests [from, to) of one kind, to one URL.
 type sourceFn func(from, to int) *loadSource
 
-// measureClosed warms a target up with closedLoop for a second (warmN
-// requests at most), lets settle run (a drain of the deliveries the warm-up
-// left, say), then measures it for dur with a fresh set of requests: spare
-// times as many as the warm-up's rate asks for. The requests are built
-// before the clock starts; should they run out before dur the run is
-// shorter, as its elapsed says. settle runs again after the run, so that
-// nothing it left behind loads the next measurement.
+// measureClosed warms a target up with the external generator's closed loop
+// for a second (warmN requests at most), lets settle run (a drain of the
+// deliveries the warm-up left, say), then measures it for dur with a fresh
+// set of requests: spare times as many as the warm-up's rate asks for. The
+// requests are built before the clock starts; should they run out before
+// dur the run is shorter, as its elapsed says. settle runs again after the
+// run, so that nothing it left behind loads the next measurement.
 func measureClosed(t *testing.T, mk sourceFn, warmN int, spare float64, dur time.Duration, settle func()) loadResult {
 	t.Helper()
-	warm := closedLoop(mk(0, warmN), warmN, time.Second, nil)
+	warm := closedExt(t, mk(0, warmN), time.Second, nil).asResult()
 	if warm.failed > 0 {
 		t.Fatalf("warm-up: %d of %d requests failed; first: %s", warm.failed, warm.n, warm.firstErr)
 	}
@@ -84,7 +81,7 @@ func measureClosed(t *testing.T, mk sourceFn, warmN int, spare float64, dur time
 	n := int(warm.rate()*dur.Seconds()*spare) + 1000
 	src := mk(warmN, warmN+n)
 	runtime.GC()
-	lr := closedLoop(src, n, dur, nil)
+	lr := closedExt(t, src, dur, nil).asResult()
 	if lr.failed > 0 {
 		t.Fatalf("%d of %d requests failed; first: %s", lr.failed, lr.n, lr.firstErr)
 	}
@@ -149,11 +146,17 @@ func TestBenchReport(t *testing.T) {
 	rd, srvD := benchRelay(t, destD.URL, "", nil)
 	dURL := srvD.URL + "/in/example"
 	const dWarm = 2000
-	warm := endToEnd(t, rd, counter, hmacSource(dURL, 0, dWarm), dWarm, 0, nil)
+	ext := func(src *loadSource) func(func()) (loadResult, time.Duration) {
+		return func(started func()) (loadResult, time.Duration) {
+			out := closedExt(t, src, 0, started)
+			return out.asResult(), out.CPU
+		}
+	}
+	warm := endToEnd(t, rd, counter, ext(hmacSource(dURL, 0, dWarm)))
 	n := int(warm.rate()*dur.Seconds()) + 1
 	src := hmacSource(dURL, dWarm, n)
 	runtime.GC()
-	e := endToEnd(t, rd, counter, src, n, 0, nil)
+	e := endToEnd(t, rd, counter, ext(src))
 	age := loadResult{lat: e.ages}
 	d := reportRow{id: "d", what: "end to end: delivered and recorded (events/s)", rate: e.rate(),
 		p50: e.ingest.pct(0.50), p99: e.ingest.pct(0.99), pX: e.ingest.pct(0.999), n: n, elapsed: e.total,
@@ -235,76 +238,24 @@ type openResult struct {
 	// the 503s without a Retry-After header.
 	shedLat      []time.Duration
 	noRetryAfter int
+	tenths       []time.Duration // p99 of the 200s in each tenth of the run
 }
 
-// openLoop sends src's requests at a fixed rate for dur: request i is due at
-// start + i/rate, whatever happened to the ones before, and its latency runs
-// from that due time to the end of its answer, so that a stall of the server
-// shows in every request it delays (no coordinated omission). Each request
-// has its own goroutine, at most openLoopSenders at once.
-// client's connections are kept between runs, so that a warm-up opens them.
-func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, dur time.Duration) openResult {
-	t.Helper()
-	n := min(len(src.reqs), int(rate*dur.Seconds()))
-	lat, shedLat := make([]time.Duration, n), make([]time.Duration, n)
-	sem := make(chan struct{}, openLoopSenders)
-	var wg sync.WaitGroup
-	var failed, shed, noRetryAfter, inFlight, maxInFlight atomic.Int64
-	var firstErr atomic.Pointer[string]
-	cpu0, cpuOK := processCPU()
-	t0 := time.Now().Add(time.Millisecond)
-	for i := range n {
-		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			f := inFlight.Add(1)
-			for m := maxInFlight.Load(); f > m && !maxInFlight.CompareAndSwap(m, f); m = maxInFlight.Load() {
-			}
-			ok, why := do(client, src.request(i))
-			lat[i], shedLat[i] = time.Since(due), -1
-			inFlight.Add(-1)
-			if !ok && strings.HasPrefix(why, "status 503") {
-				lat[i], shedLat[i] = -1, lat[i] // shed (max_inflight): counted apart
-				shed.Add(1)
-				if strings.HasPrefix(why, `status 503 (Retry-After "")`) {
-					noRetryAfter.Add(1)
-				}
-			} else if !ok && failed.Add(1) == 1 {
-				msg := fmt.Sprintf("request %d: %s", i, why)
-				firstErr.Store(&msg)
-			}
-		}()
+// tenthsMS formats the p99 of each tenth of the run in ms.
+func (r openResult) tenthsMS() string {
+	parts := make([]string, len(r.tenths))
+	for i, d := range r.tenths {
+		parts[i] = fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond))
 	}
-	wg.Wait()
-	cpu1, _ := processCPU()
-	lr := loadResult{n: n, start: t0, elapsed: time.Since(t0), lat: lat, cpu: cpu1 - cpu0, cpuOK: cpuOK,
-		failed: int(failed.Load())}
-	if p := firstErr.Load(); p != nil {
-		lr.firstErr = *p
-	}
-	negative := func(d time.Duration) bool { return d < 0 }
-	lr.lat = slices.DeleteFunc(lr.lat, negative)
-	slices.Sort(lr.lat)
-	shedLat = slices.DeleteFunc(shedLat, negative)
-	slices.Sort(shedLat)
-	if lr.failed > 0 {
-		t.Fatalf("%.0f req/s: %d of %d requests failed; first: %s", rate, lr.failed, n, lr.firstErr)
-	}
-	return openResult{loadResult: lr, maxInFlight: int(maxInFlight.Load()), shed: int(shed.Load()),
-		shedLat: shedLat, noRetryAfter: int(noRetryAfter.Load())}
+	return strings.Join(parts, " ")
 }
 
 // TestOpenLoopLatency measures the latency of (h) and (b) under an
 // open-loop load of 1000, 2000 and 5000 requests/s, each for
-// HOOKRELAY_BENCH_SECONDS after half a second of warm-up at the same rate,
-// latency counted from each request's scheduled send time. (b)'s deliveries
-// run alongside; its queue is drained before each (h) run so that they do
-// not load the machine under (h).
+// HOOKRELAY_BENCH_SECONDS after a tenth of that of warm-up at the same rate
+// from the same generator process, latency counted from each request's
+// scheduled send time. (b)'s deliveries run alongside; its queue is drained
+// before each (h) run so that they do not load the machine under (h).
 func TestOpenLoopLatency(t *testing.T) {
 	dur := benchReport(t)
 	hURL, _ := startBaselineBoltPut(t)
@@ -315,21 +266,17 @@ func TestOpenLoopLatency(t *testing.T) {
 	type target struct {
 		id, url string
 		after   func()
-		client  *http.Client
 	}
-	targets := []target{{"h", hURL, nil, nil}, {"b", bURL, func() { waitDelivered(t, rb, 5*time.Minute) }, nil}}
-	for i := range targets {
-		tr := benchTransport(openLoopSenders)
-		t.Cleanup(tr.CloseIdleConnections)
-		targets[i].client = &http.Client{Transport: tr, Timeout: time.Minute}
-	}
+	targets := []target{{"h", hURL, nil}, {"b", bURL, func() { waitDelivered(t, rb, 5*time.Minute) }}}
 	next := map[string]int{} // the next request number per target: event ids stay unique
+	// run warms up for a tenth of d at rate (connections, caches), then
+	// measures d, in one generator process.
 	run := func(tg target, rate float64, d time.Duration) openResult {
-		n := int(rate*d.Seconds()) + 1
-		src := hmacSource(tg.url, next[tg.id], n)
-		next[tg.id] += n
+		warm, n := int(rate*d.Seconds()/10)+1, int(rate*d.Seconds())+1
+		src := hmacSource(tg.url, next[tg.id], warm+n)
+		next[tg.id] += warm + n
 		runtime.GC()
-		res := openLoop(t, tg.client, src, rate, d)
+		res := openExt(t, src, warm, rate, d)
 		if tg.after != nil {
 			tg.after()
 		}
@@ -345,7 +292,6 @@ func TestOpenLoopLatency(t *testing.T) {
 	for _, rate := range []float64{1000, 2000, 5000} {
 		res := map[string]openResult{}
 		for _, tg := range targets {
-			run(tg, rate, dur/10) // warm-up: connections, caches
 			res[tg.id] = run(tg, rate, dur)
 		}
 		for _, tg := range targets {
@@ -373,32 +319,45 @@ func TestOpenLoopLatency(t *testing.T) {
 // shed with 503 and Retry-After rather than let latency grow to seconds
 // (lenders give up after 10-30 s and count a failure), and the requests it
 // accepts must keep p99 under 100 ms. The saturating rate is (b)'s
-// closed-loop rate with 64 clients, measured first in the same run.
+// closed-loop rate with 64 clients, measured first in the same run. The
+// same load then goes to a relay with shed_delay 0 (max_inflight alone),
+// as the baseline of what shedding buys.
 func TestOverload(t *testing.T) {
 	dur := benchReport(t)
-	dest, _ := countingDest(t)
-	rb, srv := benchRelay(t, dest.URL, "", nil)
-	url := srv.URL + "/in/example"
-	settle := func() { waitDelivered(t, rb, 5*time.Minute) }
-	mk := func(from, to int) *loadSource { return hmacSource(url, from, to-from) }
-	sat := measureClosed(t, mk, 20_000, 1.5, dur, settle)
-
-	rate := 2 * sat.rate()
-	tr := benchTransport(openLoopSenders)
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr, Timeout: time.Minute}
-	from := 10_000_000 // past measureClosed's ids
-	open := func(d time.Duration) openResult {
-		n := int(rate*d.Seconds()) + 1
-		src := mk(from, from+n)
-		from += n
-		runtime.GC()
-		return openLoop(t, client, src, rate, d)
+	type run struct {
+		name      string
+		r         openResult
+		relay, lg float64 // cores used over the run by the relay's process and the generator's
 	}
-	open(dur / 10) // warm-up: connections
-	settle()
-	r := open(dur)
-	settle()
+	var rate float64
+	overload := func(name string) run {
+		dest, _ := countingDest(t)
+		rb, srv := benchRelay(t, dest.URL, "", nil)
+		url := srv.URL + "/in/example"
+		settle := func() { waitDelivered(t, rb, 5*time.Minute) }
+		mk := func(from, to int) *loadSource { return hmacSource(url, from, to-from) }
+		if rate == 0 {
+			sat := measureClosed(t, mk, 20_000, 1.5, dur, settle)
+			rate = 2 * sat.rate()
+			fmt.Printf("\nOverload, %.0f s, %s, GOMAXPROCS %d: (b) saturates at %.0f req/s (closed loop, 64 clients); offered %.0f req/s\n\n",
+				dur.Seconds(), runtime.Version(), runtime.GOMAXPROCS(0), sat.rate(), rate)
+		}
+		from := 10_000_000 // past measureClosed's ids
+		warm, n := int(rate*dur.Seconds()/10)+1, int(rate*dur.Seconds())+1
+		spec := specOf(mk(from, from+warm+n), warm)
+		spec.Rate, spec.Dur = rate, dur
+		runtime.GC()
+		out := runLoad(t, spec, nil)
+		if out.Failed > 0 {
+			t.Fatalf("%s: %d of %d requests failed; first: %s", name, out.Failed, out.N, out.FirstErr)
+		}
+		settle()
+		secs := out.Elapsed.Seconds()
+		return run{name, out.asOpen(), out.ParentCPU.Seconds() / secs, out.CPU.Seconds() / secs}
+	}
+	shedding := overload("shed_delay 25ms (default)")
+	t.Setenv("HOOKRELAY_SHED_DELAY", "0")
+	fixed := overload("shed_delay 0: max_inflight 512 alone")
 
 	pct := func(lat []time.Duration, p float64) float64 {
 		if len(lat) == 0 {
@@ -406,29 +365,32 @@ func TestOverload(t *testing.T) {
 		}
 		return float64(lat[int(p*float64(len(lat)-1))]) / 1e6
 	}
-	accepted := len(r.lat)
-	fmt.Printf("\nOverload, %.0f s, %s, GOMAXPROCS %d: (b) saturates at %.0f req/s (closed loop, 64 clients); offered %.0f req/s\n\n",
-		dur.Seconds(), runtime.Version(), runtime.GOMAXPROCS(0), sat.rate(), rate)
-	fmt.Println("| | answers/s | share | p50 ms | p99 ms | p99.9 ms | max ms |")
-	fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
-	for _, row := range []struct {
-		name string
-		lat  []time.Duration
-	}{{"accepted (200)", r.lat}, {"shed (503)", r.shedLat}} {
-		fmt.Printf("| %s | %.0f | %.1f%% | %.2f | %.2f | %.2f | %.2f |\n", row.name,
-			float64(len(row.lat))/r.elapsed.Seconds(), 100*float64(len(row.lat))/float64(r.n),
-			pct(row.lat, 0.50), pct(row.lat, 0.99), pct(row.lat, 0.999), pct(row.lat, 1))
+	fmt.Println("| relay | answer | answers/s | share | p50 ms | p99 ms | p99.9 ms | max ms | relay cores | generator cores |")
+	fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, ru := range []run{shedding, fixed} {
+		for _, row := range []struct {
+			name string
+			lat  []time.Duration
+		}{{"accepted (200)", ru.r.lat}, {"shed (503)", ru.r.shedLat}} {
+			fmt.Printf("| %s | %s | %.0f | %.1f%% | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", ru.name, row.name,
+				float64(len(row.lat))/ru.r.elapsed.Seconds(), 100*float64(len(row.lat))/float64(ru.r.n),
+				pct(row.lat, 0.50), pct(row.lat, 0.99), pct(row.lat, 0.999), pct(row.lat, 1), ru.relay, ru.lg)
+		}
 	}
+	r := shedding.r
 	verdict := "met"
 	if p99 := pct(r.lat, 0.99); p99 >= 100 {
 		verdict = fmt.Sprintf("MISSED by %.0f ms", p99-100)
 	}
-	fmt.Printf("\n503s without Retry-After: %d of %d; max in flight %d; accepted p99 < 100 ms: %s\n",
-		r.noRetryAfter, r.shed, r.maxInFlight, verdict)
-	if r.noRetryAfter > 0 {
-		t.Errorf("%d of %d 503 answers had no Retry-After", r.noRetryAfter, r.shed)
+	fmt.Printf("\nWith shedding: accepted p99 by tenth of the run (ms): %s; without: %s\n", r.tenthsMS(), fixed.r.tenthsMS())
+	fmt.Printf("accepted p99 with shedding / without: %.2f; accepted share %.0f%% / %.0f%%\n",
+		pct(r.lat, 0.99)/pct(fixed.r.lat, 0.99), 100*float64(len(r.lat))/float64(r.n), 100*float64(len(fixed.r.lat))/float64(fixed.r.n))
+	fmt.Printf("503s without Retry-After: %d of %d; max in flight %d; accepted p99 < 100 ms: %s\n",
+		r.noRetryAfter+fixed.r.noRetryAfter, r.shed+fixed.r.shed, r.maxInFlight, verdict)
+	if n := r.noRetryAfter + fixed.r.noRetryAfter; n > 0 {
+		t.Errorf("%d 503 answers had no Retry-After", n)
 	}
-	if accepted == 0 {
+	if len(r.lat) == 0 {
 		t.Errorf("nothing accepted at %.0f req/s", rate)
 	}
 }

@@ -23,7 +23,7 @@ import (
 // spool's commit, and a CPU at each wake-up on the way) plus the 99th
 // percentile of how long goroutines waited for a CPU (what a request waits
 // before its handler runs), smoothed over about 50 ms. The bound follows
-// Netflix's gradient limit: it shrinks in proportion when the estimate is
+// Netflix's gradient limit: it shrinks in proportion while the estimate is
 // over the target, and grows slowly while it is not.
 type shedder struct {
 	limit atomic.Int64 // requests admitted at once, now; 0 before the first tick
@@ -72,18 +72,16 @@ func (s *shedder) run(ctx context.Context, target func() time.Duration, ceiling 
 
 // nextLimit is the limit after a tick whose estimated wait was est, for the
 // target wait: the gradient limit of Netflix's concurrency-limits
-// (Gradient2), with the target in place of its long-run baseline. Over the
-// target the limit shrinks in proportion at once, by half a tick at most;
-// at or under it, it grows by a fifth of its square root a tick.
+// (Gradient2), with the target in place of its long-run baseline. The new
+// limit is lim*g + sqrt(lim), g = target/est bounded to [0.5, 1], smoothed
+// by a fifth: over the target it shrinks by a tenth a tick at most, at or
+// under it it grows by a fifth of its square root.
 func nextLimit(lim float64, est, target time.Duration, ceiling float64) float64 {
 	if target <= 0 {
 		return ceiling
 	}
 	g := min(max(float64(target)/float64(max(est, 1)), 0.5), 1)
-	next := lim*g + math.Sqrt(lim)
-	if next > lim {
-		next = 0.8*lim + 0.2*next
-	}
+	next := 0.8*lim + 0.2*(lim*g+math.Sqrt(lim))
 	return min(max(next, shedFloor), ceiling)
 }
 

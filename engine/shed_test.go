@@ -18,9 +18,9 @@ func TestNextLimit(t *testing.T) {
 		{"off: the ceiling", 20, time.Second, 0, ceiling, ceiling},
 		{"at the target: grows by a fifth of its root", 100, 25 * time.Millisecond, 25 * time.Millisecond, 102, 102},
 		{"under the target: grows the same", 100, time.Millisecond, 25 * time.Millisecond, 102, 102},
-		{"twice the target: halves, plus its root", 100, 50 * time.Millisecond, 25 * time.Millisecond, 60, 60},
-		{"ten times: still half at most", 100, 250 * time.Millisecond, 25 * time.Millisecond, 60, 60},
-		{"a third over: shrinks in proportion", 100, 100 * time.Millisecond / 3, 25 * time.Millisecond, 84, 86},
+		{"twice the target: a tenth less, plus a fifth of its root", 100, 50 * time.Millisecond, 25 * time.Millisecond, 92, 92},
+		{"ten times: still a tenth at most", 100, 250 * time.Millisecond, 25 * time.Millisecond, 92, 92},
+		{"a third over: shrinks in proportion", 100, 100 * time.Millisecond / 3, 25 * time.Millisecond, 96.9, 97.1},
 		{"never under the floor", 8, time.Second, 25 * time.Millisecond, shedFloor, shedFloor},
 		{"never over the ceiling", ceiling, 0, 25 * time.Millisecond, ceiling, ceiling},
 	} {

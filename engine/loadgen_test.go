@@ -1,0 +1,369 @@
+package engine
+
+// The report's load generator runs in a process of its own: this test
+// binary, started again with HOOKRELAY_LOADGEN naming a spec file, runs only
+// TestLoadGenerator. In the relay's process, a generator's thousands of
+// goroutines would share the Go scheduler's run queues with the relay's, so
+// every request's wait there would count against the relay, and the relay
+// could not tell its own queueing from the client's. As its own process it
+// shares only the two cores, as a lender's client on the same machine would.
+
+import (
+	"bufio"
+	"encoding/gob"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// loadSpec is one run of the external generator.
+type loadSpec struct {
+	URL    string
+	TS     string   // X-Timestamp of the signed requests
+	Bodies [][]byte // the requests, warm-up first
+	Sigs   []string // X-Signature per request; "" sends none
+	// Warm is how many of the requests warm up (connections, caches) before
+	// the measured run, at the same rate or concurrency, unmeasured.
+	Warm int
+	// Rate > 0 sends open loop at Rate requests/s; otherwise Clients send
+	// closed loop, each its next request as soon as the last is answered.
+	Rate    float64
+	Clients int
+	// Dur bounds the measured run (0: until the requests run out).
+	Dur time.Duration
+	Out string // where the child writes its loadOut
+}
+
+// loadOut is what the child measured over the measured run.
+type loadOut struct {
+	N            int
+	Elapsed      time.Duration
+	Lat, ShedLat []time.Duration // 200s, and 503s (shed), sorted
+	NoRetryAfter int             // 503s without Retry-After
+	Failed       int
+	FirstErr     string
+	MaxInFlight  int
+	// Tenths are the p99 of the 200s' latencies in each tenth of an open
+	// loop run, by due time: whether a tail is a moment or the whole run.
+	Tenths []time.Duration
+	CPU    time.Duration // the child's own, over the measured run
+	// When the measured run began; runLoad sets it to when this process
+	// heard so, and ParentCPU to this process's CPU over the run.
+	Start     time.Time
+	ParentCPU time.Duration
+}
+
+// TestLoadGenerator is the child's side: it runs the spec HOOKRELAY_LOADGEN
+// names and writes its loadOut. Skipped in every other run.
+func TestLoadGenerator(t *testing.T) {
+	path := os.Getenv("HOOKRELAY_LOADGEN")
+	if path == "" {
+		t.Skip("the load generator runs only as a child of the benchmark report")
+	}
+	var spec loadSpec
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = gob.NewDecoder(f).Decode(&spec)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &loadSource{url: spec.URL, ts: spec.TS, reqs: make([]benchRequest, len(spec.Bodies))}
+	for i := range spec.Bodies {
+		src.reqs[i] = benchRequest{body: spec.Bodies[i], sig: spec.Sigs[i]}
+	}
+	tr := benchTransport(max(openLoopSenders, spec.Clients))
+	client := &http.Client{Transport: tr, Timeout: time.Minute}
+	warm, rest := src.slice(0, spec.Warm), src.slice(spec.Warm, len(src.reqs))
+	var out loadOut
+	if spec.Rate > 0 {
+		if spec.Warm > 0 {
+			sendOpen(client, warm, spec.Rate, 0, nil)
+		}
+		out = sendOpen(client, rest, spec.Rate, spec.Dur, func() { fmt.Println("go") })
+	} else {
+		if spec.Warm > 0 {
+			sendClosed(client, warm, spec.Clients, time.Second, nil)
+		}
+		out = sendClosed(client, rest, spec.Clients, spec.Dur, func() { fmt.Println("go") })
+	}
+	f, err = os.Create(spec.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := gob.NewEncoder(f).Encode(&out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slice is requests [from, to) of s.
+func (s *loadSource) slice(from, to int) *loadSource {
+	return &loadSource{url: s.url, ts: s.ts, reqs: s.reqs[from:to]}
+}
+
+// sendClosed sends src's requests from clients goroutines, each its next as
+// soon as its last is answered, until they run out or dur (when > 0) has
+// passed. Latency runs from the send to the end of the answer.
+func sendClosed(client *http.Client, src *loadSource, clients int, dur time.Duration, started func()) loadOut {
+	n := len(src.reqs)
+	var next atomic.Int64
+	lats := make([][]time.Duration, clients)
+	var o outcomes
+	var wg sync.WaitGroup
+	if started != nil {
+		started()
+	}
+	cpu0, _ := processCPU()
+	t0 := time.Now()
+	deadline := t0.Add(dur)
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]time.Duration, 0, n/clients+1)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || (dur > 0 && i%16 == 0 && time.Now().After(deadline)) {
+					break
+				}
+				start := time.Now()
+				ok, why := do(client, src.request(i))
+				o.record(i, ok, why, time.Since(start), &mine, nil)
+			}
+			lats[w] = mine
+		}()
+	}
+	wg.Wait()
+	cpu1, _ := processCPU()
+	out := o.out(t0, cpu1-cpu0)
+	out.Lat = slices.Concat(lats...)
+	slices.Sort(out.Lat)
+	out.N = len(out.Lat) + out.Failed
+	out.MaxInFlight = clients
+	return out
+}
+
+// sendOpen sends src's requests at rate for dur (all of them when dur is 0):
+// request i is due at start + i/rate whatever became of the ones before, and
+// its latency runs from that due time to the end of its answer, so that a
+// stall shows in every request it delays (no coordinated omission). Each
+// request has its own goroutine, at most openLoopSenders at once.
+func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Duration, started func()) loadOut {
+	n := len(src.reqs)
+	if dur > 0 {
+		n = min(n, int(rate*dur.Seconds()))
+	}
+	lat := make([]time.Duration, 0, n)
+	shed := make([]time.Duration, 0, n/4)
+	byDue := make([]time.Duration, n) // 200s only; -1 for the others
+	var mu sync.Mutex
+	var o outcomes
+	sem := make(chan struct{}, openLoopSenders)
+	var wg sync.WaitGroup
+	var inFlight, maxInFlight atomic.Int64
+	if started != nil {
+		started()
+	}
+	cpu0, _ := processCPU()
+	t0 := time.Now().Add(time.Millisecond)
+	for i := range n {
+		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f := inFlight.Add(1)
+			for m := maxInFlight.Load(); f > m && !maxInFlight.CompareAndSwap(m, f); m = maxInFlight.Load() {
+			}
+			ok, why := do(client, src.request(i))
+			inFlight.Add(-1)
+			d := time.Since(due)
+			byDue[i] = -1
+			if ok {
+				byDue[i] = d
+			}
+			mu.Lock()
+			o.record(i, ok, why, d, &lat, &shed)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	cpu1, _ := processCPU()
+	out := o.out(t0, cpu1-cpu0)
+	slices.Sort(lat)
+	slices.Sort(shed)
+	out.N, out.Lat, out.ShedLat, out.MaxInFlight = n, lat, shed, int(maxInFlight.Load())
+	for k := range 10 {
+		tenth := slices.DeleteFunc(slices.Clone(byDue[k*n/10:(k+1)*n/10]), func(d time.Duration) bool { return d < 0 })
+		slices.Sort(tenth)
+		var p99 time.Duration
+		if len(tenth) > 0 {
+			p99 = tenth[len(tenth)*99/100]
+		}
+		out.Tenths = append(out.Tenths, p99)
+	}
+	return out
+}
+
+// outcomes tallies answers other than 200.
+type outcomes struct {
+	shedCount, noRetryAfter, failed atomic.Int64
+	firstErr                        atomic.Pointer[string]
+}
+
+// record files one answer's latency d under lat (200), shed (a 503, when
+// shed is not nil) or the failures.
+func (o *outcomes) record(i int, ok bool, why string, d time.Duration, lat, shed *[]time.Duration) {
+	switch {
+	case ok:
+		*lat = append(*lat, d)
+	case shed != nil && strings.HasPrefix(why, "status 503"):
+		*shed = append(*shed, d)
+		if strings.HasPrefix(why, `status 503 (Retry-After "")`) {
+			o.noRetryAfter.Add(1)
+		}
+	default:
+		if o.failed.Add(1) == 1 {
+			msg := fmt.Sprintf("request %d: %s", i, why)
+			o.firstErr.Store(&msg)
+		}
+	}
+}
+
+func (o *outcomes) out(start time.Time, cpu time.Duration) loadOut {
+	out := loadOut{Start: start, Elapsed: time.Since(start), CPU: cpu, NoRetryAfter: int(o.noRetryAfter.Load()), Failed: int(o.failed.Load())}
+	if p := o.firstErr.Load(); p != nil {
+		out.FirstErr = *p
+	}
+	return out
+}
+
+// runLoad runs spec in a child process and returns what it measured, with
+// this process's CPU over the measured run. started, when set, runs as the
+// measured run begins.
+func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
+	tb.Helper()
+	dir := tb.TempDir()
+	specPath := filepath.Join(dir, "spec.gob")
+	spec.Out = filepath.Join(dir, "out.gob")
+	f, err := os.Create(specPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := gob.NewEncoder(f).Encode(&spec); err != nil {
+		tb.Fatal(err)
+	}
+	f.Close()
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^TestLoadGenerator$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "HOOKRELAY_LOADGEN="+specPath)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	var cpu0 time.Duration
+	var out loadOut
+	sc := bufio.NewScanner(stdout)
+	var tail []string
+	for sc.Scan() {
+		if sc.Text() == "go" {
+			if started != nil {
+				started()
+			}
+			cpu0, _ = processCPU()
+			out.Start = time.Now()
+			continue
+		}
+		tail = append(tail, sc.Text())
+	}
+	cpu1, _ := processCPU()
+	if err := cmd.Wait(); err != nil {
+		tb.Fatalf("load generator: %v\n%s", err, strings.Join(tail, "\n"))
+	}
+	f, err = os.Open(spec.Out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	start := out.Start
+	if err := gob.NewDecoder(f).Decode(&out); err != nil {
+		tb.Fatal(err)
+	}
+	out.Start, out.ParentCPU = start, cpu1-cpu0
+	return out
+}
+
+// specOf is a spec for src's requests, the first warm of them warming up.
+func specOf(src *loadSource, warm int) loadSpec {
+	s := loadSpec{URL: src.url, TS: src.ts, Warm: warm, Bodies: make([][]byte, len(src.reqs)), Sigs: make([]string, len(src.reqs))}
+	for i, r := range src.reqs {
+		s.Bodies[i], s.Sigs[i] = r.body, r.sig
+	}
+	return s
+}
+
+// asResult is out as a loadResult (200s only), its CPU both processes'.
+func (out loadOut) asResult() loadResult {
+	return loadResult{n: out.N, start: out.Start, elapsed: out.Elapsed, lat: out.Lat, cpu: out.CPU + out.ParentCPU,
+		cpuOK: out.CPU > 0, failed: out.Failed, firstErr: out.FirstErr}
+}
+
+// asOpen is out as an openResult.
+func (out loadOut) asOpen() openResult {
+	return openResult{loadResult: out.asResult(), maxInFlight: out.MaxInFlight, shed: len(out.ShedLat),
+		shedLat: out.ShedLat, noRetryAfter: out.NoRetryAfter, tenths: out.Tenths}
+}
+
+// closedExt sends src's requests closed loop from benchClients clients of
+// the external generator for dur (until they run out when dur is 0).
+func closedExt(tb testing.TB, src *loadSource, dur time.Duration, started func()) loadOut {
+	spec := specOf(src, 0)
+	spec.Clients, spec.Dur = benchClients, dur
+	return runLoad(tb, spec, started)
+}
+
+// openLoop is openExt's load sent from this process, with client, no
+// warm-up: for the sustained run, whose load changes while it runs.
+func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, dur time.Duration) openResult {
+	t.Helper()
+	out := sendOpen(client, src, rate, dur, nil)
+	if out.Failed > 0 {
+		t.Fatalf("%.0f req/s: %d of %d requests failed; first: %s", rate, out.Failed, out.N, out.FirstErr)
+	}
+	return out.asOpen()
+}
+
+// openExt sends src's requests open loop at rate from the external
+// generator: the first warm unmeasured, then the rest for dur. Any answer
+// but 200 and 503 fails tb.
+func openExt(tb testing.TB, src *loadSource, warm int, rate float64, dur time.Duration) openResult {
+	tb.Helper()
+	spec := specOf(src, warm)
+	spec.Rate, spec.Dur = rate, dur
+	out := runLoad(tb, spec, nil)
+	if out.Failed > 0 {
+		tb.Fatalf("%.0f req/s: %d of %d requests failed; first: %s", rate, out.Failed, out.N, out.FirstErr)
+	}
+	return out.asOpen()
+}
