@@ -39,14 +39,10 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	// MaxInflight bounds the requests being verified, mapped and stored at
-	// once; beyond it ingest sheds with 503 and Retry-After. 0 means 512.
+	// once; beyond it ingest sheds with 503 and Retry-After, so that the
+	// accepted ones keep a short answer time under overload. 0 means 512.
 	MaxInflight int `koanf:"max_inflight"`
-	// ShedDelay is the wait (estimated from handler times and the wait for
-	// a CPU, shed.go) above which ingest lowers that bound, so that under
-	// overload it refuses some requests at once and answers the rest in
-	// time. 0 turns it off: max_inflight alone.
-	ShedDelay time.Duration `koanf:"shed_delay"`
-	Log       struct {
+	Log         struct {
 		Level  string `koanf:"level"`  // debug | info | warn | error
 		Format string `koanf:"format"` // json | text
 	} `koanf:"log"`
@@ -80,7 +76,6 @@ func defaults() map[string]any {
 		"providers_dir":    "./providers.d",
 		"shutdown_timeout": "20s",
 		"max_inflight":     512,
-		"shed_delay":       "25ms",
 		"log":              map[string]any{"level": "info", "format": "json"},
 	}
 }

@@ -101,16 +101,6 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 		return "rejected"
 	}
-	// Shed before reading the body: a refusal must cost as little as it can,
-	// since under overload most requests are refused. net/http reads what is
-	// left of a small body after the answer, to keep the connection.
-	if !r.admit() {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "overloaded, retry later")
-		r.m.shed(p.Name)
-		return "error"
-	}
-	defer r.release(start)
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -126,6 +116,15 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
+	// Shed once the body is in: reading is cheap and bounded by the server's
+	// timeouts; verifying, mapping and the spool's queue are not.
+	if !r.admit() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "overloaded, retry later")
+		r.m.shed(p.Name)
+		return "error"
+	}
+	defer r.release()
 	v, err := p.verify(req.Context(), vr)
 	if err != nil {
 		r.rejections.add(p.Name, vr, err.Error())
@@ -211,12 +210,11 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 	return "quarantined"
 }
 
-// admit takes one of the places the shedder allows now (at most
-// max_inflight), or reports that there is none.
+// admit takes one of max_inflight places, or reports that there is none.
 func (r *Relay) admit() bool {
-	limit := min(r.maxInflight(), r.shed.limit.Load())
+	limit := int64(r.config().MaxInflight)
 	if limit <= 0 {
-		limit = r.maxInflight() // before the shedder's first tick
+		limit = 512
 	}
 	if r.inflight.Add(1) > limit {
 		r.inflight.Add(-1)
@@ -225,16 +223,4 @@ func (r *Relay) admit() bool {
 	return true
 }
 
-func (r *Relay) maxInflight() int64 {
-	if n := r.config().MaxInflight; n > 0 {
-		return int64(n)
-	}
-	return 512
-}
-
-// release gives back an admitted request's place; start is when its
-// handler began.
-func (r *Relay) release(start time.Time) {
-	r.inflight.Add(-1)
-	r.shed.observe(time.Since(start))
-}
+func (r *Relay) release() { r.inflight.Add(-1) }

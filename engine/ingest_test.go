@@ -333,7 +333,7 @@ func TestIngestShedsOverload(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("status %d, Retry-After %q; want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	tr.release(time.Now())
+	tr.release()
 	if resp := tr.post("/in/plain", `{"id":"s2","key":"k"}`, authPlain); resp.StatusCode != 200 {
 		t.Fatalf("after the place freed: status %d", resp.StatusCode)
 	}

@@ -40,7 +40,7 @@ func newMetrics(r *Relay) *metrics {
 		}, []string{"destination"}),
 	}
 	m.sheds = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "hookrelay_ingest_shed_total", Help: "Requests answered 503 because the relay was overloaded (the shed_delay limit or max_inflight was reached).",
+		Name: "hookrelay_ingest_shed_total", Help: "Requests answered 503 because max_inflight was reached.",
 	}, []string{"provider"})
 	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, m.sheds, &queueCollector{r})
 	return m

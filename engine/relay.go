@@ -31,7 +31,6 @@ type Relay struct {
 	ready         atomic.Bool
 	reloadMu      sync.Mutex   // one reload at a time
 	inflight      atomic.Int64 // ingest requests past admit (see max_inflight)
-	shed          shedder      // refuses a share of ingest under overload (shed_delay)
 	poll          pollers      // status polling (SPEC 9); its zero value is ready
 	registrations regStatus    // automatic registrations (SPEC 9)
 
@@ -78,14 +77,10 @@ func (r *Relay) Start() error {
 		cancel()
 		return err
 	}
-	r.bg.Add(2)
+	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
 		r.purgeLoop(ctx)
-	}()
-	go func() {
-		defer r.bg.Done()
-		r.shed.run(ctx, func() time.Duration { return r.config().ShedDelay }, r.maxInflight)
 	}()
 	r.startRegistrations(ctx)
 	r.startPollers(ctx)
