@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,6 +98,29 @@ func measureClosed(t *testing.T, mk sourceFn, warmN int, spare float64, dur time
 // targets met and missed.
 func TestBenchReport(t *testing.T) {
 	dur := benchReport(t)
+	rounds := 1
+	if s := os.Getenv("HOOKRELAY_BENCH_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("HOOKRELAY_BENCH_ROUNDS=%q: want a positive number", s)
+		}
+		rounds = n
+	}
+	var all [][]reportRow
+	for round := range rounds {
+		fmt.Printf("\nRound %d of %d\n", round+1, rounds)
+		rows := benchRound(t, dur)
+		printReport(rows)
+		all = append(all, rows)
+	}
+	if rounds > 1 {
+		printMedians(all)
+	}
+}
+
+// benchRound measures (g), (h), (b), (b0), (c), (c0) and (d) once, each on
+// servers and relays of its own.
+func benchRound(t *testing.T, dur time.Duration) []reportRow {
 	hmac := func(url string) sourceFn {
 		return func(from, to int) *loadSource { return hmacSource(url, from, to-from) }
 	}
@@ -165,10 +189,67 @@ func TestBenchReport(t *testing.T) {
 	if e.cpuOK {
 		d.cpu = float64(e.cpu) / float64(time.Microsecond) / float64(n)
 	}
-	rows = append(rows, d)
-
-	printReport(rows)
+	return append(rows, d)
 }
+
+// printMedians prints, per row, the median over the rounds of its
+// throughput and CPU ratios to (h) of the same round, with their range, and
+// the targets judged on the medians.
+func printMedians(all [][]reportRow) {
+	type ratios struct{ rate, cpu []float64 }
+	by := map[string]*ratios{}
+	var ids []string
+	for _, rows := range all {
+		var h reportRow
+		for _, r := range rows {
+			if r.id == "h" {
+				h = r
+			}
+		}
+		for _, r := range rows {
+			if by[r.id] == nil {
+				by[r.id] = &ratios{}
+				ids = append(ids, r.id)
+			}
+			by[r.id].rate = append(by[r.id].rate, r.rate/h.rate)
+			if r.cpu > 0 {
+				by[r.id].cpu = append(by[r.id].cpu, h.cpu/r.cpu)
+			}
+		}
+	}
+	median := func(x []float64) (med, lo, hi float64) {
+		if len(x) == 0 {
+			return 0, 0, 0
+		}
+		x = slices.Clone(x)
+		slices.Sort(x)
+		n := len(x)
+		return (x[(n-1)/2] + x[n/2]) / 2, x[0], x[n-1]
+	}
+	fmt.Printf("\nMedians over %d rounds, each ratio to (h) of its own round\n\n", len(all))
+	fmt.Println("| | req/s ÷h: median | range | (h)'s CPU per request ÷ its: median | range |")
+	fmt.Println("|---|--:|--:|--:|--:|")
+	for _, id := range ids {
+		m, lo, hi := median(by[id].rate)
+		cm, clo, chi := median(by[id].cpu)
+		fmt.Printf("| %s | %.2f | %.2f-%.2f | %.2f | %.2f-%.2f |\n", id, m, lo, hi, cm, clo, chi)
+	}
+	fmt.Println()
+	for _, tg := range reportTargets {
+		m, _, _ := median(by[tg.id].rate)
+		verdict := "met"
+		if m < tg.want {
+			verdict = fmt.Sprintf("MISSED by %.0f%% of (h)", 100*(tg.want-m))
+		}
+		fmt.Printf("  (%s) >= %.0f%% of (h): median %.0f%% -> %s\n", tg.id, 100*tg.want, 100*m, verdict)
+	}
+}
+
+// reportTargets are the throughput targets, as shares of (h).
+var reportTargets = []struct {
+	id   string
+	want float64
+}{{"b", 0.70}, {"b0", 0.70}, {"c", 0.40}, {"c0", 0.40}, {"d", 0.40}}
 
 // printReport writes the table and the targets to stdout.
 func printReport(rows []reportRow) {
@@ -194,10 +275,7 @@ func printReport(rows []reportRow) {
 		}
 	}
 	b.WriteString("\nTargets (throughput as a share of (h); in brackets, the share (h)'s CPU per request implies):\n")
-	for _, tg := range []struct {
-		id   string
-		want float64
-	}{{"b", 0.70}, {"b0", 0.70}, {"c", 0.40}, {"c0", 0.40}, {"d", 0.40}} {
+	for _, tg := range reportTargets {
 		r := by[tg.id]
 		got := r.rate / h.rate
 		verdict := "met"
