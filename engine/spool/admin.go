@@ -77,7 +77,7 @@ func deliveriesOf(tx *bolt.Tx, id []byte) ([]*Delivery, error) {
 	c := tx.Bucket(bucketDeliveries).Cursor()
 	for k, v := c.Seek(id); k != nil && len(k) > len(id) && string(k[:len(id)]) == string(id); k, v = c.Next() {
 		d := new(Delivery)
-		if err := json.Unmarshal(v, d); err != nil {
+		if err := decodeDelivery(v, d); err != nil {
 			return nil, fmt.Errorf("spool: decode delivery: %w", err)
 		}
 		ds = append(ds, d)

@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -27,12 +29,149 @@ func TestEventCodec(t *testing.T) {
 	}
 }
 
+// TestEventCodecReadsJSON: spools written before the binary header hold
+// format 0x01, a JSON header, which must read the same.
+func TestEventCodecReadsJSON(t *testing.T) {
+	want := event(time.Now(), "acme:1", "broker", "alerts")
+	want.Sequence = 3
+	b := legacyEvent(t, want)
+	got, err := decodeEvent(b)
+	must(t, err)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("from format 0x01:\n got %+v\nwant %+v", got, want)
+	}
+	if at, err := eventReceivedAt(b); err != nil || !at.Equal(want.ReceivedAt) {
+		t.Errorf("eventReceivedAt of format 0x01 = %v, %v", at, err)
+	}
+}
+
+// legacyEvent is ev as format 0x01 stored it.
+func legacyEvent(t testing.TB, ev *Event) []byte {
+	meta, err := json.Marshal(eventMeta{ev.ID, ev.Provider, ev.Type, ev.Key, ev.Sequence, ev.IdempotencyID, ev.ReceivedAt, ev.Destinations})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := append([]byte{eventFormatJSON}, binary.AppendUvarint(nil, uint64(len(meta)))...)
+	b = append(append(b, meta...), binary.AppendUvarint(nil, uint64(len(ev.Envelope)))...)
+	return append(append(b, ev.Envelope...), ev.Raw...)
+}
+
 func FuzzDecodeEvent(f *testing.F) {
-	b, _ := encodeEvent(event(time.Now(), "acme:1", "broker"))
+	ev := event(time.Now(), "acme:1", "broker")
+	b, _ := encodeEvent(ev)
 	f.Add(b)
+	f.Add(legacyEvent(f, ev))
 	f.Add([]byte{eventFormat, 1, '{'})
+	f.Add([]byte{eventFormatJSON, 1, '{'})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		_, _ = decodeEvent(v)
 		_, _ = eventReceivedAt(v)
+	})
+}
+
+// deliveryFixture has every field set, times in UTC as the decoder returns
+// them.
+func deliveryFixture() *Delivery {
+	at := time.Date(2026, 12, 6, 5, 0, 0, 123456789, time.UTC)
+	return &Delivery{
+		EventID: "01JEXAMPLE0000000000000000", Destination: "broker", Key: "app-Ω-42", Seq: 1 << 40, Sequence: 17,
+		Status: Dead, AttemptsBefore: 1, NextAt: at.Add(time.Minute),
+		Attempts: []Attempt{
+			{At: at, Status: 503, DurationMS: 12, Response: `{"error":"busy"}`},
+			{At: at.Add(time.Second), Error: "dial tcp: connection refused", DurationMS: 0},
+		},
+	}
+}
+
+func TestDeliveryCodec(t *testing.T) {
+	for _, d := range []*Delivery{
+		deliveryFixture(),
+		{EventID: "E", Destination: "d", Status: Pending, Attempts: []Attempt{}},
+	} {
+		b := encodeDelivery(d)
+		var got Delivery
+		must(t, decodeDelivery(b, &got))
+		if !reflect.DeepEqual(&got, d) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, *d)
+		}
+		if st, err := deliveryStatus(b); err != nil || st != d.Status {
+			t.Errorf("deliveryStatus = %v, %v; want %v", st, err, d.Status)
+		}
+		// Every cut short, and anything after the end, is an error.
+		for n := range len(b) {
+			if err := decodeDelivery(b[:n], &got); err == nil {
+				t.Errorf("decoded the first %d of %d bytes", n, len(b))
+			}
+		}
+		if err := decodeDelivery(append(b[:len(b):len(b)], 0), &got); err == nil {
+			t.Error("decoded a trailing byte")
+		}
+	}
+}
+
+// TestDeliveryCodecReadsJSON: spools written before the binary form hold
+// JSON deliveries, which must read the same.
+func TestDeliveryCodecReadsJSON(t *testing.T) {
+	want := deliveryFixture()
+	js, err := json.Marshal(want)
+	must(t, err)
+	var got Delivery
+	must(t, decodeDelivery(js, &got))
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("from JSON:\n got %+v\nwant %+v", got, *want)
+	}
+	if st, err := deliveryStatus(js); err != nil || st != want.Status {
+		t.Errorf("deliveryStatus of JSON = %v, %v", st, err)
+	}
+	for _, bad := range [][]byte{nil, {}, {0x01}, {deliveryFormat}, []byte(`{"status":`)} {
+		if err := decodeDelivery(bad, &got); err == nil {
+			t.Errorf("decoded %q", bad)
+		}
+	}
+}
+
+func FuzzDecodeDelivery(f *testing.F) {
+	f.Add(encodeDelivery(deliveryFixture()))
+	js, _ := json.Marshal(deliveryFixture())
+	f.Add(js)
+	f.Add([]byte{deliveryFormat, 0, 0, 0, 0, 0, 1, 0, 0, 255, 255, 255, 255, 15})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var d Delivery
+		if decodeDelivery(v, &d) != nil || v[0] != deliveryFormat || d.Status == "" {
+			return
+		}
+		// What decodes re-encodes to a delivery that decodes the same.
+		var again Delivery
+		if err := decodeDelivery(encodeDelivery(&d), &again); err != nil || !reflect.DeepEqual(again, d) {
+			t.Fatalf("re-encoded %+v: %+v, %v", d, again, err)
+		}
+	})
+}
+
+// BenchmarkDeliveryDecode compares the binary form with the JSON it
+// replaced, in one run.
+func BenchmarkDeliveryDecode(b *testing.B) {
+	d := deliveryFixture()
+	js, _ := json.Marshal(d)
+	bin := encodeDelivery(d)
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var got Delivery
+			if err := json.Unmarshal(js, &got); err != nil {
+				b.Fatal(err)
+			}
+			_, _ = json.Marshal(&got)
+		}
+	})
+	b.Run("binary", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var got Delivery
+			if err := decodeDelivery(bin, &got); err != nil {
+				b.Fatal(err)
+			}
+			_ = encodeDelivery(&got)
+		}
 	})
 }

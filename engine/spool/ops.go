@@ -115,11 +115,7 @@ func putDeliveries(tx *bolt.Tx, id []byte, ev *Event, dests []string) ([]Ref, er
 	refs := make([]Ref, 0, len(dests))
 	for _, dest := range dests {
 		d := Delivery{EventID: ev.ID, Destination: dest, Key: ev.Key, Seq: seq, Sequence: ev.Sequence, Status: Pending}
-		js, err := json.Marshal(&d)
-		if err != nil {
-			return nil, err
-		}
-		if err := deliveries.Put(deliveryKey(id, dest), js); err != nil {
+		if err := deliveries.Put(deliveryKey(id, dest), encodeDelivery(&d)); err != nil {
 			return nil, err
 		}
 		q, err := queue.CreateBucketIfNotExists([]byte(dest))
@@ -171,15 +167,11 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 			return nil, fmt.Errorf("%w: delivery %s to %s", ErrNotFound, d.EventID, d.Destination)
 		}
 		var cur Delivery
-		if err := json.Unmarshal(v, &cur); err != nil {
+		if err := decodeDelivery(v, &cur); err != nil {
 			return nil, fmt.Errorf("spool: decode delivery %s to %s: %w", d.EventID, d.Destination, err)
 		}
 		cur.Status, cur.Attempts, cur.NextAt, cur.AttemptsBefore = d.Status, d.Attempts, d.NextAt, d.AttemptsBefore
-		js, err := json.Marshal(&cur)
-		if err != nil {
-			return nil, err
-		}
-		if err := deliveries.Put(k, js); err != nil {
+		if err := deliveries.Put(k, encodeDelivery(&cur)); err != nil {
 			return nil, err
 		}
 		if cur.Sequence > 0 && cur.Status != Pending {
@@ -210,7 +202,7 @@ func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
 			return nil, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
 		}
 		d := new(Delivery)
-		if err := json.Unmarshal(v, d); err != nil {
+		if err := decodeDelivery(v, d); err != nil {
 			return nil, fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
 		}
 		return d, nil
@@ -263,7 +255,13 @@ func (b *Bolt) Delivery(dest, eventID string) (*Delivery, error) {
 		return nil, err
 	}
 	d := new(Delivery)
-	err = b.get(bucketDeliveries, deliveryKey(id, dest), d)
+	err = b.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDeliveries).Get(deliveryKey(id, dest))
+		if v == nil {
+			return ErrNotFound
+		}
+		return decodeDelivery(v, d)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -423,7 +421,7 @@ func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (Queued
 			return e, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, seq)
 		}
 		var d Delivery
-		if err := json.Unmarshal(dv, &d); err != nil {
+		if err := decodeDelivery(dv, &d); err != nil {
 			return e, fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
 		}
 		e.Key, e.Sequence, e.Status, e.NextAt = d.Key, d.Sequence, d.Status, d.NextAt

@@ -3,7 +3,6 @@ package spool
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -109,13 +108,11 @@ func purgeEvents(tx *bolt.Tx, cutoff time.Time, after []byte) (n int, last []byt
 func allFinal(deliveries *bolt.Bucket, id []byte) (bool, error) {
 	c := deliveries.Cursor()
 	for k, v := c.Seek(id); k != nil && bytes.HasPrefix(k, id); k, v = c.Next() {
-		var d struct {
-			Status Status `json:"status"`
-		}
-		if err := json.Unmarshal(v, &d); err != nil {
+		st, err := deliveryStatus(v)
+		if err != nil {
 			return false, fmt.Errorf("spool: decode delivery of %s: %w", ulid.ULID(id), err)
 		}
-		if !d.Status.Final() {
+		if !st.Final() {
 			return false, nil
 		}
 	}
