@@ -2,8 +2,8 @@ package spool
 
 // Bolt keeps everything in one bbolt file. Top-level buckets:
 //
-//	events        ULID (16 bytes)                    -> Event (codec.go: JSON header, envelope, raw)
-//	deliveries    ULID (16 bytes) + destination      -> JSON Delivery
+//	events        ULID (16 bytes)                    -> Event (codec.go: binary header, envelope, raw)
+//	deliveries    ULID (16 bytes) + destination      -> Delivery (codec.go, binary)
 //	queue         one nested bucket per destination:
 //	                seq (8 bytes, big endian)        -> ULID (16 bytes) + status, next attempt,
 //	                                                    sequence and key (ops.go)
