@@ -197,60 +197,14 @@ func do(client *http.Client, req *http.Request) (bool, string) {
 	return true, ""
 }
 
-// closedLoop sends src's requests from benchClients goroutines over one
-// shared http.Client, each goroutine sending its next request as soon as
-// the last one is answered, until n requests are done or, when dur > 0,
-// dur has passed (or src runs out). Latency is from the send to the end of
-// the answer's body. started, when set, runs just before the first send.
+// closedLoop is sendClosed from this process, with benchClients clients of
+// a fresh http.Client, over src's first n requests: the Go benchmarks'
+// load, whose profiles then show both sides.
 func closedLoop(src *loadSource, n int, dur time.Duration, started func()) loadResult {
-	n = min(n, len(src.reqs))
 	tr := benchTransport(benchClients)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
-
-	var next, failed atomic.Int64
-	var firstErr atomic.Pointer[string]
-	lat := make([][]time.Duration, benchClients)
-	var wg sync.WaitGroup
-	if started != nil {
-		started()
-	}
-	cpu0, cpuOK := processCPU()
-	t0 := time.Now()
-	deadline := t0.Add(dur)
-	for w := range benchClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mine := make([]time.Duration, 0, n/benchClients+1)
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || (dur > 0 && i%16 == 0 && time.Now().After(deadline)) {
-					break
-				}
-				req := src.request(i)
-				start := time.Now()
-				ok, why := do(client, req)
-				mine = append(mine, time.Since(start))
-				if !ok && failed.Add(1) == 1 {
-					msg := fmt.Sprintf("request %d: %s", i, why)
-					firstErr.Store(&msg)
-				}
-			}
-			lat[w] = mine
-		}()
-	}
-	wg.Wait()
-	lr := loadResult{start: t0, elapsed: time.Since(t0), failed: int(failed.Load())}
-	cpu1, _ := processCPU()
-	lr.cpu, lr.cpuOK = cpu1-cpu0, cpuOK
-	if p := firstErr.Load(); p != nil {
-		lr.firstErr = *p
-	}
-	lr.lat = slices.Concat(lat...)
-	slices.Sort(lr.lat)
-	lr.n = len(lr.lat)
-	return lr
+	return sendClosed(client, src.slice(0, min(n, len(src.reqs))), benchClients, dur, started).asResult()
 }
 
 // drive posts b.N of src's requests with closedLoop, times them, and reports
