@@ -3,10 +3,10 @@ package engine
 // The report's load generator runs in a process of its own: this test
 // binary, started again with HOOKRELAY_LOADGEN naming a spec file, runs only
 // TestLoadGenerator. In the relay's process, a generator's thousands of
-// goroutines would share the Go scheduler's run queues with the relay's, so
-// every request's wait there would count against the relay, and the relay
-// could not tell its own queueing from the client's. As its own process it
-// shares only the two cores, as a lender's client on the same machine would.
+// goroutines would share the Go scheduler's run queues with the relay's, and
+// every request's wait behind them would count against the relay (most of
+// session 2's overload latency was that). As its own process it shares only
+// the two cores, as a lender's client on the same machine would.
 
 import (
 	"bufio"
