@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestEventCodec(t *testing.T) {
@@ -174,4 +177,85 @@ func BenchmarkDeliveryDecode(b *testing.B) {
 			_ = encodeDelivery(&got)
 		}
 	})
+}
+
+// TestSpoolWrittenBefore: a spool holding the record forms written before
+// (JSON deliveries, format 0x01 events, bare-ULID queue entries) is read,
+// delivered from, listed and purged as a new one, and each record takes the
+// new form when it is next written.
+func TestSpoolWrittenBefore(t *testing.T) {
+	b := mustOpen(t)
+	old := time.Now().Add(-48 * time.Hour)
+	pending, delivered := event(old, "p", "ledger"), event(old, "d", "ledger")
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists([]byte("ledger"))
+		if err != nil {
+			return err
+		}
+		for i, ev := range []*Event{pending, delivered} {
+			id := ulid.MustParse(ev.ID)
+			d := Delivery{EventID: ev.ID, Destination: "ledger", Key: ev.Key, Seq: uint64(i + 1), Status: Pending}
+			if ev == delivered {
+				d.Status = Delivered
+			}
+			js, err := json.Marshal(&d)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketEvents).Put(id[:], legacyEvent(t, ev)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketDeliveries).Put(deliveryKey(id[:], "ledger"), js); err != nil {
+				return err
+			}
+			if ev == pending {
+				if err := q.Put(u64(d.Seq), id[:]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	must(t, err)
+
+	var queuedIDs []string
+	must(t, b.Pending("ledger", func(q *QueuedDelivery) error {
+		queuedIDs = append(queuedIDs, q.EventID.String())
+		if q.Key != pending.Key || q.Status != Pending {
+			t.Errorf("queued %+v", q)
+		}
+		return nil
+	}))
+	if !reflect.DeepEqual(queuedIDs, []string{pending.ID}) {
+		t.Errorf("Pending = %v, want [%s]", queuedIDs, pending.ID)
+	}
+	ev, err := b.Event(pending.ID)
+	must(t, err)
+	if !reflect.DeepEqual(ev, pending) {
+		t.Errorf("Event:\n got %+v\nwant %+v", ev, pending)
+	}
+	d, err := b.Delivery("ledger", pending.ID)
+	must(t, err)
+	if d.Status != Pending || d.Seq != 1 {
+		t.Errorf("Delivery = %+v", d)
+	}
+	at := time.Now().UTC()
+	d.Status, d.Attempts = Delivered, []Attempt{{At: at, Status: 200}}
+	mustUpdate(t, b, d)
+	must(t, b.db.View(func(tx *bolt.Tx) error {
+		id := ulid.MustParse(pending.ID)
+		if v := tx.Bucket(bucketDeliveries).Get(deliveryKey(id[:], "ledger")); len(v) == 0 || v[0] != deliveryFormat {
+			t.Errorf("after Update the delivery is stored as %q, want the binary form", v)
+		}
+		return nil
+	}))
+	ds, err := b.Deliveries(pending.ID)
+	must(t, err)
+	if len(ds) != 1 || ds[0].Status != Delivered || len(ds[0].Attempts) != 1 || !ds[0].Attempts[0].At.Equal(at) {
+		t.Errorf("Deliveries = %+v", ds)
+	}
+	// Both events are old and final: purged, the JSON one by its status.
+	if n, err := b.Purge(time.Now().Add(-24 * time.Hour)); err != nil || n != 2 {
+		t.Errorf("Purge = %d, %v; want 2", n, err)
+	}
 }
