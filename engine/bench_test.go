@@ -758,6 +758,12 @@ func endToEnd(tb testing.TB, r *Relay, dest *destCounter, send func(started func
 	return e
 }
 
+// BenchmarkEndToEnd is hookrelay end to end (d): b.N HMAC-signed events
+// ingested by 64 clients and each delivered to a loopback destination that
+// answers 200, and recorded delivered in the spool; the clock stops when no
+// delivery is pending. delivered/s is b.N over that time; the latencies are
+// the ingest requests'; age-p50/p99 are from an event's ingest (its ULID
+// time, in ms) to its arrival at the destination.
 func BenchmarkEndToEnd(b *testing.B) {
 	dest, delivered := countingDest(b)
 	r, srv := benchRelay(b, dest.URL, "", nil)
