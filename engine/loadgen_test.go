@@ -138,8 +138,11 @@ func sendClosed(client *http.Client, src *loadSource, clients int, dur time.Dura
 					break
 				}
 				start := time.Now()
-				ok, why := do(client, src.request(i))
-				o.record(i, ok, why, time.Since(start), &mine, nil)
+				if ok, why := do(client, src.request(i)); ok {
+					mine = append(mine, time.Since(start))
+				} else {
+					o.miss(i, why, 0, nil)
+				}
 			}
 			lats[w] = mine
 		}()
@@ -164,10 +167,9 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 	if dur > 0 {
 		n = min(n, int(rate*dur.Seconds()))
 	}
-	lat := make([]time.Duration, 0, n)
-	shed := make([]time.Duration, 0, n/4)
-	byDue := make([]time.Duration, n) // 200s only; -1 for the others
-	var mu sync.Mutex
+	byDue := make([]time.Duration, n) // the 200s' latencies; -1 for the others
+	var shed []time.Duration
+	var mu sync.Mutex // shed
 	var o outcomes
 	sem := make(chan struct{}, openLoopSenders)
 	var wg sync.WaitGroup
@@ -191,25 +193,26 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 			}
 			ok, why := do(client, src.request(i))
 			inFlight.Add(-1)
-			d := time.Since(due)
-			byDue[i] = -1
-			if ok {
-				byDue[i] = d
+			if byDue[i] = time.Since(due); !ok {
+				mu.Lock()
+				o.miss(i, why, byDue[i], &shed)
+				mu.Unlock()
+				byDue[i] = -1
 			}
-			mu.Lock()
-			o.record(i, ok, why, d, &lat, &shed)
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	cpu1, _ := processCPU()
 	out := o.out(t0, cpu1-cpu0)
-	slices.Sort(lat)
+	sorted200 := func(lat []time.Duration) []time.Duration {
+		lat = slices.DeleteFunc(slices.Clone(lat), func(d time.Duration) bool { return d < 0 })
+		slices.Sort(lat)
+		return lat
+	}
 	slices.Sort(shed)
-	out.N, out.Lat, out.ShedLat, out.MaxInFlight = n, lat, shed, int(maxInFlight.Load())
+	out.N, out.Lat, out.ShedLat, out.MaxInFlight = n, sorted200(byDue), shed, int(maxInFlight.Load())
 	for k := range 10 {
-		tenth := slices.DeleteFunc(slices.Clone(byDue[k*n/10:(k+1)*n/10]), func(d time.Duration) bool { return d < 0 })
-		slices.Sort(tenth)
+		tenth := sorted200(byDue[k*n/10 : (k+1)*n/10])
 		var p99 time.Duration
 		if len(tenth) > 0 {
 			p99 = tenth[len(tenth)*99/100]
@@ -221,16 +224,14 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 
 // outcomes tallies answers other than 200.
 type outcomes struct {
-	shedCount, noRetryAfter, failed atomic.Int64
-	firstErr                        atomic.Pointer[string]
+	noRetryAfter, failed atomic.Int64
+	firstErr             atomic.Pointer[string]
 }
 
-// record files one answer's latency d under lat (200), shed (a 503, when
-// shed is not nil) or the failures.
-func (o *outcomes) record(i int, ok bool, why string, d time.Duration, lat, shed *[]time.Duration) {
+// miss files request i's answer other than 200, why, which took d: under
+// shed when it is a 503 and shed is not nil, else as a failure.
+func (o *outcomes) miss(i int, why string, d time.Duration, shed *[]time.Duration) {
 	switch {
-	case ok:
-		*lat = append(*lat, d)
 	case shed != nil && strings.HasPrefix(why, "status 503"):
 		*shed = append(*shed, d)
 		if strings.HasPrefix(why, `status 503 (Retry-After "")`) {
@@ -283,7 +284,7 @@ func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
 		tb.Fatal(err)
 	}
 	var cpu0 time.Duration
-	var out loadOut
+	var start time.Time
 	sc := bufio.NewScanner(stdout)
 	var tail []string
 	for sc.Scan() {
@@ -292,7 +293,7 @@ func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
 				started()
 			}
 			cpu0, _ = processCPU()
-			out.Start = time.Now()
+			start = time.Now()
 			continue
 		}
 		tail = append(tail, sc.Text())
@@ -306,7 +307,7 @@ func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	start := out.Start
+	var out loadOut
 	if err := gob.NewDecoder(f).Decode(&out); err != nil {
 		tb.Fatal(err)
 	}
@@ -347,23 +348,24 @@ func closedExt(tb testing.TB, src *loadSource, dur time.Duration, started func()
 // warm-up: for the sustained run, whose load changes while it runs.
 func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, dur time.Duration) openResult {
 	t.Helper()
-	out := sendOpen(client, src, rate, dur, nil)
-	if out.Failed > 0 {
-		t.Fatalf("%.0f req/s: %d of %d requests failed; first: %s", rate, out.Failed, out.N, out.FirstErr)
-	}
-	return out.asOpen()
+	return answered(t, sendOpen(client, src, rate, dur, nil), rate).asOpen()
 }
 
 // openExt sends src's requests open loop at rate from the external
-// generator: the first warm unmeasured, then the rest for dur. Any answer
-// but 200 and 503 fails tb.
-func openExt(tb testing.TB, src *loadSource, warm int, rate float64, dur time.Duration) openResult {
+// generator: the first warm unmeasured, then the rest for dur.
+func openExt(tb testing.TB, src *loadSource, warm int, rate float64, dur time.Duration) loadOut {
 	tb.Helper()
 	spec := specOf(src, warm)
 	spec.Rate, spec.Dur = rate, dur
-	out := runLoad(tb, spec, nil)
+	return answered(tb, runLoad(tb, spec, nil), rate)
+}
+
+// answered fails tb when an open loop at rate got any answer but 200 and
+// 503, and returns out.
+func answered(tb testing.TB, out loadOut, rate float64) loadOut {
+	tb.Helper()
 	if out.Failed > 0 {
 		tb.Fatalf("%.0f req/s: %d of %d requests failed; first: %s", rate, out.Failed, out.N, out.FirstErr)
 	}
-	return out.asOpen()
+	return out
 }

@@ -354,7 +354,7 @@ func TestOpenLoopLatency(t *testing.T) {
 		src := hmacSource(tg.url, next[tg.id], warm+n)
 		next[tg.id] += warm + n
 		runtime.GC()
-		res := openExt(t, src, warm, rate, d)
+		res := openExt(t, src, warm, rate, d).asOpen()
 		if tg.after != nil {
 			tg.after()
 		}
@@ -410,22 +410,13 @@ func TestOverload(t *testing.T) {
 	destO, _ := countingDest(t)
 	rb, srv := benchRelay(t, destO.URL, "", nil)
 	warm, n := int(rate*dur.Seconds()/10)+1, int(rate*dur.Seconds())+1
-	spec := specOf(hmacSource(srv.URL+"/in/example", 0, warm+n), warm)
-	spec.Rate, spec.Dur = rate, dur
+	src := hmacSource(srv.URL+"/in/example", 0, warm+n)
 	runtime.GC()
-	out := runLoad(t, spec, nil)
-	if out.Failed > 0 {
-		t.Fatalf("%d of %d requests failed; first: %s", out.Failed, out.N, out.FirstErr)
-	}
+	out := openExt(t, src, warm, rate, dur)
 	waitDelivered(t, rb, 5*time.Minute)
 	r := out.asOpen()
 
-	pct := func(lat []time.Duration, p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[int(p*float64(len(lat)-1))]) / 1e6
-	}
+	pct := func(lat []time.Duration, p float64) float64 { return (&loadResult{lat: lat}).pct(p) }
 	fmt.Printf("\nOverload, %.0f s, %s, GOMAXPROCS %d: (b) saturates at %.0f req/s (closed loop, 64 clients); offered %.0f req/s\n\n",
 		dur.Seconds(), runtime.Version(), runtime.GOMAXPROCS(0), sat.rate(), rate)
 	fmt.Println("| answer | answers/s | share | p50 ms | p99 ms | p99.9 ms | max ms |")
