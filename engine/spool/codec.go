@@ -99,11 +99,7 @@ func decodeEventMeta(v []byte) (m eventMeta, rest []byte, err error) {
 	r := reader{b: meta}
 	m = eventMeta{ID: r.string(), Provider: r.string(), Type: r.string(), Key: r.string(), Sequence: r.varint(),
 		IdempotencyID: r.string(), ReceivedAt: r.time()}
-	n := r.uvarint()
-	if n > uint64(len(r.b)) { // each name takes at least a byte
-		return m, nil, errors.New("spool: truncated event")
-	}
-	m.Destinations = make([]string, n)
+	m.Destinations = make([]string, r.count())
 	for i := range m.Destinations {
 		m.Destinations[i] = r.string()
 	}
@@ -134,27 +130,33 @@ func eventReceivedAt(v []byte) (time.Time, error) {
 // before hold JSON (starting with '{'); decodeDelivery reads both, and the
 // next write of a delivery stores it in the binary form.
 //
-//	0x02 | str event id | str destination | str key | uvarint seq |
-//	varint sequence | status (1) | uvarint attempts before |
-//	time next at | uvarint attempts | per attempt:
-//	    time at | varint status | str error | varint duration ms | str response
+//	head:  0x02 | str event id | str destination | str key | uvarint seq | varint sequence
+//	state: status (1) | uvarint attempts before | time next at | uvarint attempts |
+//	       per attempt: time at | varint status | str error | varint duration ms | str response
 //
+// The head never changes once written; Update writes a new state after it.
 // str is a uvarint length and the bytes; time is a varint of Unix
 // nanoseconds, 0 for the zero time.
 const deliveryFormat = 0x02
 
 func encodeDelivery(d *Delivery) []byte {
-	n := 1 + 3*binary.MaxVarintLen64 + len(d.EventID) + len(d.Destination) + len(d.Key) + 6*binary.MaxVarintLen64
+	n := 64 + len(d.EventID) + len(d.Destination) + len(d.Key)
 	for i := range d.Attempts {
-		n += 5*binary.MaxVarintLen64 + len(d.Attempts[i].Error) + len(d.Attempts[i].Response)
+		n += 40 + len(d.Attempts[i].Error) + len(d.Attempts[i].Response)
 	}
-	b := make([]byte, 0, n)
+	return appendDeliveryState(appendDeliveryHead(make([]byte, 0, n), d), d)
+}
+
+func appendDeliveryHead(b []byte, d *Delivery) []byte {
 	b = append(b, deliveryFormat)
 	b = appendString(b, d.EventID)
 	b = appendString(b, d.Destination)
 	b = appendString(b, d.Key)
 	b = binary.AppendUvarint(b, d.Seq)
-	b = binary.AppendVarint(b, d.Sequence)
+	return binary.AppendVarint(b, d.Sequence)
+}
+
+func appendDeliveryState(b []byte, d *Delivery) []byte {
 	b = append(b, statusCode[d.Status])
 	b = binary.AppendUvarint(b, uint64(d.AttemptsBefore))
 	b = appendTime(b, d.NextAt)
@@ -176,23 +178,18 @@ func decodeDelivery(v []byte, d *Delivery) error {
 	if len(v) > 0 && v[0] == '{' {
 		return json.Unmarshal(v, d)
 	}
-	if len(v) == 0 || v[0] != deliveryFormat {
-		return errors.New("spool: unknown delivery format")
+	r, err := readDeliveryHead(v, d)
+	if err != nil {
+		return err
 	}
-	r := reader{b: v[1:]}
-	*d = Delivery{EventID: r.string(), Destination: r.string(), Key: r.string(), Seq: r.uvarint(), Sequence: r.varint()}
-	if st := r.byte(); int(st) < len(codeStatus) && codeStatus[st] != "" {
-		d.Status = codeStatus[st]
-	} else if r.err == nil {
+	st, ok := statusOf(r.byte())
+	if !ok && r.err == nil {
 		r.err = errors.New("spool: delivery: bad status")
 	}
+	d.Status = st
 	d.AttemptsBefore = int(r.uvarint())
 	d.NextAt = r.time()
-	n := r.uvarint()
-	if n > uint64(len(r.b)) { // each attempt takes at least a byte
-		return errors.New("spool: truncated delivery")
-	}
-	d.Attempts = make([]Attempt, n)
+	d.Attempts = make([]Attempt, r.count())
 	for i := range d.Attempts {
 		d.Attempts[i] = Attempt{At: r.time(), Status: int(r.varint()), Error: r.string(), DurationMS: r.varint(), Response: r.string()}
 	}
@@ -202,15 +199,36 @@ func decodeDelivery(v []byte, d *Delivery) error {
 	return r.err
 }
 
-// deliveryStatus reads only a delivery's status, for purging.
-func deliveryStatus(v []byte) (Status, error) {
-	if len(v) > 0 && v[0] == '{' {
-		var d struct {
-			Status Status `json:"status"`
-		}
-		err := json.Unmarshal(v, &d)
-		return d.Status, err
+// readDeliveryHead reads a binary delivery's head into d (its other fields
+// zero) and returns the reader at its state.
+func readDeliveryHead(v []byte, d *Delivery) (reader, error) {
+	if len(v) == 0 || v[0] != deliveryFormat {
+		return reader{}, errors.New("spool: unknown delivery format")
 	}
+	r := reader{b: v[1:]}
+	*d = Delivery{EventID: r.string(), Destination: r.string(), Key: r.string(), Seq: r.uvarint(), Sequence: r.varint()}
+	return r, r.err
+}
+
+// deliveryHead returns a stored delivery's head, in the binary form, with
+// d holding its fields: what Update keeps. A delivery written before, as
+// JSON, is decoded whole and its head encoded.
+func deliveryHead(v []byte, d *Delivery) ([]byte, error) {
+	if len(v) > 0 && v[0] == '{' {
+		if err := json.Unmarshal(v, d); err != nil {
+			return nil, err
+		}
+		return appendDeliveryHead(nil, d), nil
+	}
+	r, err := readDeliveryHead(v, d)
+	if err != nil {
+		return nil, err
+	}
+	return v[:len(v)-len(r.b)], nil
+}
+
+// deliveryStatus reads a delivery's status, for purging.
+func deliveryStatus(v []byte) (Status, error) {
 	var d Delivery
 	err := decodeDelivery(v, &d)
 	return d.Status, err
@@ -256,6 +274,17 @@ func readVarint[T uint64 | int64](r *reader, read func([]byte) (T, int)) T {
 	}
 	r.b = r.b[n:]
 	return v
+}
+
+// count reads how many items follow, each at least a byte long: a count
+// beyond the bytes left is a truncated record, not an allocation.
+func (r *reader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return 0
+	}
+	return int(n)
 }
 
 func (r *reader) byte() byte {

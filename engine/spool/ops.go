@@ -160,6 +160,9 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 		return err
 	}
 	k := deliveryKey(id, d.Destination)
+	// The state is encoded here, in the caller's goroutine; the writer only
+	// puts it after the stored head, which it need not decode past.
+	state := appendDeliveryState(nil, d)
 	return b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
 		deliveries := tx.Bucket(bucketDeliveries)
 		v := deliveries.Get(k)
@@ -167,13 +170,14 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 			return nil, fmt.Errorf("%w: delivery %s to %s", ErrNotFound, d.EventID, d.Destination)
 		}
 		var cur Delivery
-		if err := decodeDelivery(v, &cur); err != nil {
+		head, err := deliveryHead(v, &cur)
+		if err != nil {
 			return nil, fmt.Errorf("spool: decode delivery %s to %s: %w", d.EventID, d.Destination, err)
 		}
-		cur.Status, cur.Attempts, cur.NextAt, cur.AttemptsBefore = d.Status, d.Attempts, d.NextAt, d.AttemptsBefore
-		if err := deliveries.Put(k, encodeDelivery(&cur)); err != nil {
+		if err := deliveries.Put(k, append(append(make([]byte, 0, len(head)+len(state)), head...), state...)); err != nil {
 			return nil, err
 		}
+		cur.Status, cur.NextAt = d.Status, d.NextAt
 		if cur.Sequence > 0 && cur.Status != Pending {
 			if err := raiseLastSequence(tx, d.Destination, cur.Key, cur.Sequence); err != nil {
 				return nil, err
@@ -352,6 +356,14 @@ var (
 	codeStatus = [...]Status{1: Pending, 2: Dead, 3: Delivered, 4: Skipped}
 )
 
+// statusOf is the status a stored code stands for.
+func statusOf(c byte) (Status, bool) {
+	if int(c) < len(codeStatus) && codeStatus[c] != "" {
+		return codeStatus[c], true
+	}
+	return "", false
+}
+
 // queueValue encodes d's queue entry; id is its event's ULID (16 bytes).
 func queueValue(id []byte, d *Delivery) []byte {
 	v := make([]byte, 0, queueValueMin+binary.MaxVarintLen64+len(d.Key))
@@ -427,10 +439,14 @@ func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (Queued
 		e.Key, e.Sequence, e.Status, e.NextAt = d.Key, d.Sequence, d.Status, d.NextAt
 		return e, nil
 	}
-	if len(v) < queueValueMin || int(v[16]) >= len(codeStatus) || codeStatus[v[16]] == "" {
+	if len(v) < queueValueMin {
 		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
 	}
-	e.Status = codeStatus[v[16]]
+	st, ok := statusOf(v[16])
+	if !ok {
+		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
+	}
+	e.Status = st
 	if at := binary.BigEndian.Uint64(v[17:25]); at != 0 {
 		e.NextAt = time.Unix(0, int64(at))
 	}
