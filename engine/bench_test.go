@@ -92,8 +92,8 @@ respond: { status: 200, body: '{"success":true}', content_type: application/json
 
 // benchRequest is one pre-built request.
 type benchRequest struct {
-	body []byte
-	sig  string
+	Body []byte
+	Sig  string // X-Signature; "" sends none
 }
 
 // benchRequests builds n signed requests, numbered from `from`, each with
@@ -108,7 +108,7 @@ func benchRequests(from, n int, ts string) []benchRequest {
 			`"customer":{"id":"cus_8f3a2b","email":"jane.doe@example.com"},"items":[{"sku":"SKU-1001",`+
 			`"qty":2,"price":2500},{"sku":"SKU-2002","qty":1,"price":5000}],"status":"paid",`+
 			`"reference":"INV-2026-000123"}}`, i, i%1024)
-		reqs[j] = benchRequest{body: body, sig: "sha256=" + hmacHex(benchSecret, ts+"."+string(body))}
+		reqs[j] = benchRequest{Body: body, Sig: "sha256=" + hmacHex(benchSecret, ts+"."+string(body))}
 	}
 	return reqs
 }
@@ -123,14 +123,14 @@ type loadSource struct {
 }
 
 func (s *loadSource) request(i int) *http.Request {
-	req, err := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(s.reqs[i].body))
+	req, err := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(s.reqs[i].Body))
 	if err != nil {
 		panic(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if s.reqs[i].sig != "" {
+	if s.reqs[i].Sig != "" {
 		req.Header.Set("X-Timestamp", s.ts)
-		req.Header.Set("X-Signature", s.reqs[i].sig)
+		req.Header.Set("X-Signature", s.reqs[i].Sig)
 	}
 	return req
 }
@@ -587,7 +587,7 @@ func jwsBodies(tb testing.TB, from, to int) []benchRequest {
 	}
 	reqs := make([]benchRequest, to-from)
 	for i := range reqs {
-		reqs[i] = benchRequest{body: benchJWS.bodies[from+i]}
+		reqs[i] = benchRequest{Body: benchJWS.bodies[from+i]}
 	}
 	return reqs
 }

@@ -55,10 +55,10 @@ func BenchmarkVerifyBuild(b *testing.B) {
 		r := reqs[i%len(reqs)]
 		i++
 		h := http.Header{
-			"Content-Type": {"application/json"}, "Content-Length": {strconv.Itoa(len(r.body))},
-			"User-Agent": {"Go-http-client/1.1"}, "X-Timestamp": {ts}, "X-Signature": {r.sig},
+			"Content-Type": {"application/json"}, "Content-Length": {strconv.Itoa(len(r.Body))},
+			"User-Agent": {"Go-http-client/1.1"}, "X-Timestamp": {ts}, "X-Signature": {r.Sig},
 		}
-		vr := &verifiers.Request{Method: "POST", Path: "/in/example", Header: h, Body: r.body, Received: time.Now()}
+		vr := &verifiers.Request{Method: "POST", Path: "/in/example", Header: h, Body: r.Body, Received: time.Now()}
 		v, err := p.verify(context.Background(), vr)
 		if err != nil {
 			b.Fatal(err)

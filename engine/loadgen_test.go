@@ -26,10 +26,9 @@ import (
 
 // loadSpec is one run of the external generator.
 type loadSpec struct {
-	URL    string
-	TS     string   // X-Timestamp of the signed requests
-	Bodies [][]byte // the requests, warm-up first
-	Sigs   []string // X-Signature per request; "" sends none
+	URL  string
+	TS   string         // X-Timestamp of the signed requests
+	Reqs []benchRequest // warm-up first
 	// Warm is how many of the requests warm up (connections, caches) before
 	// the measured run, at the same rate or concurrency, unmeasured.
 	Warm int
@@ -78,10 +77,7 @@ func TestLoadGenerator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &loadSource{url: spec.URL, ts: spec.TS, reqs: make([]benchRequest, len(spec.Bodies))}
-	for i := range spec.Bodies {
-		src.reqs[i] = benchRequest{body: spec.Bodies[i], sig: spec.Sigs[i]}
-	}
+	src := &loadSource{url: spec.URL, ts: spec.TS, reqs: spec.Reqs}
 	tr := benchTransport(max(openLoopSenders, spec.Clients))
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 	warm, rest := src.slice(0, spec.Warm), src.slice(spec.Warm, len(src.reqs))
@@ -317,11 +313,7 @@ func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
 
 // specOf is a spec for src's requests, the first warm of them warming up.
 func specOf(src *loadSource, warm int) loadSpec {
-	s := loadSpec{URL: src.url, TS: src.ts, Warm: warm, Bodies: make([][]byte, len(src.reqs)), Sigs: make([]string, len(src.reqs))}
-	for i, r := range src.reqs {
-		s.Bodies[i], s.Sigs[i] = r.body, r.sig
-	}
-	return s
+	return loadSpec{URL: src.url, TS: src.ts, Warm: warm, Reqs: src.reqs}
 }
 
 // asResult is out as a loadResult (200s only), its CPU both processes'.
