@@ -53,7 +53,10 @@ type loadOut struct {
 	// Tenths are the p99 of the 200s' latencies in each tenth of an open
 	// loop run, by due time: whether a tail is a moment or the whole run.
 	Tenths []time.Duration
-	CPU    time.Duration // the child's own, over the measured run
+	// StartLag is the p50 and p99 of an open loop's delay from a request's
+	// due time to its sender starting: the generator's own share of the wait.
+	StartLag [2]time.Duration
+	CPU      time.Duration // the child's own, over the measured run
 	// When the measured run began; runLoad sets it to when this process
 	// heard so, and ParentCPU to this process's CPU over the run.
 	Start     time.Time
@@ -164,6 +167,7 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 		n = min(n, int(rate*dur.Seconds()))
 	}
 	byDue := make([]time.Duration, n) // the 200s' latencies; -1 for the others
+	lag := make([]time.Duration, n)
 	var shed []time.Duration
 	var mu sync.Mutex // shed
 	var o outcomes
@@ -184,6 +188,7 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			lag[i] = time.Since(due)
 			f := inFlight.Add(1)
 			for m := maxInFlight.Load(); f > m && !maxInFlight.CompareAndSwap(m, f); m = maxInFlight.Load() {
 			}
@@ -207,6 +212,9 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 	}
 	slices.Sort(shed)
 	out.N, out.Lat, out.ShedLat, out.MaxInFlight = n, sorted200(byDue), shed, int(maxInFlight.Load())
+	if slices.Sort(lag); n > 0 {
+		out.StartLag = [2]time.Duration{lag[n/2], lag[n*99/100]}
+	}
 	for k := range 10 {
 		tenth := sorted200(byDue[k*n/10 : (k+1)*n/10])
 		var p99 time.Duration
