@@ -1,8 +1,8 @@
 package engine
 
-// The two sustained measurements, skipped unless HOOKRELAY_SUSTAIN=1:
+// The sustained measurements, skipped unless HOOKRELAY_SUSTAIN=1:
 //
-//	HOOKRELAY_SUSTAIN=1 go test -run TestSustainedAndOutage -count 1 -v -timeout 40m ./engine/
+//	HOOKRELAY_SUSTAIN=1 go test -run TestSustainedAndOutage -count 1 -v -timeout 60m ./engine/
 //
 // (a short -timeout fails at once, saying how long the run may take).
 //
@@ -10,6 +10,8 @@ package engine
 // the outage (default 60). HOOKRELAY_SUSTAIN_RETRY replaces the outage
 // destinations' retry block (a YAML flow mapping; default
 // "{ max_attempts: 1000 }", everything else the relay's defaults).
+// HOOKRELAY_DESTINATIONS__DEST__CONCURRENCY=N sets the destination's
+// concurrency (default 16), as for any relay.
 
 import (
 	"fmt"
@@ -245,40 +247,42 @@ type sustainResult struct {
 	emptied           bool
 	median            int
 	first, peak, last int
+	concurrency       int // the destination's
 }
 
-// sustained drives a fresh relay open loop at rate for dur, sampling its
+// sustained drives a fresh relay open loop at rate for dur from the
+// external generator (after 2 s at the same rate to warm up), sampling its
 // backlog every second, with a countingDest as the destination.
 func sustained(t *testing.T, rate float64, dur time.Duration) sustainResult {
 	dest, counter := countingDest(t)
 	relay, srv := benchRelay(t, dest.URL, "", nil)
-	url := srv.URL + "/in/example"
-	client := openClient(t)
-	defer client.CloseIdleConnections()
 	warmN := int(2*rate) + 1
-	openLoop(t, client, hmacSource(url, 0, warmN), rate, 2*time.Second) // connections, caches
-	waitDelivered(t, relay, time.Minute)
-
-	src := hmacSource(url, warmN, int(rate*dur.Seconds())+1)
+	spec := specOf(hmacSource(srv.URL+"/in/example", 0, warmN+int(rate*dur.Seconds())+1), warmN)
+	spec.Rate, spec.Dur = rate, dur
+	s := sustainResult{rate: rate, concurrency: 16}
+	if c := relay.config().Destinations["dest"].Concurrency; c > 0 {
+		s.concurrency = c
+	}
+	var before int64
+	var start time.Time
+	stop, sampled := make(chan struct{}), make(chan struct{})
 	runtime.GC()
-	before := counter.n.Load()
-	counter.takeAges()
-	counter.record.Store(true)
-	s := sustainResult{rate: rate}
-	finished := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(finished) // also when openLoop fails t (Goexit)
-		s.res = openLoop(t, client, src, rate, dur)
-	}()
-	s.samples = sampleBacklog(relay, time.Second, 0, finished)
+	out := runLoad(t, spec, func() {
+		before, start = counter.n.Load(), time.Now()
+		counter.takeAges()
+		counter.record.Store(true)
+		go func() {
+			defer close(sampled)
+			s.samples = sampleBacklog(relay, time.Second, dur+time.Minute, stop)
+		}()
+	})
+	close(stop)
+	<-sampled
 	s.elapsed = time.Since(start)
 	s.delivered = counter.n.Load() - before
 	counter.record.Store(false)
 	s.ages = counter.takeAges()
-	if t.Failed() {
-		t.FailNow()
-	}
+	s.res = answered(t, out, rate).asOpen()
 	s.empty, s.emptied = waitBacklog(relay, 0, max(time.Minute, 2*dur))
 	_ = relay.Close(time.Second) // as in outage
 	s.slope = slope(s.samples, dur/2)
@@ -357,15 +361,66 @@ func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) ou
 	o.shed = drv.phase(t0, time.Now()).failed
 	_, o.emptied = waitBacklog(relay, 0, max(limit-time.Since(tUp), 2*dur))
 	o.empty = time.Since(tUp)
-	for _, l := range relay.dispatch.allLanes() {
-		l.mu.Lock()
-		o.dead += l.dead
-		l.mu.Unlock()
-	}
+	o.dead = deadDeliveries(relay)
 	// Whatever is left must not load the next run; the cleanup's second
 	// Close is a no-op.
 	_ = relay.Close(time.Second)
 	return o
+}
+
+// quietResult is one outage after which no more events come in.
+type quietResult struct {
+	rate    float64 // offered, req/s
+	base    int     // median backlog before the outage
+	built   int     // B: backlog when the destination came back
+	down    time.Duration
+	drain   time.Duration // from the destination's return to a backlog of at most base
+	drained bool
+	dead    int
+	res     openResult // ingest over the whole run, outage included
+}
+
+// outageThenQuiet runs a fresh relay under ingest at rate from the external
+// generator for pre + dur; the destination answers 503 from pre on, and
+// comes back when the load ends. The backlog then drains with nothing more
+// coming in: the pace at which deliveries alone catch up.
+func outageThenQuiet(t *testing.T, rate float64, dur, pre time.Duration, retry string) quietResult {
+	dest, sw := newSwitchDest(t)
+	relay, srv := benchRelay(t, dest.URL, "    retry: "+retry+"\n", nil)
+	warmN := int(rate) + 1
+	spec := specOf(hmacSource(srv.URL+"/in/example", 0, warmN+int(rate*(pre+dur).Seconds())+1), warmN)
+	spec.Rate, spec.Dur = rate, pre+dur
+	q := quietResult{rate: rate}
+	var tDown time.Time
+	wentDown := make(chan struct{})
+	out := runLoad(t, spec, func() {
+		go func() {
+			defer close(wentDown)
+			q.base = medianBacklog(sampleBacklog(relay, time.Second, pre, nil))
+			sw.down.Store(http.StatusServiceUnavailable)
+			tDown = time.Now()
+		}()
+	})
+	<-wentDown
+	q.built = lanesPending(relay)
+	sw.down.Store(0)
+	q.down = time.Since(tDown)
+	q.res = answered(t, out, rate).asOpen()
+	q.drain, q.drained = waitBacklog(relay, q.base, 10*dur)
+	q.dead = deadDeliveries(relay)
+	_ = relay.Close(time.Second)
+	return q
+}
+
+// deadDeliveries counts the deliveries r's lanes gave up on.
+func deadDeliveries(r *Relay) int {
+	n := 0
+	for _, l := range r.dispatch.allLanes() {
+		l.mu.Lock()
+		n += l.dead
+		l.mu.Unlock()
+	}
+	return n
 }
 
 // TestSustainedAndOutage measures, against (h) closed loop for 5 s:
@@ -373,25 +428,24 @@ func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) ou
 // (2) a destination outage of N s under constant ingest, at that rate and
 // at a quarter of it, each on its own relay: does the backlog drain at
 // least twice as fast as it built (drain time D <= N/2)?
+// (3) the same outage at 40% of (h), with the load ending as the
+// destination comes back: the drain of deliveries alone.
+// (h), (1) and (3) take their load from the external generator, as the
+// report does; (2), whose length is not known up front, from this process.
 func TestSustainedAndOutage(t *testing.T) {
 	dur, retry := sustainConfig(t)
 	const pre = 5 * time.Second
-	// Worst case: (h), the sustained run and its drain, two outage runs.
-	budget := 30*time.Second + 2*time.Second + dur + max(time.Minute, 2*dur) + 2*(pre+13*dur+5*time.Second)
+	// Worst case: (h), the sustained run and its drain, two outage runs and
+	// the quiet one.
+	budget := 30*time.Second + 2*time.Second + dur + max(time.Minute, 2*dur) + 2*(pre+13*dur+5*time.Second) + pre + 11*dur
 	if dl, ok := t.Deadline(); ok && time.Until(dl) < budget {
 		t.Fatalf("may take %v, more than -timeout leaves (%v): run with -timeout %.0fm",
 			budget.Round(time.Second), time.Until(dl).Round(time.Second), budget.Minutes()+5)
 	}
 	began := time.Now()
 
-	// (h) from this process, as the sustained and outage load comes from it
-	// (the report's generator has a process of its own).
 	hURL, _ := startBaselineBoltPut(t)
-	closedLoop(hmacSource(hURL, 0, 30000), 30000, time.Second, nil) // warm-up
-	h := closedLoop(hmacSource(hURL, 30000, 150000), 150000, 5*time.Second, nil)
-	if h.failed > 0 {
-		t.Fatalf("(h): %d of %d requests failed; first: %s", h.failed, h.n, h.firstErr)
-	}
+	h := measureClosed(t, func(from, to int) *loadSource { return hmacSource(hURL, from, to-from) }, 30000, 2, 5*time.Second, nil)
 	r := 0.40 * h.rate()
 	t.Logf("(h) %.0f req/s; sustained run at %.0f req/s for %v", h.rate(), r, dur)
 
@@ -404,12 +458,14 @@ func TestSustainedAndOutage(t *testing.T) {
 		t.Logf("outage at %.0f req/s: B %d, drained %v in %v", rate, outs[len(outs)-1].built,
 			outs[len(outs)-1].drained, outs[len(outs)-1].drain)
 	}
+	q := outageThenQuiet(t, r, dur, pre, retry)
+	t.Logf("outage at %.0f req/s, then no load: B %d, drained %v in %v", r, q.built, q.drained, q.drain)
 
 	var b strings.Builder
 	N := dur.Seconds()
 	fmt.Fprintf(&b, "\nSustained and outage, N = %.0f s; %s, GOMAXPROCS %d, %s\n", N, runtime.Version(), runtime.GOMAXPROCS(0), cpuModel())
-	fmt.Fprintf(&b, "Events spread over %d ordering keys (FIFO per key); destination concurrency 16 (default). "+
-		"(h) closed loop, 64 clients, 5 s: %.0f req/s; r = 0.40 × (h) = %.0f req/s.\n\n", sustainKeys, h.rate(), r)
+	fmt.Fprintf(&b, "Events spread over %d ordering keys (FIFO per key); destination concurrency %d. "+
+		"(h) closed loop, 64 clients, 5 s: %.0f req/s; r = 0.40 × (h) = %.0f req/s.\n\n", sustainKeys, s.concurrency, h.rate(), r)
 
 	b.WriteString("(1) End to end, open loop at r for N s, delivered to a loopback destination answering 200:\n\n")
 	b.WriteString("| offered/s | sent | shed (503) | delivered/s | ÷h | ingest p50 ms | p99 ms | age p50 ms | age p99 ms | backlog first | median | max | last | slope, 2nd half /s | empty after |\n")
@@ -476,6 +532,28 @@ func TestSustainedAndOutage(t *testing.T) {
 		verdicts = append(verdicts, fmt.Sprintf("  %5.0f/s: drain rate >= 2 × build rate (D <= N/2): %s", o.rate, v))
 	}
 	b.WriteString("\n" + strings.Join(verdicts, "\n") + "\n")
+
+	fmt.Fprintf(&b, "\n(3) Outage, then no more load: ingest at r for %.0f s, the destination answering 503 (no Retry-After) from %.0f s on; "+
+		"it comes back as the load ends, and the backlog drains with nothing coming in.\n\n", pre.Seconds()+N, pre.Seconds())
+	b.WriteString("| offered/s | sent | shed (503) | ingest p99 ms | backlog before | outage s | B | build B/outage /s | D s (to <= backlog before) | drain B/D /s | ÷ build | dead |\n")
+	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	build := float64(q.built) / q.down.Seconds()
+	d, drainRate, ratio := fmt.Sprintf("not in %.0f", q.drain.Seconds()), "—", "—"
+	v := fmt.Sprintf("MISSED: not drained in %.0f s", q.drain.Seconds())
+	if q.drained {
+		dr := float64(q.built) / q.drain.Seconds()
+		d, drainRate, ratio = fmt.Sprintf("%.1f", q.drain.Seconds()), fmt.Sprintf("%.0f", dr), fmt.Sprintf("%.2f", dr/build)
+		v = "met"
+		if dr < 2*build {
+			v = fmt.Sprintf("MISSED: drain %.0f/s < 2 × build (%.0f/s)", dr, 2*build)
+		}
+	}
+	if q.dead > 0 {
+		v += fmt.Sprintf(" (%d deliveries went dead: raise max_attempts)", q.dead)
+	}
+	fmt.Fprintf(&b, "| %.0f | %d | %d | %.1f | %d | %.1f | %d | %.0f | %s | %s | %s | %d |\n",
+		q.rate, q.res.n, q.res.shed, q.res.pct(0.99), q.base, q.down.Seconds(), q.built, build, d, drainRate, ratio, q.dead)
+	fmt.Fprintf(&b, "\n  %5.0f/s, no load after: drain rate >= 2 × build rate: %s\n", q.rate, v)
 	fmt.Fprintf(&b, "\nTook %.0f s. Reproduce: HOOKRELAY_SUSTAIN=1 HOOKRELAY_SUSTAIN_SECONDS=%.0f go test -run TestSustainedAndOutage -count 1 -v -timeout %.0fm ./engine/\n",
 		time.Since(began).Seconds(), N, budget.Minutes()+5)
 	fmt.Print(b.String())
