@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"encoding/gob"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,7 +39,12 @@ type loadSpec struct {
 	Clients int
 	// Dur bounds the measured run (0: until the requests run out).
 	Dur time.Duration
-	Out string // where the child writes its loadOut
+	// Stream, with Rate, signs and sends HMAC requests to URL in chunks of
+	// about a second (startIngest) until the child's standard input closes:
+	// for a run whose length is not known up front, longer than pre-signed
+	// requests could last (their timestamps expire, and they take memory).
+	Stream bool
+	Out    string // where the child writes its loadOut
 }
 
 // loadOut is what the child measured over the measured run.
@@ -57,6 +63,7 @@ type loadOut struct {
 	// due time to its sender starting: the generator's own share of the wait.
 	StartLag [2]time.Duration
 	CPU      time.Duration // the child's own, over the measured run
+	Chunks   []loadOut     // a Stream run's, each as sendOpen measured it
 	// When the measured run began; runLoad sets it to when this process
 	// heard so, and ParentCPU to this process's CPU over the run.
 	Start     time.Time
@@ -85,12 +92,27 @@ func TestLoadGenerator(t *testing.T) {
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 	warm, rest := src.slice(0, spec.Warm), src.slice(spec.Warm, len(src.reqs))
 	var out loadOut
-	if spec.Rate > 0 {
+	switch {
+	case spec.Stream:
+		d := startIngest(t, client, spec.URL, spec.Rate)
+		fmt.Println("go")
+		told := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin) // until the parent says stop
+			close(told)
+		}()
+		select {
+		case <-told:
+		case <-d.done: // a chunk failed: end now, so that the parent hears
+		}
+		d.stop()
+		out.Chunks = d.chunks
+	case spec.Rate > 0:
 		if spec.Warm > 0 {
 			sendOpen(client, warm, spec.Rate, 0, nil)
 		}
 		out = sendOpen(client, rest, spec.Rate, spec.Dur, func() { fmt.Println("go") })
-	} else {
+	default:
 		if spec.Warm > 0 {
 			sendClosed(client, warm, spec.Clients, time.Second, nil)
 		}
@@ -262,6 +284,25 @@ func (o *outcomes) out(start time.Time, cpu time.Duration) loadOut {
 // measured run begins.
 func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
 	tb.Helper()
+	return startLoad(tb, spec, started).wait()
+}
+
+// loadRun is a child process running a spec.
+type loadRun struct {
+	tb      testing.TB
+	cmd     *exec.Cmd
+	stdin   io.Closer
+	outPath string
+	done    chan struct{} // closed when the child's output ends
+	start   time.Time     // when it said the measured run began
+	cpu     time.Duration // this process's CPU over the measured run
+	tail    []string      // the rest of its output
+}
+
+// startLoad starts spec in a child process; started, when set, runs as the
+// measured run begins.
+func startLoad(tb testing.TB, spec loadSpec, started func()) *loadRun {
+	tb.Helper()
 	dir := tb.TempDir()
 	specPath := filepath.Join(dir, "spec.gob")
 	spec.Out = filepath.Join(dir, "out.gob")
@@ -277,36 +318,67 @@ func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(self, "-test.run=^TestLoadGenerator$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "HOOKRELAY_LOADGEN="+specPath)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
+	r := &loadRun{tb: tb, outPath: spec.Out, done: make(chan struct{})}
+	r.cmd = exec.Command(self, "-test.run=^TestLoadGenerator$", "-test.count=1")
+	r.cmd.Env = append(os.Environ(), "HOOKRELAY_LOADGEN="+specPath)
+	r.cmd.Stderr = os.Stderr
+	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if r.stdin, err = r.cmd.StdinPipe(); err != nil {
 		tb.Fatal(err)
 	}
-	var cpu0 time.Duration
-	var start time.Time
-	sc := bufio.NewScanner(stdout)
-	var tail []string
-	for sc.Scan() {
-		if sc.Text() == "go" {
-			if started != nil {
-				started()
+	if err := r.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() {
+		defer close(r.done)
+		var cpu0 time.Duration
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "go" {
+				if started != nil {
+					started()
+				}
+				cpu0, _ = processCPU()
+				r.start = time.Now()
+				continue
 			}
-			cpu0, _ = processCPU()
-			start = time.Now()
-			continue
+			r.tail = append(r.tail, sc.Text())
 		}
-		tail = append(tail, sc.Text())
+		cpu1, _ := processCPU()
+		r.cpu = cpu1 - cpu0
+	}()
+	return r
+}
+
+// exited reports whether the child has ended (before being told to, for a
+// Stream run: it failed).
+func (r *loadRun) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
 	}
-	cpu1, _ := processCPU()
-	if err := cmd.Wait(); err != nil {
-		tb.Fatalf("load generator: %v\n%s", err, strings.Join(tail, "\n"))
+}
+
+// stop tells a Stream child to finish, and waits for it.
+func (r *loadRun) stop() loadOut {
+	r.stdin.Close()
+	return r.wait()
+}
+
+// wait waits for the child to end and returns what it measured.
+func (r *loadRun) wait() loadOut {
+	tb := r.tb
+	tb.Helper()
+	<-r.done
+	if err := r.cmd.Wait(); err != nil {
+		tb.Fatalf("load generator: %v\n%s", err, strings.Join(r.tail, "\n"))
 	}
-	f, err = os.Open(spec.Out)
+	f, err := os.Open(r.outPath)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -315,7 +387,7 @@ func runLoad(tb testing.TB, spec loadSpec, started func()) loadOut {
 	if err := gob.NewDecoder(f).Decode(&out); err != nil {
 		tb.Fatal(err)
 	}
-	out.Start, out.ParentCPU = start, cpu1-cpu0
+	out.Start, out.ParentCPU = r.start, r.cpu
 	return out
 }
 
@@ -342,13 +414,6 @@ func closedExt(tb testing.TB, src *loadSource, dur time.Duration, started func()
 	spec := specOf(src, 0)
 	spec.Clients, spec.Dur = benchClients, dur
 	return runLoad(tb, spec, started)
-}
-
-// openLoop is openExt's load sent from this process, with client, no
-// warm-up: for the sustained run, whose load changes while it runs.
-func openLoop(t *testing.T, client *http.Client, src *loadSource, rate float64, dur time.Duration) openResult {
-	t.Helper()
-	return answered(t, sendOpen(client, src, rate, dur, nil), rate).asOpen()
 }
 
 // openExt sends src's requests open loop at rate from the external

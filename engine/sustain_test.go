@@ -120,14 +120,6 @@ func waitBacklog(r *Relay, level int, timeout time.Duration) (time.Duration, boo
 	}
 }
 
-// openClient is a load generator's client, as TestOpenLoopLatency's. Close
-// its idle connections when done: thousands of them would stay open.
-func openClient(t *testing.T) *http.Client {
-	tr := benchTransport(openLoopSenders)
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: time.Minute}
-}
-
 // switchDest is a destination that answers 200, or `down` while it is set
 // (503, no Retry-After, is a destination that is down behind its proxy).
 type switchDest struct {
@@ -151,23 +143,24 @@ func newSwitchDest(t *testing.T) (*httptest.Server, *switchDest) {
 	return srv, s
 }
 
-// ingestDriver sends to a URL at a fixed rate in openLoop chunks of about a
+// ingestDriver sends to a URL at a fixed rate in sendOpen chunks of about a
 // second, each started on schedule whether or not the last one's answers
 // are in (but at most two at once, so at most 2 × openLoopSenders requests
 // in flight), until stopped: an outage run does not know its length up
-// front, and openLoop cannot be cut short.
+// front, and sendOpen cannot be cut short. It runs in the external
+// generator (loadSpec.Stream).
 type ingestDriver struct {
 	halt   atomic.Bool
 	done   chan struct{}
 	mu     sync.Mutex
-	chunks []openResult
+	chunks []loadOut
 }
 
 func startIngest(t *testing.T, client *http.Client, url string, rate float64) *ingestDriver {
 	d := &ingestDriver{done: make(chan struct{})}
 	n := max(1, int(rate))
 	period := time.Duration(float64(n) / rate * float64(time.Second))
-	// Half a request's slack, so that openLoop's int(rate*dur) is n.
+	// Half a request's slack, so that sendOpen's int(rate*dur) is n.
 	chunk := time.Duration((float64(n) + 0.5) / rate * float64(time.Second))
 	go func() {
 		defer close(d.done)
@@ -181,8 +174,8 @@ func startIngest(t *testing.T, client *http.Client, url string, rate float64) *i
 			time.Sleep(time.Until(start.Add(time.Duration(k) * period)))
 			wg.Add(1)
 			go func() {
-				defer func() { <-busy; wg.Done() }() // also when openLoop fails t (Goexit)
-				res := openLoop(t, client, src, rate, chunk)
+				defer func() { <-busy; wg.Done() }() // also when answered fails t (Goexit)
+				res := answered(t, sendOpen(client, src, rate, chunk, nil), rate)
 				d.mu.Lock()
 				d.chunks = append(d.chunks, res)
 				d.mu.Unlock()
@@ -205,12 +198,12 @@ func (d *ingestDriver) phase(from, to time.Time) loadResult {
 	defer d.mu.Unlock()
 	var lr loadResult
 	for _, c := range d.chunks {
-		if c.start.Before(from) || !c.start.Before(to) {
+		if c.Start.Before(from) || !c.Start.Before(to) {
 			continue
 		}
-		lr.n += c.n
-		lr.failed += c.shed
-		lr.lat = append(lr.lat, c.lat...)
+		lr.n += c.N
+		lr.failed += len(c.ShedLat)
+		lr.lat = append(lr.lat, c.Lat...)
 	}
 	slices.Sort(lr.lat)
 	return lr
@@ -223,11 +216,11 @@ func (d *ingestDriver) sent() (int, time.Duration) {
 	n := 0
 	var first, last time.Time
 	for _, c := range d.chunks {
-		n += c.n
-		if first.IsZero() || c.start.Before(first) {
-			first = c.start
+		n += c.N
+		if first.IsZero() || c.Start.Before(first) {
+			first = c.Start
 		}
-		if end := c.start.Add(c.elapsed); end.After(last) {
+		if end := c.Start.Add(c.Elapsed); end.After(last) {
 			last = end
 		}
 	}
@@ -321,13 +314,11 @@ type outageResult struct {
 func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) outageResult {
 	dest, sw := newSwitchDest(t)
 	relay, srv := benchRelay(t, dest.URL, "    retry: "+retry+"\n", nil)
-	client := openClient(t)
-	defer client.CloseIdleConnections()
 	t0 := time.Now() // before the first chunk starts
-	drv := startIngest(t, client, srv.URL+"/in/example", rate)
+	run := startLoad(t, loadSpec{URL: srv.URL + "/in/example", Rate: rate, Stream: true}, nil)
 	check := func() {
-		if t.Failed() {
-			drv.stop()
+		if run.exited() {
+			run.wait() // fails t, saying why
 			t.FailNow()
 		}
 	}
@@ -351,10 +342,7 @@ func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) ou
 	tDrained := time.Now()
 	o.left = lanesPending(relay)
 	o.deliveredDrain = sw.ok.Load() - okUp
-	drv.stop()
-	if t.Failed() {
-		t.FailNow()
-	}
+	drv := &ingestDriver{chunks: run.stop().Chunks}
 	n, d := drv.sent()
 	o.achieved = float64(n) / d.Seconds()
 	o.pre, o.down, o.after = drv.phase(t0, tDown), drv.phase(tDown, tUp), drv.phase(tUp, tDrained)
@@ -430,8 +418,7 @@ func deadDeliveries(r *Relay) int {
 // least twice as fast as it built (drain time D <= N/2)?
 // (3) the same outage at 40% of (h), with the load ending as the
 // destination comes back: the drain of deliveries alone.
-// (h), (1) and (3) take their load from the external generator, as the
-// report does; (2), whose length is not known up front, from this process.
+// All take their load from the external generator, as the report does.
 func TestSustainedAndOutage(t *testing.T) {
 	dur, retry := sustainConfig(t)
 	const pre = 5 * time.Second
