@@ -692,11 +692,14 @@ func BenchmarkIngestJWSNoDelivery(b *testing.B) {
 // lanesPending is how many deliveries the relay's lanes still hold: queued
 // in memory and not yet recorded final in the spool (a lane drops one only
 // after the spool's Update of its outcome committed).
-func lanesPending(r *Relay) int {
+func lanesPending(r *Relay) int { return laneSum(r, func(l *lane) int { return l.pending }) }
+
+// laneSum adds up f over r's lanes, each read under its lock.
+func laneSum(r *Relay, f func(l *lane) int) int {
 	n := 0
 	for _, l := range r.dispatch.allLanes() {
 		l.mu.Lock()
-		n += l.pending
+		n += f(l)
 		l.mu.Unlock()
 	}
 	return n

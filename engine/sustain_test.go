@@ -349,7 +349,7 @@ func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) ou
 	o.shed = drv.phase(t0, time.Now()).failed
 	_, o.emptied = waitBacklog(relay, 0, max(limit-time.Since(tUp), 2*dur))
 	o.empty = time.Since(tUp)
-	o.dead = deadDeliveries(relay)
+	o.dead = laneSum(relay, func(l *lane) int { return l.dead })
 	// Whatever is left must not load the next run; the cleanup's second
 	// Close is a no-op.
 	_ = relay.Close(time.Second)
@@ -395,20 +395,9 @@ func outageThenQuiet(t *testing.T, rate float64, dur, pre time.Duration, retry s
 	q.down = time.Since(tDown)
 	q.res = answered(t, out, rate).asOpen()
 	q.drain, q.drained = waitBacklog(relay, q.base, 10*dur)
-	q.dead = deadDeliveries(relay)
+	q.dead = laneSum(relay, func(l *lane) int { return l.dead })
 	_ = relay.Close(time.Second)
 	return q
-}
-
-// deadDeliveries counts the deliveries r's lanes gave up on.
-func deadDeliveries(r *Relay) int {
-	n := 0
-	for _, l := range r.dispatch.allLanes() {
-		l.mu.Lock()
-		n += l.dead
-		l.mu.Unlock()
-	}
-	return n
 }
 
 // TestSustainedAndOutage measures, against (h) closed loop for 5 s:
