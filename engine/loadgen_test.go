@@ -40,7 +40,8 @@ type loadSpec struct {
 	// Dur bounds the measured run (0: until the requests run out).
 	Dur time.Duration
 	// Stream, with Rate, signs and sends HMAC requests to URL in chunks of
-	// about a second (startIngest) until the child's standard input closes:
+	// about a second (startIngest), after Warm of them to warm up, until the
+	// child's standard input closes:
 	// for a run whose length is not known up front, longer than pre-signed
 	// requests could last (their timestamps expire, and they take memory).
 	Stream bool
@@ -88,14 +89,20 @@ func TestLoadGenerator(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &loadSource{url: spec.URL, ts: spec.TS, reqs: spec.Reqs}
+	if spec.Stream {
+		src = hmacSource(spec.URL, 0, spec.Warm) // the warm-up's; the rest is signed as it goes
+	}
 	tr := benchTransport(max(openLoopSenders, spec.Clients))
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 	warm, rest := src.slice(0, spec.Warm), src.slice(spec.Warm, len(src.reqs))
 	var out loadOut
 	switch {
 	case spec.Stream:
-		d := startIngest(t, client, spec.URL, spec.Rate)
+		if spec.Warm > 0 {
+			sendOpen(client, warm, spec.Rate, 0, nil)
+		}
 		fmt.Println("go")
+		d := startIngest(t, client, spec.URL, spec.Rate, spec.Warm)
 		told := make(chan struct{})
 		go func() {
 			_, _ = io.Copy(io.Discard, os.Stdin) // until the parent says stop

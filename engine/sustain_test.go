@@ -156,7 +156,7 @@ type ingestDriver struct {
 	chunks []loadOut
 }
 
-func startIngest(t *testing.T, client *http.Client, url string, rate float64) *ingestDriver {
+func startIngest(t *testing.T, client *http.Client, url string, rate float64, first int) *ingestDriver {
 	d := &ingestDriver{done: make(chan struct{})}
 	n := max(1, int(rate))
 	period := time.Duration(float64(n) / rate * float64(time.Second))
@@ -169,7 +169,7 @@ func startIngest(t *testing.T, client *http.Client, url string, rate float64) *i
 		busy := make(chan struct{}, 2)
 		start := time.Now()
 		for k := 0; !d.halt.Load() && !t.Failed(); k++ {
-			src := hmacSource(url, k*n, n) // signed before its start time
+			src := hmacSource(url, first+k*n, n) // signed before its start time
 			busy <- struct{}{}
 			time.Sleep(time.Until(start.Add(time.Duration(k) * period)))
 			wg.Add(1)
@@ -304,7 +304,7 @@ type outageResult struct {
 	deliveredDrain   int64 // 200s from the destination's return to drained
 	refused          int64 // 503s answered during the outage: retry attempts
 	dead             int
-	shed             int        // ingest requests answered 503, whole run
+	shed             int        // ingest requests answered 503, whole run after the warm-up
 	pre, down, after loadResult // ingest before, during, after the outage
 }
 
@@ -314,13 +314,19 @@ type outageResult struct {
 func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) outageResult {
 	dest, sw := newSwitchDest(t)
 	relay, srv := benchRelay(t, dest.URL, "    retry: "+retry+"\n", nil)
-	t0 := time.Now() // before the first chunk starts
-	run := startLoad(t, loadSpec{URL: srv.URL + "/in/example", Rate: rate, Stream: true}, nil)
+	began := make(chan struct{})
+	run := startLoad(t, loadSpec{URL: srv.URL + "/in/example", Rate: rate, Warm: int(rate) + 1, Stream: true},
+		func() { close(began) })
 	check := func() {
 		if run.exited() {
 			run.wait() // fails t, saying why
 			t.FailNow()
 		}
+	}
+	select {
+	case <-began: // warmed up
+	case <-run.done:
+		check()
 	}
 	o := outageResult{rate: rate}
 	o.base = medianBacklog(sampleBacklog(relay, time.Second, pre, nil))
@@ -345,8 +351,8 @@ func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) ou
 	drv := &ingestDriver{chunks: run.stop().Chunks}
 	n, d := drv.sent()
 	o.achieved = float64(n) / d.Seconds()
-	o.pre, o.down, o.after = drv.phase(t0, tDown), drv.phase(tDown, tUp), drv.phase(tUp, tDrained)
-	o.shed = drv.phase(t0, time.Now()).failed
+	o.pre, o.down, o.after = drv.phase(time.Time{}, tDown), drv.phase(tDown, tUp), drv.phase(tUp, tDrained)
+	o.shed = drv.phase(time.Time{}, time.Now()).failed
 	_, o.emptied = waitBacklog(relay, 0, max(limit-time.Since(tUp), 2*dur))
 	o.empty = time.Since(tUp)
 	o.dead = laneSum(relay, func(l *lane) int { return l.dead })
@@ -471,7 +477,7 @@ func TestSustainedAndOutage(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "\n  (d) at 40%% of (h) for %.0f s with no backlog growth (slope <= 1%% of r, last <= r × 1 s, nothing shed): %s\n\n", N, verdict)
 
-	fmt.Fprintf(&b, "(2) Outage: constant ingest; %.0f s with the destination up, %.0f s answering 503 (no Retry-After), then up until the backlog is back to max(rate × 1 s, pre-outage median) (at most 10 × N); "+
+	fmt.Fprintf(&b, "(2) Outage: constant ingest (after 1 s of it to warm up); %.0f s with the destination up, %.0f s answering 503 (no Retry-After), then up until the backlog is back to max(rate × 1 s, pre-outage median) (at most 10 × N); "+
 		"retry: %s (unset fields: relay defaults, initial 100ms, multiplier 2, max 1h, jitter full). Each rate on its own relay.\n\n", pre.Seconds(), N, retry)
 	b.WriteString("| offered/s | achieved/s | backlog before | B (end of outage) | build B/N /s | drained: backlog | D s | drain B/D /s | ÷ build | delivered/s while draining | empty after s | 503s sent | dead | ingest p99 ms before / outage / after | shed |\n")
 	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
