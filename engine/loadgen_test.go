@@ -39,11 +39,11 @@ type loadSpec struct {
 	Clients int
 	// Dur bounds the measured run (0: until the requests run out).
 	Dur time.Duration
-	// Stream, with Rate, signs and sends HMAC requests to URL in chunks of
-	// about a second (startIngest), after Warm of them to warm up, until the
-	// child's standard input closes:
-	// for a run whose length is not known up front, longer than pre-signed
-	// requests could last (their timestamps expire, and they take memory).
+	// Stream, with Rate, sends Warm HMAC requests to URL to warm up, then
+	// signs and sends more in chunks of about a second (startIngest) until
+	// the child's standard input closes. It is for runs whose length is not
+	// known up front and may outlast pre-signed requests (their timestamps
+	// expire, and they take memory).
 	Stream bool
 	Out    string // where the child writes its loadOut
 }
