@@ -182,11 +182,7 @@ func decodeDelivery(v []byte, d *Delivery) error {
 	if err != nil {
 		return err
 	}
-	st, ok := statusOf(r.byte())
-	if !ok && r.err == nil {
-		r.err = errors.New("spool: delivery: bad status")
-	}
-	d.Status = st
+	d.Status = r.status()
 	d.AttemptsBefore = int(r.uvarint())
 	d.NextAt = r.time()
 	d.Attempts = make([]Attempt, r.count())
@@ -295,6 +291,15 @@ func (r *reader) byte() byte {
 	c := r.b[0]
 	r.b = r.b[1:]
 	return c
+}
+
+// status reads a status code (ops.go).
+func (r *reader) status() Status {
+	st, ok := statusOf(r.byte())
+	if !ok && r.err == nil {
+		r.err = errors.New("spool: bad status")
+	}
+	return st
 }
 
 func (r *reader) string() string {

@@ -259,14 +259,7 @@ func (b *Bolt) Delivery(dest, eventID string) (*Delivery, error) {
 		return nil, err
 	}
 	d := new(Delivery)
-	err = b.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketDeliveries).Get(deliveryKey(id, dest))
-		if v == nil {
-			return ErrNotFound
-		}
-		return decodeDelivery(v, d)
-	})
-	if err != nil {
+	if err := b.get(bucketDeliveries, deliveryKey(id, dest), func(v []byte) error { return decodeDelivery(v, d) }); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -279,11 +272,7 @@ func (b *Bolt) Event(id string) (*Event, error) {
 		return nil, err
 	}
 	var ev *Event
-	err = b.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketEvents).Get(k)
-		if v == nil {
-			return ErrNotFound
-		}
+	err = b.get(bucketEvents, k, func(v []byte) (err error) {
 		ev, err = decodeEvent(v)
 		return err
 	})
@@ -297,21 +286,22 @@ func (b *Bolt) Quarantined(id string) (*Quarantined, error) {
 		return nil, err
 	}
 	q := new(Quarantined)
-	if err := b.get(bucketQuarantine, k, q); err != nil {
+	if err := b.get(bucketQuarantine, k, func(v []byte) error { return json.Unmarshal(v, q) }); err != nil {
 		return nil, err
 	}
 	return q, nil
 }
 
-// get decodes the JSON stored under k in bucket into v.
-func (b *Bolt) get(bucket, k []byte, v any) error {
+// get decodes the value stored under k in bucket with decode, or returns
+// ErrNotFound. v points into the mmap and is valid only during the read
+// transaction: decode must copy what it keeps.
+func (b *Bolt) get(bucket, k []byte, decode func(v []byte) error) error {
 	return b.view(func(tx *bolt.Tx) error {
-		js := tx.Bucket(bucket).Get(k)
-		if js == nil {
+		v := tx.Bucket(bucket).Get(k)
+		if v == nil {
 			return ErrNotFound
 		}
-		// Unmarshal copies, so v does not point into the mmap after the tx.
-		return json.Unmarshal(js, v)
+		return decode(v)
 	})
 }
 
@@ -439,14 +429,13 @@ func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (Queued
 		e.Key, e.Sequence, e.Status, e.NextAt = d.Key, d.Sequence, d.Status, d.NextAt
 		return e, nil
 	}
-	if len(v) < queueValueMin {
-		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
+	var ok bool
+	if len(v) >= queueValueMin {
+		e.Status, ok = statusOf(v[16])
 	}
-	st, ok := statusOf(v[16])
 	if !ok {
 		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
 	}
-	e.Status = st
 	if at := binary.BigEndian.Uint64(v[17:25]); at != 0 {
 		e.NextAt = time.Unix(0, int64(at))
 	}
