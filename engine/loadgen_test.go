@@ -410,10 +410,7 @@ func (out loadOut) asResult() loadResult {
 }
 
 // asOpen is out as an openResult.
-func (out loadOut) asOpen() openResult {
-	return openResult{loadResult: out.asResult(), maxInFlight: out.MaxInFlight, shed: len(out.ShedLat),
-		shedLat: out.ShedLat, noRetryAfter: out.NoRetryAfter, tenths: out.Tenths}
-}
+func (out loadOut) asOpen() openResult { return openResult{out.asResult(), out} }
 
 // closedExt sends src's requests closed loop from benchClients clients of
 // the external generator for dur (until they run out when dur is 0).

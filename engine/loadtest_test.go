@@ -47,6 +47,20 @@ func envSeconds(t *testing.T, name string, def time.Duration) time.Duration {
 	return time.Duration(secs * float64(time.Second))
 }
 
+// envInt is the positive integer the environment variable name gives, or
+// def when it is unset.
+func envInt(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return n
+}
+
 // reportRow is one line of the report.
 type reportRow struct {
 	id, what     string
@@ -101,14 +115,7 @@ func measureClosed(t *testing.T, mk sourceFn, warmN int, spare float64, dur time
 // targets met and missed.
 func TestBenchReport(t *testing.T) {
 	dur := benchReport(t)
-	rounds := 1
-	if s := os.Getenv("HOOKRELAY_BENCH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("HOOKRELAY_BENCH_ROUNDS=%q: want a positive number", s)
-		}
-		rounds = n
-	}
+	rounds := envInt(t, "HOOKRELAY_BENCH_ROUNDS", 1)
 	var all [][]reportRow
 	for round := range rounds {
 		fmt.Printf("\nRound %d of %d\n", round+1, rounds)
@@ -307,25 +314,21 @@ func cpuModel() string {
 // openLoopSenders bounds the requests in flight under the open-loop load.
 const openLoopSenders = 2000
 
-// openResult is one open-loop run: the latencies of the requests answered
-// 200, each from its scheduled send time (the time the scheduler waited for
-// a free sender, when all were busy, is in them), the most requests in
-// flight at once, and how many the relay shed with a 503.
+// openResult is one open-loop run as the generator measured it, with its
+// 200s as a loadResult (latencies from each request's scheduled send time,
+// the wait for a free sender included) for pct, rate and CPU.
 type openResult struct {
 	loadResult
-	maxInFlight int
-	shed        int // answered 503 past max_inflight; not in the latencies
-	// shedLat are the 503 answers' latencies, sorted; noRetryAfter counts
-	// the 503s without a Retry-After header.
-	shedLat      []time.Duration
-	noRetryAfter int
-	tenths       []time.Duration // p99 of the 200s in each tenth of the run
+	loadOut
 }
+
+// shed is how many requests were answered 503; they are not in lat.
+func (r openResult) shed() int { return len(r.ShedLat) }
 
 // tenthsMS formats the p99 of each tenth of the run in ms.
 func (r openResult) tenthsMS() string {
-	parts := make([]string, len(r.tenths))
-	for i, d := range r.tenths {
+	parts := make([]string, len(r.Tenths))
+	for i, d := range r.Tenths {
 		parts[i] = fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond))
 	}
 	return strings.Join(parts, " ")
@@ -378,7 +381,7 @@ func TestOpenLoopLatency(t *testing.T) {
 		for _, tg := range targets {
 			r := res[tg.id]
 			fmt.Fprintf(&b, "| %.0f | %s | %.0f | %.2f | %.2f | %.2f | %d | %d | %.0f |\n", rate, tg.id,
-				float64(r.n)/r.elapsed.Seconds(), r.pct(0.50), r.pct(0.99), r.pct(0.999), r.shed, r.maxInFlight, r.cpuPerReq())
+				float64(r.n)/r.elapsed.Seconds(), r.pct(0.50), r.pct(0.99), r.pct(0.999), r.shed(), r.MaxInFlight, r.cpuPerReq())
 		}
 		h, bb := res["h"], res["b"]
 		ratio := bb.pct(0.99) / h.pct(0.99)
@@ -386,8 +389,8 @@ func TestOpenLoopLatency(t *testing.T) {
 		if ratio > 2 {
 			verdict = fmt.Sprintf("MISSED: %.1fx (h)'s p99, %.2f ms over 2x", ratio, bb.pct(0.99)-2*h.pct(0.99))
 		}
-		if bb.shed > 0 {
-			verdict += fmt.Sprintf("; and %d requests (%.1f%%) shed with 503", bb.shed, 100*float64(bb.shed)/float64(bb.n))
+		if bb.shed() > 0 {
+			verdict += fmt.Sprintf("; and %d requests (%.1f%%) shed with 503", bb.shed(), 100*float64(bb.shed())/float64(bb.n))
 		}
 		verdicts = append(verdicts, fmt.Sprintf("  %5.0f/s: p50 (b)/(h) %.2f, p99 (b)/(h) %.2f, p99.9 (b)/(h) %.2f -> p99 <= 2x (h): %s",
 			rate, bb.pct(0.50)/h.pct(0.50), ratio, bb.pct(0.999)/h.pct(0.999), verdict))
@@ -430,7 +433,7 @@ func TestOverload(t *testing.T) {
 	for _, row := range []struct {
 		name string
 		lat  []time.Duration
-	}{{"accepted (200)", r.lat}, {"shed (503)", r.shedLat}} {
+	}{{"accepted (200)", r.lat}, {"shed (503)", r.ShedLat}} {
 		fmt.Printf("| %s | %.0f | %.1f%% | %.2f | %.2f | %.2f | %.2f |\n", row.name,
 			float64(len(row.lat))/r.elapsed.Seconds(), 100*float64(len(row.lat))/float64(r.n),
 			pct(row.lat, 0.50), pct(row.lat, 0.99), pct(row.lat, 0.999), pct(row.lat, 1))
@@ -443,13 +446,13 @@ func TestOverload(t *testing.T) {
 	fmt.Printf("\nCPU over the run: relay %.2f cores, generator %.2f cores; accepted p99 by tenth of the run (ms): %s\n",
 		out.ParentCPU.Seconds()/secs, out.CPU.Seconds()/secs, r.tenthsMS())
 	fmt.Printf("503s without Retry-After: %d of %d; max in flight %d; accepted p99 < 100 ms: %s\n",
-		r.noRetryAfter, r.shed, r.maxInFlight, verdict)
+		r.NoRetryAfter, r.shed(), r.MaxInFlight, verdict)
 	ok, shed := inHandler.sorted()
 	fmt.Printf("Where the wait is (p50 / p99 ms): from due time to the generator's sender starting %.2f / %.2f; "+
 		"in the relay's handler (request read, to answer written), accepted %.2f / %.2f, shed %.2f / %.2f\n",
 		out.StartLag[0].Seconds()*1e3, out.StartLag[1].Seconds()*1e3, pct(ok, 0.5), pct(ok, 0.99), pct(shed, 0.5), pct(shed, 0.99))
-	if r.noRetryAfter > 0 {
-		t.Errorf("%d of %d 503 answers had no Retry-After", r.noRetryAfter, r.shed)
+	if r.NoRetryAfter > 0 {
+		t.Errorf("%d of %d 503 answers had no Retry-After", r.NoRetryAfter, r.shed())
 	}
 	if len(r.lat) == 0 {
 		t.Errorf("nothing accepted at %.0f req/s", rate)

@@ -44,12 +44,7 @@ func TestScalePending(t *testing.T) {
 	if os.Getenv("HOOKRELAY_SCALE") != "1" {
 		t.Skip("set HOOKRELAY_SCALE=1 to run")
 	}
-	events := 1_000_000
-	if s := os.Getenv("HOOKRELAY_SCALE_EVENTS"); s != "" {
-		n, err := strconv.Atoi(s)
-		must(t, err)
-		events = n
-	}
+	events := envInt(t, "HOOKRELAY_SCALE_EVENTS", 1_000_000)
 	const keys, writers = 10_000, 256
 
 	dir := t.TempDir()

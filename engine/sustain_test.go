@@ -191,13 +191,14 @@ func (d *ingestDriver) stop() {
 	<-d.done
 }
 
+// streamed is a Stream run's chunks, as the parent gets them.
+type streamed []loadOut
+
 // phase sums the chunks that started in [from, to): requests sent, shed,
 // and the accepted requests' latencies, sorted.
-func (d *ingestDriver) phase(from, to time.Time) loadResult {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+func (s streamed) phase(from, to time.Time) loadResult {
 	var lr loadResult
-	for _, c := range d.chunks {
+	for _, c := range s {
 		if c.Start.Before(from) || !c.Start.Before(to) {
 			continue
 		}
@@ -209,13 +210,11 @@ func (d *ingestDriver) phase(from, to time.Time) loadResult {
 	return lr
 }
 
-// sent is how many requests the driver sent and over how long.
-func (d *ingestDriver) sent() (int, time.Duration) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// sent is how many requests the chunks sent and over how long.
+func (s streamed) sent() (int, time.Duration) {
 	n := 0
 	var first, last time.Time
-	for _, c := range d.chunks {
+	for _, c := range s {
 		n += c.N
 		if first.IsZero() || c.Start.Before(first) {
 			first = c.Start
@@ -348,7 +347,7 @@ func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) ou
 	tDrained := time.Now()
 	o.left = lanesPending(relay)
 	o.deliveredDrain = sw.ok.Load() - okUp
-	drv := &ingestDriver{chunks: run.stop().Chunks}
+	drv := streamed(run.stop().Chunks)
 	n, d := drv.sent()
 	o.achieved = float64(n) / d.Seconds()
 	o.pre, o.down, o.after = drv.phase(time.Time{}, tDown), drv.phase(tDown, tUp), drv.phase(tUp, tDrained)
@@ -459,7 +458,7 @@ func TestSustainedAndOutage(t *testing.T) {
 		empty = fmt.Sprintf("not in %.0f s", s.empty.Seconds())
 	}
 	fmt.Fprintf(&b, "| %.0f | %d | %d | %.0f | %.2f | %.2f | %.2f | %.0f | %.0f | %d | %d | %d | %d | %+.1f | %s |\n",
-		s.rate, s.res.n, s.res.shed, dRate, dRate/h.rate(), s.res.pct(0.50), s.res.pct(0.99), age.pct(0.50), age.pct(0.99),
+		s.rate, s.res.n, s.res.shed(), dRate, dRate/h.rate(), s.res.pct(0.50), s.res.pct(0.99), age.pct(0.50), age.pct(0.99),
 		s.first, s.median, s.peak, s.last, s.slope, empty)
 	verdict := "met"
 	var why []string
@@ -469,8 +468,8 @@ func TestSustainedAndOutage(t *testing.T) {
 	if float64(s.last) > r {
 		why = append(why, fmt.Sprintf("last backlog %d > r × 1 s (%.0f)", s.last, r))
 	}
-	if s.res.shed > 0 {
-		why = append(why, fmt.Sprintf("%d requests shed", s.res.shed))
+	if s.res.shed() > 0 {
+		why = append(why, fmt.Sprintf("%d requests shed", s.res.shed()))
 	}
 	if len(why) > 0 {
 		verdict = "MISSED: " + strings.Join(why, "; ")
@@ -534,7 +533,7 @@ func TestSustainedAndOutage(t *testing.T) {
 		v += fmt.Sprintf(" (%d deliveries went dead: raise max_attempts)", q.dead)
 	}
 	fmt.Fprintf(&b, "| %.0f | %d | %d | %.1f | %d | %.1f | %d | %.0f | %s | %s | %s | %d |\n",
-		q.rate, q.res.n, q.res.shed, q.res.pct(0.99), q.base, q.down.Seconds(), q.built, build, d, drainRate, ratio, q.dead)
+		q.rate, q.res.n, q.res.shed(), q.res.pct(0.99), q.base, q.down.Seconds(), q.built, build, d, drainRate, ratio, q.dead)
 	fmt.Fprintf(&b, "\n  %5.0f/s, no load after: drain rate >= 2 × build rate: %s\n", q.rate, v)
 	fmt.Fprintf(&b, "\nTook %.0f s. Reproduce: HOOKRELAY_SUSTAIN=1 HOOKRELAY_SUSTAIN_SECONDS=%.0f go test -run TestSustainedAndOutage -count 1 -v -timeout %.0fm ./engine/\n",
 		time.Since(began).Seconds(), N, budget.Minutes()+5)
