@@ -197,7 +197,9 @@ func FuzzRenderBody(f *testing.F) {
 		if err := xml.Unmarshal([]byte(out), &x); err != nil || len(x.K) != 1 || len(x.T) != 1 || x.T[0] != "fixed" || len(x.Other) != 0 {
 			t.Fatalf("xml with %q: %s (%v)", v, out, err)
 		}
-		if utf8.ValidString(v) && !strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF }) &&
+		if utf8.ValidString(v) && !strings.ContainsFunc(v, func(r rune) bool {
+			return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF
+		}) &&
 			x.K[0] != v {
 			t.Fatalf("xml with %q: k is %q", v, x.K[0])
 		}
