@@ -96,9 +96,9 @@ func (t *Template) renderURL(env *Env, probe bool) (string, error) {
 		place := placeOf(b.String())
 		switch place {
 		case inAuthority:
-			return "", fmt.Errorf("url: {{ %s }} is in the scheme, userinfo, host or port: request and event data may only give a path segment or a query value", p.prog)
+			return "", fmt.Errorf("{{ %s }} is in the scheme, userinfo, host or port: request and event data may only give a path segment or a query value", p.prog)
 		case inFragment:
-			return "", fmt.Errorf("url: {{ %s }} is in the fragment, which is never sent: request and event data may only give a path segment or a query value", p.prog)
+			return "", fmt.Errorf("{{ %s }} is in the fragment, which is never sent: request and event data may only give a path segment or a query value", p.prog)
 		}
 		s := ""
 		if !probe {
@@ -134,7 +134,7 @@ func (t *Template) renderURL(env *Env, probe bool) (string, error) {
 		// which many collapse. Such a URL is not sent.
 		switch seg {
 		case "", ".", "..":
-			return "", fmt.Errorf("url: a placeholder made the path segment %q: it would not stay one segment", seg)
+			return "", fmt.Errorf("a placeholder made the path segment %q: it would not stay one segment", seg)
 		}
 	}
 	return out, nil
