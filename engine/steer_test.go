@@ -190,7 +190,11 @@ func TestPollHostileKeyNotPolled(t *testing.T) {
 func TestPollBodyXMLEscaped(t *testing.T) {
 	f := newFakeResurs(t)
 	tr, rec, k := steerPollRelay(t, f, func(s string) string {
-		return strings.Replace(s, "  concurrency: 4\n", "  concurrency: 4\n  key_pattern: '.{1,200}'\n", 1)
+		const shipped = "  key_pattern: '^[A-Za-z0-9._:-]{1,128}$'\n"
+		if !strings.Contains(s, shipped) {
+			t.Fatalf("resurs.yaml has no %q line", strings.TrimSpace(shipped))
+		}
+		return strings.Replace(s, shipped, "  key_pattern: '.{1,200}'\n", 1)
 	})
 	const key = `APP-1</applicationReference><applicationReference>APP-2&amp;'`
 	f.set(key, "signed")
