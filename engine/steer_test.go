@@ -305,3 +305,49 @@ func pollStateOf(t *testing.T, tr *testRelay, provider, key string) spool.PollSt
 	}))
 	return st
 }
+
+// TestHeaderControlCharacter: a header rendered with CR LF from sender data
+// fails the delivery attempt as permanent (dead after one attempt, nothing
+// sent), and fails a poll request (nothing sent, the key backs off).
+func TestHeaderControlCharacter(t *testing.T) {
+	dest := newURIRecorder(t)
+	var polls sync.Mutex
+	polled := 0
+	lender := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		polls.Lock()
+		polled++
+		polls.Unlock()
+		fmt.Fprint(w, `{"t": "x"}`)
+	}))
+	tr := startRelay(t, relayYAML(dest.url+"/in", "    headers: {X-Key: \"{{ event.key }}\"}\n    retry: {max_attempts: 5, initial: 1ms}\n"),
+		map[string]string{"plain": plainProvider, "pp": `
+paths: [/in/pp]
+verify: none
+event: { key: body.k, type: body.t }
+routes: [{ to: [dest] }]
+poll:
+  interval: 100ms
+  key_pattern: '(?s).+'
+  request: { method: GET, url: "` + lender + `/status", headers: { X-Ref: "{{ key }}" } }
+  response: json
+  event: { type: response.body.t }
+`})
+	resp := tr.post("/in/plain", `{"key": "a\r\nX-Injected: 1", "type": "t"}`, authPlain)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest: %d", resp.StatusCode)
+	}
+	waitFor(t, 10*time.Second, "the delivery dead", func() bool {
+		q := tr.queued("dest")
+		return len(q) == 1 && q[0].Status == spool.Dead
+	})
+	if d := tr.queued("dest")[0]; len(d.Attempts) != 1 || !strings.Contains(d.Attempts[0].Error, "control character") {
+		t.Errorf("attempts %+v, want one, refused before sending", d.Attempts)
+	}
+	must(t, tr.pollKey("pp", "b\r\nX-Injected: 1"))
+	waitFor(t, 10*time.Second, "the poll failed", func() bool { return pollStateOf(t, tr, "pp", "b\r\nX-Injected: 1").Errors > 0 })
+	polls.Lock()
+	defer polls.Unlock()
+	if n := len(dest.requests()); n != 0 || polled != 0 {
+		t.Errorf("sent %d deliveries and %d polls", n, polled)
+	}
+}
