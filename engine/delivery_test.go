@@ -558,11 +558,13 @@ func TestDeliverNetworkError(t *testing.T) {
 }
 
 // TestDeliverRenderError: an event our own configuration cannot render
-// (here a URL template giving no http URL) is dead at once: no request was
-// made, and another attempt would render it the same way.
+// (here a URL template whose path placeholder gives "..", which would not stay
+// one segment) is dead at once: no request was made, and another attempt
+// would render it the same way. (A template that picks the scheme, as this
+// test used before, is now refused at load: SPEC 2.)
 func TestDeliverRenderError(t *testing.T) {
 	rec := newRecorder(t, nil)
-	tr := startRelay(t, relayYAML("{{ event.key == 'bad' ? 'ftp://nowhere' : '"+rec.srv.URL+"' }}",
+	tr := startRelay(t, relayYAML(rec.srv.URL+"/{{ event.key == 'bad' ? '..' : 'ok' }}",
 		"    retry: {initial: 1ms}\n    on_exhausted: skip\n"), map[string]string{"plain": plainProvider})
 	tr.mustIngest("bad", 1)
 	tr.mustIngest("good", 1)

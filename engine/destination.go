@@ -17,13 +17,17 @@ import (
 
 // DestinationConfig is one entry of relay.yaml's destinations (SPEC 2).
 type DestinationConfig struct {
-	// URL may hold {{ expression }} placeholders over the event.
+	// URL may hold {{ expression }} placeholders over the event, escaped for
+	// their place: a path placeholder is one segment, a query placeholder one
+	// value; none may stand in the scheme, userinfo, host or port (SPEC 2).
 	URL string `koanf:"url"`
 	// Method defaults to POST.
 	Method string `koanf:"method"`
 	// Timeout of one attempt; 0 means 10s.
 	Timeout time.Duration `koanf:"timeout"`
 	// Headers are added to every request; values may hold {{ expression }}.
+	// A value that renders with a control character (CR, LF, NUL) fails the
+	// attempt as permanent.
 	Headers map[string]string `koanf:"headers"`
 	Auth    *AuthConfig       `koanf:"auth"`
 	Sign    *struct {
@@ -108,7 +112,7 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	if c.URL == "" {
 		return nil, &fieldErr{"url", "required"}
 	}
-	if d.url, err = transforms.CompileTemplate(c.URL); err != nil {
+	if d.url, err = transforms.CompileURLTemplate(c.URL); err != nil {
 		return nil, &fieldErr{"url", err.Error()}
 	}
 	if d.url.Constant() && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {

@@ -16,6 +16,8 @@ type metrics struct {
 	deliverDur *prometheus.HistogramVec
 	gaps       *prometheus.CounterVec
 	sheds      *prometheus.CounterVec
+	// pollRefused counts what polling refuses: reason key_pattern or too_large.
+	pollRefused *prometheus.CounterVec
 }
 
 func newMetrics(r *Relay) *metrics {
@@ -42,7 +44,10 @@ func newMetrics(r *Relay) *metrics {
 	m.sheds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hookrelay_ingest_shed_total", Help: "Requests answered 503 because max_inflight was reached.",
 	}, []string{"provider"})
-	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, m.sheds, &queueCollector{r})
+	m.pollRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hookrelay_poll_refused_total", Help: "Keys not polled (reason key_pattern) and polled events not spooled (reason too_large), by provider.",
+	}, []string{"provider", "reason"})
+	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, m.sheds, m.pollRefused, &queueCollector{r})
 	return m
 }
 
@@ -63,6 +68,10 @@ func (m *metrics) skipped(dest string) { m.deliveries.WithLabelValues(dest, "ski
 func (m *metrics) sequenceGap(dest string) { m.gaps.WithLabelValues(dest).Inc() }
 
 func (m *metrics) shed(provider string) { m.sheds.WithLabelValues(provider).Inc() }
+
+func (m *metrics) pollRefusal(provider, reason string) {
+	m.pollRefused.WithLabelValues(provider, reason).Inc()
+}
 
 // queueCollector reads the queue gauges from the dispatcher at scrape time.
 type queueCollector struct{ r *Relay }

@@ -20,12 +20,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/oklog/ulid/v2"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/transforms"
@@ -40,9 +42,27 @@ const (
 	maxPollBackoff = 8
 	// maxPollKey bounds a polled key, in bytes; longer keys are not tracked.
 	maxPollKey = 1024
+	// defaultKeyPatternSrc is poll.key_pattern's default (SPEC 9).
+	defaultKeyPatternSrc = `^[A-Za-z0-9._:-]{1,128}$`
 	// trackRetry is how long the tracker waits after a failed write.
 	trackRetry = time.Second
 )
+
+var defaultKeyPattern = regexp.MustCompile(defaultKeyPatternSrc)
+
+// errKeyPattern is the error of a key that poll.key_pattern refuses: it is
+// never polled.
+var errKeyPattern = errors.New("the key does not match poll.key_pattern")
+
+// errPolledTooLarge is the error of a polled event whose envelope is larger
+// than the provider's max_body: it is not spooled.
+var errPolledTooLarge = errors.New("polled event larger than max_body")
+
+// pollable reports whether key may be polled: it matches poll.key_pattern
+// and fits maxPollKey.
+func (s *pollSpec) pollable(key string) bool {
+	return len(key) <= maxPollKey && s.keyPattern.MatchString(key)
+}
 
 // pollSpec is a compiled poll block.
 type pollSpec struct {
@@ -50,9 +70,12 @@ type pollSpec struct {
 	concurrency int
 	final       map[string]bool // canonical types after which a key is not polled
 	method      string
-	url         *transforms.Template
+	url         *transforms.Template // a URL template: {{ key }} is escaped for its place
 	headers     []pollHeader
-	body        *transforms.Template // nil: no body
+	body        *transforms.Template // nil: no body; escaped for its Content-Type
+	keyPattern  *regexp.Regexp       // the keys that may be polled
+	maxAnswer   int64                // bytes of an answer read: the provider's max_body, at most maxPollResponse
+	maxEvent    int64                // bytes of a polled event's envelope: the provider's max_body
 	response    string               // json | xml
 	mapping     *transforms.Mapping
 	values      map[string]string
@@ -73,6 +96,7 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 		interval: pc.Interval, concurrency: pc.Concurrency, final: map[string]bool{},
 		method: strings.ToUpper(pc.Request.Method), response: pc.Response, values: pc.Values,
 	}
+	s.maxAnswer, s.maxEvent = min(maxPollResponse, p.maxBody), p.maxBody
 	switch {
 	case s.interval == 0:
 		s.interval = 5 * time.Minute
@@ -97,19 +121,37 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 	if s.method == "" {
 		s.method = http.MethodPost
 	}
-	compile := func(at, src string) *transforms.Template {
-		t, err := transforms.CompileTemplate(src)
+	compileWith := func(at, src string, compile func(string) (*transforms.Template, error)) *transforms.Template {
+		t, err := compile(src)
 		if err != nil {
 			errs.add(doc, at, "%s: %v", at, err)
 		}
 		return t
 	}
+	compile := func(at, src string) *transforms.Template { return compileWith(at, src, transforms.CompileTemplate) }
+	// Values are known now unless a secret is missing (polling is then off):
+	// a URL that starts with {{ values.api_url }} is checked here for where
+	// {{ key }} lands, not first when a key is polled.
+	valuesKnown := p.Disabled == "" && p.pollOff == "" && !(s.registerValues && p.registerOff != "")
 	if pc.Request.URL == "" {
 		errs.add(doc, "poll.request.url", "poll.request.url: required")
-	} else if s.url = compile("poll.request.url", pc.Request.URL); s.url != nil && s.url.Constant() {
+	} else if s.url = compileWith("poll.request.url", pc.Request.URL, transforms.CompileURLTemplate); s.url != nil && s.url.Constant() {
 		if _, err := httpURL(pc.Request.URL); err != nil {
 			errs.add(doc, "poll.request.url", "poll.request.url: %v", err)
 		}
+	} else if s.url != nil && valuesKnown {
+		if err := s.url.CheckURL(&transforms.Env{Values: s.values, Provider: p.Name}); err != nil {
+			errs.add(doc, "poll.request.url", "poll.request.url: %v", err)
+		}
+	}
+	s.keyPattern = defaultKeyPattern
+	if pc.KeyPattern != "" {
+		// Matched against the whole key, anchored or not.
+		re, err := regexp.Compile(`^(?:` + pc.KeyPattern + `)$`)
+		if err != nil {
+			errs.add(doc, "poll.key_pattern", "poll.key_pattern: %v", err)
+		}
+		s.keyPattern = re
 	}
 	names := make([]string, 0, len(pc.Request.Headers))
 	for name := range pc.Request.Headers {
@@ -121,7 +163,10 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 		s.headers = append(s.headers, pollHeader{name, compile(at, pc.Request.Headers[name])})
 	}
 	if pc.Request.Body != "" {
-		s.body = compile("poll.request.body", pc.Request.Body)
+		ct, _ := headerValue(pc.Request.Headers, "Content-Type")
+		s.body = compileWith("poll.request.body", pc.Request.Body, func(src string) (*transforms.Template, error) {
+			return transforms.CompileBodyTemplate(src, ct)
+		})
 	}
 	switch s.response {
 	case "json", "xml":
@@ -157,6 +202,9 @@ func httpURL(s string) (*url.URL, error) {
 
 // request renders the status request of key.
 func (s *pollSpec) request(ctx context.Context, provider, key string, now time.Time) (*retryablehttp.Request, error) {
+	if !s.pollable(key) {
+		return nil, errKeyPattern
+	}
 	env := &transforms.Env{Key: key, Values: s.values, Provider: provider, Now: now}
 	u, err := s.url.Execute(env)
 	if err != nil {
@@ -182,6 +230,10 @@ func (s *pollSpec) request(ctx context.Context, provider, key string, now time.T
 		if err != nil {
 			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.name, err)
 		}
+		if !httpguts.ValidHeaderFieldValue(v) {
+			// CR or LF would start another header: not sent.
+			return nil, fmt.Errorf("poll.request.headers.%s: the value holds a control character", h.name)
+		}
 		req.Header.Set(h.name, v)
 	}
 	return req, nil
@@ -206,19 +258,23 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 		return nil, nil, fmt.Errorf("request: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPollResponse+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxAnswer+1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("read response: %w", err)
 	}
-	if len(body) > maxPollResponse {
-		return nil, nil, fmt.Errorf("response larger than %d bytes", maxPollResponse)
+	if int64(len(body)) > s.maxAnswer {
+		// Its event would be larger still: not worth parsing.
+		return nil, nil, fmt.Errorf("response larger than %d bytes (the provider's max_body)", s.maxAnswer)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	r := &transforms.Response{Status: resp.StatusCode, Headers: firstValues(resp.Header, true), Raw: string(body)}
-	var js any
-	if json.Unmarshal(body, &js) == nil {
+	// Both parsers refuse more than transforms.MaxElements elements
+	// before they build them: an answer's size is bounded, its parsed
+	// form would not be.
+	js, jsonErr := transforms.ParseJSON(body)
+	if jsonErr == nil {
 		r.JSON = js
 	}
 	var xmlErr error
@@ -233,7 +289,7 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	switch s.response {
 	case "json":
 		if r.JSON == nil {
-			return nil, nil, errors.New("response is not JSON")
+			return nil, nil, fmt.Errorf("response is not JSON: %w", jsonErr)
 		}
 		r.Body = r.JSON
 	case "xml":
@@ -289,6 +345,10 @@ func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byt
 	envelope, err := marshalEnvelope(te)
 	if err != nil {
 		return nil, "", fmt.Errorf("event: %w", err)
+	}
+	if int64(len(envelope)) > p.poll.maxEvent {
+		// A webhook this large would have had 413.
+		return nil, "", fmt.Errorf("%w: %d bytes, max_body is %d", errPolledTooLarge, len(envelope), p.poll.maxEvent)
 	}
 	return &spool.Event{
 		ID: te.ID, Provider: p.Name, Type: te.Type, Key: te.Key, Sequence: te.Sequence,

@@ -3,6 +3,7 @@ package engine
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -58,8 +59,8 @@ func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
 	if p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
 		return
 	}
-	if len(ev.Key) > maxPollKey {
-		r.log.Warn("poll: key too long to track", "provider", p.Name, "bytes", len(ev.Key))
+	if !p.poll.pollable(ev.Key) {
+		r.refusePollKey(p.Name, len(ev.Key), "webhook")
 		return
 	}
 	ps := &r.poll
@@ -75,6 +76,14 @@ func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
 	case wake <- struct{}{}:
 	default: // already signalled
 	}
+}
+
+// refusePollKey counts and logs a key that poll.key_pattern (or maxPollKey)
+// refuses: a sender's key that could steer the lender's request is never
+// polled. The key itself is not logged: it is the sender's text.
+func (r *Relay) refusePollKey(provider string, bytes int, from string) {
+	r.m.pollRefusal(provider, "key_pattern")
+	r.log.Warn("poll: key refused by poll.key_pattern; not polled", "provider", provider, "from", from, "bytes", bytes)
 }
 
 // startPollers starts polling for every provider with a poll block, and the
@@ -126,7 +135,11 @@ func (r *Relay) pollKey(provider, key string) error {
 	case key == "":
 		return badRequest("key: required")
 	case len(key) > maxPollKey:
+		r.refusePollKey(p.Name, len(key), "admin")
 		return badRequest(fmt.Sprintf("key: longer than %d bytes", maxPollKey))
+	case !p.poll.pollable(key):
+		r.refusePollKey(p.Name, len(key), "admin")
+		return badRequest("key: does not match poll.key_pattern")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -162,6 +175,11 @@ func (r *Relay) startLoops() {
 		}
 		now := time.Now()
 		err := r.spool.PollKeys(p.Name, func(key string, st *spool.PollState) error {
+			if !p.poll.pollable(key) {
+				// Stored before key_pattern existed or was narrowed.
+				r.refusePollKey(p.Name, len(key), "spool")
+				return nil
+			}
 			ks := &pollKeyState{key: key, st: *st, timerSlot: timerSlot{at: st.NextAt}}
 			if ks.at.Before(now) {
 				// Never polled, or overdue after a restart: spread over one interval.
@@ -424,6 +442,12 @@ func (l *pollLoop) poll(ctx context.Context, key string, st spool.PollState) spo
 	out.Errors = 0
 	out.NextAt = start.Add(jitter(l.s.interval))
 	ev, sum, err := p.buildPolled(key, resp, body, start)
+	if errors.Is(err, errPolledTooLarge) {
+		l.r.m.pollRefusal(p.Name, "too_large")
+		l.r.log.Warn("poll event refused; not spooled", "provider", p.Name, "key", key, "error", err)
+		save()
+		return out
+	}
 	if err != nil {
 		// Our configuration cannot read this answer; the body is not logged.
 		l.r.log.Warn("poll response unmappable", "provider", p.Name, "key", key, "status", resp.Status, "error", err)

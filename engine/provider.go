@@ -103,6 +103,10 @@ type PollConfig struct {
 	Concurrency int `koanf:"concurrency"`
 	// Values are named secrets for the templates; register's are used when empty.
 	Values map[string]string `koanf:"values"`
+	// KeyPattern is the regular expression a key must match, whole, to be
+	// polled; empty means ^[A-Za-z0-9._:-]{1,128}$. Other keys are counted
+	// and logged, never polled.
+	KeyPattern string `koanf:"key_pattern"`
 }
 
 // RouteConfig adds destinations to the events for which When holds.

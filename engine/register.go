@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -65,9 +65,12 @@ type regCall struct {
 
 type regRequest struct {
 	method  *transforms.Template // nil: POST (DELETE for an unregister)
-	url     *transforms.Template
+	url     *transforms.Template // a URL template: placeholders escaped for their place
 	headers []regHeader
-	body    *transforms.Template // nil: no body
+	body    *transforms.Template // nil: no body; escaped for contentType
+	// contentType is the configured Content-Type ("" when none or
+	// templated), which says how the body escapes its placeholders.
+	contentType string
 }
 
 type regHeader struct {
@@ -167,21 +170,32 @@ type regCompiler struct {
 func (c *regCompiler) request(at string, rc *RequestConfig, of *regRequest) *regRequest {
 	rq := &regRequest{}
 	if rc.Method != "" {
-		rq.method = c.template(at+".method", rc.Method)
+		rq.method = c.template(at+".method", rc.Method, transforms.CompileTemplate)
 	}
 	switch {
 	case rc.URL != "":
-		rq.url = c.template(at+".url", rc.URL)
+		rq.url = c.template(at+".url", rc.URL, transforms.CompileURLTemplate)
 	case of != nil:
 		rq.url = of.url
 	default:
 		c.errs.add(c.p.doc, at+".url", "%s.url: required", at)
 	}
 	if rc.Body != "" {
-		rq.body = c.template(at+".body", rc.Body)
+		ct, ok := headerValue(rc.Headers, "Content-Type")
+		if !ok && of != nil {
+			ct = of.contentType
+		}
+		rq.contentType = ct
+		rq.body = c.template(at+".body", rc.Body, func(s string) (*transforms.Template, error) {
+			return transforms.CompileBodyTemplate(s, ct)
+		})
+	} else if ct, ok := headerValue(rc.Headers, "Content-Type"); ok || of == nil {
+		rq.contentType = ct
+	} else {
+		rq.contentType = of.contentType
 	}
 	for _, name := range sortedNames(rc.Headers) {
-		rq.headers = append(rq.headers, regHeader{name, c.template(at+".headers."+name, rc.Headers[name])})
+		rq.headers = append(rq.headers, regHeader{name, c.template(at+".headers."+name, rc.Headers[name], transforms.CompileTemplate)})
 	}
 	if of != nil {
 		for _, h := range of.headers {
@@ -200,15 +214,18 @@ func (c *regCompiler) request(at string, rc *RequestConfig, of *regRequest) *reg
 		if u, err := rq.url.Execute(env); err == nil { // a failing template is reported already
 			if _, err := requestURL(u); err != nil {
 				c.errs.add(c.p.doc, at+".url", "%s.url: %s", at, err)
+			} else if err := rq.url.CheckURL(env); err != nil {
+				c.errs.add(c.p.doc, at+".url", "%s.url: %s", at, c.reg.mask(err.Error(), nil))
 			}
 		}
 	}
 	return rq
 }
 
-// template compiles one string of a request; at is its config path.
-func (c *regCompiler) template(at, src string) *transforms.Template {
-	t, err := transforms.CompileTemplate(src)
+// template compiles one string of a request with compile (a plain, URL or
+// body template); at is its config path.
+func (c *regCompiler) template(at, src string, compile func(string) (*transforms.Template, error)) *transforms.Template {
+	t, err := compile(src)
 	if err != nil {
 		c.errs.add(c.p.doc, at, "%s: %v", at, err)
 		return nil
@@ -354,6 +371,10 @@ func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryab
 		if err != nil {
 			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.name, err)
 		}
+		if !httpguts.ValidHeaderFieldValue(v) {
+			// CR or LF would start another header; say so rather than send.
+			return nil, shown, nil, fmt.Errorf("%s: header %s: the value holds a control character", shown, h.name)
+		}
 		if strings.EqualFold(h.name, "Host") {
 			req.Host = v
 		} else {
@@ -406,9 +427,10 @@ func newResponse(resp *http.Response, raw []byte) *transforms.Response {
 			r.Headers[strings.ToLower(k)] = v[0]
 		}
 	}
-	var j any
-	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 && json.Unmarshal(trimmed, &j) == nil {
-		r.JSON = j
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 {
+		if j, err := transforms.ParseJSON(trimmed); err == nil {
+			r.JSON = j
+		}
 	}
 	if x, err := transforms.ParseXML(raw); err == nil {
 		r.XML = x
@@ -453,6 +475,20 @@ func excerpt(s string) string {
 		cut--
 	}
 	return s[:cut] + "..."
+}
+
+// headerValue finds a configured header by name, in any case. A templated
+// value counts as none: what it renders to is not known at load.
+func headerValue(h map[string]string, name string) (string, bool) {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			if strings.Contains(v, "{{") {
+				return "", true
+			}
+			return v, true
+		}
+	}
+	return "", false
 }
 
 func sortedNames(m map[string]string) []string {

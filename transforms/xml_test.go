@@ -1,6 +1,7 @@
 package transforms
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -50,4 +51,48 @@ func FuzzParseXML(f *testing.F) {
 	f.Fuzz(func(t *testing.T, doc string) {
 		_, _ = ParseXML([]byte(doc))
 	})
+}
+
+// TestParseManyElements: an answer of many tiny elements is refused with a
+// clear error, and refusing it costs the same whatever its size: the
+// parser stops at MaxElements instead of building them all.
+func TestParseManyElements(t *testing.T) {
+	doc := func(n int) []byte { return []byte("<r>" + strings.Repeat("<a/>", n) + "</r>") }
+	if _, err := ParseXML(doc(MaxElements - 1)); err != nil {
+		t.Fatalf("%d elements: %v", MaxElements, err)
+	}
+	_, err := ParseXML(doc(MaxElements))
+	if !errors.Is(err, ErrTooManyElements) || err.Error() != "xml: more than 10000 elements" {
+		t.Fatalf("too many elements: %v", err)
+	}
+	if _, err := ParseXML([]byte(`<r ` + strings.Repeat(`a="1" `, 1) + `>` + strings.Repeat(`<b x="1" y="2"/>`, MaxElements/3) + `</r>`)); !errors.Is(err, ErrTooManyElements) {
+		t.Errorf("attributes are not counted: %v", err)
+	}
+	small, huge := doc(2*MaxElements), doc(1<<20) // 80 KB and 4 MiB
+	allocs := func(b []byte) float64 {
+		return testing.AllocsPerRun(3, func() {
+			if _, err := ParseXML(b); err == nil {
+				t.Fatal("parsed")
+			}
+		})
+	}
+	a, b := allocs(small), allocs(huge)
+	t.Logf("allocations refusing 80 KB: %.0f, 4 MiB: %.0f", a, b)
+	if b > a*1.1+100 {
+		t.Errorf("refusing 4 MiB took %.0f allocations, 80 KB %.0f: proportional to the input", b, a)
+	}
+
+	jdoc := func(n int) []byte { return []byte("[" + strings.Repeat("[],", n) + "0]") }
+	if _, err := ParseJSON(jdoc(MaxElements / 3)); err != nil {
+		t.Fatalf("json: %v", err)
+	}
+	if _, err := ParseJSON(jdoc(1 << 20)); !errors.Is(err, ErrTooManyElements) {
+		t.Fatalf("json: %v", err)
+	}
+	if _, err := ParseJSON([]byte(`{"s": "` + strings.Repeat(`,[{`, MaxElements) + `"}`)); err != nil {
+		t.Errorf("brackets inside a string counted: %v", err)
+	}
+	if _, err := ParseJSON([]byte(`{"s": "\"` + strings.Repeat(`,`, MaxElements) + `"}`)); err != nil {
+		t.Errorf("an escaped quote ends the string: %v", err)
+	}
 }
