@@ -271,7 +271,7 @@ routes:
 // cannot be dodged by writing `Token:` or `PASSWORD:`.
 func TestConfigKeysCaseStrict(t *testing.T) {
 	for name, c := range map[string]struct{ relay, provider, want string }{
-		"verifier token": {relayYAML("http://127.0.0.1:1/x", ""), strings.Replace(plainProvider, "token: t0ken", "Token: t0ken", 1), "verify[0].Token: unknown field"},
+		"verifier token":       {relayYAML("http://127.0.0.1:1/x", ""), strings.Replace(plainProvider, "token: t0ken", "Token: t0ken", 1), "verify[0].Token: unknown field"},
 		"destination password": {relayYAML("http://127.0.0.1:1/x", "    auth: { kind: basic, username: u, PASSWORD: hunter2 }\n"), plainProvider, "destinations.dest.auth.PASSWORD: unknown field"},
 	} {
 		t.Run(name, func(t *testing.T) {
