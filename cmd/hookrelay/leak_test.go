@@ -110,7 +110,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	env := map[string]string{
 		"LEAK_TOKEN": c["token"], "LEAK_BEARER": c["bearer"], "LEAK_BASIC": c["basic password"], "LEAK_APIKEY": c["apikey"],
 		"LEAK_DEST_PASSWORD": c["destination password"], "LEAK_DEST_TOKEN": c["destination token"],
-		"LEAK_SIGN": "whsec_" + base64.StdEncoding.EncodeToString([]byte(c["destination sign key"])),
+		"LEAK_SIGN":     "whsec_" + base64.StdEncoding.EncodeToString([]byte(c["destination sign key"])),
 		"LEAK_REGISTER": c["register value"], "LEAK_JWKS_HEADER": c["JWKS header"], "HOOKRELAY_ADMIN_TOKEN": c["admin token"],
 	}
 	for k, v := range env {
