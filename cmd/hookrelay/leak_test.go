@@ -157,6 +157,14 @@ register:
   request:
     url: "` + lender.URL + `/hooks"
     headers: { Authorization: "token {{ values.token }}" }
+poll:
+  interval: 1h
+  final_types: [done]
+  request:
+    url: "http://` + closed() + `/status?token={{ values.token }}&key={{ key }}"
+    headers: { Authorization: "token {{ values.token }}" }
+  response: json
+  event: { type: response.body.t }
 ` + event + routes,
 		"bs": `paths: [/in/bs]
 verify:
@@ -264,6 +272,18 @@ verify:
 	}
 
 	token := c["admin token"]
+	// The poller asks the lender at once for a key the operator names; the
+	// lender's port is closed.
+	pollReq, err := http.NewRequest(http.MethodPost, admin.URL+"/admin/providers/hm/poll", strings.NewReader(`{"key":"k1"}`))
+	must(t, err)
+	pollReq.Header.Set("Authorization", "Bearer "+token)
+	pollReq.Header.Set("Content-Type", "application/json")
+	pollResp, err := http.DefaultClient.Do(pollReq)
+	must(t, err)
+	pollResp.Body.Close()
+	if pollResp.StatusCode != 200 {
+		t.Fatalf("POST /admin/providers/hm/poll: %d", pollResp.StatusCode)
+	}
 	get := func(path string) string {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodGet, admin.URL+path, nil)
@@ -293,12 +313,12 @@ verify:
 				dead++
 			}
 		}
-		if dead == 3 && strings.Count(logs.String(), "registration failed") >= 2 {
+		if dead == 3 && strings.Count(logs.String(), "registration failed") >= 2 && strings.Contains(logs.String(), "poll failed") {
 			events = l.Items
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the deliveries never all died or the registration never failed twice: %+v", l.Items)
+			t.Fatalf("the deliveries never all died, the registration never failed twice or the poll never failed: %+v", l.Items)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
