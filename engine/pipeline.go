@@ -73,7 +73,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	if p.decrypt != nil {
 		pt, err := p.decrypt.Decrypt(env)
 		if err != nil {
-			return nil, err
+			return nil, withoutValues(err, env)
 		}
 		if !json.Valid(pt) {
 			return nil, fmt.Errorf("decrypt: the plaintext is not JSON")

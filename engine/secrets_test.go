@@ -308,6 +308,7 @@ verify:
 event:
   key: body.key
   sequence: body.seq
+  data: { born: "body.born != nil ? int(body.born) : 0" }
 routes:
   - to: [dest]
 `})
@@ -330,12 +331,18 @@ routes:
 	if code := send(body, hmacHex("hmac-secret-c4nary", body)); code != 200 {
 		t.Fatalf("quarantined request: %d", code)
 	}
+	// An expression's own error quotes the value it failed on.
+	body = `{"key":"k","seq":1,"born":"` + personal + `"}`
+	if code := send(body, hmacHex("hmac-secret-c4nary", body)); code != 200 {
+		t.Fatalf("quarantined request: %d", code)
+	}
 	_, rejections := adminGet(t, tr, "/admin/rejections")
 	if !strings.Contains(rejections, `"X-Lender-Token":"***"`) {
 		t.Errorf("rejection headers:\n%s", rejections)
 	}
 	_, quarantine := adminGet(t, tr, "/admin/quarantine")
-	if !strings.Contains(quarantine, `"X-Lender-Token":"***"`) || !strings.Contains(quarantine, "event.sequence") {
+	if !strings.Contains(quarantine, `"X-Lender-Token":"***"`) || !strings.Contains(quarantine, "event.sequence") ||
+		!strings.Contains(quarantine, "event.data.born") {
 		t.Errorf("quarantine:\n%s", quarantine)
 	}
 	tr.stop()
