@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -50,18 +51,21 @@ func (r *Relay) AdminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		disabled := map[string]string{}
+		// Anyone who reaches the listener may ask (SPEC 6): names only, never
+		// why (a variable's name) nor a lender's answer; /admin/providers,
+		// behind the token, says the rest.
+		disabled := []string{}
 		for _, p := range r.config().Providers {
 			if p.Disabled != "" {
-				disabled[p.Name] = p.Disabled
+				disabled = append(disabled, p.Name)
 			}
 		}
+		sort.Strings(disabled)
 		status := http.StatusOK
 		if !r.ready.Load() {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "disabled_providers": disabled,
-			"registrations": r.registrationStatus()})
+		writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "disabled_providers": disabled})
 	})
 	mux.Handle("GET /metrics", r.auth(promhttp.HandlerFor(r.m.reg, promhttp.HandlerOpts{})))
 	for pattern, f := range map[string]adminFunc{
@@ -158,11 +162,16 @@ func limit(req *http.Request, def int) (int, error) {
 
 func (r *Relay) listProviders(*http.Request) (any, error) {
 	var items []map[string]any
+	registrations := r.registrationStatus()
 	for _, p := range r.config().Providers {
-		items = append(items, map[string]any{
+		item := map[string]any{
 			"name": p.Name, "file": p.File, "paths": p.Paths, "methods": p.methods,
-			"disabled": p.Disabled, "config": redact(p.display, false),
-		})
+			"disabled": p.Disabled, "config": redactConfig(p.display, false),
+		}
+		if st, ok := registrations[p.Name]; ok {
+			item["registration"] = st
+		}
+		items = append(items, item)
 	}
 	return list{Items: items}, nil
 }
@@ -177,7 +186,7 @@ func (r *Relay) listDestinations(*http.Request) (any, error) {
 	sort.Strings(names)
 	items := []map[string]any{}
 	for _, name := range names {
-		item := map[string]any{"name": name, "config": redact(shown[name], false)}
+		item := map[string]any{"name": name, "config": redactConfig(shown[name], false)}
 		if l := r.dispatch.lane(name); l != nil {
 			st := l.stats()
 			item["paused"], item["pending"], item["dead"], item["held_keys"] = st.Paused, st.Pending, st.Dead, st.HeldKeys
@@ -199,29 +208,33 @@ var secretFields = map[string]bool{
 
 var credentialBlocks = map[string]bool{"verify": true, "decrypt": true, "auth": true, "sign": true}
 
-// redact copies a configuration map, masking credentials written inline:
+// redactConfig copies a configuration map, masking credentials written inline:
 // secret fields of credential blocks, register and poll `values`, and header
-// values whose names say credential. env: and file: references are shown,
-// since they name, not hold, a secret.
-func redact(v any, inCredentials bool) any {
+// values whose names say credential; URLs (url, jwks_url, public_url...) as
+// redact.URL shows them. env: and file: references are shown, since they
+// name, not hold, a secret.
+func redactConfig(v any, inCredentials bool) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, val := range x {
+			s, isString := val.(string)
 			switch {
+			case isString && (k == "url" || strings.HasSuffix(k, "_url")):
+				out[k] = redact.URL(s)
 			case k == "values" || (inCredentials && secretFields[k]):
 				out[k] = mask(val)
 			case k == "headers":
 				out[k] = redactHeaders(val)
 			default:
-				out[k] = redact(val, inCredentials || credentialBlocks[k])
+				out[k] = redactConfig(val, inCredentials || credentialBlocks[k])
 			}
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, val := range x {
-			out[i] = redact(val, inCredentials)
+			out[i] = redactConfig(val, inCredentials)
 		}
 		return out
 	}
@@ -232,7 +245,7 @@ func redact(v any, inCredentials bool) any {
 func redactHeaders(v any) any {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return redact(v, false)
+		return redactConfig(v, false)
 	}
 	out := make(map[string]any, len(m))
 	for name, val := range m {
@@ -529,6 +542,7 @@ func (r *Relay) listQuarantine(req *http.Request) (any, error) {
 func (r *Relay) quarantineItems(provider, cursor string, n int) (any, error) {
 	items := []map[string]any{}
 	next := cursor
+	cfg := r.config()
 	for {
 		page, err := r.spool.QuarantineList(next, n)
 		if err != nil {
@@ -542,7 +556,7 @@ func (r *Relay) quarantineItems(provider, cursor string, n int) (any, error) {
 			sum := sha256.Sum256(q.Body)
 			items = append(items, map[string]any{
 				"id": q.ID, "provider": q.Provider, "reason": q.Reason, "received_at": q.ReceivedAt, "status": "quarantined",
-				"method": q.Method, "path": q.Path, "headers": maskHeaders(q.Header), "body_sha256": hex.EncodeToString(sum[:]),
+				"method": q.Method, "path": q.Path, "headers": maskHeaders(q.Header, credentialsOf(cfg.Provider(q.Provider))), "body_sha256": hex.EncodeToString(sum[:]),
 				"body_bytes": len(q.Body),
 			})
 			if len(items) == n {

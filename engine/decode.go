@@ -52,6 +52,12 @@ func decode(in any, out any) error {
 		Result:           out,
 		Metadata:         &md,
 		WeaklyTypedInput: true,
+		// mapstructure matches keys to fields ignoring case by default:
+		// `Token:` or `PASSWORD:` would load, and everything that goes by a
+		// key's name (the admin API's redaction) would miss them. Only the
+		// lower-case keys written in the contract are fields; others are
+		// unknown.
+		MatchName: func(key, field string) bool { return key == field },
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.TextUnmarshallerHookFunc(),

@@ -127,12 +127,14 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	defer r.release()
 	v, err := p.verify(req.Context(), vr)
 	if err != nil {
-		r.rejections.add(p.Name, vr, err.Error())
+		r.rejections.add(p, vr, err.Error())
 		r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
 		if errors.Is(err, verifiers.ErrUnavailable) {
-			// Not the sender's fault: ask it to come back rather than count a failure.
+			// Not the sender's fault: ask it to come back rather than count a
+			// failure. Why the keys cannot be had (the JWKS fetch's error) is
+			// for the operator's log and rejection log, not for the sender.
 			w.Header().Set("Retry-After", "30")
-			writeError(w, http.StatusServiceUnavailable, err.Error())
+			writeError(w, http.StatusServiceUnavailable, verifiers.ErrUnavailable.Error())
 			return "error"
 		}
 		writeError(w, http.StatusUnauthorized, err.Error())
@@ -194,9 +196,10 @@ func pathParams(req *http.Request) map[string]string {
 // it again would not help until the configuration is fixed.
 func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, cause error) string {
 	vr := v.req
+	header, query := maskRequest(vr.Header, vr.Query, credentialsOf(p))
 	q := &spool.Quarantined{
 		ID: ulid.Make().String(), Provider: p.Name, Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
-		Method: vr.Method, Path: vr.Path, Header: vr.Header, Query: vr.Query, Params: vr.Params,
+		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
 		Body: v.body, JWS: v.jws, RemoteAddr: vr.RemoteAddr,
 	}
 	if err := r.spool.Quarantine(context.Background(), q); err != nil {

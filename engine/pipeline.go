@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/jsonfast"
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -70,7 +73,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	if p.decrypt != nil {
 		pt, err := p.decrypt.Decrypt(env)
 		if err != nil {
-			return nil, err
+			return nil, withoutValues(err, env)
 		}
 		if !json.Valid(pt) {
 			return nil, fmt.Errorf("decrypt: the plaintext is not JSON")
@@ -93,7 +96,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	}
 	lenderID, err := p.mapping.Map(env, ev)
 	if err != nil {
-		return nil, err
+		return nil, withoutValues(err, env)
 	}
 	// The key (queued with each delivery, tracked for polling) and the type
 	// outlive the request; as slices of the body (see parse) they would keep
@@ -108,7 +111,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	env.Event = ev
 	dests, err := p.route(env)
 	if err != nil {
-		return nil, err
+		return nil, withoutValues(err, env)
 	}
 	envelope, err := marshalEnvelope(ev)
 	if err != nil {
@@ -119,6 +122,53 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		IdempotencyID: ev.IdempotencyID, ReceivedAt: ev.ReceivedAt, Envelope: envelope,
 		Raw: body, Destinations: dests,
 	}, nil
+}
+
+// withoutValues is err with every value of the request that it quotes
+// replaced by ***: an expression's error may print what it failed on (a
+// name, a personal number), and the error becomes a quarantine reason, a log
+// line and an admin answer, which name the field, never the value.
+func withoutValues(err error, env *transforms.Env) error {
+	msg := err.Error()
+	var values []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			// Shorter strings would mask words of the message itself.
+			if len(x) >= 4 && strings.Contains(msg, x) {
+				values = append(values, x)
+			}
+		case map[string]any:
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]string:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(env.Body)
+	walk(env.JWS)
+	walk(env.Headers)
+	walk(env.Query)
+	walk(env.Params)
+	if env.Response != nil {
+		walk(env.Response.Body)
+	}
+	if len(values) == 0 {
+		return err
+	}
+	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
+	for _, v := range values {
+		msg = strings.ReplaceAll(msg, v, redact.Mask)
+	}
+	return errors.New(msg)
 }
 
 // parse sets env.Body and env.Raw from body; Body is nil when it is not JSON.

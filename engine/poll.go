@@ -30,6 +30,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
 
@@ -251,11 +252,7 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	resp, err := c.Do(req)
 	if err != nil {
 		// *url.Error quotes the URL, which may carry a secret.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, nil, fmt.Errorf("request: %w", err)
+		return nil, nil, errors.New("request: " + redact.Error(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxAnswer+1))
@@ -316,7 +313,7 @@ func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byt
 	}
 	lenderID, err := p.poll.mapping.Map(env, te)
 	if err != nil {
-		return nil, "", err
+		return nil, "", withoutValues(err, env)
 	}
 	if te.Type == "" {
 		return nil, "", errors.New("event.type: gave an empty type")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
 
@@ -54,7 +54,7 @@ type registration struct {
 	calls     []regCall
 	success   *transforms.Program // nil: any 2xx status
 	values    map[string]string
-	secrets   []redaction // what errors must never show, longest first
+	secrets   *redact.Secrets // what errors must never show, derived forms included
 }
 
 // regCall is one registration: the request that makes it and the one that
@@ -78,9 +78,6 @@ type regHeader struct {
 	value *transforms.Template
 }
 
-// redaction replaces a secret found in a message by a name that says what it was.
-type redaction struct{ secret, name string }
-
 // valueRef finds the values a template uses: values.NAME or values["NAME"].
 var valueRef = regexp.MustCompile(`\bvalues(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']*)["']\s*\])`)
 
@@ -94,16 +91,21 @@ func (p *Provider) compileRegister(rc *RegisterConfig, errs *errorList) {
 	if reg.values == nil {
 		reg.values = map[string]string{}
 	}
+	reg.secrets = &redact.Secrets{}
 	for name, v := range reg.values {
 		// A URL is often used without its trailing slash; the rest of it
-		// is what must not show.
+		// is what must not show. Add masks its encodings too: a lender may
+		// echo a credential back in base64, hex or URL-escaped.
 		if s := strings.TrimRight(v, "/"); s != "" {
-			reg.secrets = append(reg.secrets,
-				redaction{s, "<values." + name + ">"},
-				redaction{base64.StdEncoding.EncodeToString([]byte(v)), "<base64(values." + name + ")>"})
+			reg.secrets.Add(s, "<values."+name+">")
+		}
+		// Basic credentials join two values: user:secret.
+		for other, w := range reg.values {
+			if other != name && v != "" && w != "" {
+				reg.secrets.Add(v+":"+w, "<values."+name+":values."+other+">")
+			}
 		}
 	}
-	sortMasks(reg.secrets)
 
 	// The display copy still says env:NAME where the working copy has the
 	// (possibly missing) value: "absent" and "missing secret" differ.
@@ -339,8 +341,9 @@ func (reg *registration) do(ctx context.Context, rq *regRequest, env *transforms
 
 // render builds the HTTP request. shown is its method and URL without
 // userinfo, query or fragment, for messages; masks are the rendered values
-// of templated headers, which hold credentials derived from values.
-func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryablehttp.Request, shown string, masks []redaction, err error) {
+// of templated headers (and each word of them: "Basic <credential>"), which
+// hold credentials derived from values.
+func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryablehttp.Request, shown string, masks *redact.Secrets, err error) {
 	method, err := rq.renderMethod(env, unregister)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("method: %w", err)
@@ -381,7 +384,15 @@ func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryab
 			req.Header.Set(h.name, v)
 		}
 		if !h.value.Constant() && len(v) >= 4 {
-			masks = append(masks, redaction{v, "<header " + h.name + ">"})
+			if masks == nil {
+				masks = &redact.Secrets{}
+			}
+			masks.Add(v, "<header "+h.name+">")
+			for _, word := range strings.Fields(v) {
+				if len(word) >= 8 {
+					masks.Add(word, "<header "+h.name+">")
+				}
+			}
 		}
 	}
 	return req, shown, masks, nil
@@ -446,23 +457,14 @@ func newResponse(resp *http.Response, raw []byte) *transforms.Response {
 	return r
 }
 
-// mask replaces every secret of the block, and the extra ones, in s.
-func (reg *registration) mask(s string, extra []redaction) string {
-	all := reg.secrets
-	if len(extra) > 0 {
-		all = append(slices.Clip(all), extra...)
-		sortMasks(all)
+// mask replaces every secret of the block, and the extra ones, in s, with
+// the forms derived from them; URLs in s are shown as redact.URL shows them.
+func (reg *registration) mask(s string, extra *redact.Secrets) string {
+	secrets := reg.secrets
+	if !extra.Empty() {
+		secrets = secrets.Merge(extra)
 	}
-	for _, m := range all {
-		s = strings.ReplaceAll(s, m.secret, m.name)
-	}
-	return s
-}
-
-// sortMasks puts longer secrets first, so that one that contains another is
-// replaced whole.
-func sortMasks(m []redaction) {
-	sort.SliceStable(m, func(i, j int) bool { return len(m[i].secret) > len(m[j].secret) })
+	return redact.Text(secrets.Replace(s))
 }
 
 // excerpt is the first registerAnswerShown bytes of s, cut on a character.
@@ -584,7 +586,7 @@ func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
 }
 
 // registrationStatus reports each auto-registering provider's state for
-// /readyz: "pending", "ok" or "failing: <reason>".
+// /admin/providers: "pending", "ok" or "failing: <reason>".
 func (r *Relay) registrationStatus() map[string]string {
 	st := &r.registrations
 	st.mu.Lock()

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
 
@@ -75,7 +76,7 @@ func (s *sender) send(dest *Destination, ev *spool.Event, attempt int) (spool.At
 	req, err := s.request(dest, ev, attempt)
 	if err != nil {
 		// Our own configuration cannot render this event: no use retrying.
-		att.Error = err.Error()
+		att.Error = redact.Error(err)
 		return att, 0, &renderError{err}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dest.timeout)
@@ -83,7 +84,9 @@ func (s *sender) send(dest *Destination, ev *spool.Event, attempt int) (spool.At
 	resp, err := s.client.Do(req.WithContext(ctx))
 	att.DurationMS = time.Since(start).Milliseconds()
 	if err != nil {
-		att.Error = err.Error()
+		// A *url.Error quotes the URL, whose userinfo or query may hold a
+		// credential; the record is stored, logged and shown.
+		att.Error = redact.Error(err)
 		return att, 0, err
 	}
 	defer resp.Body.Close()

@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -173,7 +174,7 @@ func toInt(v any) (int64, error) {
 		return x, nil
 	case float64:
 		if x != float64(int64(x)) || x < 0 {
-			return 0, fmt.Errorf("%v is not a whole non-negative number", x)
+			return 0, errors.New("a number that is not whole and non-negative") // the value may be personal data
 		}
 		return int64(x), nil
 	case string:
@@ -182,7 +183,7 @@ func toInt(v any) (int64, error) {
 		}
 		n, err := strconv.ParseInt(x, 10, 64)
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%q is not a whole non-negative number", x)
+			return 0, errors.New("a string that is not a whole non-negative number") // the value may be personal data
 		}
 		return n, nil
 	}

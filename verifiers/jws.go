@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/jsonfast"
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -1099,7 +1100,7 @@ func (r *remoteKeys) get(ctx context.Context) (*keySet, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("jwks_url fetch failed: %v", err)
+		return nil, fmt.Errorf("jwks_url fetch failed: %s", redact.Error(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

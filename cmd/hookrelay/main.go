@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/hookrelay/hookrelay/engine"
+	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
 const usage = `usage: hookrelay <command> [arguments] [flags]
@@ -168,7 +169,7 @@ func check(path string, explicitPath bool, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, name := range sortedKeys(cfg.Dests) {
-		fmt.Fprintf(stdout, "destination %-17s %s\n", name, cfg.Dests[name].Config.URL)
+		fmt.Fprintf(stdout, "destination %-17s %s\n", name, redact.URL(cfg.Dests[name].Config.URL))
 	}
 	return 0
 }
