@@ -14,6 +14,8 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/hookrelay/hookrelay/verifiers"
 )
 
 // Config is relay.yaml (SPEC 2) with its provider files loaded.
@@ -129,6 +131,14 @@ func Load(path string, mustExist bool) (*Config, error) {
 	for _, m := range missing {
 		errs.add(doc, m.path, "%s: %s", m.path, m.msg)
 	}
+	// An admin token written as "" (or set so by HOOKRELAY_ADMIN__TOKEN=) is
+	// a missing secret like an empty variable, not a request for an open API:
+	// leaving the key out is how one asks for that.
+	if admin, ok := raw["admin"].(map[string]any); ok {
+		if tok, ok := admin["token"].(string); ok && tok == "" && !missingAt(missing, "admin.token") {
+			errs.add(doc, "admin.token", "admin.token: empty; leave it out to run the admin API without a token (loopback only)")
+		}
+	}
 	errs.addDecode(doc, "", decode(raw, cfg))
 	if errs.empty() {
 		cfg.validate(doc, errs)
@@ -145,6 +155,12 @@ func Load(path string, mustExist bool) (*Config, error) {
 		if err != nil {
 			errs.addField(doc, "destinations."+name, err)
 			continue
+		}
+		if d.signKey != nil && len(d.signKey) < verifiers.MinHMACKey {
+			warns := &errorList{}
+			at := "destinations." + name + ".sign.secret"
+			warns.add(doc, at, "%s: the key is shorter than %d bytes, which makes it guessable", at, verifiers.MinHMACKey)
+			cfg.Warnings = append(cfg.Warnings, warns.Problems()...)
 		}
 		cfg.Dests[name] = d
 	}
@@ -165,6 +181,16 @@ func envKey(k, v string) (string, any) {
 		return "", nil
 	}
 	return strings.ReplaceAll(k, "__", delim), v
+}
+
+// missingAt reports whether the secret at path is among missing.
+func missingAt(missing []missingSecret, path string) bool {
+	for _, m := range missing {
+		if m.path == path {
+			return true
+		}
+	}
+	return false
 }
 
 func relTo(base, p string) string {
@@ -252,6 +278,7 @@ func (c *Config) loadProviders(errs *errorList) {
 		if p.Disabled != "" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: provider %s disabled: %s", f, p.Name, p.Disabled))
 		}
+		c.Warnings = append(c.Warnings, p.warnings.Problems()...)
 		c.Providers = append(c.Providers, p)
 	}
 }

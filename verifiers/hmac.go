@@ -97,12 +97,22 @@ type HMAC struct {
 	encoding string
 	prefix   string
 	ts       *timestampCheck // nil: no timestamp
+	warnings []*ConfigError
 }
 
 var (
 	_ Verifier = (*HMAC)(nil)
 	_ Signer   = (*HMAC)(nil)
+	_ Warner   = (*HMAC)(nil)
 )
+
+// MinHMACKey is the shortest HMAC key, in bytes, that loads without a
+// warning. Shorter ones work, as senders issue them, but are open to
+// guessing offline from any one signed request.
+const MinHMACKey = 16
+
+// Warnings names the secrets whose keys are shorter than MinHMACKey.
+func (v *HMAC) Warnings() []*ConfigError { return v.warnings }
 
 // NewHMAC validates c and returns the verifier. Errors are *ConfigError.
 func NewHMAC(c HMACConfig) (*HMAC, error) {
@@ -136,16 +146,24 @@ func NewHMAC(c HMACConfig) (*HMAC, error) {
 	}
 
 	for i, s := range secrets {
+		field := "secret"
+		if c.Secret == "" {
+			field = fmt.Sprintf("secrets[%d]", i)
+		}
 		key := []byte(s)
 		if v.format == "standard" {
 			if key, err = base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_")); err != nil {
-				field := "secret"
-				if c.Secret == "" {
-					field = fmt.Sprintf("secrets[%d]", i)
-				}
 				// The decode error would quote the offending byte of the secret.
 				return nil, FieldError(field, "a standard webhooks secret must be whsec_ followed by base64")
 			}
+		}
+		// An empty key is public: anyone can compute the MAC under it.
+		if len(key) == 0 {
+			return nil, FieldError(field, "the key is empty (whsec_ must be followed by the base64 of the key)")
+		}
+		if len(key) < MinHMACKey {
+			v.warnings = append(v.warnings, &ConfigError{Field: field,
+				Msg: fmt.Sprintf("the key is shorter than %d bytes, which makes it guessable; ask the sender for a longer one", MinHMACKey)})
 		}
 		v.keys = append(v.keys, key)
 		// hmac.New hashes the key into two pads and allocates a few

@@ -125,6 +125,13 @@ func FieldError(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
+// Warner is a Verifier whose configuration loads but is weak (a short key).
+// The engine reports each warning, with its file and line, in `check` and at
+// start. Like errors, warnings name fields, never secret values.
+type Warner interface {
+	Warnings() []*ConfigError
+}
+
 // PayloadVerifier is a Verifier that also yields the signed payload it
 // verified (a JWS's). The engine exposes the parsed payload to expressions as
 // `jws` and, when Replace is set, uses it as the body from then on.

@@ -170,6 +170,11 @@ func check(path string, explicitPath bool, stdout, stderr io.Writer) int {
 	for _, name := range sortedKeys(cfg.Dests) {
 		fmt.Fprintf(stdout, "destination %-17s %s\n", name, cfg.Dests[name].Config.URL)
 	}
+	// Warnings (a disabled provider, a short HMAC key) do not fail check,
+	// as they do not stop serve, but are said where errors are.
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning: "+w)
+	}
 	return 0
 }
 
