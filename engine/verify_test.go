@@ -122,7 +122,67 @@ func TestSignatureHeaderWithFormat(t *testing.T) {
 	})
 }
 
-// keep the imports used by later tests of this file honest.
-var _ = json.Valid
-var _ = fmt.Sprint
-var _ = http.StatusOK
+// ipProvider accepts requests whose client, read from X-Forwarded-For
+// behind HOPS proxies of ours, is in 203.0.113.0/24.
+const ipProvider = `
+paths: [/in/PATH]
+verify:
+  - kind: ip
+    allow: [203.0.113.0/24]
+    trust_forwarded: true
+    HOPS
+event:
+  id: body.id
+  key: body.key
+  type: body.type
+routes:
+  - to: [dest]
+`
+
+// TestIPTrustedHops: behind proxies that append to X-Forwarded-For, the
+// client is counted from the right; an allowed address the client wrote
+// into the header itself (the left-most entry) does not pass.
+func TestIPTrustedHops(t *testing.T) {
+	rec := newRecorder(t, nil)
+	tr := startRelay(t, relayYAML(rec.srv.URL, ""), map[string]string{
+		"one": strings.NewReplacer("PATH", "one", "HOPS", "").Replace(ipProvider),
+		"two": strings.NewReplacer("PATH", "two", "HOPS", "trusted_hops: 2").Replace(ipProvider),
+	})
+	post := func(path, id, xff string) int {
+		t.Helper()
+		body := fmt.Sprintf(`{"id":%q,"key":"k","type":"t"}`, id)
+		status, resp := seedPost(t, tr, path, body, map[string]string{"X-Forwarded-For": xff, "Content-Type": "application/json"})
+		if status == http.StatusUnauthorized {
+			var e struct{ Error string }
+			if json.Unmarshal([]byte(resp), &e) != nil || e.Error == "" {
+				t.Errorf("POST %s: 401 without a reason: %s", path, resp)
+			}
+		}
+		return status
+	}
+	for _, c := range []struct {
+		path, id, xff string
+		want          int
+	}{
+		// One proxy: it appended the client's address last.
+		{"/in/one", "spoofed", "203.0.113.5, 198.51.100.1", http.StatusUnauthorized},
+		{"/in/one", "client", "198.51.100.1, 203.0.113.5", http.StatusOK},
+		{"/in/one", "direct", "203.0.113.7", http.StatusOK},
+		{"/in/one", "none", "", http.StatusUnauthorized},
+		// Two proxies (a CDN, then a load balancer): the client is second from the right.
+		{"/in/two", "spoofed", "203.0.113.5, 198.51.100.1, 10.0.0.9", http.StatusUnauthorized},
+		{"/in/two", "client", "198.51.100.1, 203.0.113.5, 10.0.0.9", http.StatusOK},
+		{"/in/two", "short", "203.0.113.5", http.StatusUnauthorized},
+	} {
+		if got := post(c.path, c.path+"-"+c.id, c.xff); got != c.want {
+			t.Errorf("POST %s with X-Forwarded-For %q: %d, want %d", c.path, c.xff, got, c.want)
+		}
+	}
+	untilDelivered(t, rec, "two:/in/two-client")
+	untilDelivered(t, rec, "one:/in/one-direct")
+	for _, ev := range rec.delivered(t) {
+		if id, _ := ev["idempotency_id"].(string); strings.Contains(id, "spoofed") || strings.Contains(id, "short") {
+			t.Errorf("delivered %s", id)
+		}
+	}
+}
