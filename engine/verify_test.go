@@ -5,6 +5,7 @@ package engine
 // names, replays of JWS callbacks, and the ip verifier behind proxies.
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -185,4 +186,87 @@ func TestIPTrustedHops(t *testing.T) {
 			t.Errorf("delivered %s", id)
 		}
 	}
+}
+
+// TestJWSAlteredCopiesAreDuplicates: a signed Resurs callback replayed
+// re-spaced, re-ordered and with a \u0053 escape (all of which still match
+// the signed payload as JSON) is a duplicate of the first: answered with
+// success and not forwarded again, so it cannot undo a later decision.
+func TestJWSAlteredCopiesAreDuplicates(t *testing.T) {
+	const kid = "1cb06a4a-3465-4f11-ac3d-d8bb2bdb1eb7"
+	key := newResursKey(t, kid)
+	keys := newJWKSServer(t, key)
+	tr, rec := seedRelay(t, mustAbs(t, "../providers.d"), map[string]string{
+		"RESURS_JWKS_URL": keys.url, "RESURS_JWKS_APIKEY": resursAPIKey,
+	})
+	approved, _ := resursCallback(t, seedFile(t, "resurs/credit_decision_approved.json"), key, kid)
+
+	var top map[string]json.RawMessage
+	must(t, json.Unmarshal([]byte(approved), &top))
+	var event map[string]json.RawMessage // re-encoded with its keys sorted: another order
+	must(t, json.Unmarshal(top["externalApplicationEvent"], &event))
+	reorderedEvent, err := json.Marshal(event)
+	must(t, err)
+	var compact bytes.Buffer
+	must(t, json.Compact(&compact, []byte(approved)))
+	copies := map[string]string{
+		"re-spaced":  compact.String(),
+		"re-ordered": `{"jwsData":` + string(top["jwsData"]) + `,"externalApplicationEvent":` + string(reorderedEvent) + `}`,
+		"escaped":    strings.Replace(approved, `"CREDIT_DECISION_UPDATED"`, `"CREDIT_DECI\u0053ION_UPDATED"`, 1),
+	}
+	seedAccept(t, tr, "/in/resurs", approved, resursHeaders)
+	for name, body := range copies {
+		if body == approved {
+			t.Fatalf("%s copy is the original", name)
+		}
+		seedAccept(t, tr, "/in/resurs", body, resursHeaders)
+	}
+	// The lender's next decision on the key, posted last: when it is
+	// delivered, every event accepted before it on the key has been too.
+	rejected, _ := resursCallback(t, seedFile(t, "resurs/credit_decision_rejected.json"), key, kid)
+	seedAccept(t, tr, "/in/resurs", rejected, resursHeaders)
+	var got []map[string]any
+	waitFor(t, seedWait, "the rejection's delivery", func() bool {
+		got = rec.delivered(t)
+		return len(got) > 0 && got[len(got)-1]["type"] == "application.rejected"
+	})
+	var types []any
+	for _, ev := range got {
+		types = append(types, ev["type"])
+		if id, _ := ev["idempotency_id"].(string); !sha256IdemRE("resurs").MatchString(id) {
+			t.Errorf("idempotency_id %q, want resurs:<sha256>", id)
+		}
+	}
+	if len(got) != 2 || types[0] != "application.approved" {
+		t.Errorf("delivered %v, want [application.approved application.rejected]: the copies were forwarded again", types)
+	}
+}
+
+// TestJWSMaxAgeThroughListener: resurs.yaml with max_age refuses a
+// callback whose signed iat is older, and takes a fresh one.
+func TestJWSMaxAgeThroughListener(t *testing.T) {
+	const kid = "1cb06a4a-3465-4f11-ac3d-d8bb2bdb1eb7"
+	key := newResursKey(t, kid)
+	keys := newJWKSServer(t, key)
+	yaml := shippedProvider(t, "resurs")
+	const anchor = "    payload: must-match\n"
+	if !strings.Contains(yaml, anchor) {
+		t.Fatal("resurs.yaml has no payload: must-match line")
+	}
+	dir := seedProviderCopy(t, map[string]string{"resurs": strings.Replace(yaml, anchor, anchor+"    max_age: 10m\n", 1)})
+	tr, rec := seedRelay(t, dir, map[string]string{"RESURS_JWKS_URL": keys.url, "RESURS_JWKS_APIKEY": resursAPIKey})
+	doc := seedFile(t, "resurs/paid_out.json")
+	withIat := func(at time.Time) string {
+		body, _ := resursCallback(t, strings.Replace(doc, "{", fmt.Sprintf(`{"iat": %d, `, at.Unix()), 1), key, kid)
+		return body
+	}
+	old := withIat(time.Now().Add(-time.Hour))
+	seedRefuse(t, tr, "resurs", "/in/resurs", old, resursHeaders)
+	if rj := tr.rejections.list("resurs", 1); len(rj) != 1 || !strings.Contains(rj[0].Reason, "max_age") {
+		t.Errorf("rejection %+v, want a max_age reason", rj)
+	}
+	seedAccept(t, tr, "/in/resurs", withIat(time.Now().Add(-time.Minute)), resursHeaders)
+	noIat, _ := resursCallback(t, seedFile(t, "resurs/signed.json"), key, kid)
+	seedAccept(t, tr, "/in/resurs", noIat, resursHeaders)
+	waitFor(t, seedWait, "two deliveries", func() bool { return len(rec.delivered(t)) == 2 })
 }

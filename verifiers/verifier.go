@@ -146,6 +146,13 @@ type Payload struct {
 	Data []byte
 	// Replace asks the engine to use Data as the request body.
 	Replace bool
+	// Signed is what the signature covers, as received (for a compact JWS,
+	// its protected header and payload segments). Two requests with equal
+	// Signed carry the same signed statement however their bodies are
+	// written, so the engine derives the default idempotency id from it.
+	// It is not the signature itself: an ECDSA signature can be re-encoded
+	// by anyone into another valid one over the same input.
+	Signed []byte
 }
 
 // Signer is a Verifier that can also produce what it checks, for
