@@ -58,8 +58,13 @@ type Config struct {
 	Providers []*Provider `koanf:"-"`
 	// Dests are the compiled destinations, by name.
 	Dests map[string]*Destination `koanf:"-"`
-	// Warnings are problems that do not stop the relay (a provider loaded disabled).
+	// Warnings are problems that do not stop the relay (a provider loaded
+	// disabled, a weak key), logged at start and on reload.
 	Warnings []string `koanf:"-"`
+	// Weak are the warnings about values that load but are weak (an HMAC
+	// key under 16 bytes), also in Warnings: what `check` adds to its
+	// listing, which already shows disabled providers.
+	Weak []string `koanf:"-"`
 
 	display map[string]any // the file as written, env: and file: unresolved
 
@@ -160,7 +165,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 			warns := &errorList{}
 			at := "destinations." + name + ".sign.secret"
 			warns.add(doc, at, "%s: the key is shorter than %d bytes, which makes it guessable", at, verifiers.MinHMACKey)
-			cfg.Warnings = append(cfg.Warnings, warns.Problems()...)
+			cfg.Weak = append(cfg.Weak, warns.Problems()...)
 		}
 		cfg.Dests[name] = d
 	}
@@ -168,6 +173,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 	if !errs.empty() {
 		return nil, errs
 	}
+	cfg.Warnings = append(cfg.Warnings, cfg.Weak...)
 	return cfg, nil
 }
 
@@ -278,7 +284,7 @@ func (c *Config) loadProviders(errs *errorList) {
 		if p.Disabled != "" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: provider %s disabled: %s", f, p.Name, p.Disabled))
 		}
-		c.Warnings = append(c.Warnings, p.warnings.Problems()...)
+		c.Weak = append(c.Weak, p.warnings.Problems()...)
 		c.Providers = append(c.Providers, p)
 	}
 }
