@@ -604,7 +604,7 @@ func (r *Relay) reprocess(req *http.Request) (any, error) {
 			failed = append(failed, failure{q.ID, "no provider " + q.Provider + " in the current configuration"})
 			continue
 		}
-		ev, err := p.build(&verified{req: quarantinedRequest(q), body: q.Body, jws: q.JWS})
+		ev, err := p.build(&verified{req: quarantinedRequest(q), body: q.Body, jws: q.JWS, signed: q.JWSSigned})
 		if err != nil {
 			failed = append(failed, failure{q.ID, err.Error()})
 			continue

@@ -14,6 +14,8 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/hookrelay/hookrelay/verifiers"
 )
 
 // Config is relay.yaml (SPEC 2) with its provider files loaded.
@@ -56,8 +58,13 @@ type Config struct {
 	Providers []*Provider `koanf:"-"`
 	// Dests are the compiled destinations, by name.
 	Dests map[string]*Destination `koanf:"-"`
-	// Warnings are problems that do not stop the relay (a provider loaded disabled).
+	// Warnings are problems that do not stop the relay (a provider loaded
+	// disabled, a weak key), logged at start and on reload.
 	Warnings []string `koanf:"-"`
+	// Weak are the warnings about values that load but are weak (an HMAC
+	// key under 16 bytes), also in Warnings: what `check` adds to its
+	// listing, which already shows disabled providers.
+	Weak []string `koanf:"-"`
 
 	display map[string]any // the file as written, env: and file: unresolved
 
@@ -129,6 +136,14 @@ func Load(path string, mustExist bool) (*Config, error) {
 	for _, m := range missing {
 		errs.add(doc, m.path, "%s: %s", m.path, m.msg)
 	}
+	// An admin token written as "" (or set so by HOOKRELAY_ADMIN__TOKEN=) is
+	// a missing secret like an empty variable, not a request for an open API:
+	// leaving the key out is how one asks for that.
+	if admin, ok := raw["admin"].(map[string]any); ok {
+		if tok, ok := admin["token"].(string); ok && tok == "" && !missingAt(missing, "admin.token") {
+			errs.add(doc, "admin.token", "admin.token: empty; leave it out to run the admin API without a token (loopback only)")
+		}
+	}
 	errs.addDecode(doc, "", decode(raw, cfg))
 	if errs.empty() {
 		cfg.validate(doc, errs)
@@ -146,12 +161,19 @@ func Load(path string, mustExist bool) (*Config, error) {
 			errs.addField(doc, "destinations."+name, err)
 			continue
 		}
+		if d.signKey != nil && len(d.signKey) < verifiers.MinHMACKey {
+			warns := &errorList{}
+			at := "destinations." + name + ".sign.secret"
+			warns.add(doc, at, "%s: the key is shorter than %d bytes, which makes it guessable", at, verifiers.MinHMACKey)
+			cfg.Weak = append(cfg.Weak, warns.Problems()...)
+		}
 		cfg.Dests[name] = d
 	}
 	cfg.loadProviders(errs)
 	if !errs.empty() {
 		return nil, errs
 	}
+	cfg.Warnings = append(cfg.Warnings, cfg.Weak...)
 	return cfg, nil
 }
 
@@ -165,6 +187,16 @@ func envKey(k, v string) (string, any) {
 		return "", nil
 	}
 	return strings.ReplaceAll(k, "__", delim), v
+}
+
+// missingAt reports whether the secret at path is among missing.
+func missingAt(missing []missingSecret, path string) bool {
+	for _, m := range missing {
+		if m.path == path {
+			return true
+		}
+	}
+	return false
 }
 
 func relTo(base, p string) string {
@@ -252,6 +284,7 @@ func (c *Config) loadProviders(errs *errorList) {
 		if p.Disabled != "" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: provider %s disabled: %s", f, p.Name, p.Disabled))
 		}
+		c.Weak = append(c.Weak, p.warnings.Problems()...)
 		c.Providers = append(c.Providers, p)
 	}
 }

@@ -153,8 +153,11 @@ func resolveSecret(s, base string) (value, problem string) {
 	case strings.HasPrefix(s, "env:"):
 		name := strings.TrimPrefix(s, "env:")
 		v, ok := os.LookupEnv(name)
-		if !ok || v == "" {
+		switch {
+		case !ok:
 			return "", "environment variable " + name + " is not set"
+		case v == "":
+			return "", "environment variable " + name + " is empty"
 		}
 		return v, ""
 	case strings.HasPrefix(s, "file:"):
@@ -163,7 +166,13 @@ func resolveSecret(s, base string) (value, problem string) {
 		if err != nil {
 			return "", "secret file " + p + " cannot be read"
 		}
-		return strings.TrimRight(string(b), "\r\n"), ""
+		// An empty file is as good as none: taken as a value it would be
+		// an empty token or key, which anyone can present.
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return "", "secret file " + p + " is empty"
+		}
+		return v, ""
 	}
 	return s, ""
 }

@@ -200,7 +200,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 	q := &spool.Quarantined{
 		ID: ulid.Make().String(), Provider: p.Name, Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
 		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
-		Body: v.body, JWS: v.jws, RemoteAddr: vr.RemoteAddr,
+		Body: v.body, JWS: v.jws, JWSSigned: v.signed, RemoteAddr: vr.RemoteAddr,
 	}
 	if err := r.spool.Quarantine(context.Background(), q); err != nil {
 		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)

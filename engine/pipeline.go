@@ -24,16 +24,22 @@ import (
 )
 
 // verified is a request that passed its provider's verifiers: the body it
-// goes on with (a jws verifier may replace it) and the verified JWS payload.
+// goes on with (a jws verifier may replace it), the verified JWS payload and
+// the digest of what the JWS signed.
 type verified struct {
 	req  *verifiers.Request
 	body []byte
 	jws  []byte
+	// signed is the hex sha256 of what the provider's jws verifiers
+	// verified (their signing inputs); "" when none ran. The default
+	// idempotency id is made of it, not of the body.
+	signed string
 }
 
 // verify runs every verifier of p; the error is the rejection reason.
 func (p *Provider) verify(ctx context.Context, vr *verifiers.Request) (*verified, error) {
 	v := &verified{req: vr, body: vr.Body}
+	var signed []byte
 	for _, vf := range p.verifiers {
 		pv, ok := vf.(verifiers.PayloadVerifier)
 		if !ok {
@@ -50,6 +56,14 @@ func (p *Provider) verify(ctx context.Context, vr *verifiers.Request) (*verified
 		if payload.Replace {
 			v.body = payload.Data
 		}
+		if payload.Signed != nil {
+			signed = append(signed, payload.Signed...)
+			signed = append(signed, 0) // signing inputs are base64url: no NUL inside
+		}
+	}
+	if signed != nil {
+		sum := sha256.Sum256(signed)
+		v.signed = hex.EncodeToString(sum[:])
 	}
 	return v, nil
 }
@@ -102,9 +116,16 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	// outlive the request; as slices of the body (see parse) they would keep
 	// all of it in memory.
 	ev.Key, ev.Type = strings.Clone(ev.Key), strings.Clone(ev.Type)
-	if lenderID != "" {
+	switch {
+	case lenderID != "":
 		ev.IdempotencyID = p.Name + ":" + lenderID
-	} else {
+	case v.signed != "":
+		// A signed callback is the same callback however its body is
+		// spaced, ordered or escaped (must-match compares JSON): only
+		// what was signed tells copies apart, so a replay is a duplicate.
+		sum := sha256.Sum256([]byte(p.Name + "\x00jws\x00" + v.signed))
+		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
+	default:
 		sum := sha256.Sum256(append([]byte(p.Name+"\x00"), body...))
 		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
 	}

@@ -142,6 +142,9 @@ type Provider struct {
 	// registerOff and pollOff, when not empty, say why registration or
 	// polling cannot run (their own secrets are missing) while ingest does.
 	registerOff, pollOff string
+	// warnings are "file:line: message" problems that do not stop the
+	// provider (a short HMAC key).
+	warnings errorList
 
 	doc     *yamlDoc
 	display map[string]any // the file as written, for the admin API
@@ -241,6 +244,11 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 			if err != nil {
 				errs.addField(doc, at, err)
 				continue
+			}
+			if w, ok := vf.(verifiers.Warner); ok {
+				for _, ce := range w.Warnings() {
+					p.warnings.addField(doc, at, ce)
+				}
 			}
 			p.verifiers = append(p.verifiers, vf)
 		}

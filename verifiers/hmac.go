@@ -51,6 +51,12 @@ type HMACConfig struct {
 // SignatureConfig locates the MAC in the request.
 type SignatureConfig struct {
 	// Header is the header holding the MAC. Required unless Format is set.
+	// With Format it may still be written: for stripe and github it names
+	// the signature header (default Stripe-Signature, X-Hub-Signature-256);
+	// for standard it is webhook-signature or svix-signature (any case), and
+	// the id and timestamp headers then carry the same prefix. Empty with
+	// standard means the webhook-* headers, or the svix-* ones when a request
+	// has no webhook-* header at all.
 	Header string `koanf:"header"`
 	// Encoding is how the MAC is written: hex (either case) or base64 (standard
 	// alphabet, padding optional). Empty means hex.
@@ -58,12 +64,13 @@ type SignatureConfig struct {
 	// Prefix is literal text before the encoded MAC, such as "sha256=". Empty
 	// means none.
 	Prefix string `koanf:"prefix"`
-	// Format names a whole public scheme, which fixes the header, encoding,
-	// signed message and timestamp: stripe (Stripe-Signature: t=..,v1=..),
+	// Format names a whole public scheme, which fixes the encoding, signed
+	// message and timestamp: stripe (Stripe-Signature: t=..,v1=..),
 	// standard (Standard Webhooks: webhook-id, webhook-timestamp,
-	// webhook-signature: v1,<base64>) or github (X-Hub-Signature-256:
-	// sha256=<hex> over the body). Empty means the generic scheme built from
-	// the other fields; Header, Encoding and Prefix must then be empty.
+	// webhook-signature: v1,<base64>; or Svix's svix-* names) or github
+	// (X-Hub-Signature-256: sha256=<hex> over the body). Empty means the
+	// generic scheme built from the other fields; with a Format, Encoding and
+	// Prefix must be empty.
 	Format string `koanf:"format"`
 }
 
@@ -97,12 +104,33 @@ type HMAC struct {
 	encoding string
 	prefix   string
 	ts       *timestampCheck // nil: no timestamp
+	// std are the header families a standard verifier reads, in order of
+	// preference: webhook-* then svix-*, or the one signature.header names.
+	std      []*standardHeaders
+	warnings []*ConfigError
+}
+
+// standardHeaders names one family of Standard Webhooks headers. Svix, which
+// the standard grew out of, sends the same scheme as svix-id,
+// svix-timestamp and svix-signature.
+type standardHeaders struct {
+	id, sig string
+	ts      *timestampCheck // its header is this family's timestamp header
 }
 
 var (
 	_ Verifier = (*HMAC)(nil)
 	_ Signer   = (*HMAC)(nil)
+	_ Warner   = (*HMAC)(nil)
 )
+
+// MinHMACKey is the shortest HMAC key, in bytes, that loads without a
+// warning. Shorter ones work, as senders issue them, but are open to
+// guessing offline from any one signed request.
+const MinHMACKey = 16
+
+// Warnings names the secrets whose keys are shorter than MinHMACKey.
+func (v *HMAC) Warnings() []*ConfigError { return v.warnings }
 
 // NewHMAC validates c and returns the verifier. Errors are *ConfigError.
 func NewHMAC(c HMACConfig) (*HMAC, error) {
@@ -136,16 +164,24 @@ func NewHMAC(c HMACConfig) (*HMAC, error) {
 	}
 
 	for i, s := range secrets {
+		field := "secret"
+		if c.Secret == "" {
+			field = fmt.Sprintf("secrets[%d]", i)
+		}
 		key := []byte(s)
 		if v.format == "standard" {
 			if key, err = base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_")); err != nil {
-				field := "secret"
-				if c.Secret == "" {
-					field = fmt.Sprintf("secrets[%d]", i)
-				}
 				// The decode error would quote the offending byte of the secret.
 				return nil, FieldError(field, "a standard webhooks secret must be whsec_ followed by base64")
 			}
+		}
+		// An empty key is public: anyone can compute the MAC under it.
+		if len(key) == 0 {
+			return nil, FieldError(field, "the key is empty (whsec_ must be followed by the base64 of the key)")
+		}
+		if len(key) < MinHMACKey {
+			v.warnings = append(v.warnings, &ConfigError{Field: field,
+				Msg: fmt.Sprintf("the key is shorter than %d bytes, which makes it guessable; ask the sender for a longer one", MinHMACKey)})
 		}
 		v.keys = append(v.keys, key)
 		// hmac.New hashes the key into two pads and allocates a few
@@ -210,8 +246,7 @@ func (v *HMAC) scheme(c HMACConfig) error {
 		return nil
 	}
 	for _, f := range []struct{ field, value string }{
-		{"signed", c.Signed}, {"signature.header", sig.Header}, {"signature.encoding", sig.Encoding},
-		{"signature.prefix", sig.Prefix},
+		{"signed", c.Signed}, {"signature.encoding", sig.Encoding}, {"signature.prefix", sig.Prefix},
 	} {
 		if err := fixed(f.field, f.value); err != nil {
 			return err
@@ -226,14 +261,13 @@ func (v *HMAC) scheme(c HMACConfig) error {
 			return FieldError("timestamp", "github signatures carry no timestamp; leave it out")
 		}
 		v.header, v.prefix, v.signed = "X-Hub-Signature-256", "sha256=", []segment{{kind: segBody}}
+		if sig.Header != "" {
+			v.header = textproto.CanonicalMIMEHeaderKey(sig.Header)
+		}
 		return nil
 	}
 
 	v.format = sig.Format
-	v.ts = &timestampCheck{header: "Stripe-Signature", format: "unix"}
-	if v.format == "standard" {
-		v.ts.header = "Webhook-Timestamp"
-	}
 	var tol time.Duration
 	if t := c.Timestamp; t != nil {
 		if err := fixed("timestamp.header", t.Header); err != nil {
@@ -244,9 +278,35 @@ func (v *HMAC) scheme(c HMACConfig) error {
 		}
 		tol = t.Tolerance
 	}
-	var err error
-	v.ts.tolerance, err = tolerance(tol)
-	return err
+	tol, err := tolerance(tol)
+	if err != nil {
+		return err
+	}
+	if v.format == "stripe" {
+		// The timestamp is inside the signature header.
+		v.header = "Stripe-Signature"
+		if sig.Header != "" {
+			v.header = textproto.CanonicalMIMEHeaderKey(sig.Header)
+		}
+		v.ts = &timestampCheck{header: v.header, format: "unix", tolerance: tol}
+		return nil
+	}
+	family := func(prefix string) *standardHeaders {
+		return &standardHeaders{id: prefix + "-Id", sig: prefix + "-Signature",
+			ts: &timestampCheck{header: prefix + "-Timestamp", format: "unix", tolerance: tol}}
+	}
+	switch strings.ToLower(sig.Header) {
+	case "":
+		v.std = []*standardHeaders{family("Webhook"), family("Svix")}
+	case "webhook-signature":
+		v.std = []*standardHeaders{family("Webhook")}
+	case "svix-signature":
+		v.std = []*standardHeaders{family("Svix")}
+	default:
+		return FieldError("signature.header", "%q is not webhook-signature or svix-signature, the headers of signature.format standard", sig.Header)
+	}
+	v.ts = v.std[0].ts // Verify picks the family's own per request
+	return nil
 }
 
 func tolerance(d time.Duration) (time.Duration, error) {
@@ -269,12 +329,15 @@ func (v *HMAC) Verify(_ context.Context, req *Request) error {
 		sigs  [][]byte
 		at    time.Time
 		err   error
+		ts    = v.ts
 	)
 	switch v.format {
 	case "stripe":
 		parts, sigs, at, err = v.readStripe(req)
 	case "standard":
-		parts, sigs, at, err = v.readStandard(req)
+		h := v.standardFamily(req)
+		ts = h.ts
+		parts, sigs, at, err = v.readStandard(req, h)
 	default:
 		parts, sigs, at, err = v.readGeneric(req)
 	}
@@ -284,8 +347,8 @@ func (v *HMAC) Verify(_ context.Context, req *Request) error {
 	if !v.match(parts, sigs) {
 		return reject(ErrMismatch, "signature does not match")
 	}
-	if v.ts != nil {
-		return v.ts.fresh(at, req.Received)
+	if ts != nil {
+		return ts.fresh(at, req.Received)
 	}
 	return nil
 }
@@ -339,13 +402,14 @@ func (v *HMAC) readGeneric(req *Request) (parts, sigs [][]byte, at time.Time, er
 	return parts, [][]byte{sig}, at, nil
 }
 
-// readStripe reads "Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]".
-// Other schemes (v0, the test-mode scheme) are ignored, as Stripe's own
-// libraries do, so a downgrade to them is impossible.
+// readStripe reads "Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]" (or
+// the header signature.header names). Other schemes (v0, the test-mode
+// scheme) are ignored, as Stripe's own libraries do, so a downgrade to them
+// is impossible.
 func (v *HMAC) readStripe(req *Request) (parts, sigs [][]byte, at time.Time, err error) {
-	raw := req.Header.Get("Stripe-Signature")
+	raw := req.Header.Get(v.header)
 	if raw == "" {
-		return nil, nil, at, reject(ErrMissing, "no Stripe-Signature header")
+		return nil, nil, at, reject(ErrMissing, "no %s header", v.header)
 	}
 	var ts string
 	for _, item := range strings.Split(raw, ",") {
@@ -360,29 +424,43 @@ func (v *HMAC) readStripe(req *Request) (parts, sigs [][]byte, at time.Time, err
 		}
 	}
 	if ts == "" {
-		return nil, nil, at, reject(ErrMalformed, "Stripe-Signature has no t= timestamp")
+		return nil, nil, at, reject(ErrMalformed, "%s has no t= timestamp", v.header)
 	}
 	if at, err = v.ts.parse(ts); err != nil {
 		return nil, nil, at, err
 	}
 	if len(sigs) == 0 {
-		return nil, nil, at, reject(ErrMalformed, "Stripe-Signature has no hex v1= signature")
+		return nil, nil, at, reject(ErrMalformed, "%s has no hex v1= signature", v.header)
 	}
 	return [][]byte{[]byte(ts), []byte("."), req.Body}, sigs, at, nil
 }
 
-// readStandard reads the Standard Webhooks headers: webhook-id,
-// webhook-timestamp and webhook-signature ("v1,<base64>", space-separated,
-// other versions ignored).
-func (v *HMAC) readStandard(req *Request) (parts, sigs [][]byte, at time.Time, err error) {
+// standardFamily picks the header family a standard request is read from:
+// the first configured one of which the request has any header, else the
+// first (whose missing headers the rejection then names). The three values
+// always come from one family, never a mix.
+func (v *HMAC) standardFamily(req *Request) *standardHeaders {
+	for _, h := range v.std {
+		if req.Header.Get(h.sig) != "" || req.Header.Get(h.id) != "" || req.Header.Get(h.ts.header) != "" {
+			return h
+		}
+	}
+	return v.std[0]
+}
+
+// readStandard reads one family of Standard Webhooks headers: webhook-id,
+// webhook-timestamp and webhook-signature (or svix-*); the signature is
+// "v1,<base64>", several space-separated during a key rotation, other
+// versions ignored.
+func (v *HMAC) readStandard(req *Request, h *standardHeaders) (parts, sigs [][]byte, at time.Time, err error) {
 	var vals [3]string
-	for i, name := range []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+	for i, name := range []string{h.id, h.ts.header, h.sig} {
 		if vals[i] = req.Header.Get(name); vals[i] == "" {
 			return nil, nil, at, reject(ErrMissing, "no %s header", name)
 		}
 	}
 	id, ts := vals[0], vals[1]
-	if at, err = v.ts.parse(ts); err != nil {
+	if at, err = h.ts.parse(ts); err != nil {
 		return nil, nil, at, err
 	}
 	for _, item := range strings.Fields(vals[2]) {
@@ -395,7 +473,7 @@ func (v *HMAC) readStandard(req *Request) (parts, sigs [][]byte, at time.Time, e
 		}
 	}
 	if len(sigs) == 0 {
-		return nil, nil, at, reject(ErrMalformed, "Webhook-Signature has no base64 v1 signature")
+		return nil, nil, at, reject(ErrMalformed, "%s has no base64 v1 signature", h.sig)
 	}
 	return [][]byte{[]byte(id), []byte("."), []byte(ts), []byte("."), req.Body}, sigs, at, nil
 }
@@ -570,10 +648,10 @@ var segNoun = map[segKind]string{segHeader: "header", segQuery: "query parameter
 //     parse). Every other {header.X}, {query.X} and {param.X} of the template
 //     is taken from req as it is, and a missing one is an error. The signature
 //     header is then set, prefix included: hex in lower case, base64 padded.
-//   - stripe: Stripe-Signature: t=<unix>,v1=<hex>.
+//   - stripe: Stripe-Signature (or signature.header): t=<unix>,v1=<hex>.
 //   - standard: webhook-id (an existing one is kept, else a random "msg_"
 //     id), webhook-timestamp (always from Received) and webhook-signature:
-//     v1,<base64>.
+//     v1,<base64>; svix-* instead when signature.header says so.
 //
 // Sign replaces any signature header req already had. Its errors name only
 // headers and parameters, never the secret.
@@ -587,18 +665,19 @@ func (v *HMAC) Sign(req *Request) error {
 	case "stripe":
 		ts := strconv.FormatInt(at.Unix(), 10)
 		sum := v.sum(0, []byte(ts), []byte("."), req.Body)
-		req.Header.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(sum))
+		req.Header.Set(v.header, "t="+ts+",v1="+hex.EncodeToString(sum))
 		return nil
 	case "standard":
-		id := req.Header.Get("Webhook-Id")
+		h := v.std[0]
+		id := req.Header.Get(h.id)
 		if id == "" {
 			id = "msg_" + rand.Text()
-			req.Header.Set("Webhook-Id", id)
+			req.Header.Set(h.id, id)
 		}
 		ts := strconv.FormatInt(at.Unix(), 10)
-		req.Header.Set("Webhook-Timestamp", ts)
+		req.Header.Set(h.ts.header, ts)
 		sum := v.sum(0, []byte(id), []byte("."), []byte(ts), []byte("."), req.Body)
-		req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(sum))
+		req.Header.Set(h.sig, "v1,"+base64.StdEncoding.EncodeToString(sum))
 		return nil
 	}
 	added := false

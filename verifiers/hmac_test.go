@@ -257,6 +257,13 @@ func TestHMACStripe(t *testing.T) {
 			req(body, "Stripe-Signature", signed(body, whsec, now.Add(-6*time.Minute))), nil},
 		{"rotation", map[string]any{"secrets": []string{"whsec_next", whsec}, "signature": map[string]any{"format": "stripe"}},
 			req(body, "Stripe-Signature", good), nil},
+		// SPEC 3: signature.header may be written with a format.
+		{"header named as the default", map[string]any{"secret": whsec, "signature": map[string]any{"header": "Stripe-Signature", "format": "stripe"}},
+			req(body, "Stripe-Signature", good), nil},
+		{"header named otherwise", map[string]any{"secret": whsec, "signature": map[string]any{"header": "X-Proxy-Stripe-Signature", "format": "stripe"}},
+			req(body, "X-Proxy-Stripe-Signature", good), nil},
+		{"header named otherwise, default sent", map[string]any{"secret": whsec, "signature": map[string]any{"header": "X-Proxy-Stripe-Signature", "format": "stripe"}},
+			req(body, "Stripe-Signature", good), verifiers.ErrMissing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,6 +330,21 @@ func TestHMACStandardWebhooks(t *testing.T) {
 		{"malformed timestamp", cfg, std(vecBody, vecAt, "webhook-id", vecID, "webhook-timestamp", "2021-02-25", "webhook-signature", vecSig), verifiers.ErrMalformed},
 		{"stale", cfg, std(vecBody, vecAt.Add(5*time.Minute+time.Second), "webhook-id", vecID, "webhook-timestamp", vecTS, "webhook-signature", vecSig), verifiers.ErrStale},
 		{"future", cfg, std(vecBody, vecAt.Add(-6*time.Minute), "webhook-id", vecID, "webhook-timestamp", vecTS, "webhook-signature", vecSig), verifiers.ErrStale},
+
+		// Svix sends the same scheme under svix-* names: read when no webhook-* header is there.
+		{"svix headers", cfg, std(vecBody, vecAt, "svix-id", vecID, "svix-timestamp", vecTS, "svix-signature", vecSig), nil},
+		{"svix rotation", cfg, std(vecBody, vecAt, "svix-id", vecID, "svix-timestamp", vecTS,
+			"svix-signature", "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= "+vecSig), nil},
+		{"svix stale", cfg, std(vecBody, vecAt.Add(6*time.Minute), "svix-id", vecID, "svix-timestamp", vecTS, "svix-signature", vecSig), verifiers.ErrStale},
+		{"svix other id", cfg, std(vecBody, vecAt, "svix-id", "msg_other", "svix-timestamp", vecTS, "svix-signature", vecSig), verifiers.ErrMismatch},
+		// Never a mix: a webhook-* header present means the webhook-* family, whole.
+		{"mixed families", cfg, std(vecBody, vecAt, "webhook-id", vecID, "svix-timestamp", vecTS, "svix-signature", vecSig), verifiers.ErrMissing},
+		{"header names svix", map[string]any{"secret": vecSecret, "signature": map[string]any{"format": "standard", "header": "Svix-Signature"}},
+			std(vecBody, vecAt, "svix-id", vecID, "svix-timestamp", vecTS, "svix-signature", vecSig), nil},
+		{"header names svix, webhook-* sent", map[string]any{"secret": vecSecret, "signature": map[string]any{"format": "standard", "header": "svix-signature"}},
+			std(vecBody, vecAt, "webhook-id", vecID, "webhook-timestamp", vecTS, "webhook-signature", vecSig), verifiers.ErrMissing},
+		{"header names webhook, svix-* sent", map[string]any{"secret": vecSecret, "signature": map[string]any{"format": "standard", "header": "WEBHOOK-SIGNATURE"}},
+			std(vecBody, vecAt, "svix-id", vecID, "svix-timestamp", vecTS, "svix-signature", vecSig), verifiers.ErrMissing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,6 +374,11 @@ func TestHMACGitHub(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkErr(t, v.Verify(context.Background(), tt.req), tt.want) })
 	}
+	t.Run("header named", func(t *testing.T) {
+		v := mustBuild(t, "hmac", map[string]any{"secret": ghSecret, "signature": map[string]any{"format": "github", "header": "X-Gitea-Signature-256"}})
+		checkErr(t, v.Verify(context.Background(), req(ghBody, "X-Gitea-Signature-256", ghSig)), nil)
+		checkErr(t, v.Verify(context.Background(), req(ghBody, "X-Hub-Signature-256", ghSig)), verifiers.ErrMissing)
+	})
 }
 
 func TestHMACConfigErrors(t *testing.T) {
@@ -377,7 +404,9 @@ func TestHMACConfigErrors(t *testing.T) {
 		{"unknown timestamp format", map[string]any{"secret": "a", "signature": sig, "timestamp": map[string]any{"header": "T", "format": "iso"}}, "timestamp.format"},
 		{"negative tolerance", map[string]any{"secret": "a", "signature": sig, "timestamp": map[string]any{"header": "T", "tolerance": "-1m"}}, "timestamp.tolerance"},
 		{"stripe with signed", map[string]any{"secret": "a", "signed": "{body}", "signature": map[string]any{"format": "stripe"}}, "signed"},
-		{"stripe with header", map[string]any{"secret": "a", "signature": map[string]any{"format": "stripe", "header": "X"}}, "signature.header"},
+		{"stripe with encoding", map[string]any{"secret": "a", "signature": map[string]any{"format": "stripe", "encoding": "hex"}}, "signature.encoding"},
+		{"standard with another header", map[string]any{"secret": "whsec_AAAA", "signature": map[string]any{"format": "standard", "header": "X-Signature"}}, "signature.header"},
+		{"standard with a svix id header", map[string]any{"secret": "whsec_AAAA", "signature": map[string]any{"format": "standard", "header": "svix-id"}}, "signature.header"},
 		{"stripe with timestamp header", map[string]any{"secret": "a", "signature": map[string]any{"format": "stripe"},
 			"timestamp": map[string]any{"header": "X"}}, "timestamp.header"},
 		{"stripe with sha1", map[string]any{"secret": "a", "algorithm": "sha1", "signature": map[string]any{"format": "stripe"}}, "algorithm"},

@@ -14,17 +14,24 @@ type IPConfig struct {
 	// Allow lists the permitted peers as CIDR prefixes ("203.0.113.0/24") or
 	// single addresses ("2001:db8::1"). At least one entry.
 	Allow []string `koanf:"allow"`
-	// TrustForwarded takes the peer from the leftmost X-Forwarded-For address
-	// instead of the connection. Only set it behind a proxy that replaces the
-	// header: a client can write anything into one it merely appends to.
-	// False means the connection's address.
+	// TrustForwarded takes the peer from X-Forwarded-For instead of the
+	// connection, for a relay behind proxies of its own. Each proxy appends
+	// the address it was reached from, so only the right end of the list is
+	// theirs: everything left of it is what the client sent, and can be
+	// anything. False means the connection's address.
 	TrustForwarded bool `koanf:"trust_forwarded"`
+	// TrustedHops is how many proxies of yours stand in front of the relay,
+	// each appending to X-Forwarded-For: the client is the entry that many
+	// from the right end (1: the last entry, what the proxy next to the
+	// relay saw). A request whose header has fewer entries is refused. Only
+	// with TrustForwarded; zero means 1.
+	TrustedHops int `koanf:"trusted_hops"`
 }
 
 // IP checks the peer address against an allow list.
 type IP struct {
-	allow          []netip.Prefix
-	trustForwarded bool
+	allow []netip.Prefix
+	hops  int // entries from the right of X-Forwarded-For; 0: the connection's address
 }
 
 var _ Verifier = (*IP)(nil)
@@ -34,7 +41,15 @@ func NewIP(c IPConfig) (*IP, error) {
 	if len(c.Allow) == 0 {
 		return nil, FieldError("allow", "must list at least one address or CIDR prefix")
 	}
-	v := &IP{trustForwarded: c.TrustForwarded}
+	v := &IP{}
+	switch {
+	case c.TrustedHops < 0:
+		return nil, FieldError("trusted_hops", "must not be negative")
+	case c.TrustedHops > 0 && !c.TrustForwarded:
+		return nil, FieldError("trusted_hops", "applies only with trust_forwarded: true")
+	case c.TrustForwarded:
+		v.hops = max(c.TrustedHops, 1)
+	}
 	for i, s := range c.Allow {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -52,11 +67,23 @@ func NewIP(c IPConfig) (*IP, error) {
 // Verify checks the peer address.
 func (v *IP) Verify(_ context.Context, req *Request) error {
 	src, raw := "remote address", req.RemoteAddr
-	if v.trustForwarded {
+	if v.hops > 0 {
 		src = "X-Forwarded-For"
-		raw = req.Header.Get("X-Forwarded-For")
-		raw, _, _ = strings.Cut(raw, ",")
-		raw = strings.TrimSpace(raw)
+		// Several header lines are one list, in order (RFC 9110 5.3).
+		var entries []string
+		for _, line := range req.Header.Values("X-Forwarded-For") {
+			for _, e := range strings.Split(line, ",") {
+				entries = append(entries, strings.TrimSpace(e))
+			}
+		}
+		switch {
+		case len(entries) == 0:
+			raw = ""
+		case len(entries) < v.hops:
+			return reject(ErrMalformed, "X-Forwarded-For has %d entries, fewer than the %d trusted hops", len(entries), v.hops)
+		default:
+			raw = entries[len(entries)-v.hops]
+		}
 	}
 	if raw == "" {
 		return reject(ErrMissing, "no %s", src)

@@ -89,6 +89,10 @@ type JWSConfig struct {
 	// Refresh is how old the JWKSURL set may get before it is fetched again,
 	// on the next request. Zero means 1 hour. Only with jwks_url.
 	Refresh time.Duration `koanf:"refresh"`
+	// MaxAge, when positive, refuses a token whose iat (issued at) claim is
+	// older than this, against replays of old signed callbacks. A payload
+	// without iat (or not a JSON object) is not checked. Zero means no limit.
+	MaxAge time.Duration `koanf:"max_age"`
 	// MinRefresh is the least time between two fetches of JWKSURL, whatever
 	// prompts them (an unknown kid, Refresh, a failed fetch), so that tokens
 	// with made-up kids cannot hammer the lender. Zero means 1 minute. Only
@@ -135,6 +139,7 @@ type JWS struct {
 	order   []jwa.SignatureAlgorithm                // the allow-list as configured
 	allowed string                                  // the allow-list, for messages
 	mode    string
+	maxAge  time.Duration // 0: iat not checked
 	keys    keySource
 }
 
@@ -194,6 +199,10 @@ func NewJWS(c JWSConfig) (*JWS, error) {
 		}
 	}
 	v.allowed = strings.Join(names, ", ")
+	if c.MaxAge < 0 {
+		return nil, FieldError("max_age", "must not be negative")
+	}
+	v.maxAge = c.MaxAge
 
 	if v.keys, err = v.keySource(c); err != nil {
 		return nil, err
@@ -353,7 +362,7 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 	data := msg.Payload()
 	payload, payloadErr := decodeJSON(data)
 	if payloadErr == nil {
-		if err := checkClaims(payload, req.Received); err != nil {
+		if err := checkClaims(payload, req.Received, v.maxAge); err != nil {
 			return nil, err
 		}
 	}
@@ -377,7 +386,7 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 			return nil, reject(ErrMismatch, "body repeats a name in an object, so it cannot match the signed payload")
 		}
 	}
-	return &Payload{Data: data, Replace: v.mode == payloadReplace}, nil
+	return &Payload{Data: data, Replace: v.mode == payloadReplace, Signed: input}, nil
 }
 
 // SignWithKey signs req with key (a PEM private key - PKCS#1, PKCS#8 or EC - or a JWK JSON private key) so that
@@ -611,8 +620,9 @@ func keyDesc(k jwk.Key) string {
 	return k.KeyType().String()
 }
 
-// checkClaims checks the exp and nbf claims of a payload that has them.
-func checkClaims(payload any, received time.Time) error {
+// checkClaims checks the exp and nbf claims of a payload that has them, and
+// with maxAge > 0 its iat claim.
+func checkClaims(payload any, received time.Time, maxAge time.Duration) error {
 	claims, ok := payload.(map[string]any)
 	if !ok {
 		return nil
@@ -620,9 +630,9 @@ func checkClaims(payload any, received time.Time) error {
 	if received.IsZero() {
 		received = time.Now()
 	}
-	for _, name := range []string{"exp", "nbf"} {
+	for _, name := range []string{"exp", "nbf", "iat"} {
 		raw, ok := claims[name]
-		if !ok {
+		if !ok || (name == "iat" && maxAge <= 0) {
 			continue
 		}
 		n, ok := raw.(json.Number)
@@ -640,6 +650,9 @@ func checkClaims(payload any, received time.Time) error {
 		}
 		if name == "nbf" && received.Before(at.Add(-JWSLeeway)) {
 			return reject(ErrStale, "token not valid for another %s", at.Sub(received).Round(time.Second))
+		}
+		if name == "iat" && received.Sub(at) > maxAge {
+			return reject(ErrStale, "token issued %s ago, max_age %s", received.Sub(at).Round(time.Second), maxAge)
 		}
 	}
 	return nil

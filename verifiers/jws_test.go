@@ -1181,3 +1181,54 @@ func TestJWSSignWithKeyKinds(t *testing.T) {
 		checkErr(t, v.Verify(context.Background(), r), nil)
 	})
 }
+
+// TestJWSMaxAge: with max_age a token whose iat is older is stale; no iat,
+// or no max_age, means no check.
+func TestJWSMaxAge(t *testing.T) {
+	key := rsaKey(t, "resurs")
+	srv := newJWKSServer(t, publicJWK(t, key, "k1"))
+	aged := mustBuild(t, "jws", jwsConfig(srv, map[string]any{"max_age": "10m"}))
+	plain := mustBuild(t, "jws", jwsConfig(srv, nil))
+	iat := func(at time.Time) string {
+		return resursBody(resursEvent, signJWS(t, jwa.RS256, key, "k1",
+			[]byte(fmt.Sprintf(`{"externalApplicationEvent":%s,"iat":%d}`, resursEvent, at.Unix()))))
+	}
+	for _, c := range []struct {
+		name string
+		v    verifiers.Verifier
+		body string
+		want error
+	}{
+		{"fresh", aged, iat(now.Add(-time.Minute)), nil},
+		{"just within", aged, iat(now.Add(-10 * time.Minute)), nil},
+		{"old", aged, iat(now.Add(-11 * time.Minute)), verifiers.ErrStale},
+		{"no iat", aged, resursBody(resursEvent, signJWS(t, jwa.RS256, key, "k1", resursPayload(resursEvent))), nil},
+		{"old without max_age", plain, iat(now.Add(-48 * time.Hour)), nil},
+		{"iat not a number", aged, resursBody(resursEvent, signJWS(t, jwa.RS256, key, "k1",
+			[]byte(`{"externalApplicationEvent":`+resursEvent+`,"iat":"yesterday"}`))), verifiers.ErrMalformed},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkErr(t, c.v.Verify(context.Background(), req(c.body)), c.want) })
+	}
+	_, err := build("jws", jwsConfig(srv, map[string]any{"max_age": "-1m"}))
+	wantFieldError(t, err, "max_age")
+}
+
+// TestJWSSignedInput: the payload reports what the signature covers, the
+// same for every copy of one token however the body around it is written.
+func TestJWSSignedInput(t *testing.T) {
+	key := rsaKey(t, "resurs")
+	srv := newJWKSServer(t, publicJWK(t, key, "k1"))
+	v := mustBuild(t, "jws", jwsConfig(srv, map[string]any{"payload": "must-match"}))
+	tok := signJWS(t, jwa.RS256, key, "k1", resursPayload(resursEvent))
+	want := tok[:strings.LastIndexByte(tok, '.')]
+	for _, body := range []string{
+		resursBody(resursEvent, tok),
+		"{\n  \"jwsData\": \" " + tok + "\",\n  \"externalApplicationEvent\": " + resursEvent + "\n}",
+	} {
+		p, err := payloadOf(t, v, req(body))
+		checkErr(t, err, nil)
+		if string(p.Signed) != want {
+			t.Errorf("Signed = %.40q..., want the token's header and payload segments", p.Signed)
+		}
+	}
+}

@@ -171,8 +171,9 @@ func FuzzIPVerify(f *testing.F) {
 
 		r := req(body, "X-Forwarded-For", forwarded)
 		r.RemoteAddr = remote
-		leftmost, _, _ := strings.Cut(forwarded, ",")
-		for i, peer := range []string{remote, strings.TrimSpace(leftmost)} {
+		// With one trusted hop the client is the right-most entry.
+		rightmost := forwarded[strings.LastIndexByte(forwarded, ',')+1:]
+		for i, peer := range []string{remote, strings.TrimSpace(rightmost)} {
 			err := vs[i].Verify(context.Background(), r)
 			reason(t, err)
 			if err != nil {

@@ -96,6 +96,10 @@ func TestSignVerifies(t *testing.T) {
 			coversBody: true},
 		tc{name: "github", kind: "hmac", cfg: map[string]any{"secret": secret, "signature": map[string]any{"format": "github"}},
 			coversBody: true},
+		tc{name: "stripe header named", kind: "hmac", cfg: map[string]any{"secret": "whsec_test",
+			"signature": map[string]any{"format": "stripe", "header": "X-Stripe-Signature"}}, coversBody: true},
+		tc{name: "standard svix", kind: "hmac", cfg: map[string]any{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+			"signature": map[string]any{"format": "standard", "header": "svix-signature"}}, coversBody: true},
 
 		tc{name: "token", kind: "token", cfg: map[string]any{"token": "tok-1"},
 			other: map[string]any{"token": "tok-2"}},

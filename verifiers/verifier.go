@@ -125,6 +125,13 @@ func FieldError(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
+// Warner is a Verifier whose configuration loads but is weak (a short key).
+// The engine reports each warning, with its file and line, in `check` and at
+// start. Like errors, warnings name fields, never secret values.
+type Warner interface {
+	Warnings() []*ConfigError
+}
+
 // PayloadVerifier is a Verifier that also yields the signed payload it
 // verified (a JWS's). The engine exposes the parsed payload to expressions as
 // `jws` and, when Replace is set, uses it as the body from then on.
@@ -139,6 +146,13 @@ type Payload struct {
 	Data []byte
 	// Replace asks the engine to use Data as the request body.
 	Replace bool
+	// Signed is what the signature covers, as received (for a compact JWS,
+	// its protected header and payload segments). Two requests with equal
+	// Signed carry the same signed statement however their bodies are
+	// written, so the engine derives the default idempotency id from it.
+	// It is not the signature itself: an ECDSA signature can be re-encoded
+	// by anyone into another valid one over the same input.
+	Signed []byte
 }
 
 // Signer is a Verifier that can also produce what it checks, for

@@ -171,6 +171,12 @@ func check(path string, explicitPath bool, stdout, stderr io.Writer) int {
 	for _, name := range sortedKeys(cfg.Dests) {
 		fmt.Fprintf(stdout, "destination %-17s %s\n", name, redact.URL(cfg.Dests[name].Config.URL))
 	}
+	// A weak value (a short HMAC key) does not fail check, as it does not
+	// stop serve, but is said where errors are. Disabled providers are in
+	// the listing above.
+	for _, w := range cfg.Weak {
+		fmt.Fprintln(stderr, "warning: "+w)
+	}
 	return 0
 }
 

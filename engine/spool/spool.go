@@ -97,7 +97,11 @@ type Quarantined struct {
 	// payload when a jws verifier replaced it.
 	Body []byte `json:"body"`
 	// JWS is the verified JWS payload, when a jws verifier ran.
-	JWS        []byte `json:"jws,omitempty"`
+	JWS []byte `json:"jws,omitempty"`
+	// JWSSigned is the digest of what the jws verifiers verified, from
+	// which the event's default idempotency id is made; "" without one
+	// (and in records written before it was kept).
+	JWSSigned  string `json:"jws_signed,omitempty"`
 	RemoteAddr string `json:"remote_addr"`
 }
 
