@@ -127,18 +127,12 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	defer r.release()
 	v, err := p.verify(req.Context(), vr)
 	if err != nil {
-		r.rejections.add(p.Name, vr, err.Error())
-		r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
-		if errors.Is(err, verifiers.ErrUnavailable) {
-			// Not the sender's fault: ask it to come back rather than count a failure.
-			w.Header().Set("Retry-After", "30")
-			writeError(w, http.StatusServiceUnavailable, err.Error())
-			return "error"
-		}
-		writeError(w, http.StatusUnauthorized, err.Error())
-		return "rejected"
+		return r.refuse(w, p, vr, err)
 	}
 	ev, err := p.build(v)
+	if isRequirement(err) {
+		return r.refuse(w, p, vr, err) // verified, but not bound to what was signed
+	}
 	if err != nil {
 		return r.quarantine(w, p, v, err)
 	}
@@ -163,6 +157,21 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	}
 	respond(w, p)
 	return outcome
+}
+
+// refuse answers a request that failed verification (or `require`) and
+// records the rejection.
+func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, err error) string {
+	r.rejections.add(p.Name, vr, err.Error())
+	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
+	if errors.Is(err, verifiers.ErrUnavailable) {
+		// Not the sender's fault: ask it to come back rather than count a failure.
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return "error"
+	}
+	writeError(w, http.StatusUnauthorized, err.Error())
+	return "rejected"
 }
 
 func respond(w http.ResponseWriter, p *Provider) {

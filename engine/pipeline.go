@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,6 +27,38 @@ type verified struct {
 	req  *verifiers.Request
 	body []byte
 	jws  []byte
+	// unverified: the verifiers were skipped (try --no-verify), and so is
+	// `require`, which is part of verification.
+	unverified bool
+}
+
+// requirementError is a request that one of its provider's `require`
+// expressions refuses: answered and recorded as a failed verification, not
+// quarantined. N counts from 0, as require[N] in the provider file.
+type requirementError struct{ n int }
+
+func (e *requirementError) Error() string { return fmt.Sprintf("requirement %d failed", e.n) }
+
+// isRequirement reports whether err is a refusal by `require`.
+func isRequirement(err error) bool {
+	var re *requirementError
+	return errors.As(err, &re)
+}
+
+// checkRequire runs p's require expressions over env, in order.
+func (p *Provider) checkRequire(env *transforms.Env) error {
+	if len(p.require) == 0 {
+		return nil
+	}
+	var vm transforms.Machine
+	for i, prog := range p.require {
+		// An expression that fails (a missing field compared, a non-boolean)
+		// refuses as a false one does: what cannot be checked is not bound.
+		if ok, err := vm.Run(prog, env); err != nil || ok != true {
+			return &requirementError{n: i}
+		}
+	}
+	return nil
 }
 
 // verify runs every verifier of p; the error is the rejection reason.
@@ -77,6 +110,11 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		}
 		body = pt
 		parse(body, env)
+	}
+	if !v.unverified {
+		if err := p.checkRequire(env); err != nil {
+			return nil, err
+		}
 	}
 	raw := json.RawMessage(body)
 	switch {
