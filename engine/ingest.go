@@ -116,6 +116,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
+	p.fetchKeys(req.Context(), vr)
 	// Shed once the body is in: reading is cheap and bounded by the server's
 	// timeouts; verifying, mapping and the spool's queue are not.
 	if !r.admit() {

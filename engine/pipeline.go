@@ -61,6 +61,16 @@ func (p *Provider) checkRequire(env *transforms.Env) error {
 	return nil
 }
 
+// fetchKeys fetches what vr's verifiers need over the network, waiting for
+// it within each verifier's bound (verifiers.KeyFetcher). Ingest calls it
+// before admission: a slow key server must not hold the places that every
+// provider's requests share.
+func (p *Provider) fetchKeys(ctx context.Context, vr *verifiers.Request) {
+	for _, f := range p.fetchers {
+		f.FetchKeys(ctx, vr)
+	}
+}
+
 // verify runs every verifier of p; the error is the rejection reason.
 func (p *Provider) verify(ctx context.Context, vr *verifiers.Request) (*verified, error) {
 	v := &verified{req: vr, body: vr.Body}

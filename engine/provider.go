@@ -130,6 +130,7 @@ type Provider struct {
 	methods    []string
 	maxBody    int64
 	verifiers  []verifiers.Verifier
+	fetchers   []verifiers.KeyFetcher // the verifiers whose keys come over the network
 	decrypt    *transforms.Decrypter // nil: the body is not encrypted
 	require    []*transforms.Program
 	mapping    *transforms.Mapping
@@ -245,6 +246,12 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 				continue
 			}
 			p.verifiers = append(p.verifiers, vf)
+			if kf, ok := vf.(verifiers.KeyFetcher); ok {
+				// Keys are fetched before a request takes a max_inflight
+				// place (fetchKeys), never while it holds one.
+				kf.FetchOutside()
+				p.fetchers = append(p.fetchers, kf)
+			}
 		}
 	case nil:
 		errs.add(doc, "verify", "verify: required (write `verify: none` to accept unauthenticated requests)")

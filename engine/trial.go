@@ -56,6 +56,7 @@ func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, rece
 	}
 	v := &verified{req: vr, body: body, unverified: !verify}
 	if verify {
+		p.fetchKeys(ctx, vr)
 		var err error
 		if v, err = p.verify(ctx, vr); err != nil {
 			return &Trial{Status: http.StatusUnauthorized, Outcome: "rejected", Reason: err.Error()}
