@@ -131,7 +131,7 @@ type Provider struct {
 	maxBody    int64
 	verifiers  []verifiers.Verifier
 	fetchers   []verifiers.KeyFetcher // the verifiers whose keys come over the network
-	decrypt    *transforms.Decrypter // nil: the body is not encrypted
+	decrypt    *transforms.Decrypter  // nil: the body is not encrypted
 	require    []*transforms.Program
 	mapping    *transforms.Mapping
 	routes     []route
