@@ -350,7 +350,7 @@ func eventView(ev *spool.Event, status string) map[string]any {
 func (r *Relay) deliveryStatus(ev *spool.Event, d *spool.Delivery) string {
 	if d.Status == spool.Pending {
 		if l := r.dispatch.lane(d.Destination); l != nil {
-			if by, held := l.heldBy(l.queueKeyOf(ev.ID, ev.Key)); held && by != ev.ID {
+			if by, held := l.heldBy(l.queueKeyOf(ev.ID, ev.Provider, ev.Key)); held && by != ev.ID {
 				return "held"
 			}
 		}
@@ -444,7 +444,7 @@ func (r *Relay) requeue(ev *spool.Event, d *spool.Delivery) error {
 		return err
 	}
 	if l := r.dispatch.lane(d.Destination); l != nil {
-		l.requeue(ev.ID, ev.Key, ev.Sequence)
+		l.requeue(ev.ID, ev.Provider, ev.Key, ev.Sequence)
 	}
 	r.log.Info("delivery requeued by operator", "event_id", ev.ID, "destination", d.Destination, "key", ev.Key)
 	return nil
@@ -468,7 +468,7 @@ func (r *Relay) skipEvent(req *http.Request) (any, error) {
 			return nil, err
 		}
 		if l := r.dispatch.lane(d.Destination); l != nil {
-			l.release(ev.ID, ev.Key, st == "dead")
+			l.release(ev.ID, ev.Provider, ev.Key, st == "dead")
 		}
 		r.m.skipped(d.Destination)
 		r.log.Info("delivery skipped by operator", "event_id", ev.ID, "destination", d.Destination, "key", ev.Key)

@@ -15,11 +15,11 @@ import (
 // requeue puts a dead delivery that an operator retried back in its key's
 // queue: a key held behind it is released; one that moved on past it (skip)
 // gets it back first, as the oldest of the key.
-func (l *lane) requeue(eventID, key string, sequence int64) {
+func (l *lane) requeue(eventID, provider, key string, sequence int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.dead--
-	kq := l.queueOf(eventID, key)
+	kq := l.queueOf(eventID, provider, key)
 	switch i := kq.index(eventID); {
 	case i == 0 && kq.inflight:
 		// The worker that made it dead has yet to hold or pop the key.
@@ -52,13 +52,13 @@ func (l *lane) requeue(eventID, key string, sequence int64) {
 
 // release drops a delivery an operator skipped from its key's queue; when it
 // was the dead head of a held key, the key moves on.
-func (l *lane) release(eventID, key string, wasDead bool) {
+func (l *lane) release(eventID, provider, key string, wasDead bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if wasDead {
 		l.dead--
 	}
-	key = l.queueKey(eventID, key)
+	key = l.queueKey(eventID, provider, key)
 	kq := l.keys[key]
 	if kq == nil {
 		return
@@ -156,7 +156,7 @@ func (l *lane) heldKeys(limit int) []heldKey {
 	out := []heldKey{}
 	for _, kq := range l.keys {
 		if kq.held && len(out) < limit {
-			out = append(out, heldKey{Key: kq.key, EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1})
+			out = append(out, heldKey{Provider: kq.provider, Key: kq.eventKey, EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1})
 		}
 	}
 	slices.SortFunc(out, func(a, b heldKey) int { return strings.Compare(a.EventID, b.EventID) })
@@ -165,14 +165,15 @@ func (l *lane) heldKeys(limit int) []heldKey {
 
 // heldKey is a key blocked behind a dead event.
 type heldKey struct {
-	Key     string `json:"key"`
-	EventID string `json:"blocked_by"`
-	Waiting int    `json:"waiting"` // deliveries queued behind it
+	Provider string `json:"provider"` // whose key it is: keys are scoped by provider
+	Key      string `json:"key"`
+	EventID  string `json:"blocked_by"`
+	Waiting  int    `json:"waiting"` // deliveries queued behind it
 }
 
-// queueKeyOf is the in-memory queue an event of key sits in.
-func (l *lane) queueKeyOf(eventID, key string) string {
+// queueKeyOf is the in-memory queue an event of provider's key sits in.
+func (l *lane) queueKeyOf(eventID, provider, key string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.queueKey(eventID, key)
+	return l.queueKey(eventID, provider, key)
 }

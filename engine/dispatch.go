@@ -96,7 +96,7 @@ func (d *dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
 		if q.Status == spool.Dead {
 			l.dead++
 		}
-		l.push(item{q.EventID.String(), q.Sequence}, q.Key, q.Status == spool.Dead, q.NextAt)
+		l.push(item{q.EventID.String(), q.Sequence}, q.Provider, q.Key, q.Status == spool.Dead, q.NextAt)
 		return nil
 	})
 	if err != nil {
@@ -117,7 +117,7 @@ func (d *dispatcher) committed(refs []spool.Ref) {
 	defer d.mu.Unlock()
 	for _, r := range refs {
 		if l := d.lanes[r.Destination]; l != nil {
-			l.push(item{r.EventID, r.Sequence}, r.Key, false, time.Time{})
+			l.push(item{r.EventID, r.Sequence}, r.Provider, r.Key, false, time.Time{})
 		}
 	}
 }

@@ -116,6 +116,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
+	p.fetchKeys(req.Context(), vr)
 	// Shed once the body is in: reading is cheap and bounded by the server's
 	// timeouts; verifying, mapping and the spool's queue are not.
 	if !r.admit() {
@@ -127,20 +128,12 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	defer r.release()
 	v, err := p.verify(req.Context(), vr)
 	if err != nil {
-		r.rejections.add(p, vr, err.Error())
-		r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
-		if errors.Is(err, verifiers.ErrUnavailable) {
-			// Not the sender's fault: ask it to come back rather than count a
-			// failure. Why the keys cannot be had (the JWKS fetch's error) is
-			// for the operator's log and rejection log, not for the sender.
-			w.Header().Set("Retry-After", "30")
-			writeError(w, http.StatusServiceUnavailable, verifiers.ErrUnavailable.Error())
-			return "error"
-		}
-		writeError(w, http.StatusUnauthorized, err.Error())
-		return "rejected"
+		return r.refuse(w, p, vr, err)
 	}
 	ev, err := p.build(v)
+	if isRequirement(err) {
+		return r.refuse(w, p, vr, err) // verified, but not bound to what was signed
+	}
 	if err != nil {
 		return r.quarantine(w, p, v, err)
 	}
@@ -165,6 +158,23 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	}
 	respond(w, p)
 	return outcome
+}
+
+// refuse answers a request that failed verification (or `require`) and
+// records the rejection.
+func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, err error) string {
+	r.rejections.add(p, vr, err.Error())
+	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
+	if errors.Is(err, verifiers.ErrUnavailable) {
+		// Not the sender's fault: ask it to come back rather than count a
+		// failure. Why the keys cannot be had (the JWKS fetch's error) is
+		// for the operator's log and rejection log, not for the sender.
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, verifiers.ErrUnavailable.Error())
+		return "error"
+	}
+	writeError(w, http.StatusUnauthorized, err.Error())
+	return "rejected"
 }
 
 func respond(w http.ResponseWriter, p *Provider) {

@@ -34,6 +34,48 @@ type verified struct {
 	// verified (their signing inputs); "" when none ran. The default
 	// idempotency id is made of it, not of the body.
 	signed string
+	// unverified: the verifiers were skipped (try --no-verify), and so is
+	// `require`, which is part of verification.
+	unverified bool
+}
+
+// requirementError is a request that one of its provider's `require`
+// expressions refuses: answered and recorded as a failed verification, not
+// quarantined. N counts from 0, as require[N] in the provider file.
+type requirementError struct{ n int }
+
+func (e *requirementError) Error() string { return fmt.Sprintf("requirement %d failed", e.n) }
+
+// isRequirement reports whether err is a refusal by `require`.
+func isRequirement(err error) bool {
+	var re *requirementError
+	return errors.As(err, &re)
+}
+
+// checkRequire runs p's require expressions over env, in order.
+func (p *Provider) checkRequire(env *transforms.Env) error {
+	if len(p.require) == 0 {
+		return nil
+	}
+	var vm transforms.Machine
+	for i, prog := range p.require {
+		// An expression that fails (a missing field compared, a non-boolean)
+		// refuses as a false one does: what cannot be checked is not bound.
+		if ok, err := vm.Run(prog, env); err != nil || ok != true {
+			return &requirementError{n: i}
+		}
+	}
+	return nil
+}
+
+// fetchKeys fetches what vr's verifiers need over the network, waiting for
+// it within each verifier's bound (verifiers.KeyFetcher). Ingest calls it
+// before admission: a slow key server must not hold the places that every
+// provider's requests share.
+func (p *Provider) fetchKeys(ctx context.Context, vr *verifiers.Request) {
+	for _, f := range p.fetchers {
+		f.FetchKeys(ctx, vr)
+	}
 }
 
 // verify runs every verifier of p; the error is the rejection reason.
@@ -94,6 +136,11 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		}
 		body = pt
 		parse(body, env)
+	}
+	if !v.unverified {
+		if err := p.checkRequire(env); err != nil {
+			return nil, err
+		}
 	}
 	raw := json.RawMessage(body)
 	switch {

@@ -28,8 +28,13 @@ type ProviderConfig struct {
 	Verify any `koanf:"verify"`
 	// Decrypt, when set, replaces the body by the plaintext of its encrypted document.
 	Decrypt *transforms.DecryptSpec `koanf:"decrypt"`
-	Event   transforms.EventSpec    `koanf:"event"`
-	Routes  []RouteConfig           `koanf:"routes"`
+	// Require lists boolean expressions that must all hold once the request
+	// is verified and decrypted; one that is false or fails refuses it like a
+	// failed verification (401 "requirement N failed", N from 0). They bind
+	// the body to what was signed when a lender signs a claims set.
+	Require []string             `koanf:"require"`
+	Event   transforms.EventSpec `koanf:"event"`
+	Routes  []RouteConfig        `koanf:"routes"`
 	// ReorderWindow is how long an event ahead of a sequence gap waits; 0 means 30s.
 	ReorderWindow time.Duration `koanf:"reorder_window"`
 	// Dedup is the window for dropping repeated idempotency ids; 0 means 72h.
@@ -129,7 +134,9 @@ type Provider struct {
 	methods    []string
 	maxBody    int64
 	verifiers  []verifiers.Verifier
-	decrypt    *transforms.Decrypter // nil: the body is not encrypted
+	fetchers   []verifiers.KeyFetcher // the verifiers whose keys come over the network
+	decrypt    *transforms.Decrypter  // nil: the body is not encrypted
+	require    []*transforms.Program
 	mapping    *transforms.Mapping
 	routes     []route
 	dedup      time.Duration
@@ -251,6 +258,12 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 				}
 			}
 			p.verifiers = append(p.verifiers, vf)
+			if kf, ok := vf.(verifiers.KeyFetcher); ok {
+				// Keys are fetched before a request takes a max_inflight
+				// place (fetchKeys), never while it holds one.
+				kf.FetchOutside()
+				p.fetchers = append(p.fetchers, kf)
+			}
 		}
 	case nil:
 		errs.add(doc, "verify", "verify: required (write `verify: none` to accept unauthenticated requests)")
@@ -264,6 +277,16 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 			errs.addField(doc, "decrypt", err)
 		}
 		p.decrypt = d
+	}
+
+	for i, src := range pc.Require {
+		at := fmt.Sprintf("require[%d]", i)
+		prog, err := transforms.CompileBool(src)
+		if err != nil {
+			errs.addField(doc, at, err)
+			continue
+		}
+		p.require = append(p.require, prog)
 	}
 
 	m, err := transforms.CompileMapping(pc.Event)

@@ -43,8 +43,11 @@ type lane struct {
 
 // keyQueue is one key's deliveries to one destination: in spool (ingest)
 // order, except that events with a sequence number go in sequence order.
+// A key is its provider's: two lenders' keys of one name are two queues.
 type keyQueue struct {
-	key       string
+	key       string // its name in lane.keys (queueKey)
+	provider  string // the provider and the key as the events carry them
+	eventKey  string
 	items     []item
 	scheduled bool // in ready, in timers or in flight
 	inflight  bool // a worker holds the head
@@ -65,33 +68,36 @@ type item struct {
 	sequence int64 // 0: none
 }
 
-// queueKey is the queue an event goes in: its key, or, without ordering,
-// a queue of its own.
-func (l *lane) queueKey(eventID, key string) string {
+// queueKey is the queue an event goes in: its provider's key (SPEC 5.2:
+// per destination, provider and key), or, without ordering, a queue of its
+// own.
+func (l *lane) queueKey(eventID, provider, key string) string {
 	if !l.dest.ordered {
 		return eventID
 	}
-	return key
+	// Provider names hold no NUL (they are file names or YAML strings), so
+	// the provider ends at the first one whatever the key holds.
+	return provider + "\x00" + key
 }
 
-// queueOf returns the queue an event of key goes in, making it when new.
-// l.mu held.
-func (l *lane) queueOf(eventID, key string) *keyQueue {
-	key = l.queueKey(eventID, key)
-	kq := l.keys[key]
+// queueOf returns the queue an event of provider's key goes in, making it
+// when new. l.mu held.
+func (l *lane) queueOf(eventID, provider, key string) *keyQueue {
+	qk := l.queueKey(eventID, provider, key)
+	kq := l.keys[qk]
 	if kq == nil {
-		kq = &keyQueue{key: key, timerSlot: timerSlot{idx: -1}}
-		l.keys[key] = kq
+		kq = &keyQueue{key: qk, provider: provider, eventKey: key, timerSlot: timerSlot{idx: -1}}
+		l.keys[qk] = kq
 	}
 	return kq
 }
 
 // push queues a delivery behind its key's earlier ones, or, when it has a
 // sequence number, before the first queued one with a higher number.
-func (l *lane) push(it item, key string, dead bool, at time.Time) {
+func (l *lane) push(it item, provider, key string, dead bool, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	kq := l.queueOf(it.eventID, key)
+	kq := l.queueOf(it.eventID, provider, key)
 	l.pending++
 	first := 0
 	if kq.inflight || kq.held {
@@ -217,8 +223,8 @@ func (l *lane) work() {
 		l.mu.Unlock()
 		if head.sequence > 0 && !loaded {
 			var err error
-			if last, err = l.d.spool.LastSequence(dest.Name, kq.key); err != nil {
-				l.d.log.Error("spool read failed", "destination", dest.Name, "key", kq.key, "error", err)
+			if last, err = l.d.spool.LastSequence(dest.Name, kq.provider, kq.eventKey); err != nil {
+				l.d.log.Error("spool read failed", "destination", dest.Name, "provider", kq.provider, "key", kq.eventKey, "error", err)
 			}
 		}
 		res := l.d.deliver(l, head, last)

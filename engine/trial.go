@@ -37,7 +37,8 @@ func (c *Config) Provider(name string) *Provider {
 }
 
 // Try runs req through p as ingest would: path and method, body limit,
-// verification (unless verify is false), decryption, mapping and routes.
+// verification and `require` (unless verify is false), decryption, mapping
+// and routes.
 // received is the time the request is taken to arrive (for timestamp checks).
 func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, received time.Time, verify bool) *Trial {
 	params, status := p.match(req)
@@ -53,14 +54,18 @@ func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, rece
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: params, Body: body, RemoteAddr: req.RemoteAddr, Received: received,
 	}
-	v := &verified{req: vr, body: body}
+	v := &verified{req: vr, body: body, unverified: !verify}
 	if verify {
+		p.fetchKeys(ctx, vr)
 		var err error
 		if v, err = p.verify(ctx, vr); err != nil {
 			return &Trial{Status: http.StatusUnauthorized, Outcome: "rejected", Reason: err.Error()}
 		}
 	}
 	ev, err := p.build(v)
+	if isRequirement(err) {
+		return &Trial{Status: http.StatusUnauthorized, Outcome: "rejected", Reason: err.Error()}
+	}
 	if err != nil {
 		return &Trial{Status: p.respStatus, Outcome: "quarantined", Reason: err.Error()}
 	}

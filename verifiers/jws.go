@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/jsonfast"
@@ -110,6 +112,9 @@ const (
 	JWKSFetchTimeout = 10 * time.Second
 	// JWKSMaxBytes is the largest JWK set accepted from a URL.
 	JWKSMaxBytes = 1 << 20
+	// JWKSMaxWaiting bounds how many requests of one jws verifier wait in
+	// FetchKeys for a fetch at once; the others go on with the keys at hand.
+	JWKSMaxWaiting = 4
 	// JWSLeeway is the clock skew allowed on the exp and nbf claims.
 	JWSLeeway = time.Minute
 )
@@ -147,6 +152,7 @@ var (
 	_ Verifier        = (*JWS)(nil)
 	_ PayloadVerifier = (*JWS)(nil)
 	_ KeySigner       = (*JWS)(nil)
+	_ KeyFetcher      = (*JWS)(nil)
 )
 
 // KeySigner is a Verifier that signs with a private key the caller supplies,
@@ -938,9 +944,52 @@ func parseKeyFile(data []byte) (*keySet, error) {
 	return newKeySet([]jwk.Key{pub}), nil
 }
 
+// FetchOutside implements KeyFetcher: only a jwks_url fetches.
+func (v *JWS) FetchOutside() {
+	if r, ok := v.keys.(*remoteKeys); ok {
+		r.outside.Store(true)
+	}
+}
+
+// FetchKeys implements KeyFetcher. The token's kid is read (from its
+// protected header, unverified) only when a fetch may happen.
+func (v *JWS) FetchKeys(ctx context.Context, req *Request) {
+	if r, ok := v.keys.(*remoteKeys); ok {
+		r.prefetch(ctx, func() string { return v.kidOf(req) })
+	}
+}
+
+// kidOf reads the kid of req's token without verifying anything; "" when
+// there is none or no token.
+func (v *JWS) kidOf(req *Request) string {
+	var raw string
+	if v.from.header != "" {
+		raw = strings.TrimSpace(req.Header.Get(v.from.header))
+	} else {
+		body, err := jsonfast.Decode(string(req.Body))
+		if err != nil {
+			return ""
+		}
+		if raw, err = v.from.lookup(body); err != nil {
+			return ""
+		}
+	}
+	seg, _, _ := strings.Cut(raw, ".")
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
+	if err != nil {
+		return ""
+	}
+	var hdr struct {
+		Kid string `json:"kid"`
+	}
+	_ = json.Unmarshal(b, &hdr)
+	return hdr.Kid
+}
+
 // remoteKeys is a JWK set fetched from a URL, cached in memory. Fetches
 // happen on use, one at a time, and at most once per minRefresh. A file URL
-// is "fetched" by reading the file.
+// is "fetched" by reading the file. With outside set, fetches happen only in
+// prefetch, and lookup uses the keys at hand.
 type remoteKeys struct {
 	url        string
 	file       string // the path of a file URL, or ""
@@ -950,6 +999,8 @@ type remoteKeys struct {
 	minRefresh time.Duration
 
 	fetching sync.Mutex // held for the whole of a fetch
+	outside  atomic.Bool
+	waiting  chan struct{} // one per request waiting in prefetch
 
 	mu      sync.Mutex // guards the fields below
 	keys    *keySet    // nil until a fetch succeeds
@@ -964,7 +1015,8 @@ func newRemoteKeys(c JWSConfig) (*remoteKeys, error) {
 	if err != nil {
 		return nil, FieldError("jwks_url", "%s", want)
 	}
-	r := &remoteKeys{url: c.JWKSURL, header: http.Header{}, refresh: c.Refresh, minRefresh: c.MinRefresh}
+	r := &remoteKeys{url: c.JWKSURL, header: http.Header{}, refresh: c.Refresh, minRefresh: c.MinRefresh,
+		waiting: make(chan struct{}, JWKSMaxWaiting)}
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
@@ -1023,6 +1075,9 @@ func newRemoteKeys(c JWSConfig) (*remoteKeys, error) {
 }
 
 func (r *remoteKeys) lookup(ctx context.Context, kid string) ([]sigKey, error) {
+	if r.outside.Load() {
+		return r.atHand(kid)
+	}
 	r.mu.Lock()
 	keys, fetched := r.keys, r.fetched
 	r.mu.Unlock()
@@ -1052,6 +1107,55 @@ func (r *remoteKeys) lookup(ctx context.Context, kid string) ([]sigKey, error) {
 		return nil, unknownKid(kid, len(keys.all))
 	}
 	return got, nil
+}
+
+// atHand picks kid's keys from the set as it is, without fetching.
+func (r *remoteKeys) atHand(kid string) ([]sigKey, error) {
+	r.mu.Lock()
+	keys, tried := r.keys, !r.tried.IsZero()
+	r.mu.Unlock()
+	switch {
+	case keys == nil && !tried:
+		return nil, reject(ErrUnavailable, "the key set has not been fetched yet")
+	case keys == nil:
+		_, err := r.current() // why the fetches failed
+		return nil, err
+	}
+	if got := keys.pick(kid); len(got) > 0 {
+		return got, nil
+	}
+	return nil, unknownKid(kid, len(keys.all))
+}
+
+// prefetch fetches, as lookup would, what a request with the kid that kid()
+// returns needs: the set when there is none, a new one when it is stale or
+// lacks the kid. It returns at once when no fetch can happen now (the set is
+// there and minRefresh has not passed since the last fetch), or when
+// JWKSMaxWaiting requests already wait; the kid is read only past those.
+func (r *remoteKeys) prefetch(ctx context.Context, kid func() string) {
+	r.mu.Lock()
+	keys, fetched, tried := r.keys, r.fetched, r.tried
+	r.mu.Unlock()
+	if keys != nil && !tried.IsZero() && time.Since(tried) < r.minRefresh {
+		return
+	}
+	select {
+	case r.waiting <- struct{}{}:
+		defer func() { <-r.waiting }()
+	default:
+		return
+	}
+	switch {
+	case keys == nil:
+		keys, _ = r.fetch(ctx, true)
+	case time.Since(fetched) >= r.refresh:
+		keys, _ = r.fetch(ctx, false) // a stale set still serves meanwhile
+	}
+	if keys != nil {
+		if k := kid(); k != "" && len(keys.pick(k)) == 0 {
+			_, _ = r.fetch(ctx, true)
+		}
+	}
 }
 
 // fetch fetches the set unless a fetch was tried within minRefresh, and

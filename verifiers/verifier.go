@@ -37,6 +37,26 @@ type Verifier interface {
 	Verify(ctx context.Context, req *Request) error
 }
 
+// KeyFetcher is a Verifier whose keys may have to be fetched over the
+// network (jws with jwks_url). Left alone, its Verify fetches what it lacks
+// and waits for the fetch. A caller that verifies inside a shared admission
+// slot calls FetchOutside once, before the verifier is used, and FetchKeys
+// for each request before it takes the slot: a slow key server then holds
+// requests outside the slot, a few per verifier, and never a shared place.
+type KeyFetcher interface {
+	Verifier
+	// FetchOutside makes Verify use the keys at hand and never fetch or wait
+	// for a fetch: a kid they lack is refused, and before any key set was
+	// had the request is ErrUnavailable.
+	FetchOutside()
+	// FetchKeys fetches what req needs when the keys are missing, stale, or
+	// lack its kid (within the verifier's limits on how often it fetches),
+	// waiting for the fetch. Only a few requests per verifier wait at once
+	// (JWKSMaxWaiting): the others return at once. It reports nothing:
+	// Verify says what is wrong with the request.
+	FetchKeys(ctx context.Context, req *Request)
+}
+
 // Decoder decodes a verifier's configuration block (without its `kind`) into
 // out, strictly: unknown fields are errors. The engine supplies it, so that
 // errors carry the file and line of the provider file.

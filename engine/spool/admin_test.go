@@ -114,11 +114,16 @@ func TestLastSequence(t *testing.T) {
 		mustUpdate(t, b, d)
 	}
 	b = reopen(t, b)
-	if got, err := b.LastSequence("broker", "loan-1"); err != nil || got != 3 {
+	if got, err := b.LastSequence("broker", "acme", "loan-1"); err != nil || got != 3 {
 		t.Errorf("LastSequence = %d, %v; want 3", got, err)
 	}
-	if got, _ := b.LastSequence("alerts", "loan-1"); got != 0 {
+	if got, _ := b.LastSequence("alerts", "acme", "loan-1"); got != 0 {
 		t.Errorf("another destination: %d", got)
+	}
+	// Keys are scoped by provider (SPEC 5.2): another lender's loan-1 is
+	// another key.
+	if got, _ := b.LastSequence("broker", "other", "loan-1"); got != 0 {
+		t.Errorf("another provider's key: %d", got)
 	}
 }
 

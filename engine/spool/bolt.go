@@ -47,9 +47,13 @@ var (
 	bucketIdem       = []byte("idem")
 	bucketIdemByTime = []byte("idem_by_time")
 	bucketQuarantine = []byte("quarantine")
-	// bucketLastSeq: dest 0x00 key -> the highest sequence (8B BE) released
-	// to dest for key, so sequence order survives restarts (SPEC 5.3).
-	bucketLastSeq = []byte("last_sequence")
+	// bucketLastSeq: dest 0x00 provider 0x00 key -> the highest sequence
+	// (8B BE) released to dest for the provider's key, so sequence order
+	// survives restarts (SPEC 5.3).
+	bucketLastSeq = []byte("last_sequence_by_provider")
+	// bucketLastSeqShared: dest 0x00 key -> the same, as written before keys
+	// were scoped by provider; read when a key has no entry above.
+	bucketLastSeqShared = []byte("last_sequence")
 	// bucketPaused: dest -> nothing, for each paused destination.
 	bucketPaused = []byte("paused")
 	// bucketPoll: provider -> key -> JSON PollState, the status poller's
@@ -118,7 +122,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq, bucketPaused, bucketPoll} {
+		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq, bucketLastSeqShared, bucketPaused, bucketPoll} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -130,17 +130,22 @@ func eventReceivedAt(v []byte) (time.Time, error) {
 // before hold JSON (starting with '{'); decodeDelivery reads both, and the
 // next write of a delivery stores it in the binary form.
 //
-//	head:  0x02 | str event id | str destination | str key | uvarint seq | varint sequence
+//	head:  0x03 | str event id | str destination | str provider | str key | uvarint seq | varint sequence
 //	state: status (1) | uvarint attempts before | time next at | uvarint attempts |
 //	       per attempt: time at | varint status | str error | varint duration ms | str response
 //
-// The head never changes once written; Update writes a new state after it.
-// str is a uvarint length and the bytes; time is a varint of Unix
-// nanoseconds, 0 for the zero time.
-const deliveryFormat = 0x02
+// The head does not change once written; Update writes a new state after
+// it. str is a uvarint length and the bytes; time is a varint of Unix
+// nanoseconds, 0 for the zero time. Format 0x02, written before keys were
+// scoped by provider (SPEC 5.2), has no provider: it reads with an empty
+// one, which Update fills from the event when it next writes the delivery.
+const (
+	deliveryFormatNoProvider = 0x02
+	deliveryFormat           = 0x03
+)
 
 func encodeDelivery(d *Delivery) []byte {
-	n := 64 + len(d.EventID) + len(d.Destination) + len(d.Key)
+	n := 64 + len(d.EventID) + len(d.Destination) + len(d.Provider) + len(d.Key)
 	for i := range d.Attempts {
 		n += 40 + len(d.Attempts[i].Error) + len(d.Attempts[i].Response)
 	}
@@ -151,6 +156,7 @@ func appendDeliveryHead(b []byte, d *Delivery) []byte {
 	b = append(b, deliveryFormat)
 	b = appendString(b, d.EventID)
 	b = appendString(b, d.Destination)
+	b = appendString(b, d.Provider)
 	b = appendString(b, d.Key)
 	b = binary.AppendUvarint(b, d.Seq)
 	return binary.AppendVarint(b, d.Sequence)
@@ -198,11 +204,15 @@ func decodeDelivery(v []byte, d *Delivery) error {
 // readDeliveryHead reads a binary delivery's head into d (its other fields
 // zero) and returns the reader at its state.
 func readDeliveryHead(v []byte, d *Delivery) (reader, error) {
-	if len(v) == 0 || v[0] != deliveryFormat {
+	if len(v) == 0 || (v[0] != deliveryFormat && v[0] != deliveryFormatNoProvider) {
 		return reader{}, errors.New("spool: unknown delivery format")
 	}
 	r := reader{b: v[1:]}
-	*d = Delivery{EventID: r.string(), Destination: r.string(), Key: r.string(), Seq: r.uvarint(), Sequence: r.varint()}
+	*d = Delivery{EventID: r.string(), Destination: r.string()}
+	if v[0] == deliveryFormat {
+		d.Provider = r.string()
+	}
+	d.Key, d.Seq, d.Sequence = r.string(), r.uvarint(), r.varint()
 	return r, r.err
 }
 

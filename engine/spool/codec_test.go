@@ -259,3 +259,127 @@ func TestSpoolWrittenBefore(t *testing.T) {
 		t.Errorf("Purge = %d, %v; want 2", n, err)
 	}
 }
+
+// legacyDeliveryNoProvider encodes d in the binary form written before keys
+// were scoped by provider (format 0x02: no provider in the head).
+func legacyDeliveryNoProvider(d *Delivery) []byte {
+	b := []byte{deliveryFormatNoProvider}
+	b = appendString(b, d.EventID)
+	b = appendString(b, d.Destination)
+	b = appendString(b, d.Key)
+	b = binary.AppendUvarint(b, d.Seq)
+	b = binary.AppendVarint(b, d.Sequence)
+	return appendDeliveryState(b, d)
+}
+
+// legacyQueueValueNoProvider encodes d's queue entry as written before keys
+// were scoped by provider: no 0x80 on the status, no provider.
+func legacyQueueValueNoProvider(id []byte, d *Delivery) []byte {
+	v := append([]byte(nil), id[:16]...)
+	v = append(v, statusCode[d.Status])
+	var at uint64
+	if !d.NextAt.IsZero() {
+		at = uint64(d.NextAt.UnixNano())
+	}
+	v = binary.BigEndian.AppendUint64(v, at)
+	v = binary.AppendUvarint(v, uint64(d.Sequence))
+	return append(v, d.Key...)
+}
+
+func TestDeliveryCodecReadsNoProvider(t *testing.T) {
+	want := deliveryFixture()
+	want.Provider = "acme"
+	var got Delivery
+	must(t, decodeDelivery(encodeDelivery(want), &got))
+	if got.Provider != "acme" {
+		t.Errorf("round trip lost the provider: %+v", got)
+	}
+	old := *want
+	old.Provider = ""
+	must(t, decodeDelivery(legacyDeliveryNoProvider(&old), &got))
+	if !reflect.DeepEqual(&got, &old) {
+		t.Errorf("format 0x02:\n got %+v\nwant %+v", got, old)
+	}
+}
+
+// TestSpoolWrittenBeforeProviderScope: a spool written before keys were
+// scoped by provider (delivery heads and queue entries without the
+// provider, the shared last-sequence record) resumes: Pending gives each
+// entry its event's provider, Update rewrites both records with it, and
+// LastSequence falls back to the shared record until the scoped one exists.
+func TestSpoolWrittenBeforeProviderScope(t *testing.T) {
+	b := mustOpen(t)
+	evs := []*Event{event(time.Now(), "a", "ledger"), event(time.Now(), "b", "ledger")}
+	evs[1].Provider, evs[1].Sequence = "other", 7
+	must(t, b.db.Update(func(tx *bolt.Tx) error {
+		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists([]byte("ledger"))
+		if err != nil {
+			return err
+		}
+		for i, ev := range evs {
+			id := ulid.MustParse(ev.ID)
+			enc, err := encodeEvent(ev)
+			if err != nil {
+				return err
+			}
+			d := Delivery{EventID: ev.ID, Destination: "ledger", Key: ev.Key, Seq: uint64(i + 1), Sequence: ev.Sequence, Status: Pending}
+			if i == 0 {
+				d.Status = Dead
+			}
+			if err := tx.Bucket(bucketEvents).Put(id[:], enc); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketDeliveries).Put(deliveryKey(id[:], "ledger"), legacyDeliveryNoProvider(&d)); err != nil {
+				return err
+			}
+			if err := q.Put(u64(d.Seq), legacyQueueValueNoProvider(id[:], &d)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketLastSeqShared).Put([]byte("ledger\x00loan-1"), u64(6))
+	}))
+	b = reopen(t, b)
+
+	var got []QueuedDelivery
+	must(t, b.Pending("ledger", func(q *QueuedDelivery) error { got = append(got, *q); return nil }))
+	if len(got) != 2 || got[0].Provider != "acme" || got[0].Status != Dead || got[1].Provider != "other" ||
+		got[1].Key != "loan-1" || got[1].Sequence != 7 {
+		t.Fatalf("Pending = %+v; want acme's dead loan-1, then other's loan-1 #7", got)
+	}
+	if seq, err := b.LastSequence("ledger", "other", "loan-1"); err != nil || seq != 6 {
+		t.Errorf("LastSequence before any scoped record = %d, %v; want the shared 6", seq, err)
+	}
+
+	d, err := b.Delivery("ledger", evs[1].ID)
+	must(t, err)
+	d.Status, d.Attempts = Delivered, []Attempt{{At: time.Now().UTC(), Status: 200}}
+	mustUpdate(t, b, d)
+	d, err = b.Delivery("ledger", evs[0].ID)
+	must(t, err)
+	d.NextAt = time.Now().Add(time.Hour).UTC()
+	mustUpdate(t, b, d) // still dead: its queue entry is rewritten
+	must(t, b.db.View(func(tx *bolt.Tx) error {
+		for _, ev := range evs {
+			id := ulid.MustParse(ev.ID)
+			if v := tx.Bucket(bucketDeliveries).Get(deliveryKey(id[:], "ledger")); len(v) == 0 || v[0] != deliveryFormat {
+				t.Errorf("after Update the delivery of %s is stored as format %x, want %x", ev.Provider, v[:1], deliveryFormat)
+			}
+		}
+		v := tx.Bucket(bucketQueue).Bucket([]byte("ledger")).Get(u64(1))
+		if len(v) < 17 || v[16]&queueHasProvider == 0 {
+			t.Errorf("after Update the queue entry is %x, want one with the provider", v)
+		}
+		return nil
+	}))
+	got = got[:0]
+	must(t, b.Pending("ledger", func(q *QueuedDelivery) error { got = append(got, *q); return nil }))
+	if len(got) != 1 || got[0].Provider != "acme" || got[0].Key != "loan-1" || got[0].Status != Dead {
+		t.Errorf("Pending after Update = %+v", got)
+	}
+	if seq, _ := b.LastSequence("ledger", "other", "loan-1"); seq != 7 {
+		t.Errorf("LastSequence of other's loan-1 = %d, want 7", seq)
+	}
+	if seq, _ := b.LastSequence("ledger", "acme", "loan-1"); seq != 6 {
+		t.Errorf("LastSequence of acme's loan-1 = %d, want the shared 6 (no scoped record yet)", seq)
+	}
+}

@@ -114,7 +114,7 @@ func putDeliveries(tx *bolt.Tx, id []byte, ev *Event, dests []string) ([]Ref, er
 	deliveries := tx.Bucket(bucketDeliveries)
 	refs := make([]Ref, 0, len(dests))
 	for _, dest := range dests {
-		d := Delivery{EventID: ev.ID, Destination: dest, Key: ev.Key, Seq: seq, Sequence: ev.Sequence, Status: Pending}
+		d := Delivery{EventID: ev.ID, Destination: dest, Provider: ev.Provider, Key: ev.Key, Seq: seq, Sequence: ev.Sequence, Status: Pending}
 		if err := deliveries.Put(deliveryKey(id, dest), encodeDelivery(&d)); err != nil {
 			return nil, err
 		}
@@ -125,7 +125,7 @@ func putDeliveries(tx *bolt.Tx, id []byte, ev *Event, dests []string) ([]Ref, er
 		if err := q.Put(u64(seq), queueValue(id, &d)); err != nil {
 			return nil, err
 		}
-		refs = append(refs, Ref{Seq: seq, EventID: ev.ID, Destination: dest, Key: ev.Key, Sequence: ev.Sequence})
+		refs = append(refs, Ref{Seq: seq, EventID: ev.ID, Destination: dest, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence})
 	}
 	return refs, nil
 }
@@ -174,12 +174,18 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 		if err != nil {
 			return nil, fmt.Errorf("spool: decode delivery %s to %s: %w", d.EventID, d.Destination, err)
 		}
+		if cur.Provider == "" {
+			// Written before keys were scoped by provider: the head takes
+			// the event's provider now, for the queue entry and the sequence.
+			cur.Provider = providerOf(tx, id)
+			head = appendDeliveryHead(nil, &cur)
+		}
 		if err := deliveries.Put(k, append(append(make([]byte, 0, len(head)+len(state)), head...), state...)); err != nil {
 			return nil, err
 		}
 		cur.Status, cur.NextAt = d.Status, d.NextAt
 		if cur.Sequence > 0 && cur.Status != Pending {
-			if err := raiseLastSequence(tx, d.Destination, cur.Key, cur.Sequence); err != nil {
+			if err := raiseLastSequence(tx, d.Destination, cur.Provider, cur.Key, cur.Sequence); err != nil {
 				return nil, err
 			}
 		}
@@ -200,8 +206,8 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 // fn may take its time; a delivery updated meanwhile is seen as it was when
 // its chunk was read.
 func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
-	return scanQueue(b, dest, queueChunk, func(deliveries *bolt.Bucket, k, id []byte) (*Delivery, error) {
-		v := deliveries.Get(deliveryKey(id[:16], dest))
+	return scanQueue(b, dest, queueChunk, func(tx *bolt.Tx, k, id []byte) (*Delivery, error) {
+		v := tx.Bucket(bucketDeliveries).Get(deliveryKey(id[:16], dest))
 		if v == nil {
 			return nil, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
 		}
@@ -216,7 +222,7 @@ func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
 // scanQueue reads dest's queue in Seq order, size entries per short read
 // transaction, each decoded by decode inside it, and calls fn on each
 // outside it. fn must not keep its argument: the chunk is reused.
-func scanQueue[T any](b *Bolt, dest string, size int, decode func(deliveries *bolt.Bucket, k, v []byte) (T, error), fn func(*T) error) error {
+func scanQueue[T any](b *Bolt, dest string, size int, decode func(tx *bolt.Tx, k, v []byte) (T, error), fn func(*T) error) error {
 	var after []byte // last Seq key visited
 	chunk := make([]T, 0, size)
 	for {
@@ -226,10 +232,9 @@ func scanQueue[T any](b *Bolt, dest string, size int, decode func(deliveries *bo
 			if q == nil {
 				return nil
 			}
-			deliveries := tx.Bucket(bucketDeliveries)
 			c := q.Cursor()
 			for k, v := past(c, after); k != nil && len(chunk) < size; k, v = c.Next() {
-				e, err := decode(deliveries, k, v)
+				e, err := decode(tx, k, v)
 				if err != nil {
 					return err
 				}
@@ -305,24 +310,35 @@ func (b *Bolt) get(bucket, k []byte, decode func(v []byte) error) error {
 	})
 }
 
-func lastSeqKey(dest, key string) []byte { return []byte(dest + "\x00" + key) }
+func lastSeqKey(dest, provider, key string) []byte {
+	return []byte(dest + "\x00" + provider + "\x00" + key)
+}
 
-// raiseLastSequence records that seq was released to dest for key: delivered,
-// skipped, or dead (the key then waits on it, or moved on past it).
-func raiseLastSequence(tx *bolt.Tx, dest, key string, seq int64) error {
+// raiseLastSequence records that seq was released to dest for provider's
+// key: delivered, skipped, or dead (the key then waits on it, or moved on
+// past it).
+func raiseLastSequence(tx *bolt.Tx, dest, provider, key string, seq int64) error {
 	b := tx.Bucket(bucketLastSeq)
-	k := lastSeqKey(dest, key)
+	k := lastSeqKey(dest, provider, key)
 	if v := b.Get(k); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= seq {
 		return nil
 	}
 	return b.Put(k, u64(uint64(seq)))
 }
 
-// LastSequence returns the highest sequence released to dest for key, 0 when none.
-func (b *Bolt) LastSequence(dest, key string) (int64, error) {
+// LastSequence returns the highest sequence released to dest for
+// provider's key, 0 when none. A key with no entry yet takes the one
+// written before keys were scoped by provider, which every provider's key
+// of that name shared: at worst too high, which only shortens a wait for a
+// gap, where none would make the key wait for numbers already released.
+func (b *Bolt) LastSequence(dest, provider, key string) (int64, error) {
 	var seq int64
 	err := b.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketLastSeq).Get(lastSeqKey(dest, key)); len(v) == 8 {
+		v := tx.Bucket(bucketLastSeq).Get(lastSeqKey(dest, provider, key))
+		if v == nil {
+			v = tx.Bucket(bucketLastSeqShared).Get([]byte(dest + "\x00" + key))
+		}
+		if len(v) == 8 {
 			seq = int64(binary.BigEndian.Uint64(v))
 		}
 		return nil
@@ -330,16 +346,37 @@ func (b *Bolt) LastSequence(dest, key string) (int64, error) {
 	return seq, err
 }
 
+// providerOf reads the provider of the event with ULID bytes id, "" when
+// the event cannot be read: for records written before keys were scoped by
+// provider.
+func providerOf(tx *bolt.Tx, id []byte) string {
+	v := tx.Bucket(bucketEvents).Get(id[:16])
+	if v == nil {
+		return ""
+	}
+	m, _, err := decodeEventMeta(v)
+	if err != nil {
+		return ""
+	}
+	return m.Provider
+}
+
 // A queue entry's value is the event's ULID followed by what the dispatcher
 // needs to queue the delivery, so that a restart rebuilds its queues from
 // the queue bucket alone, without reading (and decoding) every delivery:
 //
-//	ULID (16) | status (1) | NextAt (8, unix ns BE, 0: none) | uvarint sequence | key
+//	ULID (16) | status|0x80 (1) | NextAt (8, unix ns BE, 0: none) | uvarint sequence | str provider | key
 //
-// Spools written before this format hold the bare ULID (16 bytes); Pending
-// reads their delivery instead, and the next Update of the delivery
+// Entries written before keys were scoped by provider have the status byte
+// without 0x80 and no provider; spools older still hold the bare ULID (16
+// bytes). Pending reads the provider of the first from the event, and the
+// whole of the second from its delivery; the next Update of the delivery
 // rewrites its entry.
 const queueValueMin = 16 + 1 + 8 + 1
+
+// queueHasProvider is set on an entry's status byte when a provider follows
+// the sequence.
+const queueHasProvider = 0x80
 
 var (
 	statusCode = map[Status]byte{Pending: 1, Dead: 2, Delivered: 3, Skipped: 4}
@@ -356,15 +393,16 @@ func statusOf(c byte) (Status, bool) {
 
 // queueValue encodes d's queue entry; id is its event's ULID (16 bytes).
 func queueValue(id []byte, d *Delivery) []byte {
-	v := make([]byte, 0, queueValueMin+binary.MaxVarintLen64+len(d.Key))
+	v := make([]byte, 0, queueValueMin+2*binary.MaxVarintLen64+len(d.Provider)+len(d.Key))
 	v = append(v, id[:16]...)
-	v = append(v, statusCode[d.Status])
+	v = append(v, statusCode[d.Status]|queueHasProvider)
 	var at uint64
 	if !d.NextAt.IsZero() {
 		at = uint64(d.NextAt.UnixNano())
 	}
 	v = binary.BigEndian.AppendUint64(v, at)
 	v = binary.AppendUvarint(v, uint64(d.Sequence))
+	v = appendString(v, d.Provider)
 	return append(v, d.Key...)
 }
 
@@ -373,6 +411,7 @@ func queueValue(id []byte, d *Delivery) []byte {
 type QueuedDelivery struct {
 	Seq      uint64
 	EventID  ulid.ULID
+	Provider string // scopes Key (SPEC 5.2)
 	Key      string
 	Sequence int64
 	Status   Status
@@ -394,8 +433,8 @@ const releaseEvery = 16
 // fn outside them. fn must not keep q: it is reused.
 func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 	n := 0
-	err := scanQueue(b, dest, pendingChunk, func(deliveries *bolt.Bucket, k, v []byte) (QueuedDelivery, error) {
-		return decodeQueueValue(deliveries, dest, k, v)
+	err := scanQueue(b, dest, pendingChunk, func(tx *bolt.Tx, k, v []byte) (QueuedDelivery, error) {
+		return decodeQueueValue(tx, dest, k, v)
 	}, func(q *QueuedDelivery) error {
 		if n++; n%(releaseEvery*pendingChunk) == 0 {
 			b.releaseMapped() // bounds the peak as well (mapped_linux.go)
@@ -408,9 +447,9 @@ func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 	return err
 }
 
-// decodeQueueValue reads the queue entry k -> v of dest; an entry in the
-// format before (a bare ULID) is read from its delivery.
-func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (QueuedDelivery, error) {
+// decodeQueueValue reads the queue entry k -> v of dest; an entry in a
+// format before (see queueValue) is completed from its event or delivery.
+func decodeQueueValue(tx *bolt.Tx, dest string, k, v []byte) (QueuedDelivery, error) {
 	seq := binary.BigEndian.Uint64(k)
 	e := QueuedDelivery{Seq: seq}
 	if len(v) < 16 {
@@ -418,7 +457,7 @@ func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (Queued
 	}
 	copy(e.EventID[:], v[:16])
 	if len(v) == 16 {
-		dv := deliveries.Get(deliveryKey(v, dest))
+		dv := tx.Bucket(bucketDeliveries).Get(deliveryKey(v, dest))
 		if dv == nil {
 			return e, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, seq)
 		}
@@ -426,12 +465,15 @@ func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (Queued
 		if err := decodeDelivery(dv, &d); err != nil {
 			return e, fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
 		}
-		e.Key, e.Sequence, e.Status, e.NextAt = d.Key, d.Sequence, d.Status, d.NextAt
+		e.Provider, e.Key, e.Sequence, e.Status, e.NextAt = d.Provider, d.Key, d.Sequence, d.Status, d.NextAt
+		if e.Provider == "" {
+			e.Provider = providerOf(tx, v)
+		}
 		return e, nil
 	}
 	var ok bool
 	if len(v) >= queueValueMin {
-		e.Status, ok = statusOf(v[16])
+		e.Status, ok = statusOf(v[16] &^ queueHasProvider)
 	}
 	if !ok {
 		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
@@ -444,7 +486,17 @@ func decodeQueueValue(deliveries *bolt.Bucket, dest string, k, v []byte) (Queued
 		return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
 	}
 	e.Sequence = int64(sq)
-	e.Key = string(v[25+n:])
+	rest := v[25+n:]
+	if v[16]&queueHasProvider == 0 {
+		e.Provider = providerOf(tx, v)
+	} else {
+		r := reader{b: rest}
+		if e.Provider = r.string(); r.err != nil {
+			return e, fmt.Errorf("spool: queue %s: seq %d: bad entry", dest, seq)
+		}
+		rest = r.b
+	}
+	e.Key = string(rest)
 	return e, nil
 }
 

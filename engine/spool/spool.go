@@ -51,6 +51,7 @@ type Ref struct {
 	Seq         uint64
 	EventID     string
 	Destination string
+	Provider    string // scopes Key: one lender's key never orders another's (SPEC 5.2)
 	Key         string
 	Sequence    int64
 }
@@ -68,6 +69,7 @@ type Attempt struct {
 type Delivery struct {
 	EventID     string    `json:"event_id"`
 	Destination string    `json:"destination"`
+	Provider    string    `json:"provider,omitempty"` // scopes Key; empty when written before it was stored (codec.go)
 	Key         string    `json:"key"`
 	Seq         uint64    `json:"seq"`
 	Sequence    int64     `json:"sequence,omitempty"`
@@ -128,9 +130,10 @@ type Spool interface {
 	// Update stores d's status, attempts and NextAt; a final status removes it
 	// from its destination's queue. Concurrent updates are group-committed.
 	Update(ctx context.Context, d *Delivery) error
-	// LastSequence returns the highest sequence number of key released to
-	// dest (delivered, skipped or dead), 0 when none; Update maintains it.
-	LastSequence(dest, key string) (int64, error)
+	// LastSequence returns the highest sequence number of provider's key
+	// released to dest (delivered, skipped or dead), 0 when none; Update
+	// maintains it.
+	LastSequence(dest, provider, key string) (int64, error)
 	// Purge deletes events received before cutoff whose deliveries are all
 	// final, and dedup entries older than cutoff. It returns how many events it deleted.
 	Purge(cutoff time.Time) (int, error)
