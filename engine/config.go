@@ -25,6 +25,10 @@ type Config struct {
 		Listen string `koanf:"listen"`
 		// Token guards the admin API; empty leaves it open, allowed only on loopback.
 		Token string `koanf:"token"`
+		// Hosts are further names (or name:port) the admin API answers in the
+		// Host header, besides loopback names and the listen address: the
+		// name operators reach it by through DNS or a proxy. Empty means none.
+		Hosts []string `koanf:"hosts"`
 	} `koanf:"admin"`
 	Spool struct {
 		// Path of the bbolt file, relative to the config file's directory.
@@ -184,6 +188,11 @@ func (c *Config) validate(doc *yamlDoc, errs *errorList) {
 		errs.add(doc, "admin.listen", "admin.listen: must differ from listen")
 	} else if c.Admin.Token == "" && !loopback(c.Admin.Listen) {
 		errs.add(doc, "admin.listen", "admin.listen: %q is not a loopback address, so admin.token must be set", c.Admin.Listen)
+	}
+	for i, h := range c.Admin.Hosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			errs.add(doc, fmt.Sprintf("admin.hosts[%d]", i), "admin.hosts[%d]: %q is not a host name", i, h)
+		}
 	}
 	if c.Spool.Path == "" {
 		errs.add(doc, "spool.path", "spool.path: required")
