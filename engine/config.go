@@ -64,6 +64,7 @@ type Config struct {
 	Warnings []string `koanf:"-"`
 
 	display map[string]any // the file as written, env: and file: unresolved
+	doc     *yamlDoc       // relay.yaml's lines, for a reload's errors
 
 }
 
@@ -122,7 +123,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 		return nil, err
 	}
 
-	cfg := &Config{File: path, Path: given}
+	cfg := &Config{File: path, Path: given, doc: doc}
 	cfg.display = ko.Raw() // before secrets are resolved: what the admin API may show
 	raw := ko.Raw()
 	base := "."
