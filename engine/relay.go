@@ -227,8 +227,8 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		r.Close(0)
 		return err
 	}
-	ingest := newIngestServer(r.IngestHandler(), ingestLimits)
-	admin := &http.Server{Handler: r.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	ingest := newServer(r.IngestHandler(), ingestLimits)
+	admin := newServer(r.AdminHandler(), adminLimits)
 	errc := make(chan error, 2)
 	for _, s := range []struct {
 		srv  *http.Server
@@ -302,8 +302,18 @@ var ingestLimits = serverLimits{
 	Write: 30 * time.Second, Idle: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 }
 
-// newIngestServer is the http.Server of the ingest listener.
-func newIngestServer(h http.Handler, l serverLimits) *http.Server {
+// adminLimits are the limits of the admin listener: a slow or idle client
+// is cut as on ingest (a page in a browser, or anyone on a non-loopback
+// listen, could otherwise hold sockets and goroutines without end). An
+// answer may take longer, since an operator's listing or reprocess works
+// through the spool while a lender's request waits for one commit.
+var adminLimits = serverLimits{
+	ReadHeader: ingestLimits.ReadHeader, Read: ingestLimits.Read,
+	Write: 5 * time.Minute, Idle: ingestLimits.Idle, MaxHeaderBytes: ingestLimits.MaxHeaderBytes,
+}
+
+// newServer is the http.Server of a listener with its limits.
+func newServer(h http.Handler, l serverLimits) *http.Server {
 	return &http.Server{
 		Handler: h, ReadHeaderTimeout: l.ReadHeader, ReadTimeout: l.Read,
 		WriteTimeout: l.Write, IdleTimeout: l.Idle, MaxHeaderBytes: l.MaxHeaderBytes,
