@@ -45,7 +45,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	r.m = newMetrics(r)
 	sp, err := spool.Open(cfg.Spool.Path, spool.Options{Committed: func(refs []spool.Ref) {
 		r.dispatch.committed(refs)
-	}})
+	}, Warn: log.Warn})
 	if err != nil {
 		return nil, err
 	}
