@@ -229,8 +229,17 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// loadProviders reads every *.yaml file of ProvidersDir.
+// loadProviders reads every *.yaml file of ProvidersDir, which must exist:
+// a mistyped or unmounted directory would otherwise run a relay with no
+// providers at all, without a word.
 func (c *Config) loadProviders(errs *errorList) {
+	if fi, err := os.Stat(c.ProvidersDir); err != nil {
+		errs.add(c.doc, "providers_dir", "providers_dir: %v", err)
+		return
+	} else if !fi.IsDir() {
+		errs.add(c.doc, "providers_dir", "providers_dir: %s is not a directory", c.ProvidersDir)
+		return
+	}
 	files, err := filepath.Glob(filepath.Join(c.ProvidersDir, "*.yaml"))
 	if err != nil {
 		errs.list = append(errs.list, err.Error())

@@ -241,9 +241,13 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 		if len(v) == 0 {
 			errs.add(doc, "verify", "verify: an empty list must be written `verify: none`")
 		}
+		dir, err := filepath.Abs(filepath.Dir(p.File))
+		if err != nil {
+			errs.add(doc, "verify", "verify: %v", err)
+		}
 		for i, item := range v {
 			at := fmt.Sprintf("verify[%d]", i)
-			vf, err := buildVerifier(item, under(p.missing, at))
+			vf, err := buildVerifier(item, under(p.missing, at), dir)
 			if err != nil {
 				errs.addField(doc, at, err)
 				continue
@@ -329,8 +333,9 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 // secrets that are not set (the provider loads disabled): the entry is then
 // built with a stand-in for each, so that every other field is still checked
 // (SPEC 3), and the verifier is dropped (nil, nil), since a disabled provider
-// verifies nothing.
-func buildVerifier(item any, missing map[string]bool) (verifiers.Verifier, error) {
+// verifies nothing. Files the entry names are relative to dir, the
+// provider file's directory (SPEC 2).
+func buildVerifier(item any, missing map[string]bool, dir string) (verifiers.Verifier, error) {
 	m, ok := item.(map[string]any)
 	if !ok {
 		return nil, errors.New("must be a map with a kind")
@@ -345,11 +350,20 @@ func buildVerifier(item any, missing map[string]bool) (verifiers.Verifier, error
 			rest[k] = copyTree(v)
 		}
 	}
+	build := func(out any) error {
+		if err := decode(rest, out); err != nil {
+			return err
+		}
+		if r, ok := out.(verifiers.PathResolver); ok {
+			r.ResolvePaths(dir)
+		}
+		return nil
+	}
 	if len(missing) == 0 {
-		return verifiers.Default.New(kind, func(out any) error { return decode(rest, out) })
+		return verifiers.Default.New(kind, build)
 	}
 	standIn(rest, nil, missing)
-	_, err := verifiers.Default.New(kind, func(out any) error { return decode(rest, out) })
+	_, err := verifiers.Default.New(kind, build)
 	var ce *verifiers.ConfigError
 	if err != nil && !(errors.As(err, &ce) && missing[ce.Field]) { // not about a stand-in
 		return nil, err
