@@ -44,7 +44,8 @@ type list struct {
 }
 
 // AdminHandler serves the admin API (SPEC 6): everything but /healthz and
-// /readyz needs the bearer token when one is configured.
+// /readyz needs the bearer token when one is configured, and nothing answers
+// a web page (browserGuard).
 func (r *Relay) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -89,7 +90,7 @@ func (r *Relay) AdminHandler() http.Handler {
 	mux.Handle("/", r.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})))
-	return mux
+	return r.browserGuard(mux)
 }
 
 // auth requires the admin token, compared in constant time.

@@ -136,7 +136,14 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 }
 
 func TestConfigDefaultsWithoutFile(t *testing.T) {
+	// Without relay.yaml, ./providers.d is the working directory's, and it
+	// must exist (SPEC 2): make run works in the repository.
 	dir := t.TempDir()
+	t.Chdir(dir)
+	if _, err := Load(filepath.Join(dir, "relay.yaml"), false); err == nil || !strings.Contains(err.Error(), "providers_dir: ") {
+		t.Errorf("defaults without ./providers.d: %v, want a providers_dir error", err)
+	}
+	must(t, os.Mkdir("providers.d", 0o755))
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), false)
 	if err != nil {
 		t.Fatal(err)
