@@ -149,6 +149,15 @@ func Load(path string, mustExist bool) (*Config, error) {
 			errs.add(doc, "admin.token", "admin.token: empty; leave it out to run the admin API without a token (loopback only)")
 		}
 	}
+	if admin, ok := raw["admin"].(map[string]any); ok {
+		if _, written := admin["token"]; !written {
+			// SPEC 2: the token defaults to env:HOOKRELAY_ADMIN_TOKEN, the
+			// variable the command-line clients send, so that setting it once
+			// guards the API and authorises the clients. Unset or empty, there
+			// is no token (and so a loopback admin listener only).
+			admin["token"] = os.Getenv(adminTokenEnv)
+		}
+	}
 	errs.addDecode(doc, "", decode(raw, cfg))
 	if errs.empty() {
 		cfg.validate(doc, errs)
@@ -182,9 +191,12 @@ func Load(path string, mustExist bool) (*Config, error) {
 	return cfg, nil
 }
 
+// adminTokenEnv holds the admin token when relay.yaml does not set one.
+const adminTokenEnv = "HOOKRELAY_ADMIN_TOKEN"
+
 // envKey maps HOOKRELAY_ADMIN__LISTEN to admin.listen. Variables whose first
 // level is not a relay.yaml key are not overrides (HOOKRELAY_ADMIN_TOKEN, the
-// clients' token, or a secret that happens to share the prefix).
+// default admin token, or a secret that happens to share the prefix).
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "HOOKRELAY_"))
 	top, _, _ := strings.Cut(k, "__")
