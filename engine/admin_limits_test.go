@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -63,24 +62,6 @@ func slowClient(addr, first, trickle string, tick, limit time.Duration) (time.Du
 	}
 }
 
-// lockedBuffer is a log sink that tests read while the relay writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestHostileAdminSlowLoris: Serve's admin listener (limits shortened here
 // from 10s, 30s and 2m) cuts a client that sends nothing, one that trickles
 // its headers, one that trickles its body and an idle keep-alive
@@ -100,7 +81,7 @@ func TestHostileAdminSlowLoris(t *testing.T) {
 		"destinations:\n  dest:\n    url: \"http://127.0.0.1:1/x\"\n", map[string]string{"plain": plainProvider})
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
