@@ -8,13 +8,15 @@ import (
 	"runtime/debug"
 )
 
-// version is set at link time by `make build`:
+// version and revision are set at link time by `make build`:
 //
-//	go build -ldflags "-X github.com/hookrelay/hookrelay/internal/buildinfo.version=$(git describe --tags --always --dirty)"
+//	go build -ldflags "-X github.com/hookrelay/hookrelay/internal/buildinfo.version=$(git describe --tags --always --dirty)
+//	  -X github.com/hookrelay/hookrelay/internal/buildinfo.revision=$(git rev-parse HEAD)"
 //
-// A plain `go build` or `go install` leaves it empty; Get then falls back to
-// what the Go toolchain stamped into the binary.
-var version string
+// A plain `go build` or `go install` leaves them empty; Get then falls back
+// to what the Go toolchain stamped into the binary (its module version, and
+// the VCS revision unless built with -buildvcs=false).
+var version, revision string
 
 // Info is what a build knows about itself. Fields never are empty: an
 // unknown value reads "unknown".
@@ -27,7 +29,11 @@ type Info struct {
 // Get returns the running build's Info.
 func Get() Info {
 	bi, _ := debug.ReadBuildInfo()
-	return get(version, bi)
+	info := get(version, bi)
+	if revision != "" {
+		info.Revision = revision
+	}
+	return info
 }
 
 // get is Get on given inputs, for tests.
