@@ -487,6 +487,9 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("%s=%v, want %s", k, got, v)
 		}
 	}
+	if env := service["Environment"]; !slices.Contains(env, "HOOKRELAY_SPOOL__PATH=%S/hookrelay/hookrelay.db") {
+		t.Errorf("Environment=%v: want the spool in StateDirectory, the only writable place", env)
+	}
 	if exec := service["ExecStart"]; len(exec) != 1 || !strings.Contains(exec[0], " serve ") {
 		t.Errorf("ExecStart=%v", exec)
 	}
