@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/hookrelay/hookrelay/engine"
@@ -83,9 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "events", "dead", "reload":
 		c = adminCommand(cmd, fs, stdout, stderr)
 	case "version":
-		info, _ := debug.ReadBuildInfo()
-		fmt.Fprintf(stdout, "hookrelay %s (%s)\n", info.Main.Version, info.GoVersion)
-		return 0
+		return printVersion(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

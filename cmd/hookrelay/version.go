@@ -1,0 +1,16 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hookrelay/hookrelay/internal/buildinfo"
+)
+
+// printVersion is `hookrelay version`. The version comes from
+// internal/buildinfo, where `make build` sets it with -ldflags -X from
+// `git describe`, so that it matches hookrelay_build_info on /metrics.
+func printVersion(stdout io.Writer) int {
+	fmt.Fprintln(stdout, buildinfo.Get())
+	return 0
+}
