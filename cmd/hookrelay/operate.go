@@ -60,6 +60,9 @@ func (o object) age(key string) string {
 	if raw, ok := o[key]; !ok || json.Unmarshal(raw, &s) != nil || s <= 0 {
 		return "-"
 	}
+	if s < 1 {
+		return "<1s"
+	}
 	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
 }
 
@@ -363,11 +366,13 @@ func (c *cli) status() int {
 			}
 			last := d.Attempts[len(d.Attempts)-1]
 			at, _ := time.Parse(time.RFC3339Nano, last.text("at"))
-			why := last.text("error")
-			if code := last.text("status"); code != "0" {
-				why = strings.TrimPrefix(code+" "+why, "-")
+			var why []string
+			for _, k := range []string{"status", "error", "response"} {
+				if v := last.text(k); v != "-" && v != "0" {
+					why = append(why, v)
+				}
 			}
-			errs = append(errs, statusError{at, fmt.Sprintf("dead      %s event %s (key %s): %s", clean(d.Destination), id, ev.text("key"), truncate(why, 100))})
+			errs = append(errs, statusError{at, fmt.Sprintf("dead      %s event %s (key %s): %s", clean(d.Destination), id, ev.text("key"), truncate(strings.Join(why, " "), 100))})
 		}
 	}
 	slices.SortStableFunc(errs, func(a, b statusError) int { return b.At.Compare(a.At) })
