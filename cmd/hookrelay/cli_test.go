@@ -137,6 +137,9 @@ func TestHelpAndCompletion(t *testing.T) {
 			t.Errorf("hookrelay %s: exit %d\n%s", arg, code, out)
 		}
 	}
+	if code, out, _ := runIn(t, t.TempDir(), "version", "--json"); code != 0 || !strings.Contains(out, `"version": `) {
+		t.Errorf("version --json: exit %d\n%s", code, out)
+	}
 	if code, _, errOut := runIn(t, t.TempDir(), "frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
 		t.Errorf("unknown command: exit %d %s", code, errOut)
 	}

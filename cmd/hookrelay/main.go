@@ -108,16 +108,20 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetCompletionCommandGroupID("run")
 	root.AddCommand(configCommands(stdout, stderr)...)
 	root.AddCommand(adminCommands(stdout, stderr)...)
-	root.AddCommand(&cobra.Command{
-		Use: "version", Short: "Print version and build info", GroupID: "run", Args: noArgs,
-		RunE: func(*cobra.Command, []string) error { printVersion(stdout); return nil },
-	})
+	version := &cobra.Command{Use: "version", Short: "Print version and build info", GroupID: "run", Args: noArgs}
+	versionJSON := version.Flags().Bool("json", false, "print them as JSON")
+	version.RunE = func(*cobra.Command, []string) error { return status(printVersion(stdout, *versionJSON)) }
+	root.AddCommand(version)
 	return root
 }
 
-func printVersion(stdout io.Writer) {
+func printVersion(stdout io.Writer, asJSON bool) int {
 	info, _ := debug.ReadBuildInfo()
+	if asJSON {
+		return printValue(stdout, map[string]string{"version": info.Main.Version, "go": info.GoVersion})
+	}
 	fmt.Fprintf(stdout, "hookrelay %s (%s)\n", info.Main.Version, info.GoVersion)
+	return 0
 }
 
 // globalFlags are flags some command takes; given to one that does not, they
@@ -222,9 +226,10 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 		Example: "  hookrelay compact --config relay.yaml",
 	}
 	compactConfig := configFlag(compactCmd)
+	compactJSON := compactCmd.Flags().Bool("json", false, "print the sizes as JSON")
 	compactCmd.RunE = func(*cobra.Command, []string) error {
 		path, explicit := compactConfig()
-		return status(compact(path, explicit, stdout, stderr))
+		return status(compact(path, explicit, *compactJSON, stdout, stderr))
 	}
 
 	tryCmd := &cobra.Command{
@@ -288,9 +293,10 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 			c.Short = "Remove that registration"
 		}
 		cfg := configFlag(c)
+		asJSON := c.Flags().Bool("json", false, "print the result as JSON")
 		c.RunE = func(_ *cobra.Command, a []string) error {
 			path, explicit := cfg()
-			return status(register(path, explicit, a[0], verb == "unregister", stdout, stderr))
+			return status(register(path, explicit, a[0], verb == "unregister", *asJSON, stdout, stderr))
 		}
 		cmds = append(cmds, c)
 	}
