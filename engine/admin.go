@@ -200,6 +200,7 @@ func (r *Relay) listDestinations(*http.Request) (any, error) {
 			st := l.stats()
 			item["paused"], item["pending"], item["dead"], item["held_keys"] = st.Paused, st.Pending, st.Dead, st.HeldKeys
 			item["oldest_pending_seconds"] = st.OldestPendingSeconds
+			item["last_failure"] = st.LastFailure
 			item["held"] = l.heldKeys(100)
 		}
 		items = append(items, item)

@@ -83,6 +83,9 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	<-slots
 	dl.Attempts = append(dl.Attempts, att)
 	out := dest.retry.classify(att.Status, sendErr)
+	if out != success {
+		l.noteFailure(eventID, att)
+	}
 	res := result{next: popHead, ok: out == success, sent: att.At,
 		down: out == retryable && retryAfter == 0 && att.Status != http.StatusTooManyRequests}
 	metric := "success"

@@ -340,9 +340,28 @@ func (c *cli) status() int {
 		return c.fail(err)
 	}
 	var errs []statusError
+	seen := map[string]bool{} // event id and time of an attempt already listed
+	attempt := func(kind, dest, id, key string, a object) {
+		at, _ := time.Parse(time.RFC3339Nano, a.text("at"))
+		if seen[id+" "+a.text("at")] {
+			return
+		}
+		seen[id+" "+a.text("at")] = true
+		var why []string
+		for _, k := range []string{"status", "error", "response"} {
+			if v := a.text(k); v != "-" && v != "0" {
+				why = append(why, v)
+			}
+		}
+		what := fmt.Sprintf("%-9s %s event %s", kind, clean(dest), id)
+		if key != "" {
+			what += " (key " + key + ")"
+		}
+		errs = append(errs, statusError{at, what + ": " + truncate(strings.Join(why, " "), 100)})
+	}
 	for _, rj := range rejections {
 		at, _ := time.Parse(time.RFC3339Nano, rj.text("at"))
-		errs = append(errs, statusError{at, fmt.Sprintf("rejected  %s %s: %s", rj.text("provider"), rj.text("path"), truncate(rj.text("reason"), 100))})
+		errs = append(errs, statusError{at, fmt.Sprintf("%-9s %s %s: %s", "rejected", rj.text("provider"), rj.text("path"), truncate(rj.text("reason"), 100))})
 	}
 	for _, ev := range dead {
 		id := ev.text("id")
@@ -361,18 +380,17 @@ func (c *cli) status() int {
 			return c.fail(err)
 		}
 		for _, d := range detail.Deliveries {
-			if d.Status != "dead" || len(d.Attempts) == 0 {
-				continue
+			if d.Status == "dead" && len(d.Attempts) > 0 {
+				attempt("dead", d.Destination, id, ev.text("key"), d.Attempts[len(d.Attempts)-1])
 			}
-			last := d.Attempts[len(d.Attempts)-1]
-			at, _ := time.Parse(time.RFC3339Nano, last.text("at"))
-			var why []string
-			for _, k := range []string{"status", "error", "response"} {
-				if v := last.text(k); v != "-" && v != "0" {
-					why = append(why, v)
-				}
-			}
-			errs = append(errs, statusError{at, fmt.Sprintf("dead      %s event %s (key %s): %s", clean(d.Destination), id, ev.text("key"), truncate(strings.Join(why, " "), 100))})
+		}
+	}
+	// A destination that keeps failing: under the default retry policy its
+	// deliveries stay pending, not dead, for a long time.
+	for _, d := range dests {
+		var last object
+		if json.Unmarshal(d["last_failure"], &last) == nil && last != nil {
+			attempt("failed", d.text("name"), last.text("event_id"), "", last)
 		}
 	}
 	slices.SortStableFunc(errs, func(a, b statusError) int { return b.At.Compare(a.At) })

@@ -250,6 +250,7 @@ func TestOperateCommands(t *testing.T) {
 		`(?m)^PROVIDERS$`, `(?m)^locked\s+/in/locked\s+DISABLED: .*` + missingEnv,
 		`(?m)^DESTINATIONS$`, `(?m)^sink\s+active\s+\d+\s+1\s+1\s+\S+$`, `(?m)^later\s+active\s+1\s+0\s+0\s+(<1s|\d+s)$`,
 		`(?m)^LAST ERRORS$`, `(?m)dead\s+sink event ` + deadID + ` \(key bad\): 500 broker says no`, `(?m)rejected\s+crash /in/crash: `,
+		`(?m)failed\s+later event ` + ltID + `: .*connection refused`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("status does not match %s:\n%s%s", re, out, errOut)
@@ -264,7 +265,7 @@ func TestOperateCommands(t *testing.T) {
 		Destinations []any `json:"destinations"`
 		LastErrors   []any `json:"last_errors"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.LastErrors) != 2 || len(st.Providers) != 4 || len(st.Destinations) != 2 {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.LastErrors) != 3 || len(st.Providers) != 4 || len(st.Destinations) != 2 {
 		t.Errorf("status --json: exit %d\n%s", code, out)
 	}
 
