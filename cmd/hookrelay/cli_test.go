@@ -128,6 +128,11 @@ func TestHelpAndCompletion(t *testing.T) {
 			t.Errorf("completion %s: exit %d, %d bytes %s", shell, code, len(out), errOut)
 		}
 	}
+	// Provider names complete from the configuration.
+	dir := authorDir(t)
+	if code, out, errOut := runIn(t, dir, "__complete", "sign", ""); code != 0 || !strings.HasPrefix(out, "acme\n") {
+		t.Errorf("completing sign's provider: exit %d\n%s%s", code, out, errOut)
+	}
 	// A bare hookrelay is a usage error with the help on stderr; help on stdout.
 	if code, out, errOut := runIn(t, t.TempDir()); code != 2 || out != "" || !strings.Contains(errOut, "Operate a running relay") {
 		t.Errorf("bare hookrelay: exit %d\n%s%s", code, out, errOut)

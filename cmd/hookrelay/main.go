@@ -281,7 +281,12 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 		return status(sign(path, explicit, a[0], a[1], so, stdout, stderr))
 	}
 
-	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, tryCmd, testCmd, signCmd, sendCommand(stdout, stderr)}
+	sendCmd := sendCommand(stdout, stderr)
+	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, tryCmd, testCmd, signCmd, sendCmd}
+	for _, c := range []*cobra.Command{tryCmd, signCmd, sendCmd} {
+		c.ValidArgsFunction = completeProvider(c, 1)
+	}
+	testCmd.ValidArgsFunction = completeProvider(testCmd, -1)
 	for _, verb := range []string{"register", "unregister"} {
 		c := &cobra.Command{
 			Use: verb + " PROVIDER", GroupID: "run", Args: exactArgs(1, "one PROVIDER"),
@@ -293,6 +298,7 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 			c.Short = "Remove that registration"
 		}
 		cfg := configFlag(c)
+		c.ValidArgsFunction = completeProvider(c, 0)
 		asJSON := c.Flags().Bool("json", false, "print the result as JSON")
 		c.RunE = func(_ *cobra.Command, a []string) error {
 			path, explicit := cfg()
@@ -301,6 +307,35 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 		cmds = append(cmds, c)
 	}
 	return cmds
+}
+
+// completeProvider completes a provider name as the first argument (and
+// after it a file, when more follow: n > 0), or as every argument (n < 0),
+// from the configuration --config names.
+func completeProvider(cmd *cobra.Command, n int) cobra.CompletionFunc {
+	return func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 && n >= 0 {
+			if len(args) <= n {
+				return nil, cobra.ShellCompDirectiveDefault // a file
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		path := "relay.yaml"
+		if f := cmd.Flags().Lookup("config"); f != nil {
+			path = f.Value.String()
+		}
+		cfg, err := engine.Load(path, cmd.Flags().Changed("config"))
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var names []cobra.Completion
+		for _, p := range cfg.Providers {
+			if !slices.Contains(args, p.Name) {
+				names = append(names, p.Name)
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 func load(path string, explicit bool, stderr io.Writer) (*engine.Config, bool) {
