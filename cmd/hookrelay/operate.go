@@ -274,14 +274,13 @@ func (c *cli) showQuarantined(data []byte) int {
 	if err := c.decode(data, &q); err != nil {
 		return c.fail(err)
 	}
-	var rows [][]string
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	for _, k := range []string{"id", "status", "provider", "reason", "received_at", "method", "path", "body_bytes", "body_sha256", "headers"} {
 		if _, ok := q[k]; ok {
-			rows = append(rows, []string{k, truncate(q.text(k), 200)})
+			fmt.Fprintf(tw, "%s\t%s\n", k, truncate(q.text(k), 200))
 		}
 	}
-	out := table("", rows)
-	fmt.Fprint(c.stdout, strings.TrimPrefix(out, strings.SplitN(out, "\n", 2)[0]+"\n"))
+	tw.Flush()
 	fmt.Fprintf(c.stdout, "\nnot an event: fix the configuration, then hookrelay quarantine reprocess %s\n", q.text("id"))
 	return 0
 }
