@@ -219,38 +219,44 @@ func (r *Relay) purgeLoop(ctx context.Context) {
 // then shuts down gracefully: stop accepting, finish requests and deliveries
 // in flight (up to shutdown_timeout), close the spool.
 func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	r, err := Open(cfg, log)
-	if err != nil {
-		return err
+	// The listeners first: a port in use is the first and only error, before
+	// the spool is opened or anything starts that would log on the way out.
+	var lns []net.Listener
+	for _, addr := range []string{cfg.Listen, cfg.Admin.Listen} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return err
+		}
+		lns = append(lns, ln)
 	}
-	if err := r.Start(); err != nil {
-		r.Close(0)
+	r, err := Open(cfg, log)
+	if err == nil {
+		if err = r.Start(); err != nil {
+			r.Close(0)
+		}
+	}
+	if err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
 		return err
 	}
 	ingest := newServer(r.IngestHandler(), ingestLimits)
 	admin := newServer(r.AdminHandler(), adminLimits)
 	errc := make(chan error, 2)
-	for _, s := range []struct {
-		srv  *http.Server
-		addr string
-	}{{ingest, cfg.Listen}, {admin, cfg.Admin.Listen}} {
-		ln, err := net.Listen("tcp", s.addr)
-		if err != nil {
-			r.Close(0)
-			return err
-		}
+	for i, srv := range []*http.Server{ingest, admin} {
+		ln := lns[i]
 		log.Info("listening", "addr", ln.Addr().String())
 		go func() {
-			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
 	}
-	for _, p := range cfg.Providers {
-		if p.Disabled != "" {
-			log.Warn("provider disabled", "provider", p.Name, "file", p.File, "reason", p.Disabled)
-		}
-	}
+	logProviders(log, cfg.Providers)
 	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
 
 	hup := make(chan os.Signal, 1)
@@ -280,6 +286,34 @@ wait:
 		err = cerr
 	}
 	return err
+}
+
+// logProviders says what the relay serves: one line per provider with its
+// paths and state. A disabled provider's line is its only warning and names
+// the missing variables (names, never values: the log is the operator's).
+func logProviders(log *slog.Logger, providers []*Provider) {
+	for _, p := range providers {
+		if p.Disabled != "" {
+			log.Warn("provider disabled", "provider", p.Name, "paths", p.Paths, "file", p.File, "reason", p.Disabled)
+			continue
+		}
+		attrs := []any{"provider", p.Name, "paths", p.Paths}
+		switch off := p.RegistrationOff(); {
+		case p.register == nil:
+		case off != "":
+			attrs = append(attrs, "register", "unavailable: "+off)
+		default:
+			attrs = append(attrs, "register", "available")
+		}
+		switch off := p.PollingOff(); {
+		case p.poll == nil:
+		case off != "":
+			attrs = append(attrs, "poll", "unavailable: "+off)
+		default:
+			attrs = append(attrs, "poll", "available")
+		}
+		log.Info("provider enabled", attrs...)
+	}
 }
 
 // serverLimits bound what one connection may take from a listener.
