@@ -44,7 +44,8 @@ type list struct {
 }
 
 // AdminHandler serves the admin API (SPEC 6): everything but /healthz and
-// /readyz needs the bearer token when one is configured.
+// /readyz needs the bearer token when one is configured, and nothing answers
+// a web page (browserGuard).
 func (r *Relay) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -78,6 +79,7 @@ func (r *Relay) AdminHandler() http.Handler {
 		"POST /admin/dead/retry":                 r.retryDead,
 		"GET /admin/rejections":                  r.listRejections,
 		"GET /admin/quarantine":                  r.listQuarantine,
+		"GET /admin/quarantine/{id}":             r.showQuarantined,
 		"POST /admin/quarantine/reprocess":       r.reprocess,
 		"POST /admin/destinations/{name}/pause":  r.pause(true),
 		"POST /admin/destinations/{name}/resume": r.pause(false),
@@ -89,7 +91,7 @@ func (r *Relay) AdminHandler() http.Handler {
 	mux.Handle("/", r.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})))
-	return mux
+	return r.browserGuard(mux)
 }
 
 // auth requires the admin token, compared in constant time.
@@ -171,6 +173,14 @@ func (r *Relay) listProviders(*http.Request) (any, error) {
 		if st, ok := registrations[p.Name]; ok {
 			item["registration"] = st
 		}
+		if p.Disabled == "" {
+			if off := p.RegistrationOff(); off != "" {
+				item["register_unavailable"] = off
+			}
+			if off := p.PollingOff(); off != "" {
+				item["polling_unavailable"] = off
+			}
+		}
 		items = append(items, item)
 	}
 	return list{Items: items}, nil
@@ -191,6 +201,7 @@ func (r *Relay) listDestinations(*http.Request) (any, error) {
 			st := l.stats()
 			item["paused"], item["pending"], item["dead"], item["held_keys"] = st.Paused, st.Pending, st.Dead, st.HeldKeys
 			item["oldest_pending_seconds"] = st.OldestPendingSeconds
+			item["last_failure"] = st.LastFailure
 			item["held"] = l.heldKeys(100)
 		}
 		items = append(items, item)
@@ -553,12 +564,7 @@ func (r *Relay) quarantineItems(provider, cursor string, n int) (any, error) {
 			if provider != "" && q.Provider != provider {
 				continue
 			}
-			sum := sha256.Sum256(q.Body)
-			items = append(items, map[string]any{
-				"id": q.ID, "provider": q.Provider, "reason": q.Reason, "received_at": q.ReceivedAt, "status": "quarantined",
-				"method": q.Method, "path": q.Path, "headers": maskHeaders(q.Header, credentialsOf(cfg.Provider(q.Provider))), "body_sha256": hex.EncodeToString(sum[:]),
-				"body_bytes": len(q.Body),
-			})
+			items = append(items, quarantineView(cfg, q))
 			if len(items) == n {
 				return list{Items: items, NextCursor: q.ID}, nil
 			}
@@ -567,6 +573,34 @@ func (r *Relay) quarantineItems(provider, cursor string, n int) (any, error) {
 			return list{Items: items}, nil
 		}
 	}
+}
+
+// quarantineView is a quarantined request with credentials masked and the
+// body as a hash (it may hold personal data).
+func quarantineView(cfg *Config, q *spool.Quarantined) map[string]any {
+	sum := sha256.Sum256(q.Body)
+	return map[string]any{
+		"id": q.ID, "provider": q.Provider, "reason": q.Reason, "received_at": q.ReceivedAt, "status": "quarantined",
+		"method": q.Method, "path": q.Path, "headers": maskHeaders(q.Header, credentialsOf(cfg.Provider(q.Provider))), "body_sha256": hex.EncodeToString(sum[:]),
+		"body_bytes": len(q.Body),
+	}
+}
+
+// showQuarantined is one quarantined request, as the quarantine list shows
+// it: an id from `events list --status quarantined` for `events show`.
+func (r *Relay) showQuarantined(req *http.Request) (any, error) {
+	id := req.PathValue("id")
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return nil, notFound("no quarantined request " + id)
+	}
+	q, err := r.spool.Quarantined(id)
+	if errors.Is(err, spool.ErrNotFound) {
+		return nil, notFound("no quarantined request " + id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return quarantineView(r.config(), q), nil
 }
 
 // reprocess runs quarantined requests through the current configuration
@@ -639,7 +673,11 @@ func (r *Relay) pause(paused bool) adminFunc {
 			return nil, err
 		}
 		l.setPaused(paused)
-		r.log.Info("destination paused by operator", "destination", name, "paused", paused)
+		if paused {
+			r.log.Info("destination paused by operator", "destination", name)
+		} else {
+			r.log.Info("destination resumed by operator", "destination", name)
+		}
 		return map[string]any{"destination": name, "paused": paused}, nil
 	}
 }

@@ -48,6 +48,9 @@ func (tr *testRelay) callAuth(method, path, body, authz string) (int, []byte) {
 	}
 	req, err := http.NewRequest(method, tr.Admin.URL+path, rd)
 	must(tr.t, err)
+	if body != "" { // SPEC 6: a body must be JSON
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}

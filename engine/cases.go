@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -58,46 +59,71 @@ type CaseExpect struct {
 	Destinations []string       `koanf:"destinations"`
 }
 
+// CaseResult is the result of one recorded case.
+type CaseResult struct {
+	Provider string        `json:"provider"`
+	File     string        `json:"file"` // slash-separated, as given under providers_dir
+	Failures []string      `json:"failures"`
+	Duration time.Duration `json:"-"`
+}
+
+// Passed reports whether the case passed.
+func (r CaseResult) Passed() bool { return len(r.Failures) == 0 }
+
 // RunCases runs the recorded cases of the named providers (all when names
 // is empty), printing one line per case and a diff for each failure. It
 // returns how many cases failed.
 func RunCases(configPath string, explicit bool, names []string, out io.Writer) (int, error) {
-	cfg, err := Load(configPath, explicit)
+	results, err := CaseResults(configPath, explicit, names)
 	if err != nil {
 		return 0, err
+	}
+	failed := 0
+	for _, r := range results {
+		if r.Passed() {
+			fmt.Fprintf(out, "ok    %s\n", r.File)
+			continue
+		}
+		failed++
+		fmt.Fprintf(out, "FAIL  %s\n", r.File)
+		for _, d := range r.Failures {
+			fmt.Fprintf(out, "      %s\n", d)
+		}
+	}
+	fmt.Fprintf(out, "%d passed, %d failed\n", len(results)-failed, failed)
+	return failed, nil
+}
+
+// CaseResults runs the recorded cases of the named providers (all when
+// names is empty) and returns their results in order.
+func CaseResults(configPath string, explicit bool, names []string) ([]CaseResult, error) {
+	cfg, err := Load(configPath, explicit)
+	if err != nil {
+		return nil, err
 	}
 	if len(names) == 0 {
 		for _, p := range cfg.Providers {
 			names = append(names, p.Name)
 		}
 	}
-	failed, ran := 0, 0
+	results := []CaseResult{}
 	for _, name := range names {
 		p := cfg.Provider(name)
 		if p == nil {
-			return failed, fmt.Errorf("no provider %q", name)
+			return nil, fmt.Errorf("no provider %q", name)
 		}
 		files, _ := filepath.Glob(filepath.Join(strings.TrimSuffix(p.File, filepath.Ext(p.File))+".tests", "*.yaml"))
 		sort.Strings(files)
 		for _, f := range files {
-			ran++
+			start := time.Now()
 			diffs, err := runCase(configPath, explicit, name, f)
 			if err != nil {
 				diffs = append(diffs, err.Error())
 			}
-			if len(diffs) == 0 {
-				fmt.Fprintf(out, "ok    %s\n", filepath.ToSlash(f))
-				continue
-			}
-			failed++
-			fmt.Fprintf(out, "FAIL  %s\n", filepath.ToSlash(f))
-			for _, d := range diffs {
-				fmt.Fprintf(out, "      %s\n", d)
-			}
+			results = append(results, CaseResult{Provider: name, File: filepath.ToSlash(f), Failures: append([]string{}, diffs...), Duration: time.Since(start)})
 		}
 	}
-	fmt.Fprintf(out, "%d passed, %d failed\n", ran-failed, failed)
-	return failed, nil
+	return results, nil
 }
 
 // runCase loads the configuration with the case's environment and tries its request.
@@ -179,13 +205,19 @@ func setEnv(vars map[string]string, dir string) func() {
 	}
 }
 
+// caseOutcomes are the values expect.outcome can take.
+var caseOutcomes = []string{"accepted", "rejected", "quarantined", "error"}
+
 // diff lists how t differs from what e expects.
 func (e *CaseExpect) diff(t *Trial) []string {
 	var d []string
 	if e.Status != 0 && t.Status != e.Status {
 		d = append(d, fmt.Sprintf("status: got %d, want %d", t.Status, e.Status))
 	}
-	if e.Outcome != "" && t.Outcome != e.Outcome {
+	if e.Outcome != "" && !slices.Contains(caseOutcomes, e.Outcome) {
+		d = append(d, fmt.Sprintf("outcome: got %s, want %s, which is not an outcome: write one of %s",
+			t.Outcome, e.Outcome, strings.Join(caseOutcomes, ", ")))
+	} else if e.Outcome != "" && t.Outcome != e.Outcome {
 		d = append(d, fmt.Sprintf("outcome: got %s (%s), want %s", t.Outcome, t.Reason, e.Outcome))
 	}
 	if e.Reason != "" && !strings.Contains(t.Reason, e.Reason) {

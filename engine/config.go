@@ -27,6 +27,10 @@ type Config struct {
 		Listen string `koanf:"listen"`
 		// Token guards the admin API; empty leaves it open, allowed only on loopback.
 		Token string `koanf:"token"`
+		// Hosts are further names (or name:port) the admin API answers in the
+		// Host header, besides loopback names and the listen address: the
+		// name operators reach it by through DNS or a proxy. Empty means none.
+		Hosts []string `koanf:"hosts"`
 	} `koanf:"admin"`
 	Spool struct {
 		// Path of the bbolt file, relative to the config file's directory.
@@ -67,6 +71,7 @@ type Config struct {
 	Weak []string `koanf:"-"`
 
 	display map[string]any // the file as written, env: and file: unresolved
+	doc     *yamlDoc       // relay.yaml's lines, for a reload's errors
 
 }
 
@@ -125,7 +130,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 		return nil, err
 	}
 
-	cfg := &Config{File: path, Path: given}
+	cfg := &Config{File: path, Path: given, doc: doc}
 	cfg.display = ko.Raw() // before secrets are resolved: what the admin API may show
 	raw := ko.Raw()
 	base := "."
@@ -142,6 +147,15 @@ func Load(path string, mustExist bool) (*Config, error) {
 	if admin, ok := raw["admin"].(map[string]any); ok {
 		if tok, ok := admin["token"].(string); ok && tok == "" && !missingAt(missing, "admin.token") {
 			errs.add(doc, "admin.token", "admin.token: empty; leave it out to run the admin API without a token (loopback only)")
+		}
+	}
+	if admin, ok := raw["admin"].(map[string]any); ok {
+		if _, written := admin["token"]; !written {
+			// SPEC 2: the token defaults to env:HOOKRELAY_ADMIN_TOKEN, the
+			// variable the command-line clients send, so that setting it once
+			// guards the API and authorises the clients. Unset or empty, there
+			// is no token (and so a loopback admin listener only).
+			admin["token"] = os.Getenv(adminTokenEnv)
 		}
 	}
 	errs.addDecode(doc, "", decode(raw, cfg))
@@ -177,9 +191,12 @@ func Load(path string, mustExist bool) (*Config, error) {
 	return cfg, nil
 }
 
+// adminTokenEnv holds the admin token when relay.yaml does not set one.
+const adminTokenEnv = "HOOKRELAY_ADMIN_TOKEN"
+
 // envKey maps HOOKRELAY_ADMIN__LISTEN to admin.listen. Variables whose first
 // level is not a relay.yaml key are not overrides (HOOKRELAY_ADMIN_TOKEN, the
-// clients' token, or a secret that happens to share the prefix).
+// default admin token, or a secret that happens to share the prefix).
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "HOOKRELAY_"))
 	top, _, _ := strings.Cut(k, "__")
@@ -217,6 +234,11 @@ func (c *Config) validate(doc *yamlDoc, errs *errorList) {
 	} else if c.Admin.Token == "" && !loopback(c.Admin.Listen) {
 		errs.add(doc, "admin.listen", "admin.listen: %q is not a loopback address, so admin.token must be set", c.Admin.Listen)
 	}
+	for i, h := range c.Admin.Hosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			errs.add(doc, fmt.Sprintf("admin.hosts[%d]", i), "admin.hosts[%d]: %q is not a host name", i, h)
+		}
+	}
 	if c.Spool.Path == "" {
 		errs.add(doc, "spool.path", "spool.path: required")
 	}
@@ -251,8 +273,17 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// loadProviders reads every *.yaml file of ProvidersDir.
+// loadProviders reads every *.yaml file of ProvidersDir, which must exist:
+// a mistyped or unmounted directory would otherwise run a relay with no
+// providers at all, without a word.
 func (c *Config) loadProviders(errs *errorList) {
+	if fi, err := os.Stat(c.ProvidersDir); err != nil {
+		errs.add(c.doc, "providers_dir", "providers_dir: %v", err)
+		return
+	} else if !fi.IsDir() {
+		errs.add(c.doc, "providers_dir", "providers_dir: %s is not a directory", c.ProvidersDir)
+		return
+	}
 	files, err := filepath.Glob(filepath.Join(c.ProvidersDir, "*.yaml"))
 	if err != nil {
 		errs.list = append(errs.list, err.Error())

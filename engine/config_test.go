@@ -90,7 +90,7 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 	t.Setenv("HOOKRELAY_TEST_TOKEN", "from-env")
 	t.Setenv("HOOKRELAY_DESTINATIONS__DEST__URL", "http://127.0.0.1:2/overridden")
 	t.Setenv("HOOKRELAY_SPOOL__MAX_BODY", "2KiB")
-	t.Setenv("HOOKRELAY_ADMIN_TOKEN", "client-side-only")
+	t.Setenv("HOOKRELAY_ADMIN_TOKEN", "default-admin-token")
 	relay := relayYAML("http://127.0.0.1:1/x", "    auth: { kind: bearer, token: file:token.txt }\n")
 	writeConfig(t, dir, relay, map[string]string{
 		"p":   strings.Replace(plainProvider, "token: t0ken", "token: env:HOOKRELAY_TEST_TOKEN", 1),
@@ -110,8 +110,8 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 	if cfg.Spool.MaxBody != 2048 {
 		t.Errorf("max_body override: got %d", cfg.Spool.MaxBody)
 	}
-	if cfg.Admin.Token != "" {
-		t.Errorf("HOOKRELAY_ADMIN_TOKEN must not set admin.token")
+	if cfg.Admin.Token != "default-admin-token" {
+		t.Errorf("admin.token must default to env:HOOKRELAY_ADMIN_TOKEN (SPEC 2), got %q", cfg.Admin.Token)
 	}
 	if cfg.Spool.Path != filepath.Join(dir, "spool.db") {
 		t.Errorf("spool path not relative to the config: %q", cfg.Spool.Path)
@@ -136,7 +136,14 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 }
 
 func TestConfigDefaultsWithoutFile(t *testing.T) {
+	// Without relay.yaml, ./providers.d is the working directory's, and it
+	// must exist (SPEC 2): make run works in the repository.
 	dir := t.TempDir()
+	t.Chdir(dir)
+	if _, err := Load(filepath.Join(dir, "relay.yaml"), false); err == nil || !strings.Contains(err.Error(), "providers_dir: ") {
+		t.Errorf("defaults without ./providers.d: %v, want a providers_dir error", err)
+	}
+	must(t, os.Mkdir("providers.d", 0o755))
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), false)
 	if err != nil {
 		t.Fatal(err)

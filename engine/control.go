@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
 // Operator actions on a lane's queues. The caller has already written the
@@ -114,12 +116,14 @@ type laneStats struct {
 	HeldKeys int  `json:"held_keys"`
 	// OldestPendingSeconds is the age of the oldest queued delivery.
 	OldestPendingSeconds float64 `json:"oldest_pending_seconds"`
+	// LastFailure is the newest failed attempt; nil when none since start.
+	LastFailure *failedAttempt `json:"last_failure"`
 }
 
 func (l *lane) stats() laneStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := laneStats{Paused: l.paused, Pending: l.pending, Dead: l.dead, HeldKeys: l.held}
+	s := laneStats{Paused: l.paused, Pending: l.pending, Dead: l.dead, HeldKeys: l.held, LastFailure: l.lastFailure}
 	var oldest time.Time
 	for _, kq := range l.keys {
 		if len(kq.items) == 0 {
@@ -137,6 +141,15 @@ func (l *lane) stats() laneStats {
 		s.OldestPendingSeconds = time.Since(oldest).Seconds()
 	}
 	return s
+}
+
+// noteFailure records a failed attempt as the lane's newest.
+func (l *lane) noteFailure(eventID string, a spool.Attempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lastFailure == nil || !a.At.Before(l.lastFailure.At) {
+		l.lastFailure = &failedAttempt{At: a.At, EventID: eventID, Status: a.Status, Error: a.Error, Response: a.Response}
+	}
 }
 
 // heldBy returns the event that blocks key, if the key is held.

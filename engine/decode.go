@@ -120,6 +120,9 @@ func resolveSecrets(v any, path []string, base string) []missingSecret {
 		for k, val := range x {
 			p := append(path[:len(path):len(path)], k)
 			if s, ok := val.(string); ok {
+				if k == "jwks_url" && strings.HasPrefix(s, "file://") {
+					continue // a file URL the jws verifier reads keys from, not a file: secret
+				}
 				r, m := resolveSecret(s, base)
 				x[k] = r
 				if m != "" {

@@ -83,6 +83,9 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	<-slots
 	dl.Attempts = append(dl.Attempts, att)
 	out := dest.retry.classify(att.Status, sendErr)
+	if out != success {
+		l.noteFailure(eventID, att)
+	}
 	res := result{next: popHead, ok: out == success, sent: att.At,
 		down: out == retryable && retryAfter == 0 && att.Status != http.StatusTooManyRequests}
 	metric := "success"
@@ -116,8 +119,13 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		if metric == "dead" {
 			lvl = slog.LevelWarn
 		}
+		// The attempt as X-Hookrelay-Attempt numbered it: counted since the
+		// last operator retry, which the spool's attempts list spans.
 		attrs := []any{"event_id", eventID, "provider", ev.Provider, "key", ev.Key, "destination", dest.Name,
-			"attempts", len(dl.Attempts), "status", att.Status}
+			"attempt", dl.Tries(), "status", att.Status}
+		if dl.AttemptsBefore > 0 {
+			attrs = append(attrs, "attempts_before_retry", dl.AttemptsBefore)
+		}
 		if att.Error != "" {
 			attrs = append(attrs, "error", att.Error)
 		}

@@ -2,7 +2,7 @@ package engine
 
 // Hostile input (issue "Proof", parts 2 and 4): every case of
 // testdata/hostile/cases.yaml goes through a real ingest listener, built as
-// Serve builds it (newIngestServer with ingestLimits), in front of the
+// Serve builds it (newServer with ingestLimits), in front of the
 // shipped nordiska.yaml (HMAC + bearer + timestamp) and resurs.yaml (JWS,
 // keys from a loopback JWKS) and a plain bearer provider. Each must get its
 // status, keep nothing it should not (no event, no quarantine entry), forward
@@ -143,7 +143,7 @@ func hostileProviders(t *testing.T) string {
 func useServeListener(tr *testRelay, l serverLimits) {
 	tr.Ingest.Close()
 	srv := httptest.NewUnstartedServer(tr.IngestHandler())
-	srv.Config = newIngestServer(tr.IngestHandler(), l)
+	srv.Config = newServer(tr.IngestHandler(), l)
 	srv.Start()
 	tr.Ingest = srv
 }
@@ -562,7 +562,7 @@ func clipBody(s string) string {
 
 // TestHostileServeLimits: Serve's ingest listener has every limit set.
 func TestHostileServeLimits(t *testing.T) {
-	srv := newIngestServer(http.NotFoundHandler(), ingestLimits)
+	srv := newServer(http.NotFoundHandler(), ingestLimits)
 	if srv.ReadHeaderTimeout != 10*time.Second || srv.ReadTimeout != 30*time.Second || srv.WriteTimeout != 30*time.Second ||
 		srv.IdleTimeout != 2*time.Minute || srv.MaxHeaderBytes != 64<<10 {
 		t.Errorf("ingest server limits %v %v %v %v %d", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout,

@@ -138,6 +138,12 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		return r.quarantine(w, p, v, err)
 	}
 	dupOf, err := r.spool.Append(req.Context(), ev, p.dedup)
+	if err != nil && req.Context().Err() != nil {
+		// The lender hung up before the event was stored: nothing failed
+		// here, and it will send the request again.
+		r.log.Info("ingest abandoned: the client closed the connection", "provider", p.Name, "key", ev.Key)
+		return "error"
+	}
 	if err != nil {
 		r.log.Error("spool append failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")

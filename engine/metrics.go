@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hookrelay/hookrelay/internal/buildinfo"
 )
 
 // metrics are the series of SPEC 8. Labels are provider, destination and
@@ -48,6 +51,15 @@ func newMetrics(r *Relay) *metrics {
 		Name: "hookrelay_poll_refused_total", Help: "Keys not polled (reason key_pattern) and polled events not spooled (reason too_large), by provider.",
 	}, []string{"provider", "reason"})
 	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, m.sheds, m.pollRefused, &queueCollector{r})
+	// The build and the runtime, so that a dashboard shows which version runs
+	// and an alert can tell a leak (goroutines, memory, open files) from load.
+	bi := buildinfo.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hookrelay_build_info", Help: "Always 1; its labels say which build runs.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	buildInfo.Set(1)
+	m.reg.MustRegister(buildInfo, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -82,15 +94,29 @@ var (
 	heldDesc    = prometheus.NewDesc("hookrelay_held_keys", "Keys blocked behind a dead event, by destination.", []string{"destination"}, nil)
 	oldestDesc  = prometheus.NewDesc("hookrelay_oldest_pending_seconds", "Age of the oldest waiting delivery, by destination.", []string{"destination"}, nil)
 	spoolDesc   = prometheus.NewDesc("hookrelay_spool_bytes", "Size of the spool file.", nil, nil)
+	// enabledDesc exposes what /readyz lists, so that an alert fires on a
+	// provider left disabled by a missing secret: it answers every lender 503.
+	enabledDesc = prometheus.NewDesc("hookrelay_provider_enabled", "1 when the provider is enabled, 0 when disabled (its configuration is incomplete).", []string{"provider"}, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, deadDesc, heldDesc, oldestDesc, spoolDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, deadDesc, heldDesc, oldestDesc, spoolDesc, enabledDesc} {
 		ch <- d
 	}
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	// The configuration in force, so a reload that enables a provider shows
+	// at the next scrape.
+	if cfg := c.r.config(); cfg != nil {
+		for _, p := range cfg.Providers {
+			enabled := 1.0
+			if p.Disabled != "" {
+				enabled = 0
+			}
+			ch <- prometheus.MustNewConstMetric(enabledDesc, prometheus.GaugeValue, enabled, p.Name)
+		}
+	}
 	if c.r.dispatch == nil {
 		return
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -155,6 +157,10 @@ type Provider struct {
 
 	doc     *yamlDoc
 	display map[string]any // the file as written, for the admin API
+	// missing are the paths of the secrets that are not set
+	// ("verify[0].secret"), so that a disabled provider is still checked
+	// in everything else.
+	missing map[string]bool
 }
 
 type route struct {
@@ -201,6 +207,10 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 		}
 	}
 	p.Disabled, p.registerOff, p.pollOff = joinSorted(why), joinSorted(registerWhy), joinSorted(pollWhy)
+	p.missing = map[string]bool{}
+	for _, m := range missing {
+		p.missing[m.path] = true
+	}
 
 	p.Name = pc.Name
 	if p.Name == "" {
@@ -245,12 +255,19 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 		if len(v) == 0 {
 			errs.add(doc, "verify", "verify: an empty list must be written `verify: none`")
 		}
+		dir, err := filepath.Abs(filepath.Dir(p.File))
+		if err != nil {
+			errs.add(doc, "verify", "verify: %v", err)
+		}
 		for i, item := range v {
 			at := fmt.Sprintf("verify[%d]", i)
-			vf, err := buildVerifier(item, p.Disabled != "")
+			vf, err := buildVerifier(item, under(p.missing, at), dir)
 			if err != nil {
 				errs.addField(doc, at, err)
 				continue
+			}
+			if vf == nil {
+				continue // a disabled provider's verifier, built only to be checked
 			}
 			if w, ok := vf.(verifiers.Warner); ok {
 				for _, ce := range w.Warnings() {
@@ -272,7 +289,7 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 	}
 
 	if pc.Decrypt != nil {
-		d, err := transforms.CompileDecrypt(*pc.Decrypt, p.Disabled != "")
+		d, err := transforms.CompileDecrypt(*pc.Decrypt, p.missing["decrypt.key"])
 		if err != nil {
 			errs.addField(doc, "decrypt", err)
 		}
@@ -348,9 +365,13 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 	}
 }
 
-// buildVerifier builds one `verify` entry. For a disabled provider the
-// secrets are missing, so only the kind and the shape are checked.
-func buildVerifier(item any, disabled bool) (verifiers.Verifier, error) {
+// buildVerifier builds one `verify` entry. missing are the fields of its
+// secrets that are not set (the provider loads disabled): the entry is then
+// built with a stand-in for each, so that every other field is still checked
+// (SPEC 3), and the verifier is dropped (nil, nil), since a disabled provider
+// verifies nothing. Files the entry names are relative to dir, the
+// provider file's directory (SPEC 2).
+func buildVerifier(item any, missing map[string]bool, dir string) (verifiers.Verifier, error) {
 	m, ok := item.(map[string]any)
 	if !ok {
 		return nil, errors.New("must be a map with a kind")
@@ -362,19 +383,88 @@ func buildVerifier(item any, disabled bool) (verifiers.Verifier, error) {
 	rest := make(map[string]any, len(m))
 	for k, v := range m {
 		if k != "kind" {
-			rest[k] = v
+			rest[k] = copyTree(v)
 		}
 	}
-	v, err := verifiers.Default.New(kind, func(out any) error { return decode(rest, out) })
-	if err != nil && disabled && !errors.Is(err, verifiers.ErrUnknownKind) && !isDecodeErr(err) {
-		return nil, nil
+	build := func(out any) error {
+		if err := decode(rest, out); err != nil {
+			return err
+		}
+		if r, ok := out.(verifiers.PathResolver); ok {
+			r.ResolvePaths(dir)
+		}
+		return nil
 	}
-	return v, err
+	if len(missing) == 0 {
+		return verifiers.Default.New(kind, build)
+	}
+	standIn(rest, nil, missing)
+	_, err := verifiers.Default.New(kind, build)
+	var ce *verifiers.ConfigError
+	if err != nil && !(errors.As(err, &ce) && missing[ce.Field]) { // not about a stand-in
+		return nil, err
+	}
+	return nil, nil
 }
 
-func isDecodeErr(err error) bool {
-	var f *fieldErr
-	return errors.As(err, &f)
+// secretStandIn takes the place of a missing secret while a disabled
+// provider is checked: a Standard Webhooks secret of 32 bytes, which reads
+// as a plain secret, token or password too.
+var secretStandIn = "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa5}, 32))
+
+// standIn puts secretStandIn in each string of v at a path in missing.
+func standIn(v any, path []string, missing map[string]bool) {
+	visit := func(p []string, val any, set func(any)) {
+		if _, ok := val.(string); ok && missing[joinPath(p)] {
+			set(secretStandIn)
+			return
+		}
+		standIn(val, p, missing)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			visit(append(path[:len(path):len(path)], k), val, func(s any) { x[k] = s })
+		}
+	case []any:
+		for i, val := range x {
+			visit(append(path[:len(path):len(path)], fmt.Sprintf("[%d]", i)), val, func(s any) { x[i] = s })
+		}
+	}
+}
+
+// under returns the paths of missing that lie inside the block at prefix,
+// relative to it.
+func under(missing map[string]bool, prefix string) map[string]bool {
+	var in map[string]bool
+	for p := range missing {
+		if rel, ok := strings.CutPrefix(p, prefix+"."); ok {
+			if in == nil {
+				in = map[string]bool{}
+			}
+			in[rel] = true
+		}
+	}
+	return in
+}
+
+// copyTree copies the maps and lists of a decoded YAML value.
+func copyTree(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			out[k] = copyTree(val)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, val := range x {
+			out[i] = copyTree(val)
+		}
+		return out
+	}
+	return v
 }
 
 func joinSorted(reasons []string) string {

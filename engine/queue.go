@@ -39,6 +39,18 @@ type lane struct {
 		many        bool
 	}
 	outage outageSpan
+	// lastFailure is the newest failed attempt, for `hookrelay status`: a
+	// delivery that keeps failing is not dead for long under the defaults.
+	lastFailure *failedAttempt
+}
+
+// failedAttempt is one failed attempt of a delivery.
+type failedAttempt struct {
+	At       time.Time `json:"at"`
+	EventID  string    `json:"event_id"`
+	Status   int       `json:"status"`
+	Error    string    `json:"error"`
+	Response string    `json:"response"`
 }
 
 // keyQueue is one key's deliveries to one destination: in spool (ingest)

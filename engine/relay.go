@@ -45,7 +45,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	r.m = newMetrics(r)
 	sp, err := spool.Open(cfg.Spool.Path, spool.Options{Committed: func(refs []spool.Ref) {
 		r.dispatch.committed(refs)
-	}})
+	}, Warn: log.Warn})
 	if err != nil {
 		return nil, err
 	}
@@ -90,21 +90,27 @@ func (r *Relay) Start() error {
 
 // Reload loads the configuration again and, only when all of it is valid,
 // puts it in force (SPEC 7): requests in flight finish on the old one, and
-// queued deliveries keep their destination by name. Listeners and the spool
-// path cannot move without a restart; changes to them are ignored with a
-// warning. A refused configuration changes nothing.
+// queued deliveries keep their destination by name. A reload never moves a
+// listener (SPEC 2): a changed listen or admin.listen refuses it, so that
+// the token rule Load checked holds for the listener actually running (a
+// move to loopback without a token, kept on the old public address, would
+// open it). A changed spool path is ignored with a warning. A refused
+// configuration changes nothing.
 func (r *Relay) Reload() error {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
 	old := r.config()
 	cfg, err := Load(old.Path, old.File != "")
+	if err == nil {
+		err = listenersKept(old, cfg)
+	}
 	if err != nil {
 		r.log.Error("reload refused", "errors", problems(err))
 		return err
 	}
-	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen || cfg.Spool.Path != old.Spool.Path {
-		r.log.Warn("reload: listen, admin.listen and spool.path take effect only after a restart")
-		cfg.Listen, cfg.Admin.Listen, cfg.Spool.Path = old.Listen, old.Admin.Listen, old.Spool.Path
+	if cfg.Spool.Path != old.Spool.Path {
+		r.log.Warn("reload: spool.path takes effect only after a restart")
+		cfg.Spool.Path = old.Spool.Path
 	}
 	mux, err := r.newIngestMux(cfg)
 	if err != nil {
@@ -130,6 +136,23 @@ func (r *Relay) Reload() error {
 	}
 	r.log.Info("configuration reloaded", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
 	return nil
+}
+
+// listenersKept refuses a configuration that moves a listener.
+func listenersKept(old, cfg *Config) error {
+	errs := &errorList{}
+	for _, l := range []struct{ key, was, is string }{
+		{"listen", old.Listen, cfg.Listen}, {"admin.listen", old.Admin.Listen, cfg.Admin.Listen},
+	} {
+		if l.is != l.was {
+			errs.add(cfg.doc, l.key, "%s: %q differs from the running %q; a listener moves only on restart, so nothing was reloaded",
+				l.key, l.is, l.was)
+		}
+	}
+	if errs.empty() {
+		return nil
+	}
+	return errs
 }
 
 // problems lists the "file:line: message" lines of a load error.
@@ -196,38 +219,44 @@ func (r *Relay) purgeLoop(ctx context.Context) {
 // then shuts down gracefully: stop accepting, finish requests and deliveries
 // in flight (up to shutdown_timeout), close the spool.
 func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	r, err := Open(cfg, log)
-	if err != nil {
-		return err
-	}
-	if err := r.Start(); err != nil {
-		r.Close(0)
-		return err
-	}
-	ingest := newIngestServer(r.IngestHandler(), ingestLimits)
-	admin := &http.Server{Handler: r.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
-	for _, s := range []struct {
-		srv  *http.Server
-		addr string
-	}{{ingest, cfg.Listen}, {admin, cfg.Admin.Listen}} {
-		ln, err := net.Listen("tcp", s.addr)
+	// The listeners first: a port in use is the first and only error, before
+	// the spool is opened or anything starts that would log on the way out.
+	var lns []net.Listener
+	for _, addr := range []string{cfg.Listen, cfg.Admin.Listen} {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			r.Close(0)
+			for _, l := range lns {
+				l.Close()
+			}
 			return err
 		}
+		lns = append(lns, ln)
+	}
+	r, err := Open(cfg, log)
+	if err == nil {
+		if err = r.Start(); err != nil {
+			r.Close(0)
+		}
+	}
+	if err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
+		return err
+	}
+	ingest := newServer(r.IngestHandler(), ingestLimits)
+	admin := newServer(r.AdminHandler(), adminLimits)
+	errc := make(chan error, 2)
+	for i, srv := range []*http.Server{ingest, admin} {
+		ln := lns[i]
 		log.Info("listening", "addr", ln.Addr().String())
 		go func() {
-			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
 	}
-	for _, p := range cfg.Providers {
-		if p.Disabled != "" {
-			log.Warn("provider disabled", "provider", p.Name, "file", p.File, "reason", p.Disabled)
-		}
-	}
+	logProviders(log, cfg.Providers)
 	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
 
 	hup := make(chan os.Signal, 1)
@@ -259,6 +288,34 @@ wait:
 	return err
 }
 
+// logProviders says what the relay serves: one line per provider with its
+// paths and state. A disabled provider's line is its only warning and names
+// the missing variables (names, never values: the log is the operator's).
+func logProviders(log *slog.Logger, providers []*Provider) {
+	for _, p := range providers {
+		if p.Disabled != "" {
+			log.Warn("provider disabled", "provider", p.Name, "paths", p.Paths, "file", p.File, "reason", p.Disabled)
+			continue
+		}
+		attrs := []any{"provider", p.Name, "paths", p.Paths}
+		switch off := p.RegistrationOff(); {
+		case p.register == nil:
+		case off != "":
+			attrs = append(attrs, "register", "unavailable: "+off)
+		default:
+			attrs = append(attrs, "register", "available")
+		}
+		switch off := p.PollingOff(); {
+		case p.poll == nil:
+		case off != "":
+			attrs = append(attrs, "poll", "unavailable: "+off)
+		default:
+			attrs = append(attrs, "poll", "available")
+		}
+		log.Info("provider enabled", attrs...)
+	}
+}
+
 // serverLimits bound what one connection may take from a listener.
 type serverLimits struct {
 	// ReadHeader cuts a sender that trickles its request line and headers
@@ -279,8 +336,18 @@ var ingestLimits = serverLimits{
 	Write: 30 * time.Second, Idle: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 }
 
-// newIngestServer is the http.Server of the ingest listener.
-func newIngestServer(h http.Handler, l serverLimits) *http.Server {
+// adminLimits are the limits of the admin listener: a slow or idle client
+// is cut as on ingest (a page in a browser, or anyone on a non-loopback
+// listen, could otherwise hold sockets and goroutines without end). An
+// answer may take longer, since an operator's listing or reprocess works
+// through the spool while a lender's request waits for one commit.
+var adminLimits = serverLimits{
+	ReadHeader: ingestLimits.ReadHeader, Read: ingestLimits.Read,
+	Write: 5 * time.Minute, Idle: ingestLimits.Idle, MaxHeaderBytes: ingestLimits.MaxHeaderBytes,
+}
+
+// newServer is the http.Server of a listener with its limits.
+func newServer(h http.Handler, l serverLimits) *http.Server {
 	return &http.Server{
 		Handler: h, ReadHeaderTimeout: l.ReadHeader, ReadTimeout: l.Read,
 		WriteTimeout: l.Write, IdleTimeout: l.Idle, MaxHeaderBytes: l.MaxHeaderBytes,

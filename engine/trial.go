@@ -131,3 +131,15 @@ func (p *Provider) Sign(req *verifiers.Request, jwsKey []byte) error {
 	}
 	return nil
 }
+
+// Encrypt encrypts a plaintext body as the lender would for a provider with
+// `decrypt:` (`hookrelay send`); without one the body is returned as is.
+func (p *Provider) Encrypt(plaintext []byte) ([]byte, error) {
+	if p.decrypt == nil {
+		return plaintext, nil
+	}
+	if p.Disabled != "" {
+		return nil, fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
+	}
+	return p.decrypt.Encrypt(plaintext)
+}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 )
 
@@ -156,4 +159,69 @@ func (d *Decrypter) field(env *Env, name string, p *Program) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// bodyField matches the decrypt expressions Encrypt can write: body.FIELD.
+var bodyField = regexp.MustCompile(`^\s*body\.([A-Za-z_][A-Za-z0-9_]*)\s*$`)
+
+// Encrypt is the lender's side of Decrypt, for `hookrelay send`: it encrypts
+// plaintext under a fresh random iv and returns the JSON body with the base64
+// ciphertext, iv (and tag) in the fields the data, iv (and tag) expressions
+// read. Only body.FIELD expressions say where to write; others are an error.
+func (d *Decrypter) Encrypt(plaintext []byte) ([]byte, error) {
+	if d.block == nil {
+		return nil, errors.New("decrypt: no key (the provider is disabled)")
+	}
+	fields := map[string]string{}
+	name := func(what string, p *Program) (string, error) {
+		m := bodyField.FindStringSubmatch(p.String())
+		if m == nil {
+			return "", fmt.Errorf("decrypt.%s: %q is not a body.FIELD path, so the lender's body cannot be built from it", what, p.String())
+		}
+		return m[1], nil
+	}
+	dataField, err := name("data", d.data)
+	if err != nil {
+		return nil, err
+	}
+	ivField, err := name("iv", d.iv)
+	if err != nil {
+		return nil, err
+	}
+	var ct, iv []byte
+	if d.gcm {
+		iv = make([]byte, 12)
+		if _, err := rand.Read(iv); err != nil {
+			return nil, err
+		}
+		aead, err := cipher.NewGCM(d.block)
+		if err != nil {
+			return nil, err
+		}
+		ct = aead.Seal(nil, iv, plaintext, nil)
+		if d.tag != nil {
+			tagField, err := name("tag", d.tag)
+			if err != nil {
+				return nil, err
+			}
+			n := len(ct) - aead.Overhead()
+			fields[tagField] = base64.StdEncoding.EncodeToString(ct[n:])
+			ct = ct[:n]
+		}
+	} else {
+		iv = make([]byte, aes.BlockSize)
+		if _, err := rand.Read(iv); err != nil {
+			return nil, err
+		}
+		n := aes.BlockSize - len(plaintext)%aes.BlockSize
+		padded := append(append([]byte{}, plaintext...), bytes.Repeat([]byte{byte(n)}, n)...)
+		ct = make([]byte, len(padded))
+		cipher.NewCBCEncrypter(d.block, iv).CryptBlocks(ct, padded)
+	}
+	fields[dataField] = base64.StdEncoding.EncodeToString(ct)
+	fields[ivField] = base64.StdEncoding.EncodeToString(iv)
+	if len(fields) < 2 || (d.tag != nil && len(fields) < 3) {
+		return nil, errors.New("decrypt: data, iv and tag must read different body fields")
+	}
+	return json.Marshal(fields)
 }

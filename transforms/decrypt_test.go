@@ -133,3 +133,37 @@ func FuzzDecrypt(f *testing.F) {
 		_, _ = g.Decrypt(env(body))
 	})
 }
+
+// TestEncryptRoundTrip: Encrypt writes the lender's body that Decrypt reads
+// back, for each kind; an expression other than body.FIELD is an error.
+func TestEncryptRoundTrip(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(random(32))
+	for _, spec := range []DecryptSpec{
+		{Kind: "aes-cbc", Key: key, Data: "body.data", IV: "body.iv"},
+		{Kind: "aes-gcm", Key: key, Data: "body.payload", IV: " body.nonce "},
+		{Kind: "aes-gcm", Key: key, Data: "body.ct", IV: "body.iv", Tag: "body.tag"},
+	} {
+		d, err := CompileDecrypt(spec, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := d.Encrypt([]byte(application))
+		if err != nil {
+			t.Fatalf("%+v: %v", spec, err)
+		}
+		if strings.Contains(string(body), "Ada") {
+			t.Errorf("%s: the plaintext shows in %s", spec.Kind, body)
+		}
+		pt, err := d.Decrypt(env(string(body)))
+		if err != nil || string(pt) != application {
+			t.Errorf("%+v: round trip %q %v (body %s)", spec, pt, err, body)
+		}
+	}
+	d, err := CompileDecrypt(DecryptSpec{Kind: "aes-cbc", Key: key, Data: "body.doc.data", IV: "body.iv"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Encrypt([]byte(application)); err == nil || !strings.Contains(err.Error(), `decrypt.data: "body.doc.data" is not a body.FIELD path`) {
+		t.Errorf("nested data path: %v", err)
+	}
+}

@@ -55,8 +55,9 @@ type JWSConfig struct {
 	//
 	// It may also be a file URL with an absolute path,
 	// file:///abs/path/jwks.json (file://localhost/abs/path too; no query or
-	// fragment), for a JWK set mounted into the container or written by a
-	// recorded test case. The file is read, not watched, under the same rules
+	// fragment), or file://rel/path/jwks.json relative to the provider
+	// file's directory (ResolvePaths), for a JWK set mounted into the
+	// container or written by a recorded test case. The file is read, not watched, under the same rules
 	// as a fetch: on first use, again after Refresh and on an unknown kid at
 	// most once per MinRefresh, at most JWKSMaxBytes, the last good set kept
 	// while the file is missing or broken. It must be a regular file.
@@ -67,13 +68,13 @@ type JWSConfig struct {
 	// apikey. Empty means none. Ignored for a file:// jwks_url.
 	JWKSHeaders map[string]string `koanf:"jwks_headers"`
 	// JWKSFile is a file holding a JWK set (JSON), read when the config
-	// loads. A relative path is relative to the working directory of the
-	// process. Set exactly one of jwks_url, jwks_file or key_file.
+	// loads. A relative path is relative to the provider file's directory
+	// (ResolvePaths). Set exactly one of jwks_url, jwks_file or key_file.
 	JWKSFile string `koanf:"jwks_file"`
 	// KeyFile is a file holding one public key, as PEM (PKIX or PKCS#1 public
 	// key; a private key is reduced to its public half) or as a single JWK
 	// (JSON), read when the config loads. A relative path is relative to the
-	// working directory of the process. Set exactly one of jwks_url,
+	// provider file's directory (ResolvePaths). Set exactly one of jwks_url,
 	// jwks_file or key_file.
 	KeyFile string `koanf:"key_file"`
 	// Algorithms are the accepted values of the JWS alg header: RS256, RS384,
@@ -160,6 +161,22 @@ var (
 // `hookrelay sign PROVIDER BODY --key KEY` and recorded test cases.
 type KeySigner interface {
 	SignWithKey(req *Request, key []byte, kid string) error
+}
+
+var _ PathResolver = (*JWSConfig)(nil)
+
+// ResolvePaths makes jwks_file, key_file and a file:// jwks_url whose path
+// is relative (file://keys/jwks.json) absolute, under dir.
+func (c *JWSConfig) ResolvePaths(dir string) {
+	for _, p := range []*string{&c.JWKSFile, &c.KeyFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if rel, ok := strings.CutPrefix(c.JWKSURL, "file://"); ok && rel != "" && !strings.HasPrefix(rel, "/") &&
+		!strings.HasPrefix(rel, "localhost/") && !strings.ContainsAny(rel, "?#") {
+		c.JWKSURL = (&url.URL{Scheme: "file", Path: filepath.ToSlash(filepath.Join(dir, filepath.FromSlash(rel)))}).String()
+	}
 }
 
 // NewJWS validates c and returns the verifier. It reads jwks_file and

@@ -130,6 +130,15 @@ func (r *Registry) Kinds() []string {
 // Register adds a kind to the Default registry.
 func Register(kind string, f Factory) { Default.Register(kind, f) }
 
+// PathResolver is a verifier configuration that names files. The engine
+// calls ResolvePaths with the absolute directory of the provider file once
+// the block is decoded, before the verifier is built, so that a relative
+// path is relative to that file and never to the process's working
+// directory (a relay started by systemd runs in /).
+type PathResolver interface {
+	ResolvePaths(dir string)
+}
+
 // ConfigError is a configuration problem in one field of a verifier block.
 // Field is the dotted path inside the block ("signature.header"), which the
 // engine turns into a file and line.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+
+	"github.com/spf13/cobra"
 )
 
 // The admin API clients (SPEC 1 and 6): hookrelay events, dead and reload.
@@ -35,130 +36,240 @@ const (
 	maxAdminResponse = 64 << 20
 )
 
-var clientUsage = map[string]string{
-	"events": `usage:
-  hookrelay events list [--status S] [--provider P] [--destination D] [--type T] [--key K] [--limit N] [--cursor C] [--json]
-  hookrelay events show ID [--json]
-  hookrelay events retry ID       requeue the event's dead deliveries
-  hookrelay events skip ID        skip the event's dead or held deliveries, releasing its key
-`,
-	"dead": `usage:
-  hookrelay dead retry [--destination D] [--provider P] [--key K]   requeue every matching dead delivery
-`,
-	"reload": `usage:
-  hookrelay reload                reload the serving relay's configuration (as SIGHUP)
-`,
+const adminHelp = `
+--admin URL selects the admin API (default $` + adminURLEnv + `, else ` + defaultAdmin + `);
+$` + adminTokenEnv + `, when set, is sent as the bearer token. --json prints the
+server's JSON answer instead of a table.`
+
+// adminFlags are the flags of every admin API client.
+type adminFlags struct {
+	admin string
+	json  bool
+	cmd   *cobra.Command // where they are declared, to ask whether --admin was given
 }
 
-const clientFlagsUsage = `
-flags:
-  --admin URL   admin API (default $` + adminURLEnv + `, else ` + defaultAdmin + `);
-                $` + adminTokenEnv + `, when set, is sent as the bearer token
-  --json        print the server's JSON answer instead of a table
-`
+// declare adds --admin and --json to cmd, for it and its subcommands.
+func (f *adminFlags) declare(cmd *cobra.Command) {
+	f.cmd = cmd
+	cmd.PersistentFlags().StringVar(&f.admin, "admin", "", "admin API URL (default $"+adminURLEnv+", else "+defaultAdmin+")")
+	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the server's JSON answer")
+}
 
-// adminCommand declares the flags of an admin API client (name is events,
-// dead or reload) on fs and returns the command that runs it. Flags that do
-// not apply to the subcommand given are usage errors.
-func adminCommand(name string, fs *flag.FlagSet, stdout, stderr io.Writer) *command {
-	fs.Usage = func() { fmt.Fprint(stderr, clientUsage[name], clientFlagsUsage) }
-	admin := fs.String("admin", "", "admin API URL")
-	asJSON := fs.Bool("json", false, "print the server's JSON")
-	var f eventFilter
-	switch name {
-	case "events":
-		fs.StringVar(&f.status, "status", "", "only events with this status")
-		fs.StringVar(&f.ty, "type", "", "only events of this type")
-		fs.IntVar(&f.limit, "limit", 0, "at most this many events (0: the server's default)")
-		fs.StringVar(&f.cursor, "cursor", "", "continue from a previous page's next_cursor")
-		fallthrough
-	case "dead":
-		fs.StringVar(&f.provider, "provider", "", "only this provider's events")
-		fs.StringVar(&f.destination, "destination", "", "only deliveries to this destination")
-		fs.StringVar(&f.key, "key", "", "only events of this key")
+// cli connects to the admin API the flags and environment select.
+func (f *adminFlags) cli(stdout, stderr io.Writer) (*cli, error) {
+	base := f.admin
+	if base == "" {
+		base = os.Getenv(adminURLEnv)
 	}
-	return &command{args: -1, run: func(args []string) int {
-		usageErr := func(format string, a ...any) int {
-			fmt.Fprintf(stderr, "hookrelay %s: %s\n%s", name, fmt.Sprintf(format, a...), clientUsage[name])
-			return 2
-		}
-		sub, want, allowed := name, 0, []string{"admin", "json"}
-		switch name {
-		case "events":
-			if len(args) == 0 {
-				return usageErr("missing subcommand: list, show, retry or skip")
-			}
-			sub, args = args[0], args[1:]
-			switch sub {
-			case "list":
-				allowed = append(allowed, "status", "provider", "destination", "type", "key", "limit", "cursor")
-			case "show", "retry", "skip":
-				want = 1
-			default:
-				return usageErr("unknown subcommand %q: want list, show, retry or skip", sub)
-			}
-		case "dead":
-			if len(args) == 0 || args[0] != "retry" {
-				return usageErr("want the subcommand retry")
-			}
-			sub, args = args[0], args[1:]
-			allowed = append(allowed, "destination", "provider", "key")
-		}
-		switch {
-		case want == 1 && (len(args) != 1 || args[0] == ""):
-			return usageErr("%s: want one event ID", sub)
-		case want == 0 && len(args) > 0:
-			return usageErr("%s: unexpected argument %q", sub, args[0])
-		}
-		var stray []string
-		fs.Visit(func(fl *flag.Flag) {
-			if !slices.Contains(allowed, fl.Name) {
-				stray = append(stray, "--"+fl.Name)
-			}
-		})
-		if len(stray) > 0 {
-			return usageErr("%s does not take %s", sub, strings.Join(stray, ", "))
-		}
-		if explicit(fs, "limit") && f.limit < 1 {
-			return usageErr("--limit: must be a positive number")
-		}
-		base := *admin
-		if base == "" {
-			base = os.Getenv(adminURLEnv)
-		}
-		if base == "" {
-			base = defaultAdmin
-		}
-		c, err := newAdminClient(base, os.Getenv(adminTokenEnv))
+	if base == "" {
+		base = defaultAdmin
+	}
+	c, err := newAdminClient(base, os.Getenv(adminTokenEnv))
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	return &cli{client: c, json: f.json, stdout: stdout, stderr: stderr}, nil
+}
+
+// adminRun adapts a client method to a cobra RunE.
+func (f *adminFlags) run(stdout, stderr io.Writer, do func(c *cli, args []string) int) func(*cobra.Command, []string) error {
+	return func(_ *cobra.Command, args []string) error {
+		c, err := f.cli(stdout, stderr)
 		if err != nil {
-			return usageErr("%v", err)
+			return err
 		}
-		cl := &cli{client: c, json: *asJSON, stdout: stdout, stderr: stderr}
-		switch name + " " + sub {
-		case "events list":
+		return status(do(c, args))
+	}
+}
+
+// group is a command that only holds subcommands: run alone or with an
+// unknown subcommand, it is a usage error naming them.
+func group(use, short string, af *adminFlags, subs ...*cobra.Command) *cobra.Command {
+	g := &cobra.Command{Use: use, Short: short, GroupID: "admin", Long: short + "\n" + adminHelp, Args: cobra.ArbitraryArgs}
+	af.declare(g)
+	var names []string
+	for _, s := range subs {
+		names = append(names, s.Name())
+		g.AddCommand(s)
+	}
+	want := names[0]
+	if len(names) > 1 {
+		want = strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	}
+	g.RunE = func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(names) == 1 && len(args) == 0:
+			return usagef("%s: want the subcommand %s", use, want)
+		case len(args) == 0:
+			return usagef("%s: missing subcommand: %s", use, want)
+		}
+		return usagef("%s: unknown subcommand %q: want %s", use, args[0], want)
+	}
+	return g
+}
+
+// adminCommands are the admin API clients (SPEC 1 and 6).
+func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
+	var ev, dead, reload, st, dests, provs, quar, rej adminFlags
+
+	var f eventFilter
+	list := &cobra.Command{
+		Use: "list", Short: "List spooled events, newest first", Args: noArgs,
+		Example: "  hookrelay events list --status dead\n  hookrelay events list --provider kompar --key app-42 --limit 10\n" +
+			"  hookrelay events list --status quarantined --json",
+	}
+	list.Flags().StringVar(&f.status, "status", "", "only events with this status: pending, delivered, dead, held, skipped, quarantined")
+	list.Flags().StringVar(&f.provider, "provider", "", "only this provider's events")
+	list.Flags().StringVar(&f.destination, "destination", "", "only events with a delivery to this destination")
+	list.Flags().StringVar(&f.ty, "type", "", "only events of this type")
+	list.Flags().StringVar(&f.key, "key", "", "only events of this key")
+	list.Flags().IntVar(&f.limit, "limit", 0, "at most this many events (default: the server's, 50)")
+	list.Flags().StringVar(&f.cursor, "cursor", "", "continue from a previous page's next_cursor")
+	list.RunE = func(cmd *cobra.Command, args []string) error {
+		if cmd.Flags().Changed("limit") && f.limit < 1 {
+			return usagef("events list: --limit: must be a positive number")
+		}
+		return ev.run(stdout, stderr, func(c *cli, _ []string) int {
 			var again []string // the flags that select this list, for the next page's hint
-			if explicit(fs, "admin") {
-				again = append(again, "--admin", *admin)
+			if ev.cmd.PersistentFlags().Changed("admin") {
+				again = append(again, "--admin", ev.admin)
 			}
-			return cl.eventsList(f, again)
-		case "events show":
-			return cl.eventsShow(args[0])
-		case "events retry":
-			return cl.count(http.MethodPost, "/admin/events/"+url.PathEscape(args[0])+"/retry", nil, "requeued")
-		case "events skip":
-			return cl.count(http.MethodPost, "/admin/events/"+url.PathEscape(args[0])+"/skip", nil, "skipped")
-		case "dead retry":
+			return c.eventsList(f, again)
+		})(cmd, args)
+	}
+	show := &cobra.Command{
+		Use: "show ID", Short: "Show an event (or a quarantined request), its deliveries and their attempts",
+		Long: "Show an event, its deliveries with their attempts and, for a pending delivery, the time\n" +
+			"of its next attempt. An ID of the quarantine (events list --status quarantined) shows\n" +
+			"the quarantined request.",
+		Example: "  hookrelay events show 01JD6X1S0Y8Z0F6C1A6R5K0ZQH", Args: exactArgs(1, "one event ID"),
+		RunE: ev.run(stdout, stderr, func(c *cli, a []string) int { return c.eventsShow(a[0]) }),
+	}
+	retry := &cobra.Command{
+		Use: "retry ID", Short: "Requeue the event's dead deliveries", Args: exactArgs(1, "one event ID"),
+		Example: "  hookrelay events retry 01JD6X1S0Y8Z0F6C1A6R5K0ZQH",
+		RunE: ev.run(stdout, stderr, func(c *cli, a []string) int {
+			return c.count(http.MethodPost, "/admin/events/"+url.PathEscape(a[0])+"/retry", nil, "requeued")
+		}),
+	}
+	skip := &cobra.Command{
+		Use: "skip ID", Short: "Skip the event's dead or held deliveries, releasing its key", Args: exactArgs(1, "one event ID"),
+		Example: "  hookrelay events skip 01JD6X1S0Y8Z0F6C1A6R5K0ZQH",
+		RunE: ev.run(stdout, stderr, func(c *cli, a []string) int {
+			return c.count(http.MethodPost, "/admin/events/"+url.PathEscape(a[0])+"/skip", nil, "skipped")
+		}),
+	}
+	events := group("events", "List, show, retry and skip spooled events", &ev, list, show, retry, skip)
+
+	var df eventFilter
+	deadRetry := &cobra.Command{
+		Use: "retry", Short: "Requeue every matching dead delivery", Args: noArgs,
+		Example: "  hookrelay dead retry\n  hookrelay dead retry --destination broker --provider kompar",
+		RunE: dead.run(stdout, stderr, func(c *cli, _ []string) int {
 			body := map[string]string{}
-			for k, v := range map[string]string{"destination": f.destination, "provider": f.provider, "key": f.key} {
+			for k, v := range map[string]string{"destination": df.destination, "provider": df.provider, "key": df.key} {
 				if v != "" {
 					body[k] = v
 				}
 			}
-			return cl.count(http.MethodPost, "/admin/dead/retry", body, "requeued")
-		default: // reload
-			return cl.reload()
+			return c.count(http.MethodPost, "/admin/dead/retry", body, "requeued")
+		}),
+	}
+	deadRetry.Flags().StringVar(&df.destination, "destination", "", "only deliveries to this destination")
+	deadRetry.Flags().StringVar(&df.provider, "provider", "", "only this provider's events")
+	deadRetry.Flags().StringVar(&df.key, "key", "", "only events of this key")
+	deadCmd := group("dead", "Requeue dead deliveries", &dead, deadRetry)
+
+	reloadCmd := &cobra.Command{
+		Use: "reload", Short: "Reload the serving relay's configuration (as SIGHUP)", GroupID: "admin", Args: noArgs,
+		Long:    "Reload the serving relay's configuration (as SIGHUP); a refused one is listed with file:line.\n" + adminHelp,
+		Example: "  hookrelay reload",
+		RunE:    reload.run(stdout, stderr, func(c *cli, _ []string) int { return c.reload() }),
+	}
+	reload.declare(reloadCmd)
+
+	statusCmd := &cobra.Command{
+		Use: "status", Short: "One screen: providers, destinations, the last errors", GroupID: "admin", Args: noArgs,
+		Long: "One screen of the running relay: each provider enabled or disabled (and why), each\n" +
+			"destination's pending, dead and held deliveries, its oldest pending age and whether it\n" +
+			"is paused, and the last errors (the newest dead deliveries and rejections).\n" + adminHelp,
+		Example: "  hookrelay status\n  watch hookrelay status",
+		RunE:    st.run(stdout, stderr, func(c *cli, _ []string) int { return c.status() }),
+	}
+	st.declare(statusCmd)
+
+	destList := &cobra.Command{
+		Use: "list", Short: "List destinations with their queues", Args: noArgs, Example: "  hookrelay destinations list",
+		RunE: dests.run(stdout, stderr, func(c *cli, _ []string) int { return c.destinationsList() }),
+	}
+	pause := &cobra.Command{
+		Use: "pause NAME", Short: "Stop delivering to a destination (kept across restarts)", Args: exactArgs(1, "one destination NAME"),
+		Example: "  hookrelay destinations pause broker",
+		RunE:    dests.run(stdout, stderr, func(c *cli, a []string) int { return c.pause(a[0], true) }),
+	}
+	resume := &cobra.Command{
+		Use: "resume NAME", Short: "Deliver to a paused destination again", Args: exactArgs(1, "one destination NAME"),
+		Example: "  hookrelay destinations resume broker",
+		RunE:    dests.run(stdout, stderr, func(c *cli, a []string) int { return c.pause(a[0], false) }),
+	}
+	destinations := group("destinations", "List, pause and resume destinations", &dests, destList, pause, resume)
+
+	provList := &cobra.Command{
+		Use: "list", Short: "List providers: paths, enabled or disabled and why, registration", Args: noArgs,
+		Example: "  hookrelay providers list",
+		RunE:    provs.run(stdout, stderr, func(c *cli, _ []string) int { return c.providersList() }),
+	}
+	poll := &cobra.Command{
+		Use: "poll NAME KEY", Short: "Make a key known to a provider's poller", Args: exactArgs(2, "provider NAME and KEY"),
+		Example: "  hookrelay providers poll lendo app-42",
+		RunE: provs.run(stdout, stderr, func(c *cli, a []string) int {
+			return c.do(http.MethodPost, "/admin/providers/"+url.PathEscape(a[0])+"/poll", nil, map[string]string{"key": a[1]},
+				func([]byte) string { return fmt.Sprintf("polling %s for key %s\n", clean(a[0]), clean(a[1])) })
+		}),
+	}
+	providers := group("providers", "List providers and add poll keys", &provs, provList, poll)
+
+	var qf eventFilter
+	quarList := &cobra.Command{
+		Use: "list", Short: "List quarantined requests, newest first", Args: noArgs,
+		Example: "  hookrelay quarantine list --provider kompar",
+	}
+	quarList.Flags().StringVar(&qf.provider, "provider", "", "only this provider's requests")
+	quarList.Flags().IntVar(&qf.limit, "limit", 0, "at most this many (default: the server's, 50)")
+	quarList.Flags().StringVar(&qf.cursor, "cursor", "", "continue from a previous page's next_cursor")
+	quarList.RunE = func(cmd *cobra.Command, args []string) error {
+		if cmd.Flags().Changed("limit") && qf.limit < 1 {
+			return usagef("quarantine list: --limit: must be a positive number")
 		}
-	}}
+		return quar.run(stdout, stderr, func(c *cli, _ []string) int { return c.quarantineList(qf) })(cmd, args)
+	}
+	var rf eventFilter
+	reprocess := &cobra.Command{
+		Use: "reprocess [ID...]", Short: "Run quarantined requests through the current configuration", Args: cobra.ArbitraryArgs,
+		Long: "Run quarantined requests (the given IDs, or all of --provider, or all) through the current\n" +
+			"configuration: those that now map are spooled and leave the quarantine. Exit 1 if any failed.",
+		Example: "  hookrelay quarantine reprocess 01JD6X1S0Y8Z0F6C1A6R5K0ZQH\n  hookrelay quarantine reprocess --provider kompar",
+		RunE:    quar.run(stdout, stderr, func(c *cli, a []string) int { return c.reprocess(rf.provider, a) }),
+	}
+	reprocess.Flags().StringVar(&rf.provider, "provider", "", "only this provider's requests")
+	quarantine := group("quarantine", "List and reprocess quarantined requests", &quar, quarList, reprocess)
+
+	var jf eventFilter
+	rejList := &cobra.Command{
+		Use: "list", Short: "List the last rejected requests, newest first", Args: noArgs,
+		Example: "  hookrelay rejections list --provider kompar --limit 20",
+	}
+	rejList.Flags().StringVar(&jf.provider, "provider", "", "only this provider's rejections")
+	rejList.Flags().IntVar(&jf.limit, "limit", 0, "at most this many (default: the server's, 100)")
+	rejList.RunE = func(cmd *cobra.Command, args []string) error {
+		if cmd.Flags().Changed("limit") && jf.limit < 1 {
+			return usagef("rejections list: --limit: must be a positive number")
+		}
+		return rej.run(stdout, stderr, func(c *cli, _ []string) int { return c.rejectionsList(jf) })(cmd, args)
+	}
+	rejections := group("rejections", "List rejected requests", &rej, rejList)
+
+	return []*cobra.Command{statusCmd, events, deadCmd, destinations, providers, quarantine, rejections, reloadCmd}
 }
 
 // eventFilter is the selection of events list and dead retry; zero values
@@ -364,6 +475,9 @@ var showFields = []string{"id", "status", "provider", "source", "type", "key", "
 func (c *cli) eventsShow(id string) int {
 	data, err := c.client.do(http.MethodGet, "/admin/events/"+url.PathEscape(id), nil, nil)
 	if err != nil {
+		if code, ok := c.quarantinedFallback(id, err); ok {
+			return code
+		}
 		return c.fail(err)
 	}
 	if c.json {
@@ -375,6 +489,7 @@ func (c *cli) eventsShow(id string) int {
 			Destination string   `json:"destination"`
 			Status      string   `json:"status"`
 			Attempts    []object `json:"attempts"`
+			NextAt      string   `json:"next_attempt_at"`
 		} `json:"deliveries"`
 	}
 	if err := c.decode(data, &detail); err != nil {
@@ -399,7 +514,19 @@ func (c *cli) eventsShow(id string) int {
 		fmt.Fprintln(c.stdout, "\nno deliveries")
 	}
 	for _, d := range detail.Deliveries {
-		fmt.Fprintf(c.stdout, "\ndelivery %s: %s, %s\n", clean(d.Destination), clean(d.Status), plural(len(d.Attempts), "attempt"))
+		next := ""
+		if d.Status == "pending" {
+			// The spool keeps the next attempt's time once one failed;
+			// before that the delivery is due as soon as its key's turn comes.
+			next = ", next attempt now"
+			if t, err := time.Parse(time.RFC3339Nano, d.NextAt); err == nil && t.Year() > 1 {
+				next = ", next attempt at " + t.UTC().Format("2006-01-02T15:04:05.000Z")
+				if wait := time.Until(t); wait > 0 {
+					next += " (in " + wait.Round(time.Second).String() + ")"
+				}
+			}
+		}
+		fmt.Fprintf(c.stdout, "\ndelivery %s: %s, %s%s\n", clean(d.Destination), clean(d.Status), plural(len(d.Attempts), "attempt"), next)
 		if len(d.Attempts) == 0 {
 			continue
 		}

@@ -11,7 +11,7 @@ import (
 // compact rewrites the stopped relay's spool file without its free pages
 // (spool.Compact) and prints its size before and after. It fails, exit 1,
 // while the relay runs: the relay holds the spool's lock.
-func compact(path string, explicit bool, stdout, stderr io.Writer) int {
+func compact(path string, explicit, asJSON bool, stdout, stderr io.Writer) int {
 	cfg, ok := load(path, explicit, stderr)
 	if !ok {
 		return 1
@@ -24,6 +24,9 @@ func compact(path string, explicit bool, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "hookrelay compact: %v\n", err)
 		return 1
+	}
+	if asJSON {
+		return printValue(stdout, map[string]any{"spool": cfg.Spool.Path, "bytes_before": before, "bytes_after": after})
 	}
 	fmt.Fprintf(stdout, "compacted %s: %s -> %s (%d -> %d bytes)\n", cfg.Spool.Path, human(before), human(after), before, after)
 	return 0

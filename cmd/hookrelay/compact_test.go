@@ -19,6 +19,7 @@ func TestCompactCommand(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "relay.yaml")
 	must(t, os.WriteFile(cfg, []byte("spool:\n  path: ./spool/hookrelay.db\n"), 0o644))
+	must(t, os.Mkdir(filepath.Join(dir, "providers.d"), 0o755)) // SPEC 2: it must exist
 	path := filepath.Join(dir, "spool", "hookrelay.db")
 	sp, err := spool.Open(path, spool.Options{})
 	must(t, err)

@@ -3,135 +3,329 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hookrelay/hookrelay/engine"
 	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
-const usage = `usage: hookrelay <command> [arguments] [flags]
+const rootLong = `hookrelay receives lenders' webhooks, verifies and maps them, spools them and
+delivers them to the broker's destinations in order per key.
 
-commands:
-  serve [--config relay.yaml]                 run the relay
-  check [--config relay.yaml]                 load and validate the configuration
-  try PROVIDER REQUEST_FILE [--no-verify]     dry run of a saved request: the event and its destinations
-  test [PROVIDER...]                          run the providers' recorded cases (providers.d/NAME.tests/)
-  sign PROVIDER BODY_FILE [--key KEY]         print a request signed as PROVIDER's verify expects
-  register PROVIDER                           register this relay's callback URL with the lender (its register: block)
-  unregister PROVIDER                         remove that registration
-  events list [--status S] [--provider P] [--destination D] [--type T] [--key K] [--limit N] [--cursor C]
-                                              list spooled events, newest first
-  events show|retry|skip ID                   show an event and its attempts; requeue or skip its dead deliveries
-  dead retry [--destination D] [--provider P] [--key K]
-                                              requeue every matching dead delivery
-  reload                                      reload the serving relay's configuration
-  compact [--config relay.yaml]               shrink the spool file of a stopped relay
-  version                                     print version and build info
+serve, check, compact, try, test, sign, send, register and unregister read
+--config (default relay.yaml; built-in defaults when it is absent and not named).
+The admin API clients (status, events, dead, destinations, providers,
+quarantine, rejections, reload) take --admin URL (default $HOOKRELAY_ADMIN_URL,
+else http://127.0.0.1:9090) and send $HOOKRELAY_ADMIN_TOKEN as the bearer token.
+Every command that prints takes --json.
 
-serve, check, compact, try, test, sign, register and unregister take --config relay.yaml; events, dead and reload take
---admin URL (default $HOOKRELAY_ADMIN_URL, else http://127.0.0.1:9090) and --json, and send
-$HOOKRELAY_ADMIN_TOKEN as the bearer token
-`
+Exit status: 0 success, 1 an error (a refused configuration, an API error, a
+failed case), 2 a usage error.`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// exitCode ends a command with a status whose message was already printed.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+// status turns a command's exit status into its error.
+func status(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitCode(code)
+}
+
+// usageError is a wrong command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// run runs one command line; tests call it in-process, so every run builds
+// its own command tree.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "relay.yaml", "path of relay.yaml")
-	var c *command
-	switch cmd {
-	case "serve":
-		c = &command{run: func(_ []string) int { return serve(*config, explicit(fs, "config"), stderr) }}
-	case "check":
-		c = &command{run: func(_ []string) int { return check(*config, explicit(fs, "config"), stdout, stderr) }}
-	case "compact":
-		c = &command{run: func(_ []string) int { return compact(*config, explicit(fs, "config"), stdout, stderr) }}
-	case "try":
-		noVerify := fs.Bool("no-verify", false, "skip verification")
-		c = &command{args: 2, run: func(a []string) int {
-			return try(*config, explicit(fs, "config"), a[0], a[1], !*noVerify, stdout, stderr)
-		}}
-	case "test":
-		c = &command{args: -1, run: func(a []string) int { return test(*config, explicit(fs, "config"), a, stdout, stderr) }}
-	case "sign":
-		key := fs.String("key", "", "private key (PEM or JWK) for a jws verifier")
-		path := fs.String("path", "", "request path (default: the provider's first path)")
-		method := fs.String("method", "POST", "request method")
-		c = &command{args: 2, run: func(a []string) int {
-			return sign(*config, explicit(fs, "config"), a[0], a[1], *key, *method, *path, stdout, stderr)
-		}}
-	case "register", "unregister":
-		c = &command{args: 1, run: func(a []string) int {
-			return register(*config, explicit(fs, "config"), a[0], cmd == "unregister", stdout, stderr)
-		}}
-	case "events", "dead", "reload":
-		c = adminCommand(cmd, fs, stdout, stderr)
-	case "version":
-		info, _ := debug.ReadBuildInfo()
-		fmt.Fprintf(stdout, "hookrelay %s (%s)\n", info.Main.Version, info.GoVersion)
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	var code exitCode
+	var ue *usageError
+	switch {
+	case err == nil:
 		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "hookrelay: unknown command %q\n%s", cmd, usage)
-		return 2
+	case errors.As(err, &code):
+		return int(code)
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "hookrelay: %s\n", ue.msg)
+	default: // cobra's own: an unknown command, a bad flag
+		fmt.Fprintf(stderr, "hookrelay: %s\n", err)
 	}
-	positional, err := parse(fs, args)
-	if err != nil {
-		return 2
-	}
-	if c.args >= 0 && len(positional) != c.args {
-		fmt.Fprintf(stderr, "hookrelay %s: want %d arguments, got %d\n%s", cmd, c.args, len(positional), usage)
-		return 2
-	}
-	return c.run(positional)
+	fmt.Fprintln(stderr, "Run 'hookrelay --help' or 'hookrelay COMMAND --help' for usage.")
+	return 2
 }
 
-// command is a subcommand: how many positional arguments it takes (-1: any).
-type command struct {
-	args int
-	run  func(args []string) int
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "hookrelay",
+		Short:         "A configuration-driven webhook relay",
+		Long:          rootLong,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// A bare `hookrelay` is a usage error: the help goes to stderr.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q", args[0])
+			}
+			cmd.SetOut(stderr)
+			_ = cmd.Help()
+			return exitCode(2)
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(flagError)
+	root.AddGroup(&cobra.Group{ID: "run", Title: "Run and configure:"}, &cobra.Group{ID: "author", Title: "Write and test providers:"},
+		&cobra.Group{ID: "admin", Title: "Operate a running relay (admin API):"})
+	root.SetHelpCommandGroupID("run")
+	root.SetCompletionCommandGroupID("run")
+	root.AddCommand(configCommands(stdout, stderr)...)
+	root.AddCommand(adminCommands(stdout, stderr)...)
+	version := &cobra.Command{Use: "version", Short: "Print version and build info", GroupID: "run", Args: noArgs}
+	versionJSON := version.Flags().Bool("json", false, "print them as JSON")
+	version.RunE = func(*cobra.Command, []string) error { return status(printVersion(stdout, *versionJSON)) }
+	root.AddCommand(version)
+	return root
 }
 
-// parse parses flags placed anywhere among the arguments, as SPEC 1 writes
-// them (`hookrelay try PROVIDER FILE --config x`), and returns the others.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// globalFlags are flags some command takes; given to one that does not, they
+// are "X does not take --flag" rather than unknown.
+var globalFlags = []string{"config", "admin", "json"}
+
+// flagError words a flag parsing error as the old flag package did, and says
+// "does not take" for a flag a sibling command knows.
+func flagError(cmd *cobra.Command, err error) error {
+	var ne *pflag.NotExistError
+	var ie *pflag.InvalidValueError
+	switch {
+	case errors.As(err, &ne):
+		flag := ne.GetSpecifiedName()
+		if slices.Contains(globalFlags, flag) || familyHasFlag(cmd, flag) {
+			return usagef("%s does not take --%s", name(cmd), flag)
 		}
-		if fs.NArg() == 0 {
-			return positional, nil
+		return usagef("%s: flag provided but not defined: --%s", name(cmd), strings.TrimLeft(flag, "-"))
+	case errors.As(err, &ie):
+		return usagef("%s: invalid value %q for --%s: %v", name(cmd), ie.GetValue(), ie.GetFlag().Name, errors.Unwrap(ie))
+	}
+	return usagef("%s: %v", name(cmd), err)
+}
+
+// name is the command's path without "hookrelay ".
+func name(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
+// familyHasFlag reports whether a command under cmd's top-level command
+// (events for `events show`) defines the flag.
+func familyHasFlag(cmd *cobra.Command, name string) bool {
+	top := cmd
+	for top.HasParent() && top.Parent().HasParent() {
+		top = top.Parent()
+	}
+	var walk func(c *cobra.Command) bool
+	walk = func(c *cobra.Command) bool {
+		if c.Flags().Lookup(name) != nil || c.PersistentFlags().Lookup(name) != nil {
+			return true
 		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+		return slices.ContainsFunc(c.Commands(), walk)
+	}
+	return walk(top)
+}
+
+// exactArgs wants n positional arguments, named in the usage error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n || slices.Contains(args, "") {
+			return usagef("%s: want %s, got %d arguments", name(cmd), what, len(args))
+		}
+		return nil
 	}
 }
 
-// explicit reports whether the flag was given, so that a --config naming a
-// missing file is an error rather than a silent fall back to defaults.
-func explicit(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
+// noArgs refuses positional arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s: unexpected argument %q", name(cmd), args[0])
+	}
+	return nil
+}
+
+// configFlag declares --config on cmd and returns its value and whether it
+// was given, so that a --config naming a missing file is an error rather
+// than a silent fall back to defaults.
+func configFlag(cmd *cobra.Command) func() (string, bool) {
+	path := cmd.Flags().String("config", "relay.yaml", "path of relay.yaml")
+	return func() (string, bool) { return *path, cmd.Flags().Changed("config") }
+}
+
+// configCommands are the commands that read relay.yaml.
+func configCommands(stdout, stderr io.Writer) []*cobra.Command {
+	serveCmd := &cobra.Command{
+		Use: "serve", Short: "Run the relay", GroupID: "run", Args: noArgs,
+		Long: "Run the relay: the ingest listener, the admin API and delivery, until SIGTERM or SIGINT\n" +
+			"(which drain for shutdown_timeout). SIGHUP reloads the configuration.",
+		Example: "  hookrelay serve\n  hookrelay serve --config /etc/hookrelay/relay.yaml",
+	}
+	serveConfig := configFlag(serveCmd)
+	serveCmd.RunE = func(*cobra.Command, []string) error {
+		path, explicit := serveConfig()
+		return status(serve(path, explicit, stderr))
+	}
+
+	checkCmd := &cobra.Command{
+		Use: "check", Short: "Load and validate the configuration", GroupID: "run", Args: noArgs,
+		Long: "Load relay.yaml and providers.d as serve would and list the providers (enabled or\n" +
+			"disabled, and why) and destinations; exit 1 with file:line errors when it is refused.",
+		Example: "  hookrelay check\n  hookrelay check --config deploy/relay.yaml --json",
+	}
+	checkConfig := configFlag(checkCmd)
+	checkJSON := checkCmd.Flags().Bool("json", false, "print the result as JSON")
+	checkCmd.RunE = func(*cobra.Command, []string) error {
+		path, explicit := checkConfig()
+		return status(check(path, explicit, *checkJSON, stdout, stderr))
+	}
+
+	compactCmd := &cobra.Command{
+		Use: "compact", Short: "Shrink the spool file of a stopped relay", GroupID: "run", Args: noArgs,
+		Example: "  hookrelay compact --config relay.yaml",
+	}
+	compactConfig := configFlag(compactCmd)
+	compactJSON := compactCmd.Flags().Bool("json", false, "print the sizes as JSON")
+	compactCmd.RunE = func(*cobra.Command, []string) error {
+		path, explicit := compactConfig()
+		return status(compact(path, explicit, *compactJSON, stdout, stderr))
+	}
+
+	tryCmd := &cobra.Command{
+		Use: "try PROVIDER REQUEST_FILE", Short: "Dry run of a saved request: the event and its destinations", GroupID: "author",
+		Long: "Run a saved request (raw HTTP as sign prints it, or JSON {method, path, headers, body})\n" +
+			"through PROVIDER's verification and mapping and print the outcome as JSON. Nothing is spooled.",
+		Example: "  hookrelay sign acme body.json > req.http && hookrelay try acme req.http\n" +
+			"  hookrelay try acme req.json --no-verify",
+		Args: exactArgs(2, "PROVIDER and REQUEST_FILE"),
+	}
+	tryConfig := configFlag(tryCmd)
+	noVerify := tryCmd.Flags().Bool("no-verify", false, "skip verification")
+	tryCmd.RunE = func(_ *cobra.Command, a []string) error {
+		path, explicit := tryConfig()
+		return status(try(path, explicit, a[0], a[1], !*noVerify, stdout, stderr))
+	}
+
+	testCmd := &cobra.Command{
+		Use: "test [PROVIDER...]", Short: "Run the providers' recorded cases (providers.d/NAME.tests/)", GroupID: "author",
+		Long: "Run every recorded case of the named providers (all when none is named): a request in,\n" +
+			"the expected status, outcome, event and destinations out. Exit 1 when a case fails.",
+		Example: "  hookrelay test\n  hookrelay test acme --json\n  hookrelay test --junit report.xml",
+		Args:    cobra.ArbitraryArgs,
+	}
+	testConfig := configFlag(testCmd)
+	testJSON := testCmd.Flags().Bool("json", false, "print the results as JSON")
+	testJUnit := testCmd.Flags().String("junit", "", "also write the results as JUnit XML to this file (for CI)")
+	testCmd.RunE = func(_ *cobra.Command, a []string) error {
+		path, explicit := testConfig()
+		return status(test(path, explicit, a, *testJSON, *testJUnit, stdout, stderr))
+	}
+
+	signCmd := &cobra.Command{
+		Use: "sign PROVIDER BODY_FILE", Short: "Print a request signed as PROVIDER's verify expects", GroupID: "author",
+		Long: "Print, as raw HTTP/1.1 (or with --curl as a curl command), a request with BODY_FILE as\n" +
+			"its body, signed with PROVIDER's configured secrets; try reads it back.",
+		Example: "  hookrelay sign acme body.json > req.http\n  hookrelay sign acme body.json --curl | sh\n" +
+			"  hookrelay sign jwsprov body.json --key private.pem --path /in/jwsprov/tenant-1",
+		Args: exactArgs(2, "PROVIDER and BODY_FILE"),
+	}
+	signConfig := configFlag(signCmd)
+	so := signOptions{}
+	signCmd.Flags().StringVar(&so.keyFile, "key", "", "private key file (PEM or JWK) for a jws verifier")
+	signCmd.Flags().StringVar(&so.path, "path", "", "request path (default: the provider's first path)")
+	signCmd.Flags().StringVar(&so.method, "method", "POST", "request method")
+	signCmd.Flags().BoolVar(&so.curl, "curl", false, "print a curl command instead of the raw request")
+	signCmd.RunE = func(_ *cobra.Command, a []string) error {
+		path, explicit := signConfig()
+		return status(sign(path, explicit, a[0], a[1], so, stdout, stderr))
+	}
+
+	sendCmd := sendCommand(stdout, stderr)
+	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, tryCmd, testCmd, signCmd, sendCmd}
+	for _, c := range []*cobra.Command{tryCmd, signCmd, sendCmd} {
+		c.ValidArgsFunction = completeProvider(c, 1)
+	}
+	testCmd.ValidArgsFunction = completeProvider(testCmd, -1)
+	for _, verb := range []string{"register", "unregister"} {
+		c := &cobra.Command{
+			Use: verb + " PROVIDER", GroupID: "run", Args: exactArgs(1, "one PROVIDER"),
+			Example: "  hookrelay " + verb + " kompar",
+		}
+		if verb == "register" {
+			c.Short = "Register this relay's callback URL with the lender (its register: block)"
+		} else {
+			c.Short = "Remove that registration"
+		}
+		cfg := configFlag(c)
+		c.ValidArgsFunction = completeProvider(c, 0)
+		asJSON := c.Flags().Bool("json", false, "print the result as JSON")
+		c.RunE = func(_ *cobra.Command, a []string) error {
+			path, explicit := cfg()
+			return status(register(path, explicit, a[0], verb == "unregister", *asJSON, stdout, stderr))
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds
+}
+
+// completeProvider completes a provider name as the first argument (and
+// after it a file, when more follow: n > 0), or as every argument (n < 0),
+// from the configuration --config names.
+func completeProvider(cmd *cobra.Command, n int) cobra.CompletionFunc {
+	return func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 && n >= 0 {
+			if len(args) <= n {
+				return nil, cobra.ShellCompDirectiveDefault // a file
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		path := "relay.yaml"
+		if f := cmd.Flags().Lookup("config"); f != nil {
+			path = f.Value.String()
+		}
+		cfg, err := engine.Load(path, cmd.Flags().Changed("config"))
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var names []cobra.Completion
+		for _, p := range cfg.Providers {
+			if !slices.Contains(args, p.Name) {
+				names = append(names, p.Name)
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 func load(path string, explicit bool, stderr io.Writer) (*engine.Config, bool) {
@@ -143,7 +337,31 @@ func load(path string, explicit bool, stderr io.Writer) (*engine.Config, bool) {
 	return cfg, true
 }
 
-func check(path string, explicitPath bool, stdout, stderr io.Writer) int {
+// checkResult is check's --json output.
+type checkResult struct {
+	Config       string             `json:"config"`
+	Listen       string             `json:"listen"`
+	Admin        string             `json:"admin"`
+	Spool        string             `json:"spool"`
+	Providers    []checkProvider    `json:"providers"`
+	Destinations []checkDestination `json:"destinations"`
+	Warnings     []string           `json:"warnings"`
+}
+
+type checkProvider struct {
+	Name                string   `json:"name"`
+	Paths               []string `json:"paths"`
+	Disabled            string   `json:"disabled,omitempty"`
+	RegisterUnavailable string   `json:"register_unavailable,omitempty"`
+	PollingUnavailable  string   `json:"polling_unavailable,omitempty"`
+}
+
+type checkDestination struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int {
 	cfg, ok := load(path, explicitPath, stderr)
 	if !ok {
 		return 1
@@ -152,24 +370,37 @@ func check(path string, explicitPath bool, stdout, stderr io.Writer) int {
 	if src == "" {
 		src = "built-in defaults"
 	}
-	fmt.Fprintf(stdout, "config %s: ingest %s, admin %s, spool %s\n", src, cfg.Listen, cfg.Admin.Listen, cfg.Spool.Path)
+	res := checkResult{Config: src, Listen: cfg.Listen, Admin: cfg.Admin.Listen, Spool: cfg.Spool.Path,
+		Providers: []checkProvider{}, Destinations: []checkDestination{}, Warnings: append([]string{}, cfg.Weak...)}
 	for _, p := range cfg.Providers {
+		cp := checkProvider{Name: p.Name, Paths: p.Paths, Disabled: p.Disabled}
+		if p.Disabled == "" {
+			cp.RegisterUnavailable, cp.PollingUnavailable = p.RegistrationOff(), p.PollingOff()
+		}
+		res.Providers = append(res.Providers, cp)
+	}
+	for _, name := range sortedKeys(cfg.Dests) {
+		res.Destinations = append(res.Destinations, checkDestination{name, redact.URL(cfg.Dests[name].Config.URL)})
+	}
+	if asJSON {
+		return printValue(stdout, res)
+	}
+	fmt.Fprintf(stdout, "config %s: ingest %s, admin %s, spool %s\n", src, cfg.Listen, cfg.Admin.Listen, cfg.Spool.Path)
+	for _, p := range res.Providers {
 		state := "ok"
 		if p.Disabled != "" {
 			state = "DISABLED: " + p.Disabled
 		}
 		fmt.Fprintf(stdout, "provider %-20s %v  %s\n", p.Name, p.Paths, state)
-		if p.Disabled == "" {
-			if off := p.RegistrationOff(); off != "" {
-				fmt.Fprintf(stdout, "  (register unavailable: %s)\n", off)
-			}
-			if off := p.PollingOff(); off != "" {
-				fmt.Fprintf(stdout, "  (polling unavailable: %s)\n", off)
-			}
+		if p.RegisterUnavailable != "" {
+			fmt.Fprintf(stdout, "  (register unavailable: %s)\n", p.RegisterUnavailable)
+		}
+		if p.PollingUnavailable != "" {
+			fmt.Fprintf(stdout, "  (polling unavailable: %s)\n", p.PollingUnavailable)
 		}
 	}
-	for _, name := range sortedKeys(cfg.Dests) {
-		fmt.Fprintf(stdout, "destination %-17s %s\n", name, redact.URL(cfg.Dests[name].Config.URL))
+	for _, d := range res.Destinations {
+		fmt.Fprintf(stdout, "destination %-17s %s\n", d.Name, d.URL)
 	}
 	// A weak value (a short HMAC key) does not fail check, as it does not
 	// stop serve, but is said where errors are. Disabled providers are in
@@ -180,13 +411,26 @@ func check(path string, explicitPath bool, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// printValue prints v as indented JSON.
+func printValue(stdout io.Writer, v any) int {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		fmt.Fprintln(stdout, err)
+		return 1
+	}
+	stdout.Write(append(b, '\n'))
+	return 0
+}
+
 func serve(path string, explicit bool, stderr io.Writer) int {
 	cfg, ok := load(path, explicit, stderr)
 	if !ok {
 		return 1
 	}
 	log := newLogger(cfg, stderr)
-	for _, w := range cfg.Warnings {
+	// Weak values only: serve's own line per provider says which are
+	// disabled and why, once.
+	for _, w := range cfg.Weak {
 		log.Warn(w)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -11,7 +11,7 @@ import (
 // register registers this relay's callback URL with a lender, or removes it
 // (SPEC 1, 9). The engine's error names the request and the lender's answer
 // with every secret of the register block masked.
-func register(config string, explicit bool, provider string, unregister bool, stdout, stderr io.Writer) int {
+func register(config string, explicit bool, provider string, unregister, asJSON bool, stdout, stderr io.Writer) int {
 	verb := "register"
 	if unregister {
 		verb = "unregister"
@@ -30,6 +30,9 @@ func register(config string, explicit bool, provider string, unregister bool, st
 	if err := p.Register(ctx, unregister); err != nil {
 		fmt.Fprintln(stderr, "hookrelay:", err)
 		return 1
+	}
+	if asJSON {
+		return printValue(stdout, map[string]any{"provider": p.Name, verb + "ed": true})
 	}
 	fmt.Fprintf(stdout, "%sed %s\n", verb, p.Name)
 	return 0

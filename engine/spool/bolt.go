@@ -73,6 +73,10 @@ type Options struct {
 	// in commit (Seq) order, before the appenders are answered. It must not
 	// block long: every write waits for it. Nil means no call.
 	Committed func([]Ref)
+	// Warn, when set, is told (as slog's Logger.Warn) about an existing
+	// spool file or directory that other users could read: Open tightens
+	// it where it may. Nil means no call.
+	Warn func(msg string, args ...any)
 }
 
 // Bolt is the bbolt Spool. One writer goroutine applies all writes, as many
@@ -107,13 +111,15 @@ type op struct {
 	done  chan error // buffered, answered once
 }
 
-// Open opens or creates the spool at path, creating its parent directories.
+// Open opens or creates the spool at path, creating its parent directories
+// (0700, the file 0600) and tightening existing ones (Options.Warn).
 // A second process opening the same file gets an error after a second
 // rather than waiting for the lock.
 func Open(path string, opts Options) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	private(path, opts.Warn)
 	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {

@@ -162,6 +162,8 @@ type Admin interface {
 	// QuarantineList returns up to limit quarantined requests, newest first,
 	// after the one `after` ("" for the newest).
 	QuarantineList(after string, limit int) ([]*Quarantined, error)
+	// Quarantined returns one quarantined request, or ErrNotFound.
+	Quarantined(id string) (*Quarantined, error)
 	// DeleteQuarantined removes a quarantined request once it was reprocessed.
 	DeleteQuarantined(id string) error
 	// SetPaused records whether a destination is paused, across restarts.

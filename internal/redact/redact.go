@@ -8,6 +8,8 @@ package redact
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
 	"net/url"
 	"regexp"
 	"sort"
@@ -95,7 +97,7 @@ type form struct{ text, name string }
 
 // Add registers secret, shown as name where it is found, with its derived
 // forms: base64 (standard and URL alphabets, padded or not) and hex of it,
-// its URL escapings, and the base64 of any text that holds it (a lender may
+// its URL, XML and JSON escapings, and the base64 of any text that holds it (a lender may
 // echo `base64(user:secret)` back), found by its three alignments.
 func (s *Secrets) Add(secret, name string) {
 	if secret == "" {
@@ -109,6 +111,14 @@ func (s *Secrets) Add(secret, name string) {
 	add(secret)
 	add(url.QueryEscape(secret))
 	add(url.PathEscape(secret))
+	// Templates write a secret into an XML or JSON body escaped (SPEC 2),
+	// and a lender may echo that body back.
+	var x strings.Builder
+	_ = xml.EscapeText(&x, []byte(secret))
+	add(x.String())
+	if j, err := json.Marshal(secret); err == nil {
+		add(string(j[1 : len(j)-1]))
+	}
 	if len(secret) < 3 {
 		sortForms(s.forms)
 		return

@@ -68,6 +68,14 @@ func TestSecretsDerivedForms(t *testing.T) {
 			t.Errorf("%q does not say what was masked", got)
 		}
 	}
+	// Escaped for an XML or JSON body by a template, echoed by the lender.
+	var esc Secrets
+	esc.Add(`pa&ss"<w>rd-\123`, "<values.pw>")
+	for _, leak := range []string{`pa&amp;ss&#34;&lt;w&gt;rd-\123`, `pa\u0026ss\"\u003cw\u003erd-\\123`} {
+		if got := esc.Replace("<fault>" + leak + "</fault>"); strings.Contains(got, leak) {
+			t.Errorf("escaped form %q not masked: %q", leak, got)
+		}
+	}
 	if got := s.Replace("nothing secret"); got != "nothing secret" {
 		t.Fatalf("innocent text changed: %q", got)
 	}

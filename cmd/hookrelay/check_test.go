@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestCheckValidatesDisabledProvider: a provider whose secret is missing
+// loads disabled, but `check` still reports every other error in it (SPEC
+// 3), here an unknown algorithm, format or key length that used to pass
+// until the secret was set in production; with a valid verifier it is only
+// a warning.
+func TestCheckValidatesDisabledProvider(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "providers.d"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte("listen: \"127.0.0.1:1\"\nadmin: { listen: \"127.0.0.1:2\" }\n"+
+		"destinations:\n  sink:\n    url: http://127.0.0.1:3/x\n"), 0o644))
+	write := func(name, body string) {
+		must(t, os.WriteFile(filepath.Join(dir, "providers.d", name+".yaml"), []byte(body), 0o644))
+	}
+	write("locked", lockedProviderYAML)
+	code, out, errOut := runBin(t, dir, childEnv(), "check")
+	if code != 0 || !regexp.MustCompile(`(?m)^provider\s+locked\s.*DISABLED.*`+missingEnv).MatchString(out) {
+		t.Fatalf("check with a valid disabled provider: exit %d\n%s%s", code, out, errOut)
+	}
+
+	bad := strings.Replace(lockedProviderYAML, "algorithm: sha256", "algorithm: sha-512", 1)
+	write("locked", bad)
+	code, out, errOut = runBin(t, dir, childEnv(), "check")
+	if code != 1 || !regexp.MustCompile(`locked\.yaml:\d+: verify\[0\]\.algorithm: .*sha-512`).MatchString(errOut) {
+		t.Errorf("check with a disabled provider's bad algorithm: exit %d, want 1 naming verify[0].algorithm\n%s%s", code, out, errOut)
+	}
+
+	// Every entry keeps its checks: a basic user's missing password is
+	// fine, a Standard Webhooks verifier with an unknown format is not, and
+	// neither is a decrypt key that is set but has a wrong length.
+	write("locked", `name: locked
+paths: [/in/locked]
+verify:
+  - kind: basic
+    users: { lender: env:`+missingEnv+` }
+  - kind: hmac
+    secret: env:`+missingEnv+`
+    signature: { format: standrd }
+decrypt:
+  kind: aes-cbc
+  key: c2hvcnQ=
+  data: body.data
+  iv: body.iv
+event:
+  key: body.key
+routes:
+  - to: [sink]
+`)
+	code, out, errOut = runBin(t, dir, childEnv(), "check")
+	if code != 1 || !regexp.MustCompile(`locked\.yaml:\d+: verify\[1\]\.signature\.format: .*standrd`).MatchString(errOut) ||
+		!regexp.MustCompile(`locked\.yaml:\d+: decrypt\.key`).MatchString(errOut) || strings.Contains(errOut, "verify[0]") {
+		t.Errorf("check: exit %d, want 1 naming verify[1].signature.format and decrypt.key only\n%s%s", code, out, errOut)
+	}
+}
