@@ -52,10 +52,12 @@ run: build
 	EXAMPLE_WEBHOOK_SECRET=$${EXAMPLE_WEBHOOK_SECRET:-dev-only-example-secret} ./$(BIN) serve
 
 # Unit, integration and crash tests, then the binary checks its own shipped
-# config and runs every provider's recorded cases.
+# config and the commented relay.example.yaml, and runs every provider's
+# recorded cases.
 test: vet build
 	$(GO) test -race -count=1 -timeout 15m ./...
 	./$(BIN) check
+	./$(BIN) check --config relay.example.yaml
 	./$(BIN) test
 
 vet:

@@ -89,11 +89,16 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	res := result{next: popHead, ok: out == success, sent: att.At,
 		down: out == retryable && retryAfter == 0 && att.Status != http.StatusTooManyRequests}
 	metric := "success"
+	var nextAt time.Time
+	again := false
+	if out == retryable {
+		nextAt, again = dest.retry.next(dl.Tries(), born(dl, ev), time.Now(), retryAfter)
+	}
 	switch {
 	case out == success:
 		dl.Status, dl.NextAt = spool.Delivered, time.Time{}
-	case out == retryable && dl.Tries() < dest.retry.maxAttempts:
-		dl.NextAt = time.Now().Add(dest.retry.delay(dl.Tries(), retryAfter))
+	case again:
+		dl.NextAt = nextAt
 		res.next, res.at, metric = retryAt, dl.NextAt, "retry"
 	default:
 		dl.Status, dl.NextAt, metric = spool.Dead, time.Time{}, "dead"
@@ -127,6 +132,18 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		d.log.Log(context.Background(), lvl, "delivery "+dl.Status.String(), attrs...)
 	}
 	return res
+}
+
+// born is when dl's age (retry.max_age) starts: when its event was received,
+// or, after an operator's retry, when the first attempt after it was made,
+// since the retry starts the attempt count again and so the age too. Both
+// come from what every spool already stores, so deliveries written before
+// max_age existed age the same way.
+func born(dl *spool.Delivery, ev *spool.Event) time.Time {
+	if dl.AttemptsBefore > 0 && dl.AttemptsBefore < len(dl.Attempts) {
+		return dl.Attempts[dl.AttemptsBefore].At
+	}
+	return ev.ReceivedAt
 }
 
 // outageSpan is a run of failed attempts to a destination, from the first

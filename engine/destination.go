@@ -61,11 +61,20 @@ type AuthConfig struct {
 	Name string `koanf:"name"`
 }
 
-// RetryConfig is a destination's retry policy.
+// RetryConfig is a destination's retry policy. The defaults ride out a long
+// destination outage: a retryable failure is retried, from 1s up to 1h apart,
+// until the delivery is 72h old, so a redeploy of the destination kills
+// nothing and blocks no key for longer than the redeploy.
 type RetryConfig struct {
-	// MaxAttempts counts every request, the first included; 0 means 10.
+	// MaxAge is how old a delivery may grow (from its event's received_at, or
+	// from an operator's retry) while retryable failures are retried; nil
+	// means 72h, 0 means no limit.
+	MaxAge *time.Duration `koanf:"max_age"`
+	// MaxAttempts counts every request, the first included; 0 means no
+	// count limit. With both limits set, whichever is used up first makes
+	// the delivery dead.
 	MaxAttempts int `koanf:"max_attempts"`
-	// Initial delay; 0 means 100ms.
+	// Initial delay; 0 means 1s.
 	Initial time.Duration `koanf:"initial"`
 	// Max delay, also the cap on Retry-After; 0 means 1h.
 	Max time.Duration `koanf:"max"`
@@ -216,7 +225,8 @@ func orDur(v, def time.Duration) time.Duration {
 
 // retryPolicy decides, once, what a response means (STYLE habit 5).
 type retryPolicy struct {
-	maxAttempts  int
+	maxAge       time.Duration // 0: no limit
+	maxAttempts  int           // 0: no limit
 	initial, max time.Duration
 	multiplier   float64
 	jitter       string
@@ -228,8 +238,9 @@ type retryPolicy struct {
 
 func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
 	p := retryPolicy{
+		maxAge:      defaultMaxAge,
 		maxAttempts: c.MaxAttempts,
-		initial:     orDur(c.Initial, 100*time.Millisecond),
+		initial:     orDur(c.Initial, time.Second),
 		max:         orDur(c.Max, time.Hour),
 		multiplier:  c.Multiplier,
 		jitter:      c.Jitter,
@@ -237,11 +248,14 @@ func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
 		statuses:    map[int]bool{},
 		classes:     map[int]bool{},
 	}
-	if p.maxAttempts == 0 {
-		p.maxAttempts = 10
+	if c.MaxAge != nil {
+		p.maxAge = *c.MaxAge
+	}
+	if p.maxAge < 0 {
+		return p, &fieldErr{"retry.max_age", "must not be negative (0 means no limit)"}
 	}
 	if p.maxAttempts < 0 {
-		return p, &fieldErr{"retry.max_attempts", "must be positive"}
+		return p, &fieldErr{"retry.max_attempts", "must not be negative (0 means no limit)"}
 	}
 	// A negative delay would make the jittered backoff panic at run time.
 	if c.Initial < 0 {
@@ -288,6 +302,33 @@ func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
 		}
 	}
 	return p, nil
+}
+
+// defaultMaxAge is retry.max_age when it is not written: three days ride out
+// a weekend's outage of the destination.
+const defaultMaxAge = 72 * time.Hour
+
+// next decides what follows a retryable failure: the time of the next attempt,
+// or ok false when the delivery is used up and dead. tries counts the
+// attempts made (since an operator's retry), born is when the delivery's age
+// starts, retryAfter is the destination's own Retry-After (0 when none).
+// The last attempt before max_age is moved to max_age itself, so that a
+// delivery dies when it reaches max_age, not up to `max` later.
+func (p *retryPolicy) next(tries int, born, now time.Time, retryAfter time.Duration) (at time.Time, ok bool) {
+	if p.maxAttempts > 0 && tries >= p.maxAttempts {
+		return time.Time{}, false
+	}
+	at = now.Add(p.delay(tries, retryAfter))
+	if p.maxAge > 0 && !born.IsZero() {
+		deadline := born.Add(p.maxAge)
+		if !now.Before(deadline) {
+			return time.Time{}, false
+		}
+		if at.After(deadline) {
+			at = deadline
+		}
+	}
+	return at, true
 }
 
 // outcome of one attempt.
