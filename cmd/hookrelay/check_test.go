@@ -60,4 +60,27 @@ routes:
 		!regexp.MustCompile(`locked\.yaml:\d+: decrypt\.key`).MatchString(errOut) || strings.Contains(errOut, "verify[0]") {
 		t.Errorf("check: exit %d, want 1 naming verify[1].signature.format and decrypt.key only\n%s%s", code, out, errOut)
 	}
+
+	// A decrypt block whose key is the missing secret is checked too: its
+	// key_encoding would otherwise fail only once the key is set.
+	write("locked", `name: locked
+paths: [/in/locked]
+verify:
+  - kind: bearer
+    token: t0ken-t0ken-t0ken
+decrypt:
+  kind: aes-cbc
+  key: env:`+missingEnv+`
+  key_encoding: base65
+  data: body.data
+  iv: body.iv
+event:
+  key: body.key
+routes:
+  - to: [sink]
+`)
+	code, out, errOut = runBin(t, dir, childEnv(), "check")
+	if code != 1 || !regexp.MustCompile(`locked\.yaml:\d+: decrypt\.key_encoding: .*base65`).MatchString(errOut) {
+		t.Errorf("check with a disabled provider's bad decrypt.key_encoding: exit %d, want 1 naming it\n%s%s", code, out, errOut)
+	}
 }
