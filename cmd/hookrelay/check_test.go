@@ -83,4 +83,20 @@ routes:
 	if code != 1 || !regexp.MustCompile(`locked\.yaml:\d+: decrypt\.key_encoding: .*base65`).MatchString(errOut) {
 		t.Errorf("check with a disabled provider's bad decrypt.key_encoding: exit %d, want 1 naming it\n%s%s", code, out, errOut)
 	}
+
+	// A basic user name that can never log in, its password missing.
+	write("locked", `name: locked
+paths: [/in/locked]
+verify:
+  - kind: basic
+    users: { "lender:1": env:`+missingEnv+` }
+event:
+  key: body.key
+routes:
+  - to: [sink]
+`)
+	code, out, errOut = runBin(t, dir, childEnv(), "check")
+	if code != 1 || !regexp.MustCompile(`locked\.yaml:\d+: verify\[0\]\.users: user name "lender:1"`).MatchString(errOut) {
+		t.Errorf("check with a disabled provider's basic user name holding ':': exit %d, want 1 naming it\n%s%s", code, out, errOut)
+	}
 }
