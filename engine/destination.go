@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,6 +118,10 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	}
 	if d.url.Constant() && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		return nil, &fieldErr{"url", "must be an http:// or https:// URL"}
+	}
+	if !authorityParses(c.URL) {
+		// Not quoted: what reads as the path may be the rest of a password.
+		return nil, &fieldErr{"url", "the host and port do not parse; a password holding /, ? or # must be percent-encoded"}
 	}
 	d.method = strings.ToUpper(c.Method)
 	if d.method == "" {
@@ -338,4 +343,26 @@ func (p *retryPolicy) delay(attempts int, retryAfter time.Duration) time.Duratio
 		return d/2 + rand.N(d/2+1)
 	}
 	return d
+}
+
+// authorityParses reports whether the scheme, userinfo, host and port of a
+// URL template, when its literal text holds them whole, parse. A password
+// written with a "/", "?" or "#" ends the authority early: every request
+// would fail, and the rest of the password, read as the path, query or
+// fragment, would be shown unmasked wherever the URL is (check, admin
+// responses).
+func authorityParses(tmpl string) bool {
+	lit, _, templated := strings.Cut(tmpl, "{{")
+	i := strings.Index(lit, "://")
+	if i < 0 {
+		return true
+	}
+	end := len(lit)
+	if j := strings.IndexAny(lit[i+3:], "/?#"); j >= 0 {
+		end = i + 3 + j
+	} else if templated {
+		return true // a placeholder completes it; rendering checks it
+	}
+	_, err := url.Parse(lit[:end])
+	return err == nil
 }

@@ -100,3 +100,22 @@ routes:
 		t.Errorf("check with a disabled provider's basic user name holding ':': exit %d, want 1 naming it\n%s%s", code, out, errOut)
 	}
 }
+
+// TestCheckRefusesPasswordThatEndsTheHost: a destination password written
+// with a "/", "?" or "#" ends the URL's authority early, so what follows
+// reads as the path, query or fragment, where masking does not look for a
+// password: check printed "http://relay:PA/SS...@host". It is a
+// configuration error now, whose message does not quote the URL.
+func TestCheckRefusesPasswordThatEndsTheHost(t *testing.T) {
+	for _, pass := range []string{"pa/ssCANARY", "pa?ssCANARY", "pa#ssCANARY"} {
+		dir := t.TempDir()
+		must(t, os.MkdirAll(filepath.Join(dir, "providers.d"), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte("listen: \"127.0.0.1:1\"\nadmin: { listen: \"127.0.0.1:2\" }\n"+
+			"destinations:\n  sink:\n    url: \"http://relay:"+pass+"@127.0.0.1:3/x\"\n"), 0o644))
+		code, out, errOut := runBin(t, dir, childEnv(), "check")
+		if code != 1 || !strings.Contains(errOut, "relay.yaml:5: destinations.sink.url: the host and port do not parse") ||
+			strings.Contains(out+errOut, "CANARY") {
+			t.Errorf("check with password %q: exit %d, want 1 naming destinations.sink.url without the password\n%s%s", pass, code, out, errOut)
+		}
+	}
+}
