@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
 
@@ -100,6 +101,9 @@ type Destination struct {
 	rate        float64
 	retry       retryPolicy
 	hold        bool
+	// secrets are the credentials sent to the destination, masked in what
+	// it answers and in errors before an attempt is recorded.
+	secrets *redact.Secrets
 }
 
 type headerTmpl struct {
@@ -208,8 +212,57 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	default:
 		return nil, &fieldErr{"on_exhausted", fmt.Sprintf("%q is not one of hold, skip", c.OnExhausted)}
 	}
+	d.secrets = destinationSecrets(c)
 	d.retry, err = newRetryPolicy(c.Retry)
 	return d, err
+}
+
+// destinationSecrets gathers what a destination is sent as a credential:
+// its auth of any kind, sign secret, the URL's password and query values
+// and the header values whose names say credential (as the rejection log
+// reads names). A destination may echo them in a refusal ("invalid token:
+// Bearer ..."), and the first KiB of each answer is recorded, stored and
+// shown by the admin API; redact.Secrets masks their encodings too (the
+// base64 of a Basic credential).
+func destinationSecrets(c *DestinationConfig) *redact.Secrets {
+	s := &redact.Secrets{}
+	if a := c.Auth; a != nil {
+		for _, v := range []string{a.Password, a.Token, a.APIKey} {
+			s.Add(v, redact.Mask)
+		}
+		if a.Kind == "basic" && a.Password != "" {
+			s.Add(a.Username+":"+a.Password, redact.Mask)
+		}
+	}
+	if c.Sign != nil {
+		s.Add(c.Sign.Secret, redact.Mask)
+	}
+	lit, _, _ := strings.Cut(c.URL, "{{")
+	if u, err := url.Parse(lit); err == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			s.Add(p, redact.Mask)
+			s.Add(u.User.Username()+":"+p, redact.Mask)
+		}
+		for name, vs := range u.Query() {
+			if secretHeader(name) {
+				for _, v := range vs {
+					s.Add(v, redact.Mask)
+				}
+			}
+		}
+	}
+	for name, v := range c.Headers {
+		if !secretHeader(name) || strings.Contains(v, "{{") {
+			continue
+		}
+		s.Add(v, redact.Mask)
+		for _, word := range strings.Fields(v) {
+			if len(word) >= 8 { // "Bearer <token>": the token alone
+				s.Add(word, redact.Mask)
+			}
+		}
+	}
+	return s
 }
 
 func orDur(v, def time.Duration) time.Duration {

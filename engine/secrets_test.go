@@ -357,3 +357,72 @@ routes:
 		}
 	}
 }
+
+// A destination that echoes the credentials it got in its refusal ("invalid
+// token: Bearer ..."), as lenders do to registration (item 7): the first
+// KiB of the answer is recorded with each attempt, stored in the spool and
+// shown by the admin API, so the relay's own credentials to it (auth of
+// every kind, the URL's password, credential headers) are masked there in
+// every form a server may echo them.
+func TestDestinationEchoedCredentialsMasked(t *testing.T) {
+	const (
+		password = "dest-basic-c4nary-pw"
+		token    = "dest-bearer-c4nary-tok"
+		apiKey   = "dest-apikey-c4nary-key"
+		urlPass  = "dest-urlpass-c4nary"
+		hdrKey   = "dest-header-c4nary-val"
+	)
+	echo := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, "refused %s %s with %q %q %q", r.Method, r.URL, r.Header.Get("Authorization"),
+			r.Header.Get("X-Api-Key"), r.Header.Get("X-Lender-Key"))
+	}))
+	withPass := strings.Replace(echo, "http://", "http://relay:"+urlPass+"@", 1)
+	dest := func(name, url, extra string) string {
+		return "  " + name + ":\n    url: \"" + url + "\"\n    retry: { max_attempts: 1 }\n" + extra
+	}
+	relay := "listen: 127.0.0.1:18080\nadmin: { listen: 127.0.0.1:19090 }\nspool: { path: ./spool.db }\ndestinations:\n" +
+		dest("basic", echo+"/h", "    auth: { kind: basic, username: relay, password: "+password+" }\n") +
+		dest("bearer", echo+"/h", "    auth: { kind: bearer, token: "+token+" }\n") +
+		dest("header", echo+"/h", "    auth: { kind: header, name: X-Api-Key, api_key: "+apiKey+" }\n") +
+		dest("query", echo+"/h", "    auth: { kind: query, name: key, api_key: "+apiKey+" }\n") +
+		dest("userinfo", withPass+"/h", "") +
+		dest("headers", echo+"/h", "    headers: { X-Lender-Key: "+hdrKey+" }\n")
+	provider := strings.Replace(plainProvider, "to: [dest]", "to: [basic, bearer, header, query, userinfo, headers]", 1)
+	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
+	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
+		t.Fatalf("ingest: %d", code)
+	}
+	var id string
+	waitFor(t, 10*time.Second, "every delivery dead", func() bool {
+		_, body := adminGet(t, tr, "/admin/events?status=dead")
+		var l struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		_ = json.Unmarshal([]byte(body), &l)
+		if len(l.Items) == 0 {
+			return false
+		}
+		id = l.Items[0].ID
+		ds, _ := tr.spool.Deliveries(id)
+		for _, d := range ds {
+			if d.Status.String() != "dead" {
+				return false
+			}
+		}
+		return len(ds) == 6
+	})
+	_, detail := adminGet(t, tr, "/admin/events/"+id)
+	if strings.Count(detail, "refused POST") != 6 {
+		t.Errorf("want the six refusals recorded:\n%s", detail)
+	}
+	tr.stop()
+	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	must(t, err)
+	for where, text := range map[string]string{"event detail": detail, "log": logs.String(), "spool file": string(spoolBytes)} {
+		assertHidden(t, where, text, password, token, apiKey, urlPass, hdrKey, "relay:"+password, "relay:"+urlPass)
+	}
+}
