@@ -426,3 +426,31 @@ func TestDestinationEchoedCredentialsMasked(t *testing.T) {
 		assertHidden(t, where, text, password, token, apiKey, urlPass, hdrKey, "relay:"+password, "relay:"+urlPass)
 	}
 }
+
+// A poll `values` entry is a named secret (SPEC 9) wherever the request
+// puts it: in the URL's path a failing poll's network error quoted it, and
+// the URL masking covers only userinfo, query and fragment.
+func TestPollValueInURLPathMasked(t *testing.T) {
+	const token = "poll-path-c4nary-tok"
+	provider := strings.Replace(plainProvider, "/in/plain", "/in/p", 1) + `poll:
+  interval: 1h
+  final_types: [done]
+  values: { token: ` + token + ` }
+  request:
+    url: "http://` + closedPort(t) + `/api/{{ values.token }}/status/{{ key }}"
+  response: json
+  event: { type: response.body.t }
+`
+	tr, logs := startRelayLogged(t, relayYAML("http://127.0.0.1:1/x", ""), map[string]string{"p": provider})
+	resp, err := http.Post(tr.Admin.URL+"/admin/providers/p/poll", "application/json", strings.NewReader(`{"key":"k1"}`))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /admin/providers/p/poll: %d", resp.StatusCode)
+	}
+	waitFor(t, 10*time.Second, "the poll to fail", func() bool { return strings.Contains(logs.String(), "poll failed") })
+	if !strings.Contains(logs.String(), "/status/k1") {
+		t.Errorf("the failure does not say which URL:\n%s", logs.String())
+	}
+	assertHidden(t, "log", logs.String(), token)
+}
