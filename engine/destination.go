@@ -217,6 +217,26 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	return d, err
 }
 
+// secretPath masks the path of a URL given as a secret (env: or file:):
+// webhook URLs such as Slack's carry their credential in the path, which
+// URL masking leaves shown, and Go's network errors quote the whole URL.
+func (d *Destination) secretPath() {
+	lit, _, _ := strings.Cut(d.Config.URL, "{{")
+	lit, _, _ = strings.Cut(lit, "?")
+	lit, _, _ = strings.Cut(lit, "#")
+	i := strings.Index(lit, "://")
+	if i < 0 {
+		return
+	}
+	j := strings.IndexByte(lit[i+3:], '/')
+	if j < 0 {
+		return
+	}
+	if p := lit[i+3+j:]; len(p) > 1 {
+		d.secrets.Add(p, redact.Mask)
+	}
+}
+
 // destinationSecrets gathers what a destination is sent as a credential:
 // its auth of any kind, sign secret, the URL's password and query values
 // and the header values whose names say credential (as the rejection log

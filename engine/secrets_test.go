@@ -454,3 +454,52 @@ func TestPollValueInURLPathMasked(t *testing.T) {
 	}
 	assertHidden(t, "log", logs.String(), token)
 }
+
+// A destination URL given as a secret (env:) that carries its credential in
+// the path, as Slack's and Teams' incoming webhooks do: every network error
+// quotes the URL, and URL masking covers userinfo, query and fragment only.
+// The path of such a URL is masked in attempts, the admin API, logs and the
+// spool; a URL written in relay.yaml is shown as it is.
+func TestSecretDestinationURLPathMasked(t *testing.T) {
+	const pathSecret = "T0C4NARY/B0C4NARY/xoxc4naryWebhookSecret"
+	t.Setenv("HOOKRELAY_TEST_DEST_URL", "http://"+closedPort(t)+"/services/"+pathSecret)
+	relay := "listen: 127.0.0.1:18080\nadmin: { listen: 127.0.0.1:19090 }\nspool: { path: ./spool.db }\ndestinations:\n" +
+		"  dest:\n    url: env:HOOKRELAY_TEST_DEST_URL\n    retry: { max_attempts: 1 }\n" +
+		"  plain:\n    url: \"http://" + closedPort(t) + "/shown/path\"\n    retry: { max_attempts: 1 }\n"
+	provider := strings.Replace(plainProvider, "to: [dest]", "to: [dest, plain]", 1)
+	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
+	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
+		t.Fatalf("ingest: %d", code)
+	}
+	var id string
+	waitFor(t, 10*time.Second, "both deliveries dead", func() bool {
+		_, body := adminGet(t, tr, "/admin/events?status=dead")
+		var l struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		_ = json.Unmarshal([]byte(body), &l)
+		if len(l.Items) == 0 {
+			return false
+		}
+		id = l.Items[0].ID
+		ds, _ := tr.spool.Deliveries(id)
+		return len(ds) == 2 && ds[0].Status.String() == "dead" && ds[1].Status.String() == "dead"
+	})
+	_, detail := adminGet(t, tr, "/admin/events/"+id)
+	if strings.Count(detail, "connection refused") != 2 || !strings.Contains(detail, "/shown/path") {
+		t.Errorf("want both network errors, the plain URL's path shown:\n%s", detail)
+	}
+	_, dests := adminGet(t, tr, "/admin/destinations")
+	tr.stop()
+	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	must(t, err)
+	for where, text := range map[string]string{"event detail": detail, "destinations": dests, "log": logs.String(), "spool file": string(spoolBytes)} {
+		for _, part := range []string{pathSecret, "xoxc4naryWebhookSecret"} {
+			if strings.Contains(text, part) {
+				t.Errorf("%s shows %q", where, part)
+			}
+		}
+	}
+}
