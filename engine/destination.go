@@ -104,6 +104,9 @@ type Destination struct {
 	// secrets are the credentials sent to the destination, masked in what
 	// it answers and in errors before an attempt is recorded.
 	secrets *redact.Secrets
+	// shownPath is the URL's path when the URL was given as a secret: not
+	// shown (secretPath).
+	shownPath string
 }
 
 type headerTmpl struct {
@@ -234,7 +237,18 @@ func (d *Destination) secretPath() {
 	}
 	if p := lit[i+3+j:]; len(p) > 1 {
 		d.secrets.Add(p, redact.Mask)
+		d.shownPath = p
 	}
+}
+
+// ShownURL is the URL as output may show it (check): redact.URL's masking,
+// and the path masked too when the URL was given as a secret.
+func (d *Destination) ShownURL() string {
+	u := redact.URL(d.Config.URL)
+	if d.shownPath != "" {
+		u = strings.Replace(u, d.shownPath, "/"+redact.Mask, 1)
+	}
+	return u
 }
 
 // destinationSecrets gathers what a destination is sent as a credential:

@@ -503,3 +503,19 @@ func TestSecretDestinationURLPathMasked(t *testing.T) {
 		}
 	}
 }
+
+// ShownURL, what check prints, masks the path of a URL given as a secret.
+func TestSecretDestinationShownURL(t *testing.T) {
+	t.Setenv("HOOKRELAY_TEST_DEST_URL", "https://hooks.example/services/T0/B0/c4nary?x=1")
+	dir := t.TempDir()
+	writeConfig(t, dir, "listen: 127.0.0.1:18080\nadmin: { listen: 127.0.0.1:19090 }\ndestinations:\n"+
+		"  dest: { url: env:HOOKRELAY_TEST_DEST_URL }\n  plain: { url: \"https://broker.example/in?token=t\" }\n",
+		map[string]string{"plain": plainProvider})
+	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
+	must(t, err)
+	for name, want := range map[string]string{"dest": "https://hooks.example/***?x=***", "plain": "https://broker.example/in?token=***"} {
+		if got := cfg.Dests[name].ShownURL(); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}
