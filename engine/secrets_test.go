@@ -375,6 +375,10 @@ func TestDestinationEchoedCredentialsMasked(t *testing.T) {
 	echo := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusUnauthorized)
+		if r.URL.Path == "/padded" { // the token across the 1 KiB kept
+			fmt.Fprint(w, "refused POST", strings.Repeat(".", 1024-len("refused POST")-20), r.Header.Get("Authorization"))
+			return
+		}
 		fmt.Fprintf(w, "refused %s %s with %q %q %q", r.Method, r.URL, r.Header.Get("Authorization"),
 			r.Header.Get("X-Api-Key"), r.Header.Get("X-Lender-Key"))
 	}))
@@ -388,8 +392,9 @@ func TestDestinationEchoedCredentialsMasked(t *testing.T) {
 		dest("header", echo+"/h", "    auth: { kind: header, name: X-Api-Key, api_key: "+apiKey+" }\n") +
 		dest("query", echo+"/h", "    auth: { kind: query, name: key, api_key: "+apiKey+" }\n") +
 		dest("userinfo", withPass+"/h", "") +
-		dest("headers", echo+"/h", "    headers: { X-Lender-Key: "+hdrKey+" }\n")
-	provider := strings.Replace(plainProvider, "to: [dest]", "to: [basic, bearer, header, query, userinfo, headers]", 1)
+		dest("headers", echo+"/h", "    headers: { X-Lender-Key: "+hdrKey+" }\n") +
+		dest("padded", echo+"/padded", "    auth: { kind: bearer, token: "+token+" }\n")
+	provider := strings.Replace(plainProvider, "to: [dest]", "to: [basic, bearer, header, query, userinfo, headers, padded]", 1)
 	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
 	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
 		t.Fatalf("ingest: %d", code)
@@ -413,11 +418,16 @@ func TestDestinationEchoedCredentialsMasked(t *testing.T) {
 				return false
 			}
 		}
-		return len(ds) == 6
+		return len(ds) == 7
 	})
 	_, detail := adminGet(t, tr, "/admin/events/"+id)
-	if strings.Count(detail, "refused POST") != 6 {
-		t.Errorf("want the six refusals recorded:\n%s", detail)
+	if strings.Count(detail, "refused POST") != 7 {
+		t.Errorf("want the seven refusals recorded:\n%s", detail)
+	}
+	for _, part := range []string{token[:5], token[len(token)-5:]} { // no part of it across the cut
+		if strings.Contains(detail, part) {
+			t.Errorf("event detail shows %q of the token", part)
+		}
 	}
 	tr.stop()
 	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))

@@ -90,11 +90,16 @@ func (s *sender) send(dest *Destination, ev *spool.Event, attempt int) (spool.At
 		return att, 0, err
 	}
 	defer resp.Body.Close()
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, responseKept))
+	// Read past what is kept, so that a credential across the cut is
+	// masked whole rather than kept in part.
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 2*responseKept))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	att.Status = resp.StatusCode
 	// A refusal may echo the credentials it was sent.
 	att.Response = dest.secrets.Replace(string(head))
+	if len(att.Response) > responseKept {
+		att.Response = att.Response[:responseKept]
+	}
 	var retryAfter time.Duration
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		// DefaultBackoff with a zero minimum is just its Retry-After parser.
