@@ -175,6 +175,13 @@ func Load(path string, mustExist bool) (*Config, error) {
 			errs.addField(doc, "destinations."+name, err)
 			continue
 		}
+		if shown, _ := cfg.display["destinations"].(map[string]any); shown != nil {
+			if dm, _ := shown[name].(map[string]any); dm != nil {
+				if u, _ := dm["url"].(string); strings.HasPrefix(u, "env:") || strings.HasPrefix(u, "file:") {
+					d.secretPath()
+				}
+			}
+		}
 		if d.signKey != nil && len(d.signKey) < verifiers.MinHMACKey {
 			warns := &errorList{}
 			at := "destinations." + name + ".sign.secret"

@@ -7,11 +7,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
 
@@ -108,6 +110,12 @@ type Destination struct {
 	rate        float64
 	retry       retryPolicy
 	hold        bool
+	// secrets are the credentials sent to the destination, masked in what
+	// it answers and in errors before an attempt is recorded.
+	secrets *redact.Secrets
+	// shownPath is the URL's path when the URL was given as a secret: not
+	// shown (secretPath).
+	shownPath string
 }
 
 type headerTmpl struct {
@@ -126,6 +134,10 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	}
 	if d.url.Constant() && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		return nil, &fieldErr{"url", "must be an http:// or https:// URL"}
+	}
+	if !authorityParses(c.URL) {
+		// Not quoted: what reads as the path may be the rest of a password.
+		return nil, &fieldErr{"url", "the host and port do not parse; a password holding /, ? or # must be percent-encoded"}
 	}
 	d.method = strings.ToUpper(c.Method)
 	if d.method == "" {
@@ -212,8 +224,88 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	default:
 		return nil, &fieldErr{"on_exhausted", fmt.Sprintf("%q is not one of hold, skip", c.OnExhausted)}
 	}
+	d.secrets = destinationSecrets(c)
 	d.retry, err = newRetryPolicy(c.Retry)
 	return d, err
+}
+
+// secretPath masks the path of a URL given as a secret (env: or file:):
+// webhook URLs such as Slack's carry their credential in the path, which
+// URL masking leaves shown, and Go's network errors quote the whole URL.
+func (d *Destination) secretPath() {
+	lit, _, _ := strings.Cut(d.Config.URL, "{{")
+	lit, _, _ = strings.Cut(lit, "?")
+	lit, _, _ = strings.Cut(lit, "#")
+	i := strings.Index(lit, "://")
+	if i < 0 {
+		return
+	}
+	j := strings.IndexByte(lit[i+3:], '/')
+	if j < 0 {
+		return
+	}
+	if p := lit[i+3+j:]; len(p) > 1 {
+		d.secrets.Add(p, redact.Mask)
+		d.shownPath = p
+	}
+}
+
+// ShownURL is the URL as output may show it (check): redact.URL's masking,
+// and the path masked too when the URL was given as a secret.
+func (d *Destination) ShownURL() string {
+	u := redact.URL(d.Config.URL)
+	if d.shownPath != "" {
+		u = strings.Replace(u, d.shownPath, "/"+redact.Mask, 1)
+	}
+	return u
+}
+
+// destinationSecrets gathers what a destination is sent as a credential:
+// its auth of any kind, sign secret, the URL's password and query values
+// and the header values whose names say credential (as the rejection log
+// reads names). A destination may echo them in a refusal ("invalid token:
+// Bearer ..."), and the first KiB of each answer is recorded, stored and
+// shown by the admin API; redact.Secrets masks their encodings too (the
+// base64 of a Basic credential).
+func destinationSecrets(c *DestinationConfig) *redact.Secrets {
+	s := &redact.Secrets{}
+	if a := c.Auth; a != nil {
+		for _, v := range []string{a.Password, a.Token, a.APIKey} {
+			s.Add(v, redact.Mask)
+		}
+		if a.Kind == "basic" && a.Password != "" {
+			s.Add(a.Username+":"+a.Password, redact.Mask)
+		}
+	}
+	if c.Sign != nil {
+		s.Add(c.Sign.Secret, redact.Mask)
+	}
+	lit, _, _ := strings.Cut(c.URL, "{{")
+	if u, err := url.Parse(lit); err == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			s.Add(p, redact.Mask)
+			s.Add(u.User.Username()+":"+p, redact.Mask)
+		}
+		for name, vs := range u.Query() {
+			if secretHeader(name) {
+				for _, v := range vs {
+					s.Add(v, redact.Mask)
+				}
+			}
+		}
+	}
+	for name, v := range c.Headers {
+		if !secretHeader(name) || strings.Contains(v, "{{") {
+			continue
+		}
+		s.Add(v, redact.Mask)
+		for _, word := range strings.Fields(v) {
+			if len(word) >= 8 { // "Bearer <token>": the token alone
+				s.Add(word, redact.Mask)
+			}
+		}
+	}
+	return s
 }
 
 func orDur(v, def time.Duration) time.Duration {
@@ -379,4 +471,26 @@ func (p *retryPolicy) delay(attempts int, retryAfter time.Duration) time.Duratio
 		return d/2 + rand.N(d/2+1)
 	}
 	return d
+}
+
+// authorityParses reports whether the scheme, userinfo, host and port of a
+// URL template, when its literal text holds them whole, parse. A password
+// written with a "/", "?" or "#" ends the authority early: every request
+// would fail, and the rest of the password, read as the path, query or
+// fragment, would be shown unmasked wherever the URL is (check, admin
+// responses).
+func authorityParses(tmpl string) bool {
+	lit, _, templated := strings.Cut(tmpl, "{{")
+	i := strings.Index(lit, "://")
+	if i < 0 {
+		return true
+	}
+	end := len(lit)
+	if j := strings.IndexAny(lit[i+3:], "/?#"); j >= 0 {
+		end = i + 3 + j
+	} else if templated {
+		return true // a placeholder completes it; rendering checks it
+	}
+	_, err := url.Parse(lit[:end])
+	return err == nil
 }

@@ -232,3 +232,19 @@ func TestSequenceScopedByProvider(t *testing.T) {
 		t.Errorf("nordiska delivered %v, want [1 2]", got)
 	}
 }
+
+// TestProviderNameWithNULRefused: queues are keyed by provider, a NUL and
+// the sender's key, so a provider called "a\x00b" would share the queue of
+// provider a's key "b\x00<key>", which a's sender chooses. Such a name (any
+// control character) is a configuration error.
+func TestProviderNameWithNULRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, relayYAML("http://127.0.0.1:1/x", ""), map[string]string{
+		"a": strings.Replace(plainProvider, "/in/plain", "/in/a", 1),
+		"b": "name: \"a\\0b\"\n" + strings.Replace(plainProvider, "/in/plain", "/in/b", 1),
+	})
+	_, err := Load(filepath.Join(dir, "relay.yaml"), true)
+	if err == nil || !strings.Contains(err.Error(), `b.yaml:1: name: "a\x00b" holds a control character`) {
+		t.Fatalf("load: %v", err)
+	}
+}

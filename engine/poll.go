@@ -80,6 +80,11 @@ type pollSpec struct {
 	response    string               // json | xml
 	mapping     *transforms.Mapping
 	values      map[string]string
+	// secrets are the values (named secrets, SPEC 9) and the forms derived
+	// from them, masked in every error of a poll request wherever the
+	// request put them: redact.Text alone masks a URL's userinfo and query,
+	// not a value in its path.
+	secrets *redact.Secrets
 	// registerValues: the values are the register block's, so its missing
 	// secrets stop polling too.
 	registerValues bool
@@ -118,6 +123,15 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 	}
 	if len(s.values) == 0 && rc != nil {
 		s.values, s.registerValues = rc.Values, true
+	}
+	s.secrets = &redact.Secrets{}
+	for name, v := range s.values {
+		s.secrets.Add(v, "<values."+name+">")
+		for other, w := range s.values {
+			if other != name && v != "" && w != "" { // a Basic credential joins two
+				s.secrets.Add(v+":"+w, "<values."+name+":values."+other+">")
+			}
+		}
 	}
 	if s.method == "" {
 		s.method = http.MethodPost
@@ -247,12 +261,15 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	defer cancel()
 	req, err := s.request(ctx, provider, key, now)
 	if err != nil {
+		if m := redact.Text(s.secrets.Replace(err.Error())); m != err.Error() {
+			err = errors.New(m)
+		}
 		return nil, nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
 		// *url.Error quotes the URL, which may carry a secret.
-		return nil, nil, errors.New("request: " + redact.Error(err))
+		return nil, nil, errors.New("request: " + redact.Text(s.secrets.Replace(err.Error())))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxAnswer+1))

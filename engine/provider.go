@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
@@ -215,6 +216,12 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	p.Name = pc.Name
 	if p.Name == "" {
 		p.Name = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(file), ".yaml"), ".yml")
+	}
+	// A name scopes keys: queues and sequence records are the name, a NUL
+	// and the sender's key (SPEC 5.2), so a name holding a NUL could share
+	// another provider's queues. It is also written into logs as it is.
+	if strings.IndexFunc(p.Name, unicode.IsControl) >= 0 {
+		errs.add(p.doc, "name", "name: %q holds a control character", p.Name)
 	}
 	p.compile(&pc, c, errs)
 	if !errs.empty() {

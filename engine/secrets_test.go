@@ -357,3 +357,175 @@ routes:
 		}
 	}
 }
+
+// A destination that echoes the credentials it got in its refusal ("invalid
+// token: Bearer ..."), as lenders do to registration (item 7): the first
+// KiB of the answer is recorded with each attempt, stored in the spool and
+// shown by the admin API, so the relay's own credentials to it (auth of
+// every kind, the URL's password, credential headers) are masked there in
+// every form a server may echo them.
+func TestDestinationEchoedCredentialsMasked(t *testing.T) {
+	const (
+		password = "dest-basic-c4nary-pw"
+		token    = "dest-bearer-c4nary-tok"
+		apiKey   = "dest-apikey-c4nary-key"
+		urlPass  = "dest-urlpass-c4nary"
+		hdrKey   = "dest-header-c4nary-val"
+	)
+	echo := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusUnauthorized)
+		if r.URL.Path == "/padded" { // the token across the 1 KiB kept
+			fmt.Fprint(w, "refused POST", strings.Repeat(".", 1024-len("refused POST")-20), r.Header.Get("Authorization"))
+			return
+		}
+		fmt.Fprintf(w, "refused %s %s with %q %q %q", r.Method, r.URL, r.Header.Get("Authorization"),
+			r.Header.Get("X-Api-Key"), r.Header.Get("X-Lender-Key"))
+	}))
+	withPass := strings.Replace(echo, "http://", "http://relay:"+urlPass+"@", 1)
+	dest := func(name, url, extra string) string {
+		return "  " + name + ":\n    url: \"" + url + "\"\n    retry: { max_attempts: 1 }\n" + extra
+	}
+	relay := "listen: 127.0.0.1:18080\nadmin: { listen: 127.0.0.1:19090 }\nspool: { path: ./spool.db }\ndestinations:\n" +
+		dest("basic", echo+"/h", "    auth: { kind: basic, username: relay, password: "+password+" }\n") +
+		dest("bearer", echo+"/h", "    auth: { kind: bearer, token: "+token+" }\n") +
+		dest("header", echo+"/h", "    auth: { kind: header, name: X-Api-Key, api_key: "+apiKey+" }\n") +
+		dest("query", echo+"/h", "    auth: { kind: query, name: key, api_key: "+apiKey+" }\n") +
+		dest("userinfo", withPass+"/h", "") +
+		dest("headers", echo+"/h", "    headers: { X-Lender-Key: "+hdrKey+" }\n") +
+		dest("padded", echo+"/padded", "    auth: { kind: bearer, token: "+token+" }\n")
+	provider := strings.Replace(plainProvider, "to: [dest]", "to: [basic, bearer, header, query, userinfo, headers, padded]", 1)
+	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
+	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
+		t.Fatalf("ingest: %d", code)
+	}
+	var id string
+	waitFor(t, 10*time.Second, "every delivery dead", func() bool {
+		_, body := adminGet(t, tr, "/admin/events?status=dead")
+		var l struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		_ = json.Unmarshal([]byte(body), &l)
+		if len(l.Items) == 0 {
+			return false
+		}
+		id = l.Items[0].ID
+		ds, _ := tr.spool.Deliveries(id)
+		for _, d := range ds {
+			if d.Status.String() != "dead" {
+				return false
+			}
+		}
+		return len(ds) == 7
+	})
+	_, detail := adminGet(t, tr, "/admin/events/"+id)
+	if strings.Count(detail, "refused POST") != 7 {
+		t.Errorf("want the seven refusals recorded:\n%s", detail)
+	}
+	for _, part := range []string{token[:5], token[len(token)-5:]} { // no part of it across the cut
+		if strings.Contains(detail, part) {
+			t.Errorf("event detail shows %q of the token", part)
+		}
+	}
+	tr.stop()
+	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	must(t, err)
+	for where, text := range map[string]string{"event detail": detail, "log": logs.String(), "spool file": string(spoolBytes)} {
+		assertHidden(t, where, text, password, token, apiKey, urlPass, hdrKey, "relay:"+password, "relay:"+urlPass)
+	}
+}
+
+// A poll `values` entry is a named secret (SPEC 9) wherever the request
+// puts it: in the URL's path a failing poll's network error quoted it, and
+// the URL masking covers only userinfo, query and fragment.
+func TestPollValueInURLPathMasked(t *testing.T) {
+	const token = "poll-path-c4nary-tok"
+	provider := strings.Replace(plainProvider, "/in/plain", "/in/p", 1) + `poll:
+  interval: 1h
+  final_types: [done]
+  values: { token: ` + token + ` }
+  request:
+    url: "http://` + closedPort(t) + `/api/{{ values.token }}/status/{{ key }}"
+  response: json
+  event: { type: response.body.t }
+`
+	tr, logs := startRelayLogged(t, relayYAML("http://127.0.0.1:1/x", ""), map[string]string{"p": provider})
+	resp, err := http.Post(tr.Admin.URL+"/admin/providers/p/poll", "application/json", strings.NewReader(`{"key":"k1"}`))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /admin/providers/p/poll: %d", resp.StatusCode)
+	}
+	waitFor(t, 10*time.Second, "the poll to fail", func() bool { return strings.Contains(logs.String(), "poll failed") })
+	if !strings.Contains(logs.String(), "/status/k1") {
+		t.Errorf("the failure does not say which URL:\n%s", logs.String())
+	}
+	assertHidden(t, "log", logs.String(), token)
+}
+
+// A destination URL given as a secret (env:) that carries its credential in
+// the path, as Slack's and Teams' incoming webhooks do: every network error
+// quotes the URL, and URL masking covers userinfo, query and fragment only.
+// The path of such a URL is masked in attempts, the admin API, logs and the
+// spool; a URL written in relay.yaml is shown as it is.
+func TestSecretDestinationURLPathMasked(t *testing.T) {
+	const pathSecret = "T0C4NARY/B0C4NARY/xoxc4naryWebhookSecret"
+	t.Setenv("HOOKRELAY_TEST_DEST_URL", "http://"+closedPort(t)+"/services/"+pathSecret)
+	relay := "listen: 127.0.0.1:18080\nadmin: { listen: 127.0.0.1:19090 }\nspool: { path: ./spool.db }\ndestinations:\n" +
+		"  dest:\n    url: env:HOOKRELAY_TEST_DEST_URL\n    retry: { max_attempts: 1 }\n" +
+		"  plain:\n    url: \"http://" + closedPort(t) + "/shown/path\"\n    retry: { max_attempts: 1 }\n"
+	provider := strings.Replace(plainProvider, "to: [dest]", "to: [dest, plain]", 1)
+	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
+	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
+		t.Fatalf("ingest: %d", code)
+	}
+	var id string
+	waitFor(t, 10*time.Second, "both deliveries dead", func() bool {
+		_, body := adminGet(t, tr, "/admin/events?status=dead")
+		var l struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		_ = json.Unmarshal([]byte(body), &l)
+		if len(l.Items) == 0 {
+			return false
+		}
+		id = l.Items[0].ID
+		ds, _ := tr.spool.Deliveries(id)
+		return len(ds) == 2 && ds[0].Status.String() == "dead" && ds[1].Status.String() == "dead"
+	})
+	_, detail := adminGet(t, tr, "/admin/events/"+id)
+	if strings.Count(detail, "connection refused") != 2 || !strings.Contains(detail, "/shown/path") {
+		t.Errorf("want both network errors, the plain URL's path shown:\n%s", detail)
+	}
+	_, dests := adminGet(t, tr, "/admin/destinations")
+	tr.stop()
+	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	must(t, err)
+	for where, text := range map[string]string{"event detail": detail, "destinations": dests, "log": logs.String(), "spool file": string(spoolBytes)} {
+		for _, part := range []string{pathSecret, "xoxc4naryWebhookSecret"} {
+			if strings.Contains(text, part) {
+				t.Errorf("%s shows %q", where, part)
+			}
+		}
+	}
+}
+
+// ShownURL, what check prints, masks the path of a URL given as a secret.
+func TestSecretDestinationShownURL(t *testing.T) {
+	t.Setenv("HOOKRELAY_TEST_DEST_URL", "https://hooks.example/services/T0/B0/c4nary?x=1")
+	dir := t.TempDir()
+	writeConfig(t, dir, "listen: 127.0.0.1:18080\nadmin: { listen: 127.0.0.1:19090 }\ndestinations:\n"+
+		"  dest: { url: env:HOOKRELAY_TEST_DEST_URL }\n  plain: { url: \"https://broker.example/in?token=t\" }\n",
+		map[string]string{"plain": plainProvider})
+	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
+	must(t, err)
+	for name, want := range map[string]string{"dest": "https://hooks.example/***?x=***", "plain": "https://broker.example/in?token=***"} {
+		if got := cfg.Dests[name].ShownURL(); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}

@@ -76,7 +76,7 @@ func (s *sender) send(dest *Destination, ev *spool.Event, attempt int) (spool.At
 	req, err := s.request(dest, ev, attempt)
 	if err != nil {
 		// Our own configuration cannot render this event: no use retrying.
-		att.Error = redact.Error(err)
+		att.Error = redact.Text(dest.secrets.Replace(err.Error()))
 		return att, 0, &renderError{err}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dest.timeout)
@@ -86,14 +86,20 @@ func (s *sender) send(dest *Destination, ev *spool.Event, attempt int) (spool.At
 	if err != nil {
 		// A *url.Error quotes the URL, whose userinfo or query may hold a
 		// credential; the record is stored, logged and shown.
-		att.Error = redact.Error(err)
+		att.Error = redact.Text(dest.secrets.Replace(err.Error()))
 		return att, 0, err
 	}
 	defer resp.Body.Close()
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, responseKept))
+	// Read past what is kept, so that a credential across the cut is
+	// masked whole rather than kept in part.
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 2*responseKept))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	att.Status = resp.StatusCode
-	att.Response = string(head)
+	// A refusal may echo the credentials it was sent.
+	att.Response = dest.secrets.Replace(string(head))
+	if len(att.Response) > responseKept {
+		att.Response = att.Response[:responseKept]
+	}
 	var retryAfter time.Duration
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		// DefaultBackoff with a zero minimum is just its Retry-After parser.

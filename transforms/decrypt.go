@@ -71,6 +71,13 @@ func CompileDecrypt(s DecryptSpec, keyMissing bool) (*Decrypter, error) {
 		}
 		*f.dst = p
 	}
+	// Checked before a missing key returns: a disabled provider is
+	// validated in full but for the secret's value (SPEC 3).
+	switch s.KeyEncoding {
+	case "", "base64", "hex", "raw":
+	default:
+		return nil, &FieldError{"key_encoding", fmt.Errorf("%q is not one of base64, hex, raw", s.KeyEncoding)}
+	}
 	if keyMissing {
 		return d, nil
 	}
@@ -83,8 +90,6 @@ func CompileDecrypt(s DecryptSpec, keyMissing bool) (*Decrypter, error) {
 		key, err = hex.DecodeString(s.Key)
 	case "raw":
 		key = []byte(s.Key)
-	default:
-		return nil, &FieldError{"key_encoding", fmt.Errorf("%q is not one of base64, hex, raw", s.KeyEncoding)}
 	}
 	if err != nil {
 		// The error text could echo key material: say only what is wrong.

@@ -126,18 +126,41 @@ func (t *Template) renderURL(env *Env, probe bool) (string, error) {
 			end = sg[1] + i
 		}
 		seg := out[sg[0]:end]
-		if u, err := url.PathUnescape(seg); err == nil {
-			seg = u
-		}
 		// Escaping cannot help here: servers that decode before they
 		// normalise read %2E%2E as "..", and an empty segment is "//",
 		// which many collapse. Such a URL is not sent.
-		switch seg {
-		case "", ".", "..":
+		if seg == "" || dotSegment(seg) {
+			if u, err := url.PathUnescape(seg); err == nil {
+				seg = u
+			}
 			return "", fmt.Errorf("a placeholder made the path segment %q: it would not stay one segment", seg)
 		}
 	}
 	return out, nil
+}
+
+// dotSegment reports whether a server that decodes a path before it
+// normalises it could read a dot segment in seg (an escaped path segment):
+// "%2E%2E", but also "..%2F..%2Fadmin", which such a server (nginx in
+// front of the destination, a handler that cleans r.URL.Path) reads as
+// "../../admin" and so climbs out of the template's path. Backslashes count
+// as slashes (IIS, some frameworks), a ";" ends a segment's name (path
+// parameters), and decoding is repeated for servers in a chain that decode
+// once each.
+func dotSegment(seg string) bool {
+	for decodes := 0; ; decodes++ {
+		for _, part := range strings.FieldsFunc(seg, func(r rune) bool { return r == '/' || r == '\\' }) {
+			part, _, _ = strings.Cut(part, ";")
+			if part == "." || part == ".." {
+				return true
+			}
+		}
+		u, err := url.PathUnescape(seg)
+		if decodes == 2 || err != nil || u == seg {
+			return false
+		}
+		seg = u
+	}
 }
 
 // CompileBodyTemplate compiles a request body whose placeholders are

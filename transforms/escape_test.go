@@ -53,9 +53,9 @@ func TestURLTemplatePlaces(t *testing.T) {
 	tm, err = CompileURLTemplate("https://broker.example:8443/e/{{ event.type }}/k-{{ event.key }}?t={{ event.type }}")
 	must(t, err)
 	for _, c := range []struct{ typ, key, want string }{
-		{"../../../admin/users/42/delete?force=1#", "a/b",
-			"https://broker.example:8443/e/..%2F..%2F..%2Fadmin%2Fusers%2F42%2Fdelete%3Fforce=1%23/k-a%2Fb?t=..%2F..%2F..%2Fadmin%2Fusers%2F42%2Fdelete%3Fforce%3D1%23"},
-		{"%2e%2E", "x", "https://broker.example:8443/e/%252e%252E/k-x?t=%252e%252E"},
+		{"admin/users/42/delete?force=1#", "a/b",
+			"https://broker.example:8443/e/admin%2Fusers%2F42%2Fdelete%3Fforce=1%23/k-a%2Fb?t=admin%2Fusers%2F42%2Fdelete%3Fforce%3D1%23"},
+		{"%2e%2Ex", "x", "https://broker.example:8443/e/%252e%252Ex/k-x?t=%252e%252Ex"},
 		{"a b&c=d", ".", "https://broker.example:8443/e/a%20b&c=d/k-.?t=a+b%26c%3Dd"},
 	} {
 		e := &Env{Event: &Event{Type: c.typ, Key: c.key}}
@@ -64,7 +64,11 @@ func TestURLTemplatePlaces(t *testing.T) {
 			t.Errorf("%q %q: got %q, %v\nwant %q", c.typ, c.key, got, err, c.want)
 		}
 	}
-	for _, typ := range []string{"..", ".", ""} {
+	// A value a server that decodes before it normalises (nginx in front,
+	// a handler cleaning r.URL.Path) would read as a dot segment: "/" or
+	// "\\" inside it, a path parameter, or escaped once more.
+	for _, typ := range []string{"..", ".", "", "../../../admin/users/42/delete?force=1#", "a/../../admin",
+		"..\\..\\admin", "x\\..", "..;jsessionid=1", "%2e%2e", "%2E%2e%2Fadmin", "./x"} {
 		if got, err := tm.Execute(&Env{Event: &Event{Type: typ, Key: "k"}}); err == nil {
 			t.Errorf("type %q rendered %q", typ, got)
 		}
@@ -149,6 +153,13 @@ func FuzzRenderURL(f *testing.F) {
 				d, err := url.PathUnescape(s)
 				if err != nil || d == "." || d == ".." {
 					t.Fatalf("%s with %q: segment %q (%q, %v)", c.tmpl, v, s, d, err)
+				}
+				// Decoded, as a server that decodes before it normalises
+				// reads it: still no dot segment.
+				for _, part := range strings.FieldsFunc(d, func(r rune) bool { return r == '/' || r == '\\' }) {
+					if part == "." || part == ".." {
+						t.Fatalf("%s with %q: segment %q decodes to %q, a dot segment", c.tmpl, v, s, d)
+					}
 				}
 			}
 			if strings.Contains(c.tmpl, "?") {

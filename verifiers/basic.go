@@ -47,7 +47,10 @@ func NewBasic(c BasicConfig) (*Basic, error) {
 		field := fmt.Sprintf("users.%s", name)
 		switch {
 		case name == "" || strings.Contains(name, ":"):
-			return nil, FieldError(field, "a user name must be non-empty and without ':'")
+			// Reported on users, not users.NAME: that is where a missing
+			// password is, and a disabled provider's check passes over
+			// errors at a missing secret's place (SPEC 3).
+			return nil, FieldError("users", "user name %q must be non-empty and without ':'", name)
 		case pass == "":
 			return nil, FieldError(field, "password must not be empty")
 		}
