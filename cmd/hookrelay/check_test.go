@@ -119,3 +119,18 @@ func TestCheckRefusesPasswordThatEndsTheHost(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckMasksSecretURLPath: a destination URL given as a secret (a
+// Slack-style URL whose path is the credential) is shown by check with its
+// path masked, as the admin API and attempt records show it.
+func TestCheckMasksSecretURLPath(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "providers.d"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte("listen: \"127.0.0.1:1\"\nadmin: { listen: \"127.0.0.1:2\" }\n"+
+		"destinations:\n  sink:\n    url: env:SINK_URL\n"), 0o644))
+	env := append(childEnv(), "SINK_URL=http://127.0.0.1:3/services/T0/B0/CANARYpathSecret")
+	code, out, errOut := runBin(t, dir, env, "check")
+	if code != 0 || strings.Contains(out+errOut, "CANARY") || !strings.Contains(out, "http://127.0.0.1:3/") {
+		t.Errorf("check: exit %d, want 0 and the URL's host without its secret path\n%s%s", code, out, errOut)
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hookrelay/hookrelay/engine"
-	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
 const rootLong = `hookrelay receives lenders' webhooks, verifies and maps them, spools them and
@@ -380,7 +379,7 @@ func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int
 		res.Providers = append(res.Providers, cp)
 	}
 	for _, name := range sortedKeys(cfg.Dests) {
-		res.Destinations = append(res.Destinations, checkDestination{name, redact.URL(cfg.Dests[name].Config.URL)})
+		res.Destinations = append(res.Destinations, checkDestination{name, cfg.Dests[name].ShownURL()})
 	}
 	if asJSON {
 		return printValue(stdout, res)
