@@ -24,8 +24,17 @@ func private(path string, warn func(string, ...any)) {
 // tighten removes group and other permissions of path when may allows it
 // and path is ours, and warns either way.
 func tighten(path string, may bool, warn func(string, ...any)) {
-	fi, err := os.Stat(path)
-	if err != nil || !checkPerms || fi.Mode().Perm()&0o077 == 0 {
+	fi, err := os.Lstat(path)
+	if err != nil || !checkPerms {
+		return
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		// chmod would follow the link: a link planted at the spool's path
+		// would have a relay run as root change a file it does not own.
+		warn("spool: is a symbolic link; the permissions of what it points to are left as they are", "path", path)
+		return
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
 		return
 	}
 	was := fi.Mode().Perm()

@@ -111,3 +111,26 @@ func TestOpenTightensPermissions(t *testing.T) {
 		}
 	})
 }
+
+// TestPrivateLeavesSymlinkTarget: a symbolic link at the spool's path is not
+// followed by the tightening: the file it points to keeps its mode.
+func TestPrivateLeavesSymlinkTarget(t *testing.T) {
+	if !checkPerms {
+		t.Skip("no Unix permissions here")
+	}
+	elsewhere := filepath.Join(t.TempDir(), "not-ours.db")
+	must(t, os.WriteFile(elsewhere, nil, 0o644))
+	must(t, os.Chmod(elsewhere, 0o644))
+	dir := filepath.Join(t.TempDir(), "spool")
+	must(t, os.Mkdir(dir, 0o700))
+	link := filepath.Join(dir, "hookrelay.db")
+	must(t, os.Symlink(elsewhere, link))
+	var w warnings
+	private(link, w.warn)
+	if got := mode(t, elsewhere); got != 0o644 {
+		t.Errorf("the link's target was changed to %04o", got)
+	}
+	if len(w.msgs) != 1 || !strings.Contains(w.msgs[0], "symbolic link") {
+		t.Errorf("want one warning about the link; got %q", w.msgs)
+	}
+}
