@@ -271,7 +271,7 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 	}
 
 	sendCmd := sendCommand(stdout, stderr)
-	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, tryCmd, testCmd, signCmd, sendCmd}
+	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, tryCmd, testCmd, signCmd, sendCmd, sinkCommand(stdout, stderr)}
 	for _, c := range []*cobra.Command{tryCmd, signCmd, sendCmd} {
 		c.ValidArgsFunction = completeProvider(c, 1)
 	}
