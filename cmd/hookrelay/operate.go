@@ -67,7 +67,13 @@ func (o object) age(key string) string {
 }
 
 func (c *cli) destinationsList() int {
-	data, err := c.client.do(http.MethodGet, "/admin/destinations", nil, nil)
+	return c.list("/admin/destinations", func(items []object) string { return destinationsTable(items, true) })
+}
+
+// list prints the items of a GET list endpoint as the API's JSON (--json)
+// or as table makes them.
+func (c *cli) list(path string, table func([]object) string) int {
+	data, err := c.client.do(http.MethodGet, path, nil, nil)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -78,7 +84,7 @@ func (c *cli) destinationsList() int {
 	if err != nil {
 		return c.fail(err)
 	}
-	fmt.Fprint(c.stdout, destinationsTable(items, true))
+	fmt.Fprint(c.stdout, table(items))
 	return 0
 }
 
@@ -117,21 +123,7 @@ func (c *cli) pause(name string, paused bool) int {
 	})
 }
 
-func (c *cli) providersList() int {
-	data, err := c.client.do(http.MethodGet, "/admin/providers", nil, nil)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(data)
-	}
-	items, _, err := c.items(data)
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprint(c.stdout, providersTable(items))
-	return 0
-}
+func (c *cli) providersList() int { return c.list("/admin/providers", providersTable) }
 
 // providerState is "enabled" or "DISABLED: why", with register and poll
 // availability when they are off.
