@@ -1,9 +1,9 @@
 # hookrelay: `make run` runs the relay on built-in defaults with ./providers.d,
-# `make test` runs every test, `make lint` the linters of .golangci.yml. All
-# install what they need through the Go module proxy.
+# `make test` runs every test, `make lint` the linters of .golangci.yml and
+# `make tidy-check` fails on an untidy go.mod. All install what they need
+# through the Go module proxy.
 GO ?= go
 BIN := bin/hookrelay
-export GOFLAGS ?= -mod=mod
 
 # golangci-lint is pinned here and nowhere else. `make lint` builds this
 # version into bin/tools/ the first time (a few minutes: it is built from
@@ -23,7 +23,7 @@ IMAGE ?= hookrelay:$(or $(VERSION),dev)
 IMAGE_BUILDER ?= docker
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: build build-static image-context image deploy-check run test soak fuzz vet lint bench bench-short sustain clean
+.PHONY: build build-static image-context image deploy-check run test soak fuzz vet lint tidy-check bench bench-short sustain clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hookrelay
@@ -78,6 +78,11 @@ lint: $(GOLANGCI_LINT)
 
 bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint:
 	GOBIN="$(CURDIR)/$(@D)" $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+# Fails, printing the diff, when `go mod tidy` would change go.mod or go.sum:
+# builds run with the default -mod=readonly, so go.mod must be complete.
+tidy-check:
+	$(GO) mod tidy -diff
 
 # Crash and fault soak: 200 SIGKILLs of `hookrelay serve` while 2,000 events over
 # 50 keys flow to a failing, hanging, resetting destination, plus the full-disk
