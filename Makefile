@@ -1,8 +1,16 @@
 # hookrelay: `make run` runs the relay on built-in defaults with ./providers.d,
-# `make test` runs every test. Both install what they need through the Go module proxy.
+# `make test` runs every test, `make lint` the linters of .golangci.yml and
+# `make tidy-check` fails on an untidy go.mod. All install what they need
+# through the Go module proxy.
 GO ?= go
 BIN := bin/hookrelay
-export GOFLAGS ?= -mod=mod
+
+# golangci-lint is pinned here and nowhere else. `make lint` builds this
+# version into bin/tools/ the first time (a few minutes: it is built from
+# source through the module proxy) and reuses it after; GOLANGCI_LINT=path
+# uses another binary.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT ?= bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 
 # `hookrelay version` and hookrelay_build_info print VERSION: the tag, or
 # tag-commits-gHASH, with -dirty for a modified tree, and REVISION, the
@@ -15,7 +23,7 @@ IMAGE ?= hookrelay:$(or $(VERSION),dev)
 IMAGE_BUILDER ?= docker
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: build build-static image-context image deploy-check run test soak fuzz vet bench bench-short sustain clean
+.PHONY: build build-static image-context image deploy-check run test soak fuzz vet lint tidy-check bench bench-short sustain clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hookrelay
@@ -63,6 +71,18 @@ test: vet build
 vet:
 	@test -z "$$(gofmt -l cmd engine verifiers transforms internal deploy)" || (gofmt -l cmd engine verifiers transforms internal deploy; exit 1)
 	$(GO) vet ./...
+
+# The linters and their settings are in .golangci.yml.
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
+bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint:
+	GOBIN="$(CURDIR)/$(@D)" $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+# Fails, printing the diff, when `go mod tidy` would change go.mod or go.sum:
+# builds run with the default -mod=readonly, so go.mod must be complete.
+tidy-check:
+	$(GO) mod tidy -diff
 
 # Crash and fault soak: 200 SIGKILLs of `hookrelay serve` while 2,000 events over
 # 50 keys flow to a failing, hanging, resetting destination, plus the full-disk

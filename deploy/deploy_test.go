@@ -571,8 +571,9 @@ func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	port := ln.Addr().(*net.TCPAddr).Port
+	must(t, ln.Close()) // the port is free only once closed
+	return port
 }
 
 // goTool is the go command of the toolchain running the tests.

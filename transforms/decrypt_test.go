@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -116,7 +117,8 @@ func TestDecryptFailures(t *testing.T) {
 		{DecryptSpec{Kind: "aes-cbc", Key: b64(key), Data: "body.d", IV: "body.iv", Tag: "body.t"}, "tag"},
 	} {
 		_, err := CompileDecrypt(c.spec, false)
-		if fe, ok := err.(*FieldError); !ok || fe.Field != c.field {
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("%+v: %v, want a FieldError on %s", c.spec, err, c.field)
 		}
 	}

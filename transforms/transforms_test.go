@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -73,8 +74,8 @@ func TestCompileErrorsNameTheField(t *testing.T) {
 		{Key: "body.x", Type: "nosuchvar"}:                 "type",
 	} {
 		_, err := CompileMapping(*spec)
-		fe, ok := err.(*FieldError)
-		if !ok || fe.Field != field {
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != field {
 			t.Errorf("%+v: error %v, want a FieldError on %s", spec, err, field)
 		}
 	}

@@ -474,7 +474,7 @@ func (v *JWS) SignWithKey(req *Request, key []byte, kid string) error {
 		}
 		delete(parent, v.from.path[len(v.from.path)-1])
 		if payload, err = compactJSON(obj); err != nil {
-			return fmt.Errorf("jws: cannot sign: the body cannot be re-encoded: %v", err)
+			return fmt.Errorf("jws: cannot sign: the body cannot be re-encoded: %w", err)
 		}
 	} else if v.mode == payloadMustMatch {
 		if _, err := decodeJSON(req.Body); err != nil {
@@ -504,7 +504,7 @@ func (v *JWS) SignWithKey(req *Request, key []byte, kid string) error {
 	parent[v.from.path[len(v.from.path)-1]] = string(tok)
 	body, err := compactJSON(obj)
 	if err != nil {
-		return fmt.Errorf("jws: cannot sign: the body cannot be re-encoded: %v", err)
+		return fmt.Errorf("jws: cannot sign: the body cannot be re-encoded: %w", err)
 	}
 	req.Body = body
 	return nil
@@ -1249,7 +1249,7 @@ func (r *remoteKeys) get(ctx context.Context) (*keySet, error) {
 	}
 	keys, err := parseKeySet(data)
 	if err != nil {
-		return nil, fmt.Errorf("jwks_url: %v", err)
+		return nil, fmt.Errorf("jwks_url: %w", err)
 	}
 	return keys, nil
 }
@@ -1262,25 +1262,25 @@ func (r *remoteKeys) read() (*keySet, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, errors.New("jwks_url file does not exist")
 	case err != nil:
-		return nil, fmt.Errorf("jwks_url file cannot be read: %v", pathErr(err))
+		return nil, fmt.Errorf("jwks_url file cannot be read: %w", pathErr(err))
 	case !fi.Mode().IsRegular():
 		return nil, errors.New("jwks_url file is not a regular file")
 	}
 	f, err := os.Open(r.file)
 	if err != nil {
-		return nil, fmt.Errorf("jwks_url file cannot be read: %v", pathErr(err))
+		return nil, fmt.Errorf("jwks_url file cannot be read: %w", pathErr(err))
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: closing cannot lose data
 	data, err := io.ReadAll(io.LimitReader(f, JWKSMaxBytes+1))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("jwks_url file cannot be read: %v", pathErr(err))
+		return nil, fmt.Errorf("jwks_url file cannot be read: %w", pathErr(err))
 	case len(data) > JWKSMaxBytes:
 		return nil, fmt.Errorf("jwks_url file holds more than %d bytes", JWKSMaxBytes)
 	}
 	keys, err := parseKeySet(data)
 	if err != nil {
-		return nil, fmt.Errorf("jwks_url: %v", err)
+		return nil, fmt.Errorf("jwks_url: %w", err)
 	}
 	return keys, nil
 }

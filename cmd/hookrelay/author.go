@@ -235,7 +235,10 @@ func sign(config string, explicit bool, provider, file string, o signOptions, st
 		fmt.Fprintln(stderr, "hookrelay sign:", err)
 		return 1
 	}
-	stdout.Write(dump)
+	if _, err := stdout.Write(dump); err != nil {
+		fmt.Fprintln(stderr, "hookrelay sign:", err)
+		return 1
+	}
 	return 0
 }
 

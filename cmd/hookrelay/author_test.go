@@ -15,7 +15,7 @@ func runIn(t *testing.T, dir string, args ...string) (int, string, string) {
 	if err := os.Chdir(dir); err != nil {
 		t.Fatal(err)
 	}
-	defer os.Chdir(wd)
+	defer func() { must(t, os.Chdir(wd)) }()
 	var out, errOut bytes.Buffer
 	code := run(args, &out, &errOut)
 	return code, out.String(), errOut.String()

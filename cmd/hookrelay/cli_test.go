@@ -89,7 +89,7 @@ func TestCheckJSON(t *testing.T) {
 		t.Errorf("check --json: %+v", res)
 	}
 	t.Setenv("ACME_SECRET", "")
-	os.Unsetenv("ACME_SECRET")
+	must(t, os.Unsetenv("ACME_SECRET"))
 	code, out, _ = runIn(t, dir, "check", "--json")
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !strings.Contains(res.Providers[0].Disabled, "ACME_SECRET") {
 		t.Errorf("check --json without the secret: exit %d\n%s", code, out)

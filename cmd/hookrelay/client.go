@@ -406,7 +406,9 @@ func (c *cli) printJSON(data []byte) int {
 		return c.fail(fmt.Errorf("admin API: answer is not JSON: %w", err))
 	}
 	out.WriteByte('\n')
-	c.stdout.Write(out.Bytes())
+	if _, err := c.stdout.Write(out.Bytes()); err != nil {
+		return c.fail(err)
+	}
 	return 0
 }
 
@@ -671,7 +673,7 @@ func shellJoin(args []string) string {
 	for i, a := range args {
 		safe := a != ""
 		for _, r := range a {
-			if !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("-_./:=@%+,", r))) {
+			if !shellSafe(r) {
 				safe = false
 				break
 			}
@@ -683,4 +685,9 @@ func shellJoin(args []string) string {
 		}
 	}
 	return strings.Join(quoted, " ")
+}
+
+// shellSafe reports whether r needs no quoting in a POSIX shell word.
+func shellSafe(r rune) bool {
+	return r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("-_./:=@%+,", r))
 }

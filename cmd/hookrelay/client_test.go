@@ -45,7 +45,7 @@ func fakeAdmin(t *testing.T, token string, routes map[string]reply) (srv *httpte
 			io.WriteString(w, `{"error": "not found"}`)
 			return
 		}
-		if q := req.URL.Query(); !(len(q) == 0 && len(r.query) == 0) && !reflect.DeepEqual(q, r.query) {
+		if q := req.URL.Query(); (len(q) != 0 || len(r.query) != 0) && !reflect.DeepEqual(q, r.query) {
 			t.Errorf("%s %s: query %v, want %v", req.Method, req.URL.Path, q, r.query)
 		}
 		body, _ := io.ReadAll(req.Body)

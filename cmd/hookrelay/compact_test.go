@@ -58,7 +58,7 @@ func TestCompactCommand(t *testing.T) {
 	}
 	sp, err = spool.Open(path, spool.Options{})
 	must(t, err)
-	defer sp.Close()
+	defer func() { must(t, sp.Close()) }()
 	if got := sp.Size(); got >= peak/2 {
 		t.Errorf("spool %d bytes after compact, %d before", got, peak)
 	}

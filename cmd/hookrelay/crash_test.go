@@ -51,11 +51,11 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "crash_test: go build:", err)
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir) // a temporary directory: failing to remove it changes nothing
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -125,8 +125,9 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	port := ln.Addr().(*net.TCPAddr).Port
+	must(t, ln.Close()) // the port is free only once closed
+	return port
 }
 
 // freePorts returns two different free loopback ports.
@@ -233,7 +234,7 @@ destinations:
 	r.log = f
 	t.Cleanup(func() {
 		r.stopHard()
-		f.Close()
+		_ = f.Close() // the relay wrote the log through its own descriptor
 		if t.Failed() {
 			if b, err := os.ReadFile(f.Name()); err == nil {
 				t.Logf("relay log (last 8 KiB):\n%s", tail(b, 8<<10))
@@ -300,7 +301,7 @@ func (r *relayProc) waitReady(done chan struct{}, limit time.Duration) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:
-			return fmt.Errorf("relay exited during start-up: %v", r.exitErr())
+			return fmt.Errorf("relay exited during start-up: %w", r.exitErr())
 		default:
 		}
 		if resp, err := c.Get(r.admin + "/readyz"); err == nil {
@@ -448,7 +449,7 @@ func readArrival(req *http.Request) (arrival, error) {
 		err = errors.New("no raw.key")
 	}
 	if err != nil {
-		return arrival{}, fmt.Errorf("%v: %.200s", err, body)
+		return arrival{}, fmt.Errorf("%w: %.200s", err, body)
 	}
 	n := -1
 	if env.Raw.N != nil {
@@ -766,7 +767,7 @@ func TestCrashKillResume(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open spool after the run: %v", err)
 	}
-	defer sp.Close()
+	defer func() { must(t, sp.Close()) }()
 	if err := sp.Check(); err != nil {
 		t.Errorf("spool check: %v", err)
 	}
@@ -1096,7 +1097,7 @@ func TestDefaults(t *testing.T) {
 		}
 		t.Cleanup(func() {
 			r.stopHard()
-			f.Close()
+			_ = f.Close() // the relay wrote the log through its own descriptor
 			if t.Failed() {
 				b, _ := os.ReadFile(f.Name())
 				t.Logf("relay log:\n%s", tail(b, 8<<10))

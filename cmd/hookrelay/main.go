@@ -417,7 +417,9 @@ func printValue(stdout io.Writer, v any) int {
 		fmt.Fprintln(stdout, err)
 		return 1
 	}
-	stdout.Write(append(b, '\n'))
+	if _, err := stdout.Write(append(b, '\n')); err != nil {
+		return 1 // stdout is gone: nowhere to say so
+	}
 	return 0
 }
 

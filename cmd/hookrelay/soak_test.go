@@ -114,7 +114,7 @@ func (s *faultySink) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			s.lingr++
 			s.mu.Unlock()
 		}
-		conn.Close()
+		_ = conn.Close() // the reset is the point; a failed close changes nothing
 	case statusHang:
 		// Until the relay gives up on the attempt (its timeout closes the
 		// connection) or is killed; hang bounds it either way.
@@ -244,7 +244,7 @@ func checkSpoolFile(path string) (err error) {
 		return fmt.Errorf("open: %w", err)
 	}
 	if err := sp.Check(); err != nil {
-		sp.Close()
+		_ = sp.Close() // the check's error is the one to report
 		return fmt.Errorf("check: %w", err)
 	}
 	if err := sp.Close(); err != nil {
@@ -264,8 +264,11 @@ func keepCopy(path string) string {
 	if err != nil {
 		return "(not copied: " + err.Error() + ")"
 	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "(not copied: " + err.Error() + ")"
 	}
 	return f.Name()
@@ -524,7 +527,7 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open spool after the run: %v", err)
 	}
-	defer sp.Close()
+	defer func() { must(t, sp.Close()) }()
 	notDelivered := 0
 	for ev, a := range firstSeen {
 		dl, err := sp.Delivery("sink", a.eventID)
@@ -595,7 +598,7 @@ func fill(t *testing.T, dir string) (string, int64) {
 	path := filepath.Join(dir, "filler")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	must(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // the disk is full on purpose: closing may fail too
 	var size int64
 	for _, chunk := range []int{64 << 10, 4 << 10, 512, 1} {
 		buf := make([]byte, chunk)
@@ -745,7 +748,7 @@ func TestSpoolUnwritable(t *testing.T) {
 	}
 	sp, err := spool.Open(r.spool, spool.Options{})
 	must(t, err)
-	defer sp.Close()
+	defer func() { must(t, sp.Close()) }()
 	stored := map[string]bool{}
 	must(t, sp.Events("", 0, func(ev *spool.Event, _ []*spool.Delivery) bool {
 		stored[ev.IdempotencyID] = true

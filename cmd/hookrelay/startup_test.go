@@ -105,7 +105,7 @@ func TestPortInUse(t *testing.T) {
 	r := newRelay(t, "http://127.0.0.1:1", map[string]string{"crash": providerYAML})
 	ln, err := net.Listen("tcp", strings.TrimPrefix(r.admin, "http://"))
 	must(t, err)
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // held only to make the port busy
 	code, out, errOut := runBin(t, r.dir, r.env, "serve", "--config", filepath.Join(r.dir, "relay.yaml"))
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s%s", code, out, errOut)

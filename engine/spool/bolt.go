@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -136,7 +137,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close() // the buckets' error is the one to report
 		return nil, fmt.Errorf("spool: create buckets in %s: %w", path, err)
 	}
 	b := &Bolt{
@@ -239,7 +240,7 @@ func (b *Bolt) commit(batch []*op) {
 	case errors.As(err, &oe):
 		b.retried.Add(1)
 		failed := batch[oe.i]
-		rest := append(batch[:oe.i:oe.i], batch[oe.i+1:]...)
+		rest := slices.Concat(batch[:oe.i], batch[oe.i+1:])
 		b.commit(rest)
 		b.commit([]*op{failed})
 	default:

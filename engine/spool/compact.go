@@ -116,12 +116,14 @@ func Compact(path string, opts ...CompactOptions) (before, after int64, err erro
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return before, 0, fmt.Errorf("spool: compact: remove stale %s: %w", tmp, err)
 	}
+	// On failure tmp is only litter: the compaction's error is the one to
+	// report, and the next Compact removes what this one could not.
 	if err := compactInto(src, tmp, o.TxMaxSize); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp)
 		return before, 0, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp)
 		return before, 0, fmt.Errorf("spool: compact: %w", err)
 	}
 	swapped = true
@@ -148,8 +150,9 @@ func compactInto(src *bolt.DB, tmp string, txMaxSize int64) error {
 	if err != nil {
 		return fmt.Errorf("spool: compact: create %s: %w", tmp, err)
 	}
+	// On failure tmp is discarded: only the first error matters.
 	if err := bolt.Compact(dst, src, txMaxSize); err != nil {
-		dst.Close()
+		_ = dst.Close()
 		return fmt.Errorf("spool: compact: copy: %w", err)
 	}
 	// The high-water mark: every page at or past it is unused. Below the
@@ -157,7 +160,7 @@ func compactInto(src *bolt.DB, tmp string, txMaxSize int64) error {
 	// can leave the new file up to twice its data; the tail is trimmed.
 	var used int64
 	if err := dst.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil {
-		dst.Close()
+		_ = dst.Close()
 		return fmt.Errorf("spool: compact: %w", err)
 	}
 	if err := dst.Close(); err != nil {
@@ -167,13 +170,14 @@ func compactInto(src *bolt.DB, tmp string, txMaxSize int64) error {
 	if err != nil {
 		return fmt.Errorf("spool: compact: %w", err)
 	}
-	defer f.Close()
 	if fi, err := f.Stat(); err == nil && used > 0 && fi.Size() > used {
 		if err := f.Truncate(used); err != nil {
+			_ = f.Close()
 			return fmt.Errorf("spool: compact: trim %s: %w", tmp, err)
 		}
 	}
 	if err := f.Sync(); err != nil {
+		_ = f.Close()
 		return fmt.Errorf("spool: compact: sync %s: %w", tmp, err)
 	}
 	return f.Close()
@@ -185,6 +189,9 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	if err := d.Sync(); err != nil {
+		_ = d.Close()
+		return err
+	}
+	return d.Close()
 }

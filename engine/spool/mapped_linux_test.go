@@ -20,7 +20,7 @@ func mappedRSS(t *testing.T, path string) int64 {
 	if err != nil {
 		t.Skipf("no smaps: %v", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	var total int64
 	in := false
 	sc := bufio.NewScanner(f)

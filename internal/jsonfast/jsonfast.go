@@ -357,7 +357,8 @@ func (d *fastDecoder) str() (string, bool) {
 // escaped finishes a string that has an escape at i.
 func (d *fastDecoder) escaped(start, i int, high bool) (string, bool) {
 	data := d.data
-	buf := append(d.buf[:0], data[start:i]...)
+	buf := d.buf[:0] // reused across strings; stored back below
+	buf = append(buf, data[start:i]...)
 	for i < len(data) {
 		c := data[i]
 		switch {
