@@ -188,7 +188,7 @@ func (r *Relay) listProviders(*http.Request) (any, error) {
 
 func (r *Relay) listDestinations(*http.Request) (any, error) {
 	cfg := r.config()
-	shown, _ := cfg.display["destinations"].(map[string]any)
+	shown, _ := cfg.AsWritten()["destinations"].(map[string]any)
 	names := make([]string, 0, len(cfg.Dests))
 	for name := range cfg.Dests {
 		names = append(names, name)

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -143,7 +144,7 @@ func (d *dispatcher) reorderWindow(provider string) time.Duration {
 	if w, ok := (*d.reorder.Load())[provider]; ok {
 		return w
 	}
-	return 30 * time.Second
+	return config.DefaultReorderWindow
 }
 
 // setDestination installs dest's settings. l.mu held, or l not yet shared.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -233,7 +234,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 func (r *Relay) admit() bool {
 	limit := int64(r.config().MaxInflight)
 	if limit <= 0 {
-		limit = 512
+		limit = config.DefaultMaxInflight
 	}
 	if r.inflight.Add(1) > limit {
 		r.inflight.Add(-1)

@@ -1,6 +1,12 @@
-// Package engine is hookrelay's core: configuration, ingest, the spool hand-off,
-// delivery, and the admin API. One webhook's path: ingest -> verify -> map ->
-// route -> spool (group commit) -> answer -> dispatcher -> destination.
+// Package engine is hookrelay's composition root, being split along the data
+// flow (issue 14): today it still holds ingest, the spool hand-off, delivery,
+// registration and polling, and the admin API, and it compiles what
+// engine/config decodes (providers, destinations) and wires the two (Load).
+// One webhook's path: ingest -> verify -> map -> route -> spool (group commit)
+// -> answer -> dispatcher -> destination.
+//
+// It may import its own subpackages (engine/config, engine/spool), verifiers,
+// transforms and internal/; none of those imports engine.
 package engine
 
 import (
@@ -16,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -140,16 +147,16 @@ func (r *Relay) Reload() error {
 
 // listenersKept refuses a configuration that moves a listener.
 func listenersKept(old, cfg *Config) error {
-	errs := &errorList{}
+	errs := &config.Errors{}
 	for _, l := range []struct{ key, was, is string }{
 		{"listen", old.Listen, cfg.Listen}, {"admin.listen", old.Admin.Listen, cfg.Admin.Listen},
 	} {
 		if l.is != l.was {
-			errs.add(cfg.doc, l.key, "%s: %q differs from the running %q; a listener moves only on restart, so nothing was reloaded",
+			errs.Add(cfg.Doc(), l.key, "%s: %q differs from the running %q; a listener moves only on restart, so nothing was reloaded",
 				l.key, l.is, l.was)
 		}
 	}
-	if errs.empty() {
+	if errs.Empty() {
 		return nil
 	}
 	return errs
@@ -157,7 +164,7 @@ func listenersKept(old, cfg *Config) error {
 
 // problems lists the "file:line: message" lines of a load error.
 func problems(err error) []string {
-	var l *errorList
+	var l *config.Errors
 	if errors.As(err, &l) {
 		return l.Problems()
 	}
