@@ -56,7 +56,7 @@ func (r *Relay) AdminHandler() http.Handler {
 		// why (a variable's name) nor a lender's answer; /admin/providers,
 		// behind the token, says the rest.
 		disabled := []string{}
-		for _, p := range r.config().Providers {
+		for _, p := range r.Config().Providers {
 			if p.Disabled != "" {
 				disabled = append(disabled, p.Name)
 			}
@@ -97,7 +97,7 @@ func (r *Relay) AdminHandler() http.Handler {
 // auth requires the admin token, compared in constant time.
 func (r *Relay) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if token := r.config().Admin.Token; token != "" {
+		if token := r.Config().Admin.Token; token != "" {
 			want := sha256.Sum256([]byte("Bearer " + token))
 			got := sha256.Sum256([]byte(req.Header.Get("Authorization")))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
@@ -165,7 +165,7 @@ func limit(req *http.Request, def int) (int, error) {
 func (r *Relay) listProviders(*http.Request) (any, error) {
 	var items []map[string]any
 	registrations := r.registrationStatus()
-	for _, p := range r.config().Providers {
+	for _, p := range r.Config().Providers {
 		item := map[string]any{
 			"name": p.Name, "file": p.File, "paths": p.Paths, "methods": p.methods,
 			"disabled": p.Disabled, "config": redactConfig(p.display, false),
@@ -187,7 +187,7 @@ func (r *Relay) listProviders(*http.Request) (any, error) {
 }
 
 func (r *Relay) listDestinations(*http.Request) (any, error) {
-	cfg := r.config()
+	cfg := r.Config()
 	shown, _ := cfg.AsWritten()["destinations"].(map[string]any)
 	names := make([]string, 0, len(cfg.Dests))
 	for name := range cfg.Dests {
@@ -553,7 +553,7 @@ func (r *Relay) listQuarantine(req *http.Request) (any, error) {
 func (r *Relay) quarantineItems(provider, cursor string, n int) (any, error) {
 	items := []map[string]any{}
 	next := cursor
-	cfg := r.config()
+	cfg := r.Config()
 	for {
 		page, err := r.spool.QuarantineList(next, n)
 		if err != nil {
@@ -600,7 +600,7 @@ func (r *Relay) showQuarantined(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return quarantineView(r.config(), q), nil
+	return quarantineView(r.Config(), q), nil
 }
 
 // reprocess runs quarantined requests through the current configuration
@@ -627,7 +627,7 @@ func (r *Relay) reprocess(req *http.Request) (any, error) {
 		Reason string `json:"reason"`
 	}
 	done, failed := 0, []failure{}
-	cfg := r.config()
+	cfg := r.Config()
 	for i := len(all) - 1; i >= 0; i-- { // oldest first: keys keep their order
 		q := all[i]
 		if (len(want) > 0 && !want[q.ID]) || (f.Provider != "" && q.Provider != f.Provider) {

@@ -19,7 +19,7 @@ import (
 // /readyz too.
 func (r *Relay) browserGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		cfg := r.config()
+		cfg := r.Config()
 		if !adminHostAllowed(req.Host, cfg.Admin.Listen, cfg.Admin.Hosts) {
 			writeError(w, http.StatusForbidden, "Host is not this admin listener's address, a loopback name or one of admin.hosts")
 			return

@@ -232,7 +232,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 
 // admit takes one of max_inflight places, or reports that there is none.
 func (r *Relay) admit() bool {
-	limit := int64(r.config().MaxInflight)
+	limit := int64(r.Config().MaxInflight)
 	if limit <= 0 {
 		limit = config.DefaultMaxInflight
 	}

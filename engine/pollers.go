@@ -124,7 +124,7 @@ func (r *Relay) configurePollers() {
 // pollKey adds a key to a provider's poller (POST /admin/providers/{name}/poll)
 // and polls it now. The key is stored before it returns.
 func (r *Relay) pollKey(provider, key string) error {
-	p := r.config().Provider(provider)
+	p := r.Config().Provider(provider)
 	switch {
 	case p == nil:
 		return notFound("no provider " + provider)
@@ -163,7 +163,7 @@ func (r *Relay) pollKey(provider, key string) error {
 // with its keys loaded from the spool. ps.mu is held.
 func (r *Relay) startLoops() {
 	ps := &r.poll
-	for _, p := range r.config().Providers {
+	for _, p := range r.Config().Providers {
 		if p.poll == nil || p.PollingOff() != "" {
 			continue
 		}

@@ -530,7 +530,7 @@ func (s *regStatus) set(provider, state string) {
 // provider whose register block says auto: true and that is not disabled.
 func (r *Relay) startRegistrations(ctx context.Context) {
 	st := &r.registrations
-	for _, p := range r.config().Providers {
+	for _, p := range r.Config().Providers {
 		if reg := p.register; reg == nil || !reg.auto || p.RegistrationOff() != "" {
 			continue
 		}
@@ -551,7 +551,7 @@ func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
 	var last *registration
 	done := 0
 	for {
-		p := r.config().Provider(name)
+		p := r.Config().Provider(name)
 		reg := (*registration)(nil)
 		if p != nil {
 			reg = p.register

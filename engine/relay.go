@@ -67,8 +67,9 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	return r, nil
 }
 
-// config is the configuration in force.
-func (r *Relay) config() *Config { return r.cfg.Load() }
+// Config is the configuration in force: the one loaded at Open, or the
+// last a Reload put in force. It is never changed, only replaced whole.
+func (r *Relay) Config() *Config { return r.cfg.Load() }
 
 // Start rebuilds the delivery queues from the spool and starts delivering
 // and purging. It returns once the queues are rebuilt.
@@ -77,7 +78,7 @@ func (r *Relay) Start() error {
 	r.stop = cancel
 	paused, err := r.spool.Paused()
 	if err == nil {
-		cfg := r.config()
+		cfg := r.Config()
 		err = r.dispatch.start(ctx, cfg.Dests, cfg.Providers, paused)
 	}
 	if err != nil {
@@ -106,7 +107,7 @@ func (r *Relay) Start() error {
 func (r *Relay) Reload() error {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	old := r.config()
+	old := r.Config()
 	cfg, err := Load(old.Path, old.File != "")
 	if err == nil {
 		err = listenersKept(old, cfg)
@@ -204,7 +205,7 @@ func (r *Relay) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		cfg := r.config()
+		cfg := r.Config()
 		keep := cfg.Spool.Retention
 		for _, p := range cfg.Providers {
 			keep = max(keep, p.dedup) // dedup entries must outlive their window

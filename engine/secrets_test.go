@@ -194,7 +194,7 @@ register:
 	waitFor(t, 10*time.Second, "a failed registration", func() bool {
 		return strings.HasPrefix(tr.registrationStatus()["plain"], "failing:")
 	})
-	err := tr.config().Provider("plain").Register(t.Context(), false)
+	err := tr.Config().Provider("plain").Register(t.Context(), false)
 	if err == nil || !strings.Contains(err.Error(), "status 401") {
 		t.Fatalf("register: %v", err)
 	}
