@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/internal/headers"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -213,7 +214,7 @@ func destinationSecrets(c *config.DestinationConfig) *redact.Secrets {
 			s.Add(u.User.Username()+":"+p, redact.Mask)
 		}
 		for name, vs := range u.Query() {
-			if secretHeader(name) {
+			if headers.Secret(name) {
 				for _, v := range vs {
 					s.Add(v, redact.Mask)
 				}
@@ -221,7 +222,7 @@ func destinationSecrets(c *config.DestinationConfig) *redact.Secrets {
 		}
 	}
 	for name, v := range c.Headers {
-		if !secretHeader(name) || strings.Contains(v, "{{") {
+		if !headers.Secret(name) || strings.Contains(v, "{{") {
 			continue
 		}
 		s.Add(v, redact.Mask)

@@ -1,12 +1,15 @@
 // Package engine is hookrelay's composition root, being split along the data
-// flow (issue 14): today it still holds ingest, the spool hand-off, delivery,
-// registration and polling, and the admin API, and it compiles what
-// engine/config decodes (providers, destinations) and wires the two (Load).
-// One webhook's path: ingest -> verify -> map -> route -> spool (group commit)
-// -> answer -> dispatcher -> destination.
+// flow (issue 14). It compiles what engine/config decodes (providers with
+// their verifiers and mappings, destinations) and wires the rooms together:
+// Load, Open, Start, Reload, Serve. It still holds ingest, the spool
+// hand-off, the dispatcher and delivery, registration and polling; the admin
+// API is engine/admin, given the relay as an admin.Relay (adminRelay).
+// One webhook's path: ingest -> verify -> map -> route -> spool (group
+// commit) -> answer -> dispatcher -> destination.
 //
-// It may import its own subpackages (engine/config, engine/spool), verifiers,
-// transforms and internal/; none of those imports engine.
+// It may import its own subpackages (engine/config, engine/admin,
+// engine/spool, engine/internal/...), verifiers, transforms and internal/;
+// none of those imports engine.
 package engine
 
 import (

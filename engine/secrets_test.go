@@ -140,8 +140,7 @@ func TestDestinationURLSecretsMasked(t *testing.T) {
 			return false
 		}
 		id = l.Items[0].ID
-		ev, _, _ := tr.eventWithDeliveries(id)
-		ds, _ := tr.spool.Deliveries(ev.ID)
+		ds, _ := tr.spool.Deliveries(id)
 		for _, d := range ds {
 			if d.Status.String() != "dead" {
 				return false
