@@ -100,19 +100,19 @@ fuzz:
 # (see BENCHMARKS.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
-	HOOKRELAY_BENCH_ROUNDS=3 HOOKRELAY_BENCH_REPORT=1 $(GO) test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count=1 -v -timeout 30m ./engine/
+	HOOKRELAY_BENCH_ROUNDS=3 HOOKRELAY_BENCH_REPORT=1 $(GO) test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count=1 -v -timeout 30m ./engine/loadtest/
 
 # The short form CI runs: every benchmark 100 times and the report at one
 # second a row. Its figures mean little; it keeps the measurements runnable.
 bench-short: build
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
-	HOOKRELAY_BENCH_REPORT=1 HOOKRELAY_BENCH_SECONDS=1 $(GO) test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count=1 -v -timeout 20m ./engine/
+	HOOKRELAY_BENCH_REPORT=1 HOOKRELAY_BENCH_SECONDS=1 $(GO) test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count=1 -v -timeout 20m ./engine/loadtest/
 
 # (d) held for 60 s at 40% of (h), and the backlog's drain after a 60 s
 # destination outage (about 20 minutes; see BENCHMARKS.md).
 # HOOKRELAY_SUSTAIN_SECONDS=N shortens both; CI runs N = 5.
 sustain:
-	HOOKRELAY_SUSTAIN=1 $(GO) test -run TestSustainedAndOutage -count=1 -v -timeout 60m ./engine/
+	HOOKRELAY_SUSTAIN=1 $(GO) test -run TestSustainedAndOutage -count=1 -v -timeout 60m ./engine/loadtest/
 
 clean:
 	rm -rf bin data

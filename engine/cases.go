@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -170,14 +171,14 @@ func runCase(configPath string, explicit bool, provider, file string) ([]string,
 }
 
 func loadCase(file string) (*Case, error) {
-	doc, ko, err := loadYAML(file)
+	doc, raw, err := config.ReadYAML(file)
 	if err != nil {
 		return nil, err
 	}
 	c := &Case{}
-	if err := decode(ko.Raw(), c); err != nil {
-		errs := &errorList{}
-		errs.addDecode(doc, "", err)
+	if err := config.DecodeMap(raw, c); err != nil {
+		errs := &config.Errors{}
+		errs.AddDecode(doc, "", err)
 		return nil, errs
 	}
 	return c, nil

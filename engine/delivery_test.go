@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -898,16 +899,16 @@ func TestDeliverShutdown(t *testing.T) {
 func TestDestinationConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		c    DestinationConfig
+		c    config.DestinationConfig
 		want string
 	}{
-		{"negative timeout", DestinationConfig{Timeout: -time.Second}, "timeout"},
-		{"negative rate", DestinationConfig{Rate: -1}, "rate"},
-		{"negative concurrency", DestinationConfig{Concurrency: -1}, "concurrency"},
-		{"negative initial", DestinationConfig{Retry: RetryConfig{Initial: -time.Second}}, "retry.initial"},
-		{"negative max", DestinationConfig{Retry: RetryConfig{Max: -time.Second}}, "retry.max"},
-		{"negative schedule", DestinationConfig{Retry: RetryConfig{Schedule: []time.Duration{time.Second, -time.Second}}}, "retry.schedule[1]"},
-		{"bad retry_on", DestinationConfig{Retry: RetryConfig{RetryOn: []string{"5xx", "often"}}}, "retry.retry_on[1]"},
+		{"negative timeout", config.DestinationConfig{Timeout: -time.Second}, "timeout"},
+		{"negative rate", config.DestinationConfig{Rate: -1}, "rate"},
+		{"negative concurrency", config.DestinationConfig{Concurrency: -1}, "concurrency"},
+		{"negative initial", config.DestinationConfig{Retry: config.RetryConfig{Initial: -time.Second}}, "retry.initial"},
+		{"negative max", config.DestinationConfig{Retry: config.RetryConfig{Max: -time.Second}}, "retry.max"},
+		{"negative schedule", config.DestinationConfig{Retry: config.RetryConfig{Schedule: []time.Duration{time.Second, -time.Second}}}, "retry.schedule[1]"},
+		{"bad retry_on", config.DestinationConfig{Retry: config.RetryConfig{RetryOn: []string{"5xx", "often"}}}, "retry.retry_on[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.c.URL = "http://127.0.0.1:1/"

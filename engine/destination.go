@@ -13,95 +13,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/internal/headers"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
 
-// DestinationConfig is one entry of relay.yaml's destinations (SPEC 2).
-type DestinationConfig struct {
-	// URL may hold {{ expression }} placeholders over the event, escaped for
-	// their place: a path placeholder is one segment, a query placeholder one
-	// value; none may stand in the scheme, userinfo, host or port (SPEC 2).
-	URL string `koanf:"url"`
-	// Method defaults to POST.
-	Method string `koanf:"method"`
-	// Timeout of one attempt; 0 means 10s.
-	Timeout time.Duration `koanf:"timeout"`
-	// Headers are added to every request; values may hold {{ expression }}.
-	// A value that renders with a control character (CR, LF, NUL) fails the
-	// attempt as permanent.
-	Headers map[string]string `koanf:"headers"`
-	Auth    *AuthConfig       `koanf:"auth"`
-	Sign    *struct {
-		// Secret is "whsec_" + base64, as Standard Webhooks.
-		Secret string `koanf:"secret"`
-	} `koanf:"sign"`
-	// Body is envelope (default), raw, or an expression over event.
-	Body string `koanf:"body"`
-	// Ordering is key (default) or none.
-	Ordering string `koanf:"ordering"`
-	// Concurrency is how many keys are delivered in parallel; 0 means 16.
-	Concurrency int `koanf:"concurrency"`
-	// Rate caps requests per second; 0 means unlimited.
-	Rate  float64     `koanf:"rate"`
-	Retry RetryConfig `koanf:"retry"`
-	// OnExhausted is hold (default: the key waits behind its dead event) or skip.
-	OnExhausted string `koanf:"on_exhausted"`
-}
-
-// AuthConfig is how we authenticate to a destination.
-type AuthConfig struct {
-	// Kind is basic, bearer, header or query.
-	Kind     string `koanf:"kind"`
-	Username string `koanf:"username"`
-	Password string `koanf:"password"`
-	Token    string `koanf:"token"`
-	// Scheme of bearer; nil means "Bearer", "" sends the bare token.
-	Scheme *string `koanf:"scheme"`
-	APIKey string  `koanf:"api_key"`
-	// Name of the header or query parameter; empty means API-KEY.
-	Name string `koanf:"name"`
-}
-
-// RetryConfig is a destination's retry policy. The defaults ride out a long
-// destination outage: a retryable failure is retried, from 1s up to 1h apart,
-// until the delivery is 72h old, so a redeploy of the destination kills
-// nothing and blocks no key for longer than the redeploy.
-type RetryConfig struct {
-	// MaxAge is how old a delivery may grow (from its event's received_at, or
-	// from an operator's retry) while retryable failures are retried; nil
-	// means 72h, 0 means no limit.
-	MaxAge *time.Duration `koanf:"max_age"`
-	// MaxAttempts counts every request, the first included; 0 means no
-	// count limit. With both limits set, whichever is used up first makes
-	// the delivery dead.
-	MaxAttempts int `koanf:"max_attempts"`
-	// Initial delay; 0 means 1s.
-	Initial time.Duration `koanf:"initial"`
-	// Max delay, also the cap on Retry-After; 0 means 1h.
-	Max time.Duration `koanf:"max"`
-	// Multiplier of the exponential backoff; 0 means 2.
-	Multiplier float64 `koanf:"multiplier"`
-	// Jitter is full (default), equal or none.
-	Jitter string `koanf:"jitter"`
-	// Schedule, when set, gives explicit delays and overrides the above; the
-	// last one repeats.
-	Schedule []time.Duration `koanf:"schedule"`
-	// RetryOn lists retryable statuses and classes ("5xx", "network"); every
-	// other 4xx is permanent. Empty means [408, 425, 429, 5xx, network].
-	RetryOn []string `koanf:"retry_on"`
-}
-
 // Destination is a compiled destination.
 type Destination struct {
 	Name   string
-	Config *DestinationConfig
+	Config *config.DestinationConfig
 
 	url         *transforms.Template
 	method      string
 	timeout     time.Duration
 	headers     []headerTmpl
-	auth        *AuthConfig
+	auth        *config.AuthConfig
 	signKey     []byte
 	bodyMode    string // envelope | raw | expr
 	body        *transforms.Program
@@ -123,28 +50,28 @@ type headerTmpl struct {
 	value *transforms.Template
 }
 
-func newDestination(name string, c *DestinationConfig) (*Destination, error) {
+func newDestination(name string, c *config.DestinationConfig) (*Destination, error) {
 	d := &Destination{Name: name, Config: c, auth: c.Auth}
 	var err error
 	if c.URL == "" {
-		return nil, &fieldErr{"url", "required"}
+		return nil, config.FieldErr("url", "required")
 	}
 	if d.url, err = transforms.CompileURLTemplate(c.URL); err != nil {
-		return nil, &fieldErr{"url", err.Error()}
+		return nil, config.FieldErr("url", err.Error())
 	}
 	if d.url.Constant() && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
-		return nil, &fieldErr{"url", "must be an http:// or https:// URL"}
+		return nil, config.FieldErr("url", "must be an http:// or https:// URL")
 	}
 	if !authorityParses(c.URL) {
 		// Not quoted: what reads as the path may be the rest of a password.
-		return nil, &fieldErr{"url", "the host and port do not parse; a password holding /, ? or # must be percent-encoded"}
+		return nil, config.FieldErr("url", "the host and port do not parse; a password holding /, ? or # must be percent-encoded")
 	}
 	d.method = strings.ToUpper(c.Method)
 	if d.method == "" {
 		d.method = http.MethodPost
 	}
 	if c.Timeout < 0 {
-		return nil, &fieldErr{"timeout", "must not be negative"}
+		return nil, config.FieldErr("timeout", "must not be negative")
 	}
 	d.timeout = orDur(c.Timeout, 10*time.Second)
 	names := make([]string, 0, len(c.Headers))
@@ -155,7 +82,7 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	for _, n := range names {
 		t, err := transforms.CompileTemplate(c.Headers[n])
 		if err != nil {
-			return nil, &fieldErr{"headers." + n, err.Error()}
+			return nil, config.FieldErr("headers."+n, err.Error())
 		}
 		d.headers = append(d.headers, headerTmpl{http.CanonicalHeaderKey(n), t})
 	}
@@ -163,28 +90,28 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 		switch a.Kind {
 		case "basic":
 			if a.Username == "" {
-				return nil, &fieldErr{"auth.username", "required for kind basic"}
+				return nil, config.FieldErr("auth.username", "required for kind basic")
 			}
 		case "bearer":
 			if a.Token == "" {
-				return nil, &fieldErr{"auth.token", "required for kind bearer"}
+				return nil, config.FieldErr("auth.token", "required for kind bearer")
 			}
 		case "header", "query":
 			if a.APIKey == "" {
-				return nil, &fieldErr{"auth.api_key", "required for kind " + a.Kind}
+				return nil, config.FieldErr("auth.api_key", "required for kind "+a.Kind)
 			}
 			if a.Name == "" {
 				a.Name = "API-KEY"
 			}
 		default:
-			return nil, &fieldErr{"auth.kind", fmt.Sprintf("%q is not one of basic, bearer, header, query", a.Kind)}
+			return nil, config.FieldErr("auth.kind", fmt.Sprintf("%q is not one of basic, bearer, header, query", a.Kind))
 		}
 	}
 	if c.Sign != nil {
 		s, ok := strings.CutPrefix(c.Sign.Secret, "whsec_")
 		key, err := base64.StdEncoding.DecodeString(s)
 		if !ok || err != nil || len(key) == 0 {
-			return nil, &fieldErr{"sign.secret", `must be "whsec_" followed by base64`}
+			return nil, config.FieldErr("sign.secret", `must be "whsec_" followed by base64`)
 		}
 		d.signKey = key
 	}
@@ -196,7 +123,7 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 	default:
 		d.bodyMode = "expr"
 		if d.body, err = transforms.Compile(c.Body); err != nil {
-			return nil, &fieldErr{"body", err.Error()}
+			return nil, config.FieldErr("body", err.Error())
 		}
 	}
 	switch c.Ordering {
@@ -204,17 +131,17 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 		d.ordered = true
 	case "none":
 	default:
-		return nil, &fieldErr{"ordering", fmt.Sprintf("%q is not one of key, none", c.Ordering)}
+		return nil, config.FieldErr("ordering", fmt.Sprintf("%q is not one of key, none", c.Ordering))
 	}
 	d.concurrency = c.Concurrency
 	if d.concurrency == 0 {
 		d.concurrency = 16
 	}
 	if d.concurrency < 0 {
-		return nil, &fieldErr{"concurrency", "must not be negative"}
+		return nil, config.FieldErr("concurrency", "must not be negative")
 	}
 	if c.Rate < 0 {
-		return nil, &fieldErr{"rate", "must not be negative"}
+		return nil, config.FieldErr("rate", "must not be negative")
 	}
 	d.rate = c.Rate
 	switch c.OnExhausted {
@@ -222,7 +149,7 @@ func newDestination(name string, c *DestinationConfig) (*Destination, error) {
 		d.hold = true
 	case "skip":
 	default:
-		return nil, &fieldErr{"on_exhausted", fmt.Sprintf("%q is not one of hold, skip", c.OnExhausted)}
+		return nil, config.FieldErr("on_exhausted", fmt.Sprintf("%q is not one of hold, skip", c.OnExhausted))
 	}
 	d.secrets = destinationSecrets(c)
 	d.retry, err = newRetryPolicy(c.Retry)
@@ -267,7 +194,7 @@ func (d *Destination) ShownURL() string {
 // Bearer ..."), and the first KiB of each answer is recorded, stored and
 // shown by the admin API; redact.Secrets masks their encodings too (the
 // base64 of a Basic credential).
-func destinationSecrets(c *DestinationConfig) *redact.Secrets {
+func destinationSecrets(c *config.DestinationConfig) *redact.Secrets {
 	s := &redact.Secrets{}
 	if a := c.Auth; a != nil {
 		for _, v := range []string{a.Password, a.Token, a.APIKey} {
@@ -287,7 +214,7 @@ func destinationSecrets(c *DestinationConfig) *redact.Secrets {
 			s.Add(u.User.Username()+":"+p, redact.Mask)
 		}
 		for name, vs := range u.Query() {
-			if secretHeader(name) {
+			if headers.Secret(name) {
 				for _, v := range vs {
 					s.Add(v, redact.Mask)
 				}
@@ -295,7 +222,7 @@ func destinationSecrets(c *DestinationConfig) *redact.Secrets {
 		}
 	}
 	for name, v := range c.Headers {
-		if !secretHeader(name) || strings.Contains(v, "{{") {
+		if !headers.Secret(name) || strings.Contains(v, "{{") {
 			continue
 		}
 		s.Add(v, redact.Mask)
@@ -328,7 +255,7 @@ type retryPolicy struct {
 	network      bool
 }
 
-func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
+func newRetryPolicy(c config.RetryConfig) (retryPolicy, error) {
 	p := retryPolicy{
 		maxAge:      defaultMaxAge,
 		maxAttempts: c.MaxAttempts,
@@ -344,35 +271,35 @@ func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
 		p.maxAge = *c.MaxAge
 	}
 	if p.maxAge < 0 {
-		return p, &fieldErr{"retry.max_age", "must not be negative (0 means no limit)"}
+		return p, config.FieldErr("retry.max_age", "must not be negative (0 means no limit)")
 	}
 	if p.maxAttempts < 0 {
-		return p, &fieldErr{"retry.max_attempts", "must not be negative (0 means no limit)"}
+		return p, config.FieldErr("retry.max_attempts", "must not be negative (0 means no limit)")
 	}
 	// A negative delay would make the jittered backoff panic at run time.
 	if c.Initial < 0 {
-		return p, &fieldErr{"retry.initial", "must not be negative"}
+		return p, config.FieldErr("retry.initial", "must not be negative")
 	}
 	if c.Max < 0 {
-		return p, &fieldErr{"retry.max", "must not be negative"}
+		return p, config.FieldErr("retry.max", "must not be negative")
 	}
 	for i, d := range c.Schedule {
 		if d < 0 {
-			return p, &fieldErr{fmt.Sprintf("retry.schedule[%d]", i), "must not be negative"}
+			return p, config.FieldErr(fmt.Sprintf("retry.schedule[%d]", i), "must not be negative")
 		}
 	}
 	if p.multiplier == 0 {
 		p.multiplier = 2
 	}
 	if p.multiplier < 1 {
-		return p, &fieldErr{"retry.multiplier", "must be at least 1"}
+		return p, config.FieldErr("retry.multiplier", "must be at least 1")
 	}
 	switch p.jitter {
 	case "":
 		p.jitter = "full"
 	case "full", "equal", "none":
 	default:
-		return p, &fieldErr{"retry.jitter", fmt.Sprintf("%q is not one of full, equal, none", p.jitter)}
+		return p, config.FieldErr("retry.jitter", fmt.Sprintf("%q is not one of full, equal, none", p.jitter))
 	}
 	on := c.RetryOn
 	if len(on) == 0 {
@@ -388,7 +315,7 @@ func newRetryPolicy(c RetryConfig) (retryPolicy, error) {
 		default:
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 100 || n > 599 {
-				return p, &fieldErr{fmt.Sprintf("retry.retry_on[%d]", i), fmt.Sprintf("%q is not a status, a class such as 5xx, or network", s)}
+				return p, config.FieldErr(fmt.Sprintf("retry.retry_on[%d]", i), fmt.Sprintf("%q is not a status, a class such as 5xx, or network", s))
 			}
 			p.statuses[n] = true
 		}

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -139,11 +140,27 @@ func (d *dispatcher) allLanes() []*lane {
 	return out
 }
 
+// Backlog is how many deliveries the relay's lanes hold in memory: pending,
+// queued and not yet recorded final in the spool (a lane drops one only
+// after the spool's update of its outcome committed), and dead, the dead
+// ones among them that a key waits behind. Each lane is read under its
+// lock. It is what the load harness (engine/loadtest) waits on; operators
+// see the same per destination on /metrics.
+func (r *Relay) Backlog() (pending, dead int) {
+	for _, l := range r.dispatch.allLanes() {
+		l.mu.Lock()
+		pending += l.pending
+		dead += l.dead
+		l.mu.Unlock()
+	}
+	return pending, dead
+}
+
 func (d *dispatcher) reorderWindow(provider string) time.Duration {
 	if w, ok := (*d.reorder.Load())[provider]; ok {
 		return w
 	}
-	return 30 * time.Second
+	return config.DefaultReorderWindow
 }
 
 // setDestination installs dest's settings. l.mu held, or l not yet shared.

@@ -14,6 +14,7 @@ import (
 
 	yamlv3 "go.yaml.in/yaml/v3"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -191,8 +192,8 @@ func checkDocumented(t *testing.T, where string, known map[string]bool, text str
 // verifier kind and of recorded test cases, and nothing else.
 func TestConfigurationReference(t *testing.T) {
 	doc := readDoc(t, "configuration.md")
-	checkDocumented(t, "relay.yaml", paths(Config{}), section(t, doc, "## relay.yaml", ""))
-	checkDocumented(t, "provider file", paths(ProviderConfig{}), section(t, doc, "## Provider files", "### Verifiers"))
+	checkDocumented(t, "relay.yaml", paths(config.Config{}), section(t, doc, "## relay.yaml", ""))
+	checkDocumented(t, "provider file", paths(config.ProviderConfig{}), section(t, doc, "## Provider files", "### Verifiers"))
 	checkDocumented(t, "test case", paths(Case{}), section(t, doc, "## Test cases", ""))
 
 	kinds := verifierConfigs(t)
@@ -211,12 +212,12 @@ func TestConfigurationReference(t *testing.T) {
 	// The walk itself must see what it is meant to: nested blocks, maps of
 	// destinations, lists of routes and squashed register requests.
 	for _, k := range []string{"destinations.NAME.retry.max_age", "admin.token", "spool.max_body"} {
-		if !paths(Config{})[k] {
+		if !paths(config.Config{})[k] {
 			t.Errorf("the walk of Config misses %s", k)
 		}
 	}
 	for _, k := range []string{"routes[].when", "register.requests[].url", "register.requests[].unregister.method", "poll.event.data", "decrypt.iv"} {
-		if !paths(ProviderConfig{})[k] {
+		if !paths(config.ProviderConfig{})[k] {
 			t.Errorf("the walk of ProviderConfig misses %s", k)
 		}
 	}
@@ -229,13 +230,19 @@ func TestConfigurationReference(t *testing.T) {
 // in mux.Handle calls and in its route table.
 var adminRoute = regexp.MustCompile(`"((?:GET|POST|PUT|PATCH|DELETE) /[^"\s]*)"`)
 
-// TestAdminAPIReference: every route registered in the engine's sources is a
-// heading of docs/admin-api.md, and every route heading there is registered.
+// TestAdminAPIReference: every route registered in the engine's sources (and
+// engine/admin's) is a heading of docs/admin-api.md, and every route heading
+// there is registered.
 func TestAdminAPIReference(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
+	api, err := filepath.Glob(filepath.Join("admin", "*.go")) // the handler's own package
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, api...)
 	routes := map[string]bool{}
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/internal/httpjson"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -30,7 +31,7 @@ func (r *Relay) newIngestMux(cfg *Config) (http.Handler, error) {
 		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "no provider at this path")
+		httpjson.Error(w, http.StatusNotFound, "no provider at this path")
 	})
 	// ServeMux answers a path that is not clean (//, /./, /../, also
 	// percent-encoded) with a 307 to its clean form, which keeps the method
@@ -38,7 +39,7 @@ func (r *Relay) newIngestMux(cfg *Config) (http.Handler, error) {
 	// such a path is no provider's.
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if !isCleanPath(req.URL.Path) {
-			writeError(w, http.StatusNotFound, "no provider at this path")
+			httpjson.Error(w, http.StatusNotFound, "no provider at this path")
 			return
 		}
 		mux.ServeHTTP(w, req)
@@ -70,12 +71,6 @@ func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 	return nil
 }
 
-func writeError(w http.ResponseWriter, status int, reason string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": reason})
-}
-
 // ingest is one provider's handler: SPEC 5.1, steps 1 to 5.
 func (r *Relay) ingest(p *Provider) http.HandlerFunc {
 	allow := strings.Join(p.methods, ", ")
@@ -89,26 +84,26 @@ func (r *Relay) ingest(p *Provider) http.HandlerFunc {
 func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) string {
 	if !p.allows(req.Method) {
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "method not allowed")
 		return "rejected"
 	}
 	if p.Disabled != "" {
 		w.Header().Set("Retry-After", "60")
-		writeError(w, http.StatusServiceUnavailable, "provider disabled: its configuration is incomplete")
+		httpjson.Error(w, http.StatusServiceUnavailable, "provider disabled: its configuration is incomplete")
 		return "error"
 	}
 	if req.ContentLength > p.maxBody {
-		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 		return "rejected"
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 			return "rejected"
 		}
-		writeError(w, http.StatusBadRequest, "cannot read body")
+		httpjson.Error(w, http.StatusBadRequest, "cannot read body")
 		return "error"
 	}
 
@@ -121,7 +116,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	// timeouts; verifying, mapping and the spool's queue are not.
 	if !r.admit() {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "overloaded, retry later")
+		httpjson.Error(w, http.StatusServiceUnavailable, "overloaded, retry later")
 		r.m.shed(p.Name)
 		return "error"
 	}
@@ -147,7 +142,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	if err != nil {
 		r.log.Error("spool append failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "cannot store the event now")
+		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the event now")
 		return "error"
 	}
 	outcome := "accepted"
@@ -176,10 +171,10 @@ func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request
 		// failure. Why the keys cannot be had (the JWKS fetch's error) is
 		// for the operator's log and rejection log, not for the sender.
 		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusServiceUnavailable, verifiers.ErrUnavailable.Error())
+		httpjson.Error(w, http.StatusServiceUnavailable, verifiers.ErrUnavailable.Error())
 		return "error"
 	}
-	writeError(w, http.StatusUnauthorized, err.Error())
+	httpjson.Error(w, http.StatusUnauthorized, err.Error())
 	return "rejected"
 }
 
@@ -221,7 +216,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 	if err := r.spool.Quarantine(context.Background(), q); err != nil {
 		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "cannot store the request now")
+		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
 		return "error"
 	}
 	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", q.Reason)
@@ -231,9 +226,9 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 
 // admit takes one of max_inflight places, or reports that there is none.
 func (r *Relay) admit() bool {
-	limit := int64(r.config().MaxInflight)
+	limit := int64(r.Config().MaxInflight)
 	if limit <= 0 {
-		limit = 512
+		limit = config.DefaultMaxInflight
 	}
 	if r.inflight.Add(1) > limit {
 		r.inflight.Add(-1)

@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/internal/benchkit"
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
-// loadBenchProvider loads benchProvider as the relay would, without serving it.
+// loadBenchProvider loads benchkit.Provider as the relay would, without serving it.
 func loadBenchProvider(tb testing.TB) *Provider {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -26,7 +27,7 @@ func loadBenchProvider(tb testing.TB) *Provider {
 	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(relayYAML("http://127.0.0.1:1/", "")), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "providers.d", "example.yaml"), []byte(benchProvider), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "providers.d", "example.yaml"), []byte(benchkit.Provider), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
@@ -41,13 +42,13 @@ func loadBenchProvider(tb testing.TB) *Provider {
 func BenchmarkVerifyBuild(b *testing.B) {
 	p := loadBenchProvider(b)
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	reqs := benchRequests(0, 64, ts)
+	reqs := benchkit.Requests(0, 64, ts)
 	b.ReportAllocs()
 	i := 0
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := benchkit.ProcessCPU()
 	defer func() {
 		// CPU time is steadier than ns/op on a machine shared with other work.
-		if cpu1, _ := processCPU(); cpuOK && b.N > 0 {
+		if cpu1, _ := benchkit.ProcessCPU(); cpuOK && b.N > 0 {
 			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
 		}
 	}()

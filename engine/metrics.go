@@ -108,7 +108,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	// The configuration in force, so a reload that enables a provider shows
 	// at the next scrape.
-	if cfg := c.r.config(); cfg != nil {
+	if cfg := c.r.Config(); cfg != nil {
 		for _, p := range cfg.Providers {
 			enabled := 1.0
 			if p.Disabled != "" {

@@ -29,6 +29,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
@@ -96,7 +97,7 @@ type pollHeader struct {
 }
 
 // compilePoll compiles a provider's poll block (SPEC 9).
-func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorList) {
+func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig, errs *config.Errors) {
 	doc := p.doc
 	s := &pollSpec{
 		interval: pc.Interval, concurrency: pc.Concurrency, final: map[string]bool{},
@@ -107,17 +108,17 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 	case s.interval == 0:
 		s.interval = 5 * time.Minute
 	case s.interval < 0:
-		errs.add(doc, "poll.interval", "poll.interval: must be positive")
+		errs.Add(doc, "poll.interval", "poll.interval: must be positive")
 	}
 	switch {
 	case s.concurrency == 0:
 		s.concurrency = 4
 	case s.concurrency < 0:
-		errs.add(doc, "poll.concurrency", "poll.concurrency: must be positive")
+		errs.Add(doc, "poll.concurrency", "poll.concurrency: must be positive")
 	}
 	for i, t := range pc.FinalTypes {
 		if t == "" {
-			errs.add(doc, fmt.Sprintf("poll.final_types[%d]", i), "poll.final_types[%d]: empty type", i)
+			errs.Add(doc, fmt.Sprintf("poll.final_types[%d]", i), "poll.final_types[%d]: empty type", i)
 		}
 		s.final[t] = true
 	}
@@ -139,7 +140,7 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 	compileWith := func(at, src string, compile func(string) (*transforms.Template, error)) *transforms.Template {
 		t, err := compile(src)
 		if err != nil {
-			errs.add(doc, at, "%s: %v", at, err)
+			errs.Add(doc, at, "%s: %v", at, err)
 		}
 		return t
 	}
@@ -149,14 +150,14 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 	// {{ key }} lands, not first when a key is polled.
 	valuesKnown := p.Disabled == "" && p.pollOff == "" && !(s.registerValues && p.registerOff != "")
 	if pc.Request.URL == "" {
-		errs.add(doc, "poll.request.url", "poll.request.url: required")
+		errs.Add(doc, "poll.request.url", "poll.request.url: required")
 	} else if s.url = compileWith("poll.request.url", pc.Request.URL, transforms.CompileURLTemplate); s.url != nil && s.url.Constant() {
 		if _, err := httpURL(pc.Request.URL); err != nil {
-			errs.add(doc, "poll.request.url", "poll.request.url: %v", err)
+			errs.Add(doc, "poll.request.url", "poll.request.url: %v", err)
 		}
 	} else if s.url != nil && valuesKnown {
 		if err := s.url.CheckURL(&transforms.Env{Values: s.values, Provider: p.Name}); err != nil {
-			errs.add(doc, "poll.request.url", "poll.request.url: %v", err)
+			errs.Add(doc, "poll.request.url", "poll.request.url: %v", err)
 		}
 	}
 	s.keyPattern = defaultKeyPattern
@@ -164,7 +165,7 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 		// Matched against the whole key, anchored or not.
 		re, err := regexp.Compile(`^(?:` + pc.KeyPattern + `)$`)
 		if err != nil {
-			errs.add(doc, "poll.key_pattern", "poll.key_pattern: %v", err)
+			errs.Add(doc, "poll.key_pattern", "poll.key_pattern: %v", err)
 		}
 		s.keyPattern = re
 	}
@@ -186,20 +187,20 @@ func (p *Provider) compilePoll(pc *PollConfig, rc *RegisterConfig, errs *errorLi
 	switch s.response {
 	case "json", "xml":
 	case "":
-		errs.add(doc, "poll.response", "poll.response: required (json or xml)")
+		errs.Add(doc, "poll.response", "poll.response: required (json or xml)")
 	default:
-		errs.add(doc, "poll.response", "poll.response: must be json or xml, not %q", s.response)
+		errs.Add(doc, "poll.response", "poll.response: must be json or xml, not %q", s.response)
 	}
 	ev := pc.Event
 	if ev.Key == "" {
 		ev.Key = "key" // the polled key
 	}
 	if ev.Type == "" {
-		errs.add(doc, "poll.event", "poll.event.type: required")
+		errs.Add(doc, "poll.event", "poll.event.type: required")
 	}
 	m, err := transforms.CompileMapping(ev)
 	if err != nil {
-		errs.addField(doc, "poll.event", err)
+		errs.AddField(doc, "poll.event", err)
 	}
 	s.mapping = m
 	p.poll = s

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/admin"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -285,8 +286,8 @@ func TestPollKeyAdmin(t *testing.T) {
 	// A key made final by its webhook is never polled.
 	resursWebhook(t, tr, k, "APP-3", "PAID_OUT")
 	waitFor(t, 5*time.Second, "tracked keys stored", func() bool { return trackedAll(&tr.poll) })
-	var ae *apiError
-	if err := tr.pollKey("resurs", "APP-3"); !errors.As(err, &ae) || ae.status != http.StatusConflict {
+	var ae *admin.Error
+	if err := tr.pollKey("resurs", "APP-3"); !errors.As(err, &ae) || ae.Status != http.StatusConflict {
 		t.Errorf("pollKey of a final key: %v, want status 409", err)
 	}
 	for _, c := range []struct {
@@ -297,8 +298,8 @@ func TestPollKeyAdmin(t *testing.T) {
 		{"nopoll", "X", http.StatusBadRequest}, // no poll block
 		{"resurs", "", http.StatusBadRequest},
 	} {
-		var ae *apiError
-		if err := tr.pollKey(c.provider, c.key); !errors.As(err, &ae) || ae.status != c.status {
+		var ae *admin.Error
+		if err := tr.pollKey(c.provider, c.key); !errors.As(err, &ae) || ae.Status != c.status {
 			t.Errorf("pollKey(%q, %q) = %v, want status %d", c.provider, c.key, err, c.status)
 		}
 	}

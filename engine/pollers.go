@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/hookrelay/hookrelay/engine/admin"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -124,22 +124,22 @@ func (r *Relay) configurePollers() {
 // pollKey adds a key to a provider's poller (POST /admin/providers/{name}/poll)
 // and polls it now. The key is stored before it returns.
 func (r *Relay) pollKey(provider, key string) error {
-	p := r.config().Provider(provider)
+	p := r.Config().Provider(provider)
 	switch {
 	case p == nil:
-		return notFound("no provider " + provider)
+		return admin.NotFound("no provider " + provider)
 	case p.poll == nil:
-		return badRequest("provider " + provider + " has no poll block")
+		return admin.BadRequest("provider " + provider + " has no poll block")
 	case p.PollingOff() != "":
-		return &apiError{status: http.StatusConflict, msg: "provider " + provider + " cannot poll: " + p.PollingOff()}
+		return admin.Conflict("provider " + provider + " cannot poll: " + p.PollingOff())
 	case key == "":
-		return badRequest("key: required")
+		return admin.BadRequest("key: required")
 	case len(key) > maxPollKey:
 		r.refusePollKey(p.Name, len(key), "admin")
-		return badRequest(fmt.Sprintf("key: longer than %d bytes", maxPollKey))
+		return admin.BadRequest(fmt.Sprintf("key: longer than %d bytes", maxPollKey))
 	case !p.poll.pollable(key):
 		r.refusePollKey(p.Name, len(key), "admin")
-		return badRequest("key: does not match poll.key_pattern")
+		return admin.BadRequest("key: does not match poll.key_pattern")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -151,7 +151,7 @@ func (r *Relay) pollKey(provider, key string) error {
 		return err
 	}
 	if st[0].Final {
-		return &apiError{status: http.StatusConflict, msg: "key " + key + " reached a final type (" + st[0].LastType + "); it is no longer polled"}
+		return admin.Conflict("key " + key + " reached a final type (" + st[0].LastType + "); it is no longer polled")
 	}
 	if l := ps.loops[p.Name]; l != nil {
 		l.track(key, trackMsg{now: true})
@@ -163,7 +163,7 @@ func (r *Relay) pollKey(provider, key string) error {
 // with its keys loaded from the spool. ps.mu is held.
 func (r *Relay) startLoops() {
 	ps := &r.poll
-	for _, p := range r.config().Providers {
+	for _, p := range r.Config().Providers {
 		if p.poll == nil || p.PollingOff() != "" {
 			continue
 		}

@@ -12,124 +12,17 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
-
-// ProviderConfig is one providers.d file as written (SPEC 3).
-type ProviderConfig struct {
-	// Name defaults to the file name without .yaml; unique.
-	Name        string `koanf:"name"`
-	Description string `koanf:"description"`
-	// Paths are ingest paths, "{param}" segments allowed. At least one.
-	Paths []string `koanf:"paths"`
-	// Methods accepted; empty means [POST].
-	Methods []string `koanf:"methods"`
-	// MaxBody limits the request body; 0 means spool.max_body.
-	MaxBody Size `koanf:"max_body"`
-	// Verify is a list of checks, or the string "none".
-	Verify any `koanf:"verify"`
-	// Decrypt, when set, replaces the body by the plaintext of its encrypted document.
-	Decrypt *transforms.DecryptSpec `koanf:"decrypt"`
-	// Require lists boolean expressions that must all hold once the request
-	// is verified and decrypted; one that is false or fails refuses it like a
-	// failed verification (401 "requirement N failed", N from 0). They bind
-	// the body to what was signed when a lender signs a claims set.
-	Require []string             `koanf:"require"`
-	Event   transforms.EventSpec `koanf:"event"`
-	Routes  []RouteConfig        `koanf:"routes"`
-	// ReorderWindow is how long an event ahead of a sequence gap waits; 0 means 30s.
-	ReorderWindow time.Duration `koanf:"reorder_window"`
-	// Dedup is the window for dropping repeated idempotency ids; 0 means 72h.
-	Dedup   time.Duration `koanf:"dedup"`
-	Respond struct {
-		// Status of the answer to an accepted request; 0 means 200.
-		Status int `koanf:"status"`
-		// Body of that answer; unset means {"success":true}, '' an empty body.
-		Body *string `koanf:"body"`
-		// ContentType of that answer; empty means application/json.
-		ContentType string `koanf:"content_type"`
-	} `koanf:"respond"`
-	// Required makes a missing secret a configuration error instead of
-	// loading the provider disabled.
-	Required bool `koanf:"required"`
-	// Register registers this relay's callback URL with the lender (SPEC 9).
-	Register *RegisterConfig `koanf:"register"`
-	// Poll asks the lender for the status of keys not yet final (SPEC 9).
-	Poll *PollConfig `koanf:"poll"`
-}
-
-// RequestConfig is one HTTP request to a lender; every string is a
-// {{ expression }} template (SPEC 9).
-type RequestConfig struct {
-	// Method defaults to POST.
-	Method  string            `koanf:"method"`
-	URL     string            `koanf:"url"`
-	Headers map[string]string `koanf:"headers"`
-	Body    string            `koanf:"body"`
-}
-
-// RegisterConfig is a provider's `register:` block.
-type RegisterConfig struct {
-	// Auto registers when the relay starts, retrying with backoff while it fails.
-	Auto bool `koanf:"auto"`
-	// PublicURL is how the lender reaches this relay.
-	PublicURL string `koanf:"public_url"`
-	// Request registers; Unregister removes the registration, taking the
-	// headers it does not give from Request.
-	Request    *RequestConfig `koanf:"request"`
-	Unregister *RequestConfig `koanf:"unregister"`
-	// Requests, instead of Request and Unregister, for a lender that takes
-	// several registrations (one per webhook it offers).
-	Requests []RegisterRequest `koanf:"requests"`
-	// Success is a boolean expression over `response`; empty means a 2xx status.
-	Success string `koanf:"success"`
-	// Values are named secrets for the templates, as `values.NAME`.
-	Values map[string]string `koanf:"values"`
-}
-
-// RegisterRequest is one registration of a lender that takes several.
-type RegisterRequest struct {
-	RequestConfig `koanf:",squash"`
-	Unregister    *RequestConfig `koanf:"unregister"`
-}
-
-// PollConfig is a provider's `poll:` block.
-type PollConfig struct {
-	// Interval between two polls of one key; 0 means 5m.
-	Interval time.Duration `koanf:"interval"`
-	// FinalTypes are canonical types after which a key is no longer polled.
-	FinalTypes []string `koanf:"final_types"`
-	// Request is templated over `key` and `values`.
-	Request RequestConfig `koanf:"request"`
-	// Response is json or xml: how the answer is parsed into `response.body`.
-	Response string `koanf:"response"`
-	// Event maps the answer, like the provider's event block, over
-	// `response` and `key`; its key defaults to the polled key.
-	Event transforms.EventSpec `koanf:"event"`
-	// Concurrency bounds requests in flight to the lender; 0 means 4.
-	Concurrency int `koanf:"concurrency"`
-	// Values are named secrets for the templates; register's are used when empty.
-	Values map[string]string `koanf:"values"`
-	// KeyPattern is the regular expression a key must match, whole, to be
-	// polled; empty means ^[A-Za-z0-9._:-]{1,128}$. Other keys are counted
-	// and logged, never polled.
-	KeyPattern string `koanf:"key_pattern"`
-}
-
-// RouteConfig adds destinations to the events for which When holds.
-type RouteConfig struct {
-	// When is a boolean expression; empty means always.
-	When string   `koanf:"when"`
-	To   []string `koanf:"to"`
-}
 
 // Provider is a loaded, compiled provider file.
 type Provider struct {
 	Name string
 	File string
 	// Config is the file as written, secrets unresolved, for display.
-	Config ProviderConfig
+	Config config.ProviderConfig
 	// Disabled, when not empty, says why the provider answers 503.
 	Disabled string
 
@@ -154,9 +47,9 @@ type Provider struct {
 	registerOff, pollOff string
 	// warnings are "file:line: message" problems that do not stop the
 	// provider (a short HMAC key).
-	warnings errorList
+	warnings config.Errors
 
-	doc     *yamlDoc
+	doc     *config.Doc
 	display map[string]any // the file as written, for the admin API
 	// missing are the paths of the secrets that are not set
 	// ("verify[0].secret"), so that a disabled provider is still checked
@@ -170,26 +63,17 @@ type route struct {
 }
 
 func loadProvider(file string, c *Config) (*Provider, error) {
-	doc, ko, err := loadYAML(file)
+	pf, err := config.ReadProvider(file)
 	if err != nil {
 		return nil, err
 	}
-	errs := &errorList{}
-	p := &Provider{File: file, doc: doc}
-
-	// The display copy keeps env:/file: references; the working copy resolves them.
-	p.display = ko.Raw()
-	if err := decode(ko.Raw(), &p.Config); err != nil {
-		errs.addDecode(doc, "", err)
-		return nil, errs
-	}
-	raw := ko.Raw()
-	missing := resolveSecrets(raw, nil, filepath.Dir(file))
-	var pc ProviderConfig
-	_ = decode(raw, &pc) // same shape as above, already checked
+	errs := &config.Errors{}
+	doc := pf.Doc
+	p := &Provider{File: file, doc: doc, Config: pf.Written, display: pf.AsWritten}
+	pc, missing := pf.Resolved, pf.Missing
 	if pc.Required && len(missing) > 0 {
 		for _, m := range missing {
-			errs.add(doc, m.path, "%s: %s", m.path, m.msg)
+			errs.Add(doc, m.Path, "%s: %s", m.Path, m.Msg)
 		}
 		return nil, errs
 	}
@@ -197,11 +81,11 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	// the lender's webhooks still come in.
 	var why, registerWhy, pollWhy []string
 	for _, m := range missing {
-		reason := m.path + ": " + m.msg
+		reason := m.Path + ": " + m.Msg
 		switch {
-		case strings.HasPrefix(m.path, "register."):
+		case strings.HasPrefix(m.Path, "register."):
 			registerWhy = append(registerWhy, reason)
-		case strings.HasPrefix(m.path, "poll."):
+		case strings.HasPrefix(m.Path, "poll."):
 			pollWhy = append(pollWhy, reason)
 		default:
 			why = append(why, reason)
@@ -210,7 +94,7 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	p.Disabled, p.registerOff, p.pollOff = joinSorted(why), joinSorted(registerWhy), joinSorted(pollWhy)
 	p.missing = map[string]bool{}
 	for _, m := range missing {
-		p.missing[m.path] = true
+		p.missing[m.Path] = true
 	}
 
 	p.Name = pc.Name
@@ -221,23 +105,23 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	// and the sender's key (SPEC 5.2), so a name holding a NUL could share
 	// another provider's queues. It is also written into logs as it is.
 	if strings.IndexFunc(p.Name, unicode.IsControl) >= 0 {
-		errs.add(p.doc, "name", "name: %q holds a control character", p.Name)
+		errs.Add(p.doc, "name", "name: %q holds a control character", p.Name)
 	}
 	p.compile(&pc, c, errs)
-	if !errs.empty() {
+	if !errs.Empty() {
 		return nil, errs
 	}
 	return p, nil
 }
 
-func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
+func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Errors) {
 	doc := p.doc
 	if len(pc.Paths) == 0 {
-		errs.add(doc, "paths", "paths: at least one path is required")
+		errs.Add(doc, "paths", "paths: at least one path is required")
 	}
 	for i, path := range pc.Paths {
 		if !strings.HasPrefix(path, "/") || (len(path) > 1 && strings.HasSuffix(path, "/")) || strings.Contains(path, "//") {
-			errs.add(doc, fmt.Sprintf("paths[%d]", i), "paths[%d]: %q must start with / and not end with /", i, path)
+			errs.Add(doc, fmt.Sprintf("paths[%d]", i), "paths[%d]: %q must start with / and not end with /", i, path)
 		}
 	}
 	p.Paths = pc.Paths
@@ -256,21 +140,21 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 	switch v := pc.Verify.(type) {
 	case string:
 		if v != "none" {
-			errs.add(doc, "verify", "verify: must be a list of checks, or none")
+			errs.Add(doc, "verify", "verify: must be a list of checks, or none")
 		}
 	case []any:
 		if len(v) == 0 {
-			errs.add(doc, "verify", "verify: an empty list must be written `verify: none`")
+			errs.Add(doc, "verify", "verify: an empty list must be written `verify: none`")
 		}
 		dir, err := filepath.Abs(filepath.Dir(p.File))
 		if err != nil {
-			errs.add(doc, "verify", "verify: %v", err)
+			errs.Add(doc, "verify", "verify: %v", err)
 		}
 		for i, item := range v {
 			at := fmt.Sprintf("verify[%d]", i)
 			vf, err := buildVerifier(item, under(p.missing, at), dir)
 			if err != nil {
-				errs.addField(doc, at, err)
+				errs.AddField(doc, at, err)
 				continue
 			}
 			if vf == nil {
@@ -278,7 +162,7 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 			}
 			if w, ok := vf.(verifiers.Warner); ok {
 				for _, ce := range w.Warnings() {
-					p.warnings.addField(doc, at, ce)
+					p.warnings.AddField(doc, at, ce)
 				}
 			}
 			p.verifiers = append(p.verifiers, vf)
@@ -290,15 +174,15 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 			}
 		}
 	case nil:
-		errs.add(doc, "verify", "verify: required (write `verify: none` to accept unauthenticated requests)")
+		errs.Add(doc, "verify", "verify: required (write `verify: none` to accept unauthenticated requests)")
 	default:
-		errs.add(doc, "verify", "verify: must be a list of checks, or none")
+		errs.Add(doc, "verify", "verify: must be a list of checks, or none")
 	}
 
 	if pc.Decrypt != nil {
 		d, err := transforms.CompileDecrypt(*pc.Decrypt, p.missing["decrypt.key"])
 		if err != nil {
-			errs.addField(doc, "decrypt", err)
+			errs.AddField(doc, "decrypt", err)
 		}
 		p.decrypt = d
 	}
@@ -307,7 +191,7 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 		at := fmt.Sprintf("require[%d]", i)
 		prog, err := transforms.CompileBool(src)
 		if err != nil {
-			errs.addField(doc, at, err)
+			errs.AddField(doc, at, err)
 			continue
 		}
 		p.require = append(p.require, prog)
@@ -315,7 +199,7 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 
 	m, err := transforms.CompileMapping(pc.Event)
 	if err != nil {
-		errs.addField(doc, "event", err)
+		errs.AddField(doc, "event", err)
 	}
 	p.mapping = m
 
@@ -324,21 +208,21 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 		rt := route{to: r.To}
 		if r.When != "" {
 			if rt.when, err = transforms.CompileBool(r.When); err != nil {
-				errs.addField(doc, at+".when", err)
+				errs.AddField(doc, at+".when", err)
 			}
 		}
 		if len(r.To) == 0 {
-			errs.add(doc, at+".to", "%s.to: at least one destination is required", at)
+			errs.Add(doc, at+".to", "%s.to: at least one destination is required", at)
 		}
 		for j, d := range r.To {
 			if _, ok := c.Dests[d]; !ok {
-				errs.add(doc, fmt.Sprintf("%s.to[%d]", at, j), "%s.to: unknown destination %q", at, d)
+				errs.Add(doc, fmt.Sprintf("%s.to[%d]", at, j), "%s.to: unknown destination %q", at, d)
 			}
 		}
 		p.routes = append(p.routes, rt)
 	}
 	if len(pc.Routes) == 0 {
-		errs.add(doc, "routes", "routes: at least one route is required")
+		errs.Add(doc, "routes", "routes: at least one route is required")
 	}
 
 	p.dedup = pc.Dedup
@@ -347,14 +231,14 @@ func (p *Provider) compile(pc *ProviderConfig, c *Config, errs *errorList) {
 	}
 	p.reorder = pc.ReorderWindow
 	if p.reorder == 0 {
-		p.reorder = 30 * time.Second
+		p.reorder = config.DefaultReorderWindow
 	}
 	p.respStatus = pc.Respond.Status
 	if p.respStatus == 0 {
 		p.respStatus = http.StatusOK
 	}
 	if p.respStatus < 200 || p.respStatus > 299 {
-		errs.add(doc, "respond.status", "respond.status: %d is not a 2xx status", p.respStatus)
+		errs.Add(doc, "respond.status", "respond.status: %d is not a 2xx status", p.respStatus)
 	}
 	p.respBody = []byte(`{"success":true}`)
 	if pc.Respond.Body != nil {
@@ -385,7 +269,7 @@ func buildVerifier(item any, missing map[string]bool, dir string) (verifiers.Ver
 	}
 	kind, _ := m["kind"].(string)
 	if kind == "" {
-		return nil, &fieldErr{path: "kind", msg: "required"}
+		return nil, config.FieldErr("kind", "required")
 	}
 	rest := make(map[string]any, len(m))
 	for k, v := range m {
@@ -394,7 +278,7 @@ func buildVerifier(item any, missing map[string]bool, dir string) (verifiers.Ver
 		}
 	}
 	build := func(out any) error {
-		if err := decode(rest, out); err != nil {
+		if err := config.DecodeMap(rest, out); err != nil {
 			return err
 		}
 		if r, ok := out.(verifiers.PathResolver); ok {
@@ -422,7 +306,7 @@ var secretStandIn = "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]
 // standIn puts secretStandIn in each string of v at a path in missing.
 func standIn(v any, path []string, missing map[string]bool) {
 	visit := func(p []string, val any, set func(any)) {
-		if _, ok := val.(string); ok && missing[joinPath(p)] {
+		if _, ok := val.(string); ok && missing[config.JoinPath(p)] {
 			set(secretStandIn)
 			return
 		}

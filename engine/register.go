@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -84,7 +85,7 @@ var valueRef = regexp.MustCompile(`\bvalues(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*["
 // compileRegister compiles a provider's register block (SPEC 9). For a
 // disabled provider, whose missing secrets are empty, only the shape is
 // checked; registering it is then refused with the reason.
-func (p *Provider) compileRegister(rc *RegisterConfig, errs *errorList) {
+func (p *Provider) compileRegister(rc *config.RegisterConfig, errs *config.Errors) {
 	doc := p.doc
 	disabled := p.RegistrationOff() != ""
 	reg := &registration{auto: rc.Auto, values: rc.Values}
@@ -116,19 +117,19 @@ func (p *Provider) compileRegister(rc *RegisterConfig, errs *errorList) {
 	reg.publicURL = strings.TrimRight(rc.PublicURL, "/")
 	switch {
 	case written == "":
-		errs.add(doc, "register.public_url", "register.public_url: required (how the lender reaches this relay, e.g. env:RELAY_PUBLIC_URL)")
+		errs.Add(doc, "register.public_url", "register.public_url: required (how the lender reaches this relay, e.g. env:RELAY_PUBLIC_URL)")
 	case reg.publicURL != "":
 		if u, err := url.Parse(reg.publicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			errs.add(doc, "register.public_url", "register.public_url: %q is not an http(s) URL without query", reg.publicURL)
+			errs.Add(doc, "register.public_url", "register.public_url: %q is not an http(s) URL without query", reg.publicURL)
 		}
 	}
 
 	c := &regCompiler{p: p, reg: reg, errs: errs, check: !disabled}
 	switch {
 	case rc.Request != nil && len(rc.Requests) > 0:
-		errs.add(doc, "register.requests", "register: request and requests are exclusive; give one of them")
+		errs.Add(doc, "register.requests", "register: request and requests are exclusive; give one of them")
 	case rc.Request == nil && len(rc.Requests) == 0:
-		errs.add(doc, "register", "register: one of request or requests is required")
+		errs.Add(doc, "register", "register: one of request or requests is required")
 	case rc.Request != nil:
 		call := regCall{reg: c.request("register.request", rc.Request, nil)}
 		if rc.Unregister != nil {
@@ -137,7 +138,7 @@ func (p *Provider) compileRegister(rc *RegisterConfig, errs *errorList) {
 		reg.calls = append(reg.calls, call)
 	default:
 		if rc.Unregister != nil {
-			errs.add(doc, "register.unregister", "register.unregister: with requests, each request gives its own unregister")
+			errs.Add(doc, "register.unregister", "register.unregister: with requests, each request gives its own unregister")
 		}
 		for i := range rc.Requests {
 			at := fmt.Sprintf("register.requests[%d]", i)
@@ -152,7 +153,7 @@ func (p *Provider) compileRegister(rc *RegisterConfig, errs *errorList) {
 	if rc.Success != "" {
 		prog, err := transforms.CompileBool(rc.Success)
 		if err != nil {
-			errs.addField(doc, "register.success", err)
+			errs.AddField(doc, "register.success", err)
 		}
 		reg.success = prog
 	}
@@ -163,13 +164,13 @@ func (p *Provider) compileRegister(rc *RegisterConfig, errs *errorList) {
 type regCompiler struct {
 	p     *Provider
 	reg   *registration
-	errs  *errorList
+	errs  *config.Errors
 	check bool // render at load: the values are all there
 }
 
 // request compiles rc at path at. For an unregister, of is the registering
 // request, whose URL and headers fill in those rc does not give.
-func (c *regCompiler) request(at string, rc *RequestConfig, of *regRequest) *regRequest {
+func (c *regCompiler) request(at string, rc *config.RequestConfig, of *regRequest) *regRequest {
 	rq := &regRequest{}
 	if rc.Method != "" {
 		rq.method = c.template(at+".method", rc.Method, transforms.CompileTemplate)
@@ -180,7 +181,7 @@ func (c *regCompiler) request(at string, rc *RequestConfig, of *regRequest) *reg
 	case of != nil:
 		rq.url = of.url
 	default:
-		c.errs.add(c.p.doc, at+".url", "%s.url: required", at)
+		c.errs.Add(c.p.doc, at+".url", "%s.url: required", at)
 	}
 	if rc.Body != "" {
 		ct, ok := headerValue(rc.Headers, "Content-Type")
@@ -211,13 +212,13 @@ func (c *regCompiler) request(at string, rc *RequestConfig, of *regRequest) *reg
 		// what would fail at the lender fails here, with file and line.
 		env := c.reg.env(c.p.Name)
 		if _, err := rq.renderMethod(env, of != nil); err != nil {
-			c.errs.add(c.p.doc, at+".method", "%s.method: %s", at, c.reg.mask(err.Error(), nil))
+			c.errs.Add(c.p.doc, at+".method", "%s.method: %s", at, c.reg.mask(err.Error(), nil))
 		}
 		if u, err := rq.url.Execute(env); err == nil { // a failing template is reported already
 			if _, err := requestURL(u); err != nil {
-				c.errs.add(c.p.doc, at+".url", "%s.url: %s", at, err)
+				c.errs.Add(c.p.doc, at+".url", "%s.url: %s", at, err)
 			} else if err := rq.url.CheckURL(env); err != nil {
-				c.errs.add(c.p.doc, at+".url", "%s.url: %s", at, c.reg.mask(err.Error(), nil))
+				c.errs.Add(c.p.doc, at+".url", "%s.url: %s", at, c.reg.mask(err.Error(), nil))
 			}
 		}
 	}
@@ -229,19 +230,19 @@ func (c *regCompiler) request(at string, rc *RequestConfig, of *regRequest) *reg
 func (c *regCompiler) template(at, src string, compile func(string) (*transforms.Template, error)) *transforms.Template {
 	t, err := compile(src)
 	if err != nil {
-		c.errs.add(c.p.doc, at, "%s: %v", at, err)
+		c.errs.Add(c.p.doc, at, "%s: %v", at, err)
 		return nil
 	}
 	for _, m := range valueRef.FindAllStringSubmatch(src, -1) {
 		name := cmp.Or(m[1], m[2])
 		if _, ok := c.reg.values[name]; !ok {
-			c.errs.add(c.p.doc, at, "%s: values.%s is not in register.values", at, name)
+			c.errs.Add(c.p.doc, at, "%s: values.%s is not in register.values", at, name)
 			return nil
 		}
 	}
 	if c.check {
 		if _, err := t.Execute(c.reg.env(c.p.Name)); err != nil {
-			c.errs.add(c.p.doc, at, "%s: %s", at, c.reg.mask(err.Error(), nil))
+			c.errs.Add(c.p.doc, at, "%s: %s", at, c.reg.mask(err.Error(), nil))
 			return nil
 		}
 	}
@@ -529,7 +530,7 @@ func (s *regStatus) set(provider, state string) {
 // provider whose register block says auto: true and that is not disabled.
 func (r *Relay) startRegistrations(ctx context.Context) {
 	st := &r.registrations
-	for _, p := range r.config().Providers {
+	for _, p := range r.Config().Providers {
 		if reg := p.register; reg == nil || !reg.auto || p.RegistrationOff() != "" {
 			continue
 		}
@@ -550,7 +551,7 @@ func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
 	var last *registration
 	done := 0
 	for {
-		p := r.config().Provider(name)
+		p := r.Config().Provider(name)
 		reg := (*registration)(nil)
 		if p != nil {
 			reg = p.register

@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/internal/headers"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -66,9 +66,6 @@ func (l *rejectionLog) list(provider string, limit int) []Rejection {
 	return out
 }
 
-// secretHeaderWords mark headers whose values are credentials or signatures.
-var secretHeaderWords = []string{"auth", "token", "key", "secret", "signature", "cookie", "password"}
-
 // credentialNames are where a provider's verifiers read credentials from:
 // canonical header names, exact query parameter names.
 type credentialNames struct{ headers, query map[string]bool }
@@ -97,7 +94,7 @@ func credentialsOf(p *Provider) credentialNames {
 // secret reports whether header name holds a credential: by what it is
 // called, or because a verifier reads one from it.
 func (c credentialNames) secret(name string) bool {
-	return secretHeader(name) || c.headers[http.CanonicalHeaderKey(name)]
+	return headers.Secret(name) || c.headers[http.CanonicalHeaderKey(name)]
 }
 
 // maskHeaders returns the first value of each header, credentials masked.
@@ -141,15 +138,4 @@ func maskRequest(h http.Header, q url.Values, c credentialNames) (http.Header, u
 		}
 	}
 	return mh, mq
-}
-
-// secretHeader reports whether a header's name says it holds a credential.
-func secretHeader(name string) bool {
-	name = strings.ToLower(name)
-	for _, w := range secretHeaderWords {
-		if strings.Contains(name, w) {
-			return true
-		}
-	}
-	return false
 }

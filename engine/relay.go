@@ -1,6 +1,15 @@
-// Package engine is hookrelay's core: configuration, ingest, the spool hand-off,
-// delivery, and the admin API. One webhook's path: ingest -> verify -> map ->
-// route -> spool (group commit) -> answer -> dispatcher -> destination.
+// Package engine is hookrelay's composition root, being split along the data
+// flow (issue 14). It compiles what engine/config decodes (providers with
+// their verifiers and mappings, destinations) and wires the rooms together:
+// Load, Open, Start, Reload, Serve. It still holds ingest, the spool
+// hand-off, the dispatcher and delivery, registration and polling; the admin
+// API is engine/admin, given the relay as an admin.Relay (adminRelay).
+// One webhook's path: ingest -> verify -> map -> route -> spool (group
+// commit) -> answer -> dispatcher -> destination.
+//
+// It may import its own subpackages (engine/config, engine/admin,
+// engine/spool, engine/internal/...), verifiers, transforms and internal/;
+// none of those imports engine.
 package engine
 
 import (
@@ -16,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -60,8 +70,9 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	return r, nil
 }
 
-// config is the configuration in force.
-func (r *Relay) config() *Config { return r.cfg.Load() }
+// Config is the configuration in force: the one loaded at Open, or the
+// last a Reload put in force. It is never changed, only replaced whole.
+func (r *Relay) Config() *Config { return r.cfg.Load() }
 
 // Start rebuilds the delivery queues from the spool and starts delivering
 // and purging. It returns once the queues are rebuilt.
@@ -70,7 +81,7 @@ func (r *Relay) Start() error {
 	r.stop = cancel
 	paused, err := r.spool.Paused()
 	if err == nil {
-		cfg := r.config()
+		cfg := r.Config()
 		err = r.dispatch.start(ctx, cfg.Dests, cfg.Providers, paused)
 	}
 	if err != nil {
@@ -99,7 +110,7 @@ func (r *Relay) Start() error {
 func (r *Relay) Reload() error {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	old := r.config()
+	old := r.Config()
 	cfg, err := Load(old.Path, old.File != "")
 	if err == nil {
 		err = listenersKept(old, cfg)
@@ -140,16 +151,16 @@ func (r *Relay) Reload() error {
 
 // listenersKept refuses a configuration that moves a listener.
 func listenersKept(old, cfg *Config) error {
-	errs := &errorList{}
+	errs := &config.Errors{}
 	for _, l := range []struct{ key, was, is string }{
 		{"listen", old.Listen, cfg.Listen}, {"admin.listen", old.Admin.Listen, cfg.Admin.Listen},
 	} {
 		if l.is != l.was {
-			errs.add(cfg.doc, l.key, "%s: %q differs from the running %q; a listener moves only on restart, so nothing was reloaded",
+			errs.Add(cfg.Doc(), l.key, "%s: %q differs from the running %q; a listener moves only on restart, so nothing was reloaded",
 				l.key, l.is, l.was)
 		}
 	}
-	if errs.empty() {
+	if errs.Empty() {
 		return nil
 	}
 	return errs
@@ -157,7 +168,7 @@ func listenersKept(old, cfg *Config) error {
 
 // problems lists the "file:line: message" lines of a load error.
 func problems(err error) []string {
-	var l *errorList
+	var l *config.Errors
 	if errors.As(err, &l) {
 		return l.Problems()
 	}
@@ -197,7 +208,7 @@ func (r *Relay) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		cfg := r.config()
+		cfg := r.Config()
 		keep := cfg.Spool.Retention
 		for _, p := range cfg.Providers {
 			keep = max(keep, p.dedup) // dedup entries must outlive their window

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -26,7 +27,7 @@ func (tr *testRelay) onlyEventID(rec *recorder) string {
 // left out rides out a long outage (SPEC 2): no count limit, 72h of age, from
 // 1s up to 1h between tries with full jitter.
 func TestRetryDefaults(t *testing.T) {
-	p, err := newRetryPolicy(RetryConfig{})
+	p, err := newRetryPolicy(config.RetryConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,10 +37,10 @@ func TestRetryDefaults(t *testing.T) {
 			p.maxAge, p.maxAttempts, p.initial, p.max, p.multiplier, p.jitter)
 	}
 	zero := time.Duration(0)
-	if p, _ := newRetryPolicy(RetryConfig{MaxAge: &zero}); p.maxAge != 0 {
+	if p, _ := newRetryPolicy(config.RetryConfig{MaxAge: &zero}); p.maxAge != 0 {
 		t.Errorf("max_age: 0 gave %v, want no limit", p.maxAge)
 	}
-	for _, c := range []RetryConfig{{MaxAttempts: -1}, {MaxAge: ptr(-time.Second)}} {
+	for _, c := range []config.RetryConfig{{MaxAttempts: -1}, {MaxAge: ptr(-time.Second)}} {
 		if _, err := newRetryPolicy(c); err == nil {
 			t.Errorf("%+v: no error", c)
 		}

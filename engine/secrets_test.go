@@ -140,8 +140,7 @@ func TestDestinationURLSecretsMasked(t *testing.T) {
 			return false
 		}
 		id = l.Items[0].ID
-		ev, _, _ := tr.eventWithDeliveries(id)
-		ds, _ := tr.spool.Deliveries(ev.ID)
+		ds, _ := tr.spool.Deliveries(id)
 		for _, d := range ds {
 			if d.Status.String() != "dead" {
 				return false
@@ -194,7 +193,7 @@ register:
 	waitFor(t, 10*time.Second, "a failed registration", func() bool {
 		return strings.HasPrefix(tr.registrationStatus()["plain"], "failing:")
 	})
-	err := tr.config().Provider("plain").Register(t.Context(), false)
+	err := tr.Config().Provider("plain").Register(t.Context(), false)
 	if err == nil || !strings.Contains(err.Error(), "status 401") {
 		t.Fatalf("register: %v", err)
 	}

@@ -26,7 +26,7 @@ const (
 	defaultAdmin = "http://127.0.0.1:9090"
 	// adminURLEnv selects the admin API when --admin is not given. It is not
 	// HOOKRELAY_ADMIN: that name would be read by serve as an override of the
-	// whole admin: section of relay.yaml (engine.envKey).
+	// whole admin: section of relay.yaml (config.envKey in engine/config).
 	adminURLEnv = "HOOKRELAY_ADMIN_URL"
 	// adminTokenEnv holds the bearer token; it is never printed.
 	adminTokenEnv = "HOOKRELAY_ADMIN_TOKEN"

@@ -1,4 +1,4 @@
-package engine
+package admin
 
 import (
 	"bytes"
@@ -17,10 +17,10 @@ import (
 // page's own name re-pointed at 127.0.0.1) makes every GET same-origin, so it
 // reads events. It runs before the token check and covers /healthz and
 // /readyz too.
-func (r *Relay) browserGuard(next http.Handler) http.Handler {
+func (r *api) browserGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		cfg := r.config()
-		if !adminHostAllowed(req.Host, cfg.Admin.Listen, cfg.Admin.Hosts) {
+		_, listen, hosts := r.relay.Listener()
+		if !adminHostAllowed(req.Host, listen, hosts) {
 			writeError(w, http.StatusForbidden, "Host is not this admin listener's address, a loopback name or one of admin.hosts")
 			return
 		}

@@ -1,4 +1,4 @@
-package engine
+package loadtest
 
 // The benchmark report (BENCHMARKS.md): the ceilings and hookrelay measured
 // one after the other in one process, so that their ratios are fair, the
@@ -6,7 +6,7 @@ package engine
 // generator in a process of its own (loadgen_test.go). All are skipped
 // unless HOOKRELAY_BENCH_REPORT=1:
 //
-//	HOOKRELAY_BENCH_REPORT=1 go test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count 1 -v ./engine/
+//	HOOKRELAY_BENCH_REPORT=1 go test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count 1 -v ./engine/loadtest/
 //
 // HOOKRELAY_BENCH_SECONDS sets how long each measurement runs (default 5).
 
@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/engine"
 )
 
 // benchReport skips t unless HOOKRELAY_BENCH_REPORT=1, and returns how long
@@ -148,7 +150,7 @@ func benchRound(t *testing.T, dur time.Duration) []reportRow {
 	// (b) HMAC ingest, deliveries alongside.
 	dest, _ := countingDest(t)
 	rb, srv := benchRelay(t, dest.URL, "", nil)
-	drain := func(r *Relay) func() { return func() { waitDelivered(t, r, 5*time.Minute) } }
+	drain := func(r *engine.Relay) func() { return func() { waitDelivered(t, r, 5*time.Minute) } }
 	rows = append(rows, rowOf("b", "ingest, HMAC (deliveries alongside)",
 		measureClosed(t, hmac(srv.URL+"/in/example"), 30000, 2, dur, drain(rb))))
 

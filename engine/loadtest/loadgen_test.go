@@ -1,4 +1,4 @@
-package engine
+package loadtest
 
 // The report's load generator runs in a process of its own: this test
 // binary, started again with HOOKRELAY_LOADGEN naming a spec file, runs only
@@ -23,13 +23,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/engine/internal/benchkit"
 )
 
 // loadSpec is one run of the external generator.
 type loadSpec struct {
 	URL  string
-	TS   string         // X-Timestamp of the signed requests
-	Reqs []benchRequest // warm-up first
+	TS   string             // X-Timestamp of the signed requests
+	Reqs []benchkit.Request // warm-up first
 	// Warm is how many of the requests warm up (connections, caches) before
 	// the measured run, at the same rate or concurrency, unmeasured.
 	Warm int
@@ -152,7 +154,7 @@ func sendClosed(client *http.Client, src *loadSource, clients int, dur time.Dura
 	if started != nil {
 		started()
 	}
-	cpu0, _ := processCPU()
+	cpu0, _ := benchkit.ProcessCPU()
 	t0 := time.Now()
 	deadline := t0.Add(dur)
 	for w := range clients {
@@ -176,7 +178,7 @@ func sendClosed(client *http.Client, src *loadSource, clients int, dur time.Dura
 		}()
 	}
 	wg.Wait()
-	cpu1, _ := processCPU()
+	cpu1, _ := benchkit.ProcessCPU()
 	out := o.out(t0, cpu1-cpu0)
 	out.Lat = slices.Concat(lats...)
 	slices.Sort(out.Lat)
@@ -206,7 +208,7 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 	if started != nil {
 		started()
 	}
-	cpu0, _ := processCPU()
+	cpu0, _ := benchkit.ProcessCPU()
 	t0 := time.Now().Add(time.Millisecond)
 	for i := range n {
 		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
@@ -232,7 +234,7 @@ func sendOpen(client *http.Client, src *loadSource, rate float64, dur time.Durat
 		}()
 	}
 	wg.Wait()
-	cpu1, _ := processCPU()
+	cpu1, _ := benchkit.ProcessCPU()
 	out := o.out(t0, cpu1-cpu0)
 	sorted200 := func(lat []time.Duration) []time.Duration {
 		lat = slices.DeleteFunc(slices.Clone(lat), func(d time.Duration) bool { return d < 0 })
@@ -348,13 +350,13 @@ func startLoad(tb testing.TB, spec loadSpec, started func()) *loadRun {
 				if started != nil {
 					started()
 				}
-				cpu0, _ = processCPU()
+				cpu0, _ = benchkit.ProcessCPU()
 				r.start = time.Now()
 				continue
 			}
 			r.tail = append(r.tail, sc.Text())
 		}
-		cpu1, _ := processCPU()
+		cpu1, _ := benchkit.ProcessCPU()
 		r.cpu = cpu1 - cpu0
 	}()
 	return r

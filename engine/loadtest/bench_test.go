@@ -1,4 +1,4 @@
-package engine
+package loadtest
 
 // Ingest throughput on loopback, with two ceilings measured in the same run:
 //
@@ -22,7 +22,7 @@ package engine
 // the p50, p99 and p99.9 latency of one request in ms, and the process CPU
 // per request.
 //
-//	go test -run '^$' -bench 'Baseline|Ingest|EndToEnd' -benchtime 3s -count 3 ./engine/
+//	go test -run '^$' -bench 'Baseline|Ingest|EndToEnd' -benchtime 3s -count 3 ./engine/loadtest/
 //
 // loadtest_test.go runs them all in one process for a table of ratios, and
 // the open-loop latency test (HOOKRELAY_BENCH_REPORT=1).
@@ -54,72 +54,21 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookrelay/hookrelay/engine"
+	"github.com/hookrelay/hookrelay/engine/internal/benchkit"
 )
 
 // benchClients is how many requests are in flight at once.
 const benchClients = 64
 
-// benchSecret signs the benchmark requests; benchProvider verifies them.
-const benchSecret = "bench-secret"
-
-// benchProvider is providers.d/example.yaml with a literal secret, routed to
-// the test destination "dest".
-const benchProvider = `
-name: example
-paths: [/in/example]
-methods: [POST]
-max_body: 256KiB
-verify:
-  - kind: hmac
-    secret: ` + benchSecret + `
-    algorithm: sha256
-    signed: "{header.X-Timestamp}.{body}"
-    signature: { header: X-Signature, encoding: hex, prefix: "sha256=" }
-    timestamp: { header: X-Timestamp, format: unix, tolerance: 5m }
-event:
-  id: body.id ?? ""
-  key: body.key
-  type: body.type
-  types:
-    order.paid: payment.completed
-  data:
-    payload: body.data
-routes:
-  - to: [dest]
-dedup: 72h
-respond: { status: 200, body: '{"success":true}', content_type: application/json }
-`
-
-// benchRequest is one pre-built request.
-type benchRequest struct {
-	Body []byte
-	Sig  string // X-Signature; "" sends none
-}
-
-// benchRequests builds n signed requests, numbered from `from`, each with
-// its own event id (so that dedup never answers early) and one of 1024
-// ordering keys.
-func benchRequests(from, n int, ts string) []benchRequest {
-	reqs := make([]benchRequest, n)
-	for j := range reqs {
-		i := from + j
-		body := fmt.Appendf(nil, `{"id":"evt_%012d","key":"order-%04d","type":"order.paid",`+
-			`"created_at":"2026-11-25T09:59:59Z","data":{"amount":10000,"currency":"EUR",`+
-			`"customer":{"id":"cus_8f3a2b","email":"jane.doe@example.com"},"items":[{"sku":"SKU-1001",`+
-			`"qty":2,"price":2500},{"sku":"SKU-2002","qty":1,"price":5000}],"status":"paid",`+
-			`"reference":"INV-2026-000123"}}`, i, i%1024)
-		reqs[j] = benchRequest{Body: body, Sig: "sha256=" + hmacHex(benchSecret, ts+"."+string(body))}
-	}
-	return reqs
-}
-
 // loadSource is what a load generator sends: pre-built requests to one URL.
 // A request with a signature gets the X-Timestamp and X-Signature headers of
-// benchProvider; one without (a JWS in its body) gets only Content-Type.
+// benchkit.Provider; one without (a JWS in its body) gets only Content-Type.
 type loadSource struct {
 	url  string
 	ts   string
-	reqs []benchRequest
+	reqs []benchkit.Request
 }
 
 func (s *loadSource) request(i int) *http.Request {
@@ -135,10 +84,10 @@ func (s *loadSource) request(i int) *http.Request {
 	return req
 }
 
-// hmacSource is n requests signed for benchProvider, numbered from `from`, to url.
+// hmacSource is n requests signed for benchkit.Provider, numbered from `from`, to url.
 func hmacSource(url string, from, n int) *loadSource {
 	ts := fmt.Sprint(time.Now().Unix())
-	return &loadSource{url: url, ts: ts, reqs: benchRequests(from, n, ts)}
+	return &loadSource{url: url, ts: ts, reqs: benchkit.Requests(from, n, ts)}
 }
 
 // loadResult is one load run: how many requests completed, over how long,
@@ -411,13 +360,13 @@ func countingDest(tb testing.TB) (*httptest.Server, *destCounter) {
 }
 
 // benchRelay starts a relay on a fresh bbolt file in tb.TempDir() with the
-// given providers (name -> YAML; benchProvider when nil) and one destination
+// given providers (name -> YAML; benchkit.Provider when nil) and one destination
 // "dest" at destURL, and serves its ingest handler. It logs at warn level,
 // so no line per request (to stderr with -v).
-func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]string) (*Relay, *httptest.Server) {
+func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]string) (*engine.Relay, *httptest.Server) {
 	tb.Helper()
 	if providers == nil {
-		providers = map[string]string{"example": benchProvider}
+		providers = map[string]string{"example": benchkit.Provider}
 	}
 	dir := tb.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "providers.d"), 0o755); err != nil {
@@ -431,7 +380,7 @@ func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]s
 			tb.Fatal(err)
 		}
 	}
-	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
+	cfg, err := engine.Load(filepath.Join(dir, "relay.yaml"), true)
 	if err != nil {
 		tb.Fatalf("load: %v", err)
 	}
@@ -445,7 +394,7 @@ func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]s
 		out = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r, err := Open(cfg, log)
+	r, err := engine.Open(cfg, log)
 	if err != nil {
 		tb.Fatalf("open: %v", err)
 	}
@@ -547,7 +496,7 @@ func jwsPayload(i int) []byte {
 // jwsBodies returns bodies [from, to): each Resurs' callback with jwsData, an
 // RS256 compact JWS (kid in its protected header) over its payload, with
 // Resurs' leading space. Missing ones are signed on every core.
-func jwsBodies(tb testing.TB, from, to int) []benchRequest {
+func jwsBodies(tb testing.TB, from, to int) []benchkit.Request {
 	tb.Helper()
 	key, _ := jwsKey(tb)
 	benchJWS.mu.Lock()
@@ -585,9 +534,9 @@ func jwsBodies(tb testing.TB, from, to int) []benchRequest {
 			tb.Fatalf("sign: %v", *err)
 		}
 	}
-	reqs := make([]benchRequest, to-from)
+	reqs := make([]benchkit.Request, to-from)
 	for i := range reqs {
-		reqs[i] = benchRequest{Body: benchJWS.bodies[from+i]}
+		reqs[i] = benchkit.Request{Body: benchJWS.bodies[from+i]}
 	}
 	return reqs
 }
@@ -606,7 +555,7 @@ func benchJWKS(tb testing.TB) (string, *atomic.Int64) {
 	}
 	fetches := new(atomic.Int64)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("apikey") != resursAPIKey {
+		if r.Header.Get("apikey") != benchJWKSAPIKey {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -624,7 +573,7 @@ func benchJWKS(tb testing.TB) (string, *atomic.Int64) {
 // without its poll and register sections, which need Resurs' web service.
 func benchJWSProvider(tb testing.TB, jwksURL string) string {
 	tb.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "providers.d", "resurs.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "providers.d", "resurs.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -634,7 +583,7 @@ func benchJWSProvider(tb testing.TB, jwksURL string) string {
 	}
 	for _, r := range []struct{ old, new string }{
 		{"env:RESURS_JWKS_URL", strconv.Quote(jwksURL)},
-		{"env:RESURS_JWKS_APIKEY", resursAPIKey},
+		{"env:RESURS_JWKS_APIKEY", benchJWKSAPIKey},
 		{"to: [broker]", "to: [dest]"},
 		{"payload: must-match", "payload: must-match"}, // still what is measured
 	} {
@@ -690,24 +639,21 @@ func BenchmarkIngestJWSNoDelivery(b *testing.B) {
 // ---------------------------------------------------------------- end to end (d)
 
 // lanesPending is how many deliveries the relay's lanes still hold: queued
-// in memory and not yet recorded final in the spool (a lane drops one only
-// after the spool's Update of its outcome committed).
-func lanesPending(r *Relay) int { return laneSum(r, func(l *lane) int { return l.pending }) }
+// in memory and not yet recorded final in the spool.
+func lanesPending(r *engine.Relay) int {
+	pending, _ := r.Backlog()
+	return pending
+}
 
-// laneSum adds up f over r's lanes, each read under its lock.
-func laneSum(r *Relay, f func(l *lane) int) int {
-	n := 0
-	for _, l := range r.dispatch.allLanes() {
-		l.mu.Lock()
-		n += f(l)
-		l.mu.Unlock()
-	}
-	return n
+// lanesDead is how many of those are dead.
+func lanesDead(r *engine.Relay) int {
+	_, dead := r.Backlog()
+	return dead
 }
 
 // waitDelivered polls lanesPending every millisecond until it is 0 and
 // returns when it saw it so, or fails tb after timeout.
-func waitDelivered(tb testing.TB, r *Relay, timeout time.Duration) time.Time {
+func waitDelivered(tb testing.TB, r *engine.Relay, timeout time.Duration) time.Time {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -738,7 +684,7 @@ func (e *e2eResult) rate() float64 { return float64(e.ingest.n) / e.total.Second
 // recorded delivered; dest is r's destination. send calls started as its
 // measured run begins, and returns its result and the CPU its client used
 // outside this process (0 when it runs in this one).
-func endToEnd(tb testing.TB, r *Relay, dest *destCounter, send func(started func()) (loadResult, time.Duration)) e2eResult {
+func endToEnd(tb testing.TB, r *engine.Relay, dest *destCounter, send func(started func()) (loadResult, time.Duration)) e2eResult {
 	tb.Helper()
 	before := dest.n.Load()
 	dest.takeAges()
@@ -746,13 +692,13 @@ func endToEnd(tb testing.TB, r *Relay, dest *destCounter, send func(started func
 	defer dest.record.Store(false)
 	var cpu0 time.Duration
 	var e e2eResult
-	ingest, clientCPU := send(func() { cpu0, e.cpuOK = processCPU() })
+	ingest, clientCPU := send(func() { cpu0, e.cpuOK = benchkit.ProcessCPU() })
 	e.ingest = ingest
 	if e.ingest.failed > 0 {
 		tb.Fatalf("%d of %d requests failed; first: %s", e.ingest.failed, e.ingest.n, e.ingest.firstErr)
 	}
 	done := waitDelivered(tb, r, 5*time.Minute)
-	cpu1, _ := processCPU()
+	cpu1, _ := benchkit.ProcessCPU()
 	e.total, e.cpu = done.Sub(e.ingest.start), cpu1-cpu0+clientCPU
 	if got := dest.n.Load() - before; got < int64(e.ingest.n) {
 		tb.Fatalf("destination got %d deliveries, want %d", got, e.ingest.n)

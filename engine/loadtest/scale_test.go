@@ -1,16 +1,16 @@
-package engine
+package loadtest
 
 // TestScalePending measures what a restart costs with a large backlog: a
 // spool filled with HOOKRELAY_SCALE_EVENTS (default 1,000,000) pending events,
 // one delivery each to one destination, over 10,000 keys. It is skipped
 // unless HOOKRELAY_SCALE=1:
 //
-//	HOOKRELAY_SCALE=1 go test -run TestScalePending -count 1 -v -timeout 30m ./engine/
+//	HOOKRELAY_SCALE=1 go test -run TestScalePending -count 1 -v -timeout 30m ./engine/loadtest/
 //
 // It reports the fill rate (Append from many goroutines, group committed),
 // then the restart of the real binary (`hookrelay serve`: time from exec to
 // /readyz 200, and the child's VmRSS once ready), then the same restart in
-// this process (Open + Start, Go heap after a GC). Targets: under 256 MiB
+// this process (engine.Open + Start, Go heap after a GC). Targets: under 256 MiB
 // resident, serving in under 2 s. HOOKRELAY_SCALE_CPUPROFILE=FILE and
 // HOOKRELAY_SCALE_MEMPROFILE=FILE write profiles of the in-process restart.
 
@@ -37,6 +37,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookrelay/hookrelay/engine"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -117,7 +118,7 @@ destinations:
 	// would after a quick restart.
 	bin := filepath.Join(dir, "hookrelay")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/hookrelay")
-	build.Dir = ".."
+	build.Dir = filepath.Join("..", "..")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -138,9 +139,9 @@ destinations:
 		defer pf.Close()
 	}
 	start = time.Now()
-	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
+	cfg, err := engine.Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
-	r, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r, err := engine.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	must(t, err)
 	must(t, r.Start())
 	took := time.Since(start)
@@ -150,14 +151,9 @@ destinations:
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	pending := 0
-	for _, l := range r.dispatch.allLanes() {
-		l.mu.Lock()
-		pending += l.pending
-		l.mu.Unlock()
-	}
+	pending, _ := r.Backlog()
 	st := procStatus(t, os.Getpid())
-	t.Logf("in process: Open+Start in %s; %d pending in memory; HeapInuse %d MiB (%d MiB before Open); VmRSS %d MiB",
+	t.Logf("in process: Open+Start in %s; %d pending in memory; HeapInuse %d MiB (%d MiB before engine.Open); VmRSS %d MiB",
 		took.Round(time.Millisecond), pending, after.HeapInuse>>20, before.HeapInuse>>20, st["VmRSS"]>>10)
 	if f := os.Getenv("HOOKRELAY_SCALE_MEMPROFILE"); f != "" {
 		pf, err := os.Create(f)

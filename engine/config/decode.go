@@ -1,10 +1,9 @@
-package engine
+package config
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,9 +13,6 @@ import (
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
 	yamlv3 "go.yaml.in/yaml/v3"
-
-	"github.com/hookrelay/hookrelay/transforms"
-	"github.com/hookrelay/hookrelay/verifiers"
 )
 
 // Size is a byte count written as 1024, "256KiB" or "1MiB".
@@ -43,9 +39,9 @@ func (s *Size) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// decode copies a loaded map into out strictly: every key must be a field.
-// Problems come back as *fieldErr values naming their path.
-func decode(in any, out any) error {
+// DecodeMap copies a loaded map into out strictly: every key must be a field.
+// Problems come back as *FieldError values naming their path.
+func DecodeMap(in any, out any) error {
 	var md mapstructure.Metadata
 	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		TagName:          "koanf",
@@ -71,18 +67,22 @@ func decode(in any, out any) error {
 		errs = append(errs, flattenDecode(err)...)
 	}
 	for _, k := range md.Unused {
-		errs = append(errs, &fieldErr{path: dotMapKeys(k), msg: "unknown field"})
+		errs = append(errs, &FieldError{Path: dotMapKeys(k), Msg: "unknown field"})
 	}
 	return errors.Join(errs...)
 }
 
-// fieldErr is a problem at a config path such as "verify[0].signature.header".
-type fieldErr struct {
-	path string
-	msg  string
+// FieldError is a problem at a config path such as "verify[0].signature.header".
+type FieldError struct {
+	Path string
+	Msg  string
 }
 
-func (e *fieldErr) Error() string { return e.path + ": " + e.msg }
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+// FieldErr is a problem at path, relative to the block being compiled; the
+// block's loader adds the block's own path and the line.
+func FieldErr(path, msg string) error { return &FieldError{Path: path, Msg: msg} }
 
 func flattenDecode(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -94,7 +94,7 @@ func flattenDecode(err error) []error {
 	}
 	var de *mapstructure.DecodeError
 	if errors.As(err, &de) {
-		return []error{&fieldErr{path: dotMapKeys(de.Name()), msg: de.Unwrap().Error()}}
+		return []error{&FieldError{Path: dotMapKeys(de.Name()), Msg: de.Unwrap().Error()}}
 	}
 	return []error{err}
 }
@@ -105,16 +105,16 @@ var mapIndex = regexp.MustCompile(`\[([^\]]*[^0-9\]][^\]]*)\]`)
 // into the YAML path "destinations.broker.url"; list indexes stay "[0]".
 func dotMapKeys(name string) string { return mapIndex.ReplaceAllString(name, ".$1") }
 
-// missingSecret is an env: or file: value that could not be read.
-type missingSecret struct {
-	path string
-	msg  string
+// MissingSecret is an env: or file: value that could not be read.
+type MissingSecret struct {
+	Path string // "verify[0].secret"
+	Msg  string
 }
 
-// resolveSecrets replaces every "env:NAME" and "file:PATH" string in m, in
+// ResolveSecrets replaces every "env:NAME" and "file:PATH" string in m, in
 // place, by the value it names. Unreadable ones become "" and are returned.
-func resolveSecrets(v any, path []string, base string) []missingSecret {
-	var missing []missingSecret
+func ResolveSecrets(v any, path []string, base string) []MissingSecret {
+	var missing []MissingSecret
 	switch x := v.(type) {
 	case map[string]any:
 		for k, val := range x {
@@ -126,11 +126,11 @@ func resolveSecrets(v any, path []string, base string) []missingSecret {
 				r, m := resolveSecret(s, base)
 				x[k] = r
 				if m != "" {
-					missing = append(missing, missingSecret{joinPath(p), m})
+					missing = append(missing, MissingSecret{JoinPath(p), m})
 				}
 				continue
 			}
-			missing = append(missing, resolveSecrets(val, p, base)...)
+			missing = append(missing, ResolveSecrets(val, p, base)...)
 		}
 	case []any:
 		for i, val := range x {
@@ -139,17 +139,18 @@ func resolveSecrets(v any, path []string, base string) []missingSecret {
 				r, m := resolveSecret(s, base)
 				x[i] = r
 				if m != "" {
-					missing = append(missing, missingSecret{joinPath(p), m})
+					missing = append(missing, MissingSecret{JoinPath(p), m})
 				}
 				continue
 			}
-			missing = append(missing, resolveSecrets(val, p, base)...)
+			missing = append(missing, ResolveSecrets(val, p, base)...)
 		}
 	}
 	return missing
 }
 
-func joinPath(p []string) string { return strings.ReplaceAll(strings.Join(p, "."), ".[", "[") }
+// JoinPath joins path parts into "a.b[0].c".
+func JoinPath(p []string) string { return strings.ReplaceAll(strings.Join(p, "."), ".[", "[") }
 
 func resolveSecret(s, base string) (value, problem string) {
 	switch {
@@ -164,7 +165,7 @@ func resolveSecret(s, base string) (value, problem string) {
 		}
 		return v, ""
 	case strings.HasPrefix(s, "file:"):
-		p := relTo(base, strings.TrimPrefix(s, "file:"))
+		p := RelTo(base, strings.TrimPrefix(s, "file:"))
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return "", "secret file " + p + " cannot be read"
@@ -180,14 +181,23 @@ func resolveSecret(s, base string) (value, problem string) {
 	return s, ""
 }
 
-// yamlDoc finds the line of a config path in the file it came from.
-type yamlDoc struct {
+// Doc finds the line of a config path in the file it came from.
+type Doc struct {
 	file string
 	root *yamlv3.Node
 }
 
-// loadYAML reads a YAML file into koanf (for values) and a node tree (for lines).
-func loadYAML(file string) (*yamlDoc, *koanf.Koanf, error) {
+// ReadYAML reads a YAML file as a map (for values) and a node tree (for lines).
+func ReadYAML(file string) (*Doc, map[string]any, error) {
+	doc, ko, err := readYAML(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, ko.Raw(), nil
+}
+
+// readYAML is ReadYAML keeping koanf, whose Raw is a fresh copy each time.
+func readYAML(file string) (*Doc, *koanf.Koanf, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, nil, err
@@ -203,12 +213,12 @@ func loadYAML(file string) (*yamlDoc, *koanf.Koanf, error) {
 	return doc, ko, nil
 }
 
-func parseYAML(file string, data []byte) (*yamlDoc, error) {
+func parseYAML(file string, data []byte) (*Doc, error) {
 	var n yamlv3.Node
 	if err := yamlv3.Unmarshal(data, &n); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	d := &yamlDoc{file: file}
+	d := &Doc{file: file}
 	if len(n.Content) > 0 {
 		d.root = n.Content[0]
 	}
@@ -217,7 +227,7 @@ func parseYAML(file string, data []byte) (*yamlDoc, error) {
 
 // line returns the line of the deepest node of path ("a.b[2].c") present in
 // the file, or 0 when the path is not in the file at all.
-func (d *yamlDoc) line(path string) int {
+func (d *Doc) line(path string) int {
 	if d == nil || d.root == nil {
 		return 0
 	}
@@ -272,80 +282,4 @@ func splitPath(p string) []string {
 		}
 	}
 	return parts
-}
-
-// errorList collects "file:line: message" problems.
-type errorList struct{ list []string }
-
-func (e *errorList) empty() bool { return len(e.list) == 0 }
-
-func (e *errorList) Error() string { return strings.Join(e.list, "\n") }
-
-// Problems returns every problem, one "file:line: message" each.
-func (e *errorList) Problems() []string { return e.list }
-
-func (e *errorList) add(doc *yamlDoc, path, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if doc == nil || doc.file == "" {
-		e.list = append(e.list, msg)
-		return
-	}
-	e.list = append(e.list, fmt.Sprintf("%s:%d: %s", filepath.ToSlash(doc.file), doc.line(path), msg))
-}
-
-// addDecode adds each problem of a decode error, under prefix.
-func (e *errorList) addDecode(doc *yamlDoc, prefix string, err error) {
-	if err == nil {
-		return
-	}
-	for _, fe := range flattenDecode(err) {
-		var f *fieldErr
-		if errors.As(fe, &f) {
-			p := joinPrefix(prefix, f.path)
-			e.add(doc, p, "%s: %s", p, f.msg)
-			continue
-		}
-		e.add(doc, prefix, "%s: %v", prefix, fe)
-	}
-}
-
-// addField adds err, a problem of the block at path. Errors that name a
-// field inside the block (decode, verifier and mapping errors) get its line.
-func (e *errorList) addField(doc *yamlDoc, path string, err error) {
-	for _, fe := range flattenDecode(err) {
-		p, msg := path, fe.Error()
-		var f *fieldErr
-		var ce *verifiers.ConfigError
-		var te *transforms.FieldError
-		switch {
-		case errors.As(fe, &f):
-			p, msg = joinPrefix(path, f.path), f.msg
-		case errors.As(fe, &ce):
-			p, msg = joinPrefix(path, ce.Field), ce.Msg
-		case errors.As(fe, &te):
-			p, msg = joinPrefix(path, te.Field), te.Err.Error()
-		}
-		e.add(doc, p, "%s: %s", p, msg)
-	}
-}
-
-func (e *errorList) merge(err error) {
-	var l *errorList
-	if errors.As(err, &l) {
-		e.list = append(e.list, l.list...)
-		return
-	}
-	e.list = append(e.list, err.Error())
-}
-
-func joinPrefix(prefix, p string) string {
-	switch {
-	case prefix == "":
-		return p
-	case p == "":
-		return prefix
-	case strings.HasPrefix(p, "["):
-		return prefix + p
-	}
-	return prefix + "." + p
 }

@@ -1,14 +1,14 @@
 //go:build unix
 
-package engine
+package benchkit
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU is the CPU time (user + system) this process has used so far.
-func processCPU() (time.Duration, bool) {
+// ProcessCPU is the CPU time (user + system) this process has used so far.
+func ProcessCPU() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0, false

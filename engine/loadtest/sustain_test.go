@@ -1,8 +1,8 @@
-package engine
+package loadtest
 
 // The issue's sustained measurements, skipped unless HOOKRELAY_SUSTAIN=1:
 //
-//	HOOKRELAY_SUSTAIN=1 go test -run TestSustainedAndOutage -count 1 -v -timeout 60m ./engine/
+//	HOOKRELAY_SUSTAIN=1 go test -run TestSustainedAndOutage -count 1 -v -timeout 60m ./engine/loadtest/
 //
 // (a short -timeout fails at once, saying how long the run may take).
 //
@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/engine"
 )
 
 // sustainRetry is the retry block BENCHMARKS.md's outage runs were measured
@@ -59,7 +61,7 @@ type backlogSample struct {
 
 // sampleBacklog samples lanesPending(r) every `every` until stop is closed
 // or `until` has passed (when positive).
-func sampleBacklog(r *Relay, every, until time.Duration, stop <-chan struct{}) []backlogSample {
+func sampleBacklog(r *engine.Relay, every, until time.Duration, stop <-chan struct{}) []backlogSample {
 	start := time.Now()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -108,7 +110,7 @@ func medianBacklog(samples []backlogSample) int {
 
 // waitBacklog polls lanesPending(r) every 50 ms until it is at most level
 // or timeout has passed; it returns how long that took and whether it got there.
-func waitBacklog(r *Relay, level int, timeout time.Duration) (time.Duration, bool) {
+func waitBacklog(r *engine.Relay, level int, timeout time.Duration) (time.Duration, bool) {
 	start := time.Now()
 	for {
 		if lanesPending(r) <= level {
@@ -253,7 +255,7 @@ func sustained(t *testing.T, rate float64, dur time.Duration) sustainResult {
 	spec := specOf(hmacSource(srv.URL+"/in/example", 0, warmN+int(rate*dur.Seconds())+1), warmN)
 	spec.Rate, spec.Dur = rate, dur
 	s := sustainResult{rate: rate, concurrency: 16}
-	if c := relay.config().Destinations["dest"].Concurrency; c > 0 {
+	if c := relay.Config().Destinations["dest"].Concurrency; c > 0 {
 		s.concurrency = c
 	}
 	var before int64
@@ -355,7 +357,7 @@ func outage(t *testing.T, rate float64, dur, pre time.Duration, retry string) ou
 	o.shed = drv.phase(time.Time{}, time.Now()).failed
 	_, o.emptied = waitBacklog(relay, 0, max(limit-time.Since(tUp), 2*dur))
 	o.empty = time.Since(tUp)
-	o.dead = laneSum(relay, func(l *lane) int { return l.dead })
+	o.dead = lanesDead(relay)
 	// Whatever is left must not load the next run; the cleanup's second
 	// Close is a no-op.
 	_ = relay.Close(time.Second)
@@ -401,7 +403,7 @@ func outageThenQuiet(t *testing.T, rate float64, dur, pre time.Duration, retry s
 	q.down = time.Since(tDown)
 	q.res = answered(t, out, rate).asOpen()
 	q.drain, q.drained = waitBacklog(relay, q.base, 10*dur)
-	q.dead = laneSum(relay, func(l *lane) int { return l.dead })
+	q.dead = lanesDead(relay)
 	_ = relay.Close(time.Second)
 	return q
 }
@@ -536,7 +538,7 @@ func TestSustainedAndOutage(t *testing.T) {
 	fmt.Fprintf(&b, "| %.0f | %d | %d | %.1f | %d | %.1f | %d | %.0f | %s | %s | %s | %d |\n",
 		q.rate, q.res.n, q.res.shed(), q.res.pct(0.99), q.base, q.down.Seconds(), q.built, build, d, drainRate, ratio, q.dead)
 	fmt.Fprintf(&b, "\n  %5.0f/s, no load after: drain rate >= 2 × build rate: %s\n", q.rate, v)
-	fmt.Fprintf(&b, "\nTook %.0f s. Reproduce: HOOKRELAY_SUSTAIN=1 HOOKRELAY_SUSTAIN_SECONDS=%.0f go test -run TestSustainedAndOutage -count 1 -v -timeout %.0fm ./engine/\n",
+	fmt.Fprintf(&b, "\nTook %.0f s. Reproduce: HOOKRELAY_SUSTAIN=1 HOOKRELAY_SUSTAIN_SECONDS=%.0f go test -run TestSustainedAndOutage -count 1 -v -timeout %.0fm ./engine/loadtest/\n",
 		time.Since(began).Seconds(), N, budget.Minutes()+5)
 	fmt.Print(b.String())
 }
