@@ -224,11 +224,12 @@ func (c *Config) validate(doc *Doc, errs *Errors) {
 	if c.Listen == "" {
 		errs.Add(doc, "listen", "listen: required")
 	}
-	if c.Admin.Listen == "" {
+	switch {
+	case c.Admin.Listen == "":
 		errs.Add(doc, "admin.listen", "admin.listen: required")
-	} else if c.Admin.Listen == c.Listen {
+	case c.Admin.Listen == c.Listen:
 		errs.Add(doc, "admin.listen", "admin.listen: must differ from listen")
-	} else if c.Admin.Token == "" && !loopback(c.Admin.Listen) {
+	case c.Admin.Token == "" && !loopback(c.Admin.Listen):
 		errs.Add(doc, "admin.listen", "admin.listen: %q is not a loopback address, so admin.token must be set", c.Admin.Listen)
 	}
 	for i, h := range c.Admin.Hosts {

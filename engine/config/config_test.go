@@ -30,7 +30,7 @@ func TestDecodeIsTheWrittenPart(t *testing.T) {
 	}
 
 	t.Setenv("HOOKRELAY_TEST_UNSET_SECRET", "")
-	os.Unsetenv("HOOKRELAY_TEST_UNSET_SECRET")
+	_ = os.Unsetenv("HOOKRELAY_TEST_UNSET_SECRET")
 	yaml = "listen: 127.0.0.1:18080\ndestinations:\n  d:\n    url: env:HOOKRELAY_TEST_UNSET_SECRET\n    retry: { often: true }\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

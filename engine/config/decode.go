@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -118,7 +119,7 @@ func ResolveSecrets(v any, path []string, base string) []MissingSecret {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, val := range x {
-			p := append(path[:len(path):len(path)], k)
+			p := slices.Concat(path, []string{k})
 			if s, ok := val.(string); ok {
 				if k == "jwks_url" && strings.HasPrefix(s, "file://") {
 					continue // a file URL the jws verifier reads keys from, not a file: secret
@@ -134,7 +135,7 @@ func ResolveSecrets(v any, path []string, base string) []MissingSecret {
 		}
 	case []any:
 		for i, val := range x {
-			p := append(path[:len(path):len(path)], fmt.Sprintf("[%d]", i))
+			p := slices.Concat(path, []string{fmt.Sprintf("[%d]", i)})
 			if s, ok := val.(string); ok {
 				r, m := resolveSecret(s, base)
 				x[i] = r

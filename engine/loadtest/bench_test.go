@@ -280,7 +280,7 @@ func boltGroup(tb testing.TB) (chan<- boltPut, *atomic.Int64) {
 	tb.Cleanup(func() {
 		close(ch)
 		<-stopped
-		db.Close()
+		_ = db.Close()
 	})
 	return ch, commits
 }
@@ -399,7 +399,7 @@ func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]s
 		tb.Fatalf("open: %v", err)
 	}
 	if err := r.Start(); err != nil {
-		r.Close(0)
+		_ = r.Close(0)
 		tb.Fatalf("start: %v", err)
 	}
 	// Close waits at most a second: nothing here needs the deliveries in
@@ -523,7 +523,7 @@ func jwsBodies(tb testing.TB, from, to int) []benchkit.Request {
 						failed.Store(&err)
 						return
 					}
-					body := append(payload[:len(payload)-1:len(payload)-1], `,"jwsData":" `...)
+					body := slices.Concat(payload[:len(payload)-1], []byte(`,"jwsData":" `))
 					benchJWS.bodies[i] = append(append(body, tok...), `"}`...)
 				}
 			}()

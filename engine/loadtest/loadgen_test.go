@@ -86,7 +86,7 @@ func TestLoadGenerator(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = gob.NewDecoder(f).Decode(&spec)
-	f.Close()
+	_ = f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestLoadGenerator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if err := gob.NewEncoder(f).Encode(&out); err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func startLoad(tb testing.TB, spec loadSpec, started func()) *loadRun {
 	if err := gob.NewEncoder(f).Encode(&spec); err != nil {
 		tb.Fatal(err)
 	}
-	f.Close()
+	_ = f.Close()
 	self, err := os.Executable()
 	if err != nil {
 		tb.Fatal(err)
@@ -375,7 +375,7 @@ func (r *loadRun) exited() bool {
 
 // stop tells a Stream child to finish, and waits for it.
 func (r *loadRun) stop() loadOut {
-	r.stdin.Close()
+	_ = r.stdin.Close()
 	return r.wait()
 }
 
@@ -391,7 +391,7 @@ func (r *loadRun) wait() loadOut {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out loadOut
 	if err := gob.NewDecoder(f).Decode(&out); err != nil {
 		tb.Fatal(err)

@@ -136,7 +136,7 @@ destinations:
 		pf, err := os.Create(f)
 		must(t, err)
 		must(t, pprof.StartCPUProfile(pf))
-		defer pf.Close()
+		defer func() { _ = pf.Close() }()
 	}
 	start = time.Now()
 	cfg, err := engine.Load(filepath.Join(dir, "relay.yaml"), true)
@@ -159,7 +159,7 @@ destinations:
 		pf, err := os.Create(f)
 		must(t, err)
 		must(t, pprof.WriteHeapProfile(pf))
-		pf.Close()
+		_ = pf.Close()
 	}
 	if pending != events {
 		t.Errorf("%d deliveries queued in memory, want %d", pending, events)
@@ -202,7 +202,7 @@ func procStatus(t *testing.T, pid int) map[string]int64 {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	must(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	out := map[string]int64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -222,6 +222,6 @@ func scaleFreePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port
 }
