@@ -170,9 +170,11 @@ func benchRound(t *testing.T, dur time.Duration) []reportRow {
 		return func(from, to int) *loadSource { return &loadSource{url: url, reqs: jwsBodies(t, 1+from, 1+to)} }
 	}
 	rc, srvC := benchRelay(t, destC.URL, "", map[string]string{"resurs": benchJWSProvider(t, jwksURL)})
+	primeJWS(t, srvC.URL+"/in/resurs")
 	rows = append(rows, rowOf("c", "ingest, RS256 JWS + JWKS, must-match (deliveries alongside)",
 		measureClosed(t, jws(srvC.URL+"/in/resurs"), jwsWarm, 1.3, dur, drain(rc))))
 	_, srvC0 := benchRelay(t, destC.URL, noDelivery, map[string]string{"resurs": benchJWSProvider(t, jwksURL)})
+	primeJWS(t, srvC0.URL+"/in/resurs")
 	rows = append(rows, rowOf("c0", "ingest, RS256 JWS + JWKS, must-match (ingest alone)",
 		measureClosed(t, jws(srvC0.URL+"/in/resurs"), jwsWarm, 1.3, dur, nil)))
 
