@@ -131,13 +131,17 @@ type Keystore struct {
 	current  *MasterKey
 	previous map[[idLen]byte]*MasterKey
 
-	// mu guards db (Destroy swaps it for a compacted copy) and cache.
-	mu    sync.RWMutex
-	db    *bolt.DB
-	cache map[string]*dataKey
-	// create serializes the creation of data keys, so that two callers
-	// never draw two keys for one provider and key.
-	create sync.Mutex
+	// mu guards db: Destroy holds it to delete a key and swap the file for
+	// a rewritten copy; every other use of db holds it for reading.
+	mu sync.RWMutex
+	db *bolt.DB
+	// cacheMu guards cache, the unwrapped data keys.
+	cacheMu sync.Mutex
+	cache   map[string]*dataKey
+	// create guards drawing: the keys whose data key a caller is drawing,
+	// so that two callers never draw two data keys for one key.
+	create  sync.Mutex
+	drawing map[string]chan struct{}
 }
 
 // Open opens or creates the keystore at path (0600, its directory 0700).
@@ -153,7 +157,7 @@ func Open(path string, current *MasterKey, previous ...*MasterKey) (*Keystore, e
 	if err != nil {
 		return nil, err
 	}
-	k := &Keystore{path: path, current: current, previous: map[[idLen]byte]*MasterKey{}, db: db, cache: map[string]*dataKey{}}
+	k := &Keystore{path: path, current: current, previous: map[[idLen]byte]*MasterKey{}, db: db, cache: map[string]*dataKey{}, drawing: map[string]chan struct{}{}}
 	for _, p := range previous {
 		if p != nil && p.id != current.id {
 			k.previous[p.id] = p
@@ -167,6 +171,8 @@ func openDB(path string) (*bolt.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: open keystore %s: %w", path, err)
 	}
+	// New data keys wait at most this long to share a commit.
+	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketKeys); err != nil {
 			return err
@@ -259,19 +265,19 @@ func wrap(m *MasterKey, provider, key string, id [idLen]byte, raw []byte) []byte
 // lookup returns the data key of provider's key, nil when there is none.
 func (k *Keystore) lookup(provider, key string) (*dataKey, error) {
 	ek := string(entryKey(provider, key))
-	k.mu.RLock()
+	k.cacheMu.Lock()
 	dk := k.cache[ek]
-	k.mu.RUnlock()
+	k.cacheMu.Unlock()
 	if dk != nil {
 		return dk, nil
 	}
 	var v []byte
 	k.mu.RLock()
+	defer k.mu.RUnlock()
 	err := k.db.View(func(tx *bolt.Tx) error {
 		v = bytes.Clone(tx.Bucket(bucketKeys).Get([]byte(ek)))
 		return nil
 	})
-	k.mu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("seal: keystore: %w", err)
 	}
@@ -281,22 +287,40 @@ func (k *Keystore) lookup(provider, key string) (*dataKey, error) {
 	if dk, err = k.unwrap(provider, key, v); err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
+	k.cacheMu.Lock()
 	k.cache[ek] = dk
-	k.mu.Unlock()
+	k.cacheMu.Unlock()
 	return dk, nil
 }
 
 // dataKey returns the data key of provider's key, drawing and storing a new
-// one (durably, before it is used) when there is none.
+// one (durably, before it is used) when there is none. New keys of
+// concurrent callers share one keystore commit (bbolt's Batch), so that the
+// first events of many keys do not queue behind one fsync each.
 func (k *Keystore) dataKey(provider, key string) (*dataKey, error) {
 	if dk, err := k.lookup(provider, key); dk != nil || err != nil {
 		return dk, err
 	}
+	ek := string(entryKey(provider, key))
+	// One caller draws a key's data key; the others wait for it.
 	k.create.Lock()
-	defer k.create.Unlock()
+	wait, busy := k.drawing[ek]
+	if !busy {
+		k.drawing[ek] = make(chan struct{})
+	}
+	k.create.Unlock()
+	if busy {
+		<-wait
+		return k.dataKey(provider, key)
+	}
+	defer func() {
+		k.create.Lock()
+		close(k.drawing[ek])
+		delete(k.drawing, ek)
+		k.create.Unlock()
+	}()
 	if dk, err := k.lookup(provider, key); dk != nil || err != nil {
-		return dk, err
+		return dk, err // drawn by a caller that finished meanwhile
 	}
 	raw := make([]byte, keyLen)
 	defer clear(raw)
@@ -310,16 +334,20 @@ func (k *Keystore) dataKey(provider, key string) (*dataKey, error) {
 	dk.aead = aead
 	entry := wrap(k.current, provider, key, dk.id, raw)
 	k.mu.RLock()
-	err = k.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketKeys).Put(entryKey(provider, key), entry)
+	err = k.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).Put([]byte(ek), entry)
 	})
+	if err == nil {
+		// Cached under the read lock's protection from Destroy: a Destroy
+		// waiting for it runs after, and removes this key again.
+		k.cacheMu.Lock()
+		k.cache[ek] = dk
+		k.cacheMu.Unlock()
+	}
 	k.mu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("seal: keystore: store data key: %w", err)
 	}
-	k.mu.Lock()
-	k.cache[string(entryKey(provider, key))] = dk
-	k.mu.Unlock()
 	return dk, nil
 }
 
@@ -386,11 +414,11 @@ func RecordMaster(record []byte) string {
 // (it is small: about 90 bytes per key), so that the wrapped key is not left
 // in keys.db either. Destroying a key that has none is not an error.
 func (k *Keystore) Destroy(provider, key string) error {
-	k.create.Lock()
-	defer k.create.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.cacheMu.Lock()
 	delete(k.cache, string(entryKey(provider, key)))
+	k.cacheMu.Unlock()
 	found := false
 	err := k.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -140,5 +142,44 @@ func TestRewrap(t *testing.T) {
 	ks = openKS(t, path, old)
 	if _, err := ks.Open("p", "a\x00", recs[0], nil); !errors.Is(err, ErrUnknownMaster) {
 		t.Fatalf("open with the wrong master key: %v", err)
+	}
+}
+
+// TestConcurrentFirstSeals draws data keys for many keys at once, several
+// callers per key: one data key per key, and every record opens.
+func TestConcurrentFirstSeals(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	m := newKey(t)
+	ks := openKS(t, path, m)
+	type rec struct {
+		key string
+		v   []byte
+	}
+	out := make(chan rec, 64*4)
+	var wg sync.WaitGroup
+	for i := range 64 * 4 {
+		wg.Go(func() {
+			key := fmt.Sprintf("app-%d", i%64)
+			v, err := ks.Seal("kompar", key, []byte(key), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			out <- rec{key, v}
+		})
+	}
+	wg.Wait()
+	close(out)
+	_ = ks.Close()
+	ks = openKS(t, path, m) // from the file, not the cache
+	n := 0
+	for r := range out {
+		n++
+		if got, err := ks.Open("kompar", r.key, r.v, nil); err != nil || string(got) != r.key {
+			t.Fatalf("%s: %q %v", r.key, got, err)
+		}
+	}
+	if n != 64*4 {
+		t.Fatalf("%d records", n)
 	}
 }

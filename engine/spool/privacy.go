@@ -208,6 +208,16 @@ func (b *Bolt) prepare(provider, key string) error {
 	return err
 }
 
+// Eraser removes everything of one key (SPEC 11, erasure). A store that
+// holds personal data implements it; Bolt does.
+type Eraser interface {
+	// EraseKey removes every record of provider's key and destroys its data
+	// key; it answers what it removed.
+	EraseKey(ctx context.Context, provider, key string) (Erased, error)
+}
+
+var _ Eraser = (*Bolt)(nil)
+
 // Erased is what EraseKey removed.
 type Erased struct {
 	// Events is how many events of the key were deleted.

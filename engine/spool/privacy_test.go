@@ -382,3 +382,27 @@ func BenchmarkAppendPrivacy(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEncodeEventPrivacy is the CPU side of BenchmarkAppendPrivacy
+// without the commit: encoding an event, without and with sealing.
+func BenchmarkEncodeEventPrivacy(b *testing.B) {
+	ev := personal("L-1", 1, "crm")
+	ev.Envelope = bytes.Repeat(ev.Envelope, 8) // about 2 KiB, a Kompar callback
+	ks := keystore(b, filepath.Join(b.TempDir(), "keys.db"), masterKey(b))
+	b.Run("plain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := encodeEvent(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sealed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := sealEvent(ks, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
