@@ -44,11 +44,13 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +107,23 @@ func NewMasterKey(key []byte) (*MasterKey, error) {
 	sum := sha256.Sum256(append([]byte("hookrelay master key id\x00"), key...))
 	copy(m.id[:], sum[:idLen])
 	return m, nil
+}
+
+// ParseMasterKey reads a master key as `privacy.key` holds it: 32 bytes in
+// standard base64. The error never quotes the value.
+func ParseMasterKey(b64 string) (*MasterKey, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return nil, errors.New("seal: master key: not base64")
+	}
+	defer clear(raw)
+	return NewMasterKey(raw)
+}
+
+// DefaultPath is the keystore's path when `privacy.keystore` is not set:
+// keys.db in the spool's directory.
+func DefaultPath(spoolPath string) string {
+	return filepath.Join(filepath.Dir(spoolPath), "keys.db")
 }
 
 // ID is the key's id, 16 hex digits.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -181,5 +183,23 @@ func TestConcurrentFirstSeals(t *testing.T) {
 	}
 	if n != 64*4 {
 		t.Fatalf("%d records", n)
+	}
+}
+
+func TestParseMasterKey(t *testing.T) {
+	raw := bytes.Repeat([]byte{7}, 32)
+	m, err := ParseMasterKey(" " + base64.StdEncoding.EncodeToString(raw) + "\n")
+	if err != nil || len(m.ID()) != 16 {
+		t.Fatalf("%v %v", m, err)
+	}
+	secret := base64.StdEncoding.EncodeToString(raw[:16])
+	for _, bad := range []string{"not base64 !", secret} {
+		_, err := ParseMasterKey(bad)
+		if err == nil || strings.Contains(err.Error(), bad) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if DefaultPath("/var/lib/hookrelay/spool.db") != "/var/lib/hookrelay/keys.db" {
+		t.Error(DefaultPath("/var/lib/hookrelay/spool.db"))
 	}
 }
