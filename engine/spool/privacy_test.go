@@ -406,3 +406,25 @@ func BenchmarkEncodeEventPrivacy(b *testing.B) {
 		}
 	})
 }
+
+// TestEraseKeyPlaintext: without a Sealer erasure still removes every record
+// of the key (there is no data key to destroy).
+func TestEraseKeyPlaintext(t *testing.T) {
+	b := mustOpen(t)
+	evA, _ := writePersonal(t, b, "APP-A")
+	evB, _ := writePersonal(t, b, "APP-B")
+	got, err := b.EraseKey(context.Background(), "kompar", "APP-A")
+	must(t, err)
+	if got.Events != 1 || got.Deliveries != 2 || got.Pending != 1 || got.Quarantined != 1 || got.PollStates != 1 || got.Dedup != 1 {
+		t.Fatalf("erased %+v", got)
+	}
+	if _, err := b.Event(evA.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("erased event: %v", err)
+	}
+	if _, err := b.Event(evB.ID); err != nil {
+		t.Errorf("other key: %v", err)
+	}
+	if got, err := b.EraseKey(context.Background(), "kompar", "APP-A"); err != nil || got.Events+got.Quarantined+got.PollStates != 0 {
+		t.Errorf("second erasure: %+v %v", got, err)
+	}
+}
