@@ -2,7 +2,6 @@ package spool
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,11 +30,11 @@ func (b *Bolt) Events(after string, scanned int, fn func(ev *Event, ds []*Delive
 		err := b.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketEvents).Cursor()
 			for k, v := before(c, from); k != nil && len(chunk) < eventsChunk; k, v = c.Prev() {
-				ev, err := decodeEvent(v)
+				ev, err := openEvent(b.sealer, v)
 				if err != nil {
 					return err
 				}
-				ds, err := deliveriesOf(tx, k)
+				ds, err := deliveriesOf(tx, b.sealer, k)
 				if err != nil {
 					return err
 				}
@@ -72,12 +71,12 @@ func before(c *bolt.Cursor, from []byte) (k, v []byte) {
 }
 
 // deliveriesOf reads the deliveries of the event with ULID bytes id.
-func deliveriesOf(tx *bolt.Tx, id []byte) ([]*Delivery, error) {
+func deliveriesOf(tx *bolt.Tx, s Sealer, id []byte) ([]*Delivery, error) {
 	var ds []*Delivery
 	c := tx.Bucket(bucketDeliveries).Cursor()
 	for k, v := c.Seek(id); k != nil && len(k) > len(id) && string(k[:len(id)]) == string(id); k, v = c.Next() {
 		d := new(Delivery)
-		if err := decodeDelivery(v, d); err != nil {
+		if err := openDelivery(s, v, d); err != nil {
 			return nil, fmt.Errorf("spool: decode delivery: %w", err)
 		}
 		ds = append(ds, d)
@@ -93,7 +92,7 @@ func (b *Bolt) Deliveries(eventID string) ([]*Delivery, error) {
 	}
 	var ds []*Delivery
 	err = b.view(func(tx *bolt.Tx) error {
-		ds, err = deliveriesOf(tx, id)
+		ds, err = deliveriesOf(tx, b.sealer, id)
 		return err
 	})
 	return ds, err
@@ -114,7 +113,7 @@ func (b *Bolt) QuarantineList(after string, limit int) ([]*Quarantined, error) {
 		c := tx.Bucket(bucketQuarantine).Cursor()
 		for k, v := before(c, from); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
 			q := new(Quarantined)
-			if err := json.Unmarshal(v, q); err != nil {
+			if err := decodeQuarantined(b.sealer, k, v, q); err != nil {
 				return fmt.Errorf("spool: decode quarantined: %w", err)
 			}
 			out = append(out, q)

@@ -9,9 +9,9 @@ package spool
 //	                                                    sequence and key (ops.go)
 //	idem          provider + 0x00 + idempotency id   -> received (unix ns, 8 bytes BE) + event id
 //	idem_by_time  received (unix ns, 8 bytes BE) + provider + 0x00 + idempotency id -> empty
-//	quarantine    ULID (16 bytes)                    -> JSON Quarantined
+//	quarantine    ULID (16 bytes)                    -> JSON Quarantined, or sealed (privacy.go)
 //	poll          one nested bucket per provider:
-//	                key                              -> JSON PollState
+//	                key                              -> JSON PollState, or sealed (privacy.go)
 //	last_sequence destination + 0x00 + key           -> highest sequence released (8 bytes BE)
 //	paused        destination                        -> empty
 //
@@ -78,6 +78,10 @@ type Options struct {
 	// spool file or directory that other users could read: Open tightens
 	// it where it may. Nil means no call.
 	Warn func(msg string, args ...any)
+	// Sealer, when set, seals every record that holds request or response
+	// content under its event's provider and key (privacy.go, SPEC 11).
+	// Nil means plaintext records, in the forms written before privacy.
+	Sealer Sealer
 }
 
 // Bolt is the bbolt Spool. One writer goroutine applies all writes, as many
@@ -88,6 +92,7 @@ type Bolt struct {
 	path      string
 	maxBatch  int
 	committed func([]Ref)
+	sealer    Sealer // nil: plaintext
 
 	// mu guards closed and the send on ops, so that Close never closes ops
 	// under a sender.
@@ -145,6 +150,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		path:      path,
 		maxBatch:  opts.MaxBatch,
 		committed: opts.Committed,
+		sealer:    opts.Sealer,
 		stopped:   make(chan struct{}),
 	}
 	if b.maxBatch <= 0 {

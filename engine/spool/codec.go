@@ -20,9 +20,14 @@ import (
 // str key | varint sequence | str idempotency id | time received |
 // uvarint destinations | str each (str and time as in the delivery form
 // below). Format 0x01, written before, holds it as JSON; both are read.
+// Format 0x03 is 0x02 with a Sealer (privacy.go): the meta stays clear, and
+// what follows it is one sealed record of the rest:
+//
+//	0x03 | uvarint len(meta) | meta | sealed(uvarint len(envelope) | envelope | raw)
 const (
-	eventFormatJSON = 0x01
-	eventFormat     = 0x02
+	eventFormatJSON   = 0x01
+	eventFormat       = 0x02
+	eventFormatSealed = 0x03
 )
 
 // eventMeta is an Event without its two large fields, as format 0x01 held it.
@@ -63,12 +68,20 @@ func encodeEvent(ev *Event) ([]byte, error) {
 	return append(out, ev.Raw...), nil
 }
 
-// decodeEvent reads an event in either format; the result holds copies,
+// decodeEvent reads an event in a plaintext format; the result holds copies,
 // never pointers into the mmap.
-func decodeEvent(v []byte) (*Event, error) {
+func decodeEvent(v []byte) (*Event, error) { return openEvent(nil, v) }
+
+// openEvent reads an event in any format, opening a sealed one with s.
+func openEvent(s Sealer, v []byte) (*Event, error) {
 	m, rest, err := decodeEventMeta(v)
 	if err != nil {
 		return nil, err
+	}
+	if v[0] == eventFormatSealed {
+		if rest, err = unseal(s, m.Provider, m.Key, rest, eventAAD(m.ID)); err != nil {
+			return nil, fmt.Errorf("spool: event %s: %w", m.ID, err)
+		}
 	}
 	envelope, raw, err := chunk(rest)
 	if err != nil {
@@ -83,7 +96,7 @@ func decodeEvent(v []byte) (*Event, error) {
 
 // decodeEventMeta reads an event's meta and returns what follows it.
 func decodeEventMeta(v []byte) (m eventMeta, rest []byte, err error) {
-	if len(v) == 0 || (v[0] != eventFormat && v[0] != eventFormatJSON) {
+	if len(v) == 0 || (v[0] != eventFormat && v[0] != eventFormatJSON && v[0] != eventFormatSealed) {
 		return m, nil, errors.New("spool: unknown event format")
 	}
 	meta, rest, err := chunk(v[1:])
@@ -139,9 +152,14 @@ func eventReceivedAt(v []byte) (time.Time, error) {
 // nanoseconds, 0 for the zero time. Format 0x02, written before keys were
 // scoped by provider (SPEC 5.2), has no provider: it reads with an empty
 // one, which Update fills from the event when it next writes the delivery.
+// Format 0x04 is 0x03 with a Sealer (privacy.go): the head and the status
+// stay clear, for the queue, the purge and erasure; the state is sealed:
+//
+//	0x04 head | status (1) | sealed(state)
 const (
 	deliveryFormatNoProvider = 0x02
 	deliveryFormat           = 0x03
+	deliveryFormatSealed     = 0x04
 )
 
 func encodeDelivery(d *Delivery) []byte {
@@ -178,15 +196,30 @@ func appendDeliveryState(b []byte, d *Delivery) []byte {
 	return b
 }
 
-// decodeDelivery reads a delivery in either form into d; the result holds
-// copies, never pointers into the mmap.
-func decodeDelivery(v []byte, d *Delivery) error {
+// decodeDelivery reads a delivery in a plaintext form into d; the result
+// holds copies, never pointers into the mmap.
+func decodeDelivery(v []byte, d *Delivery) error { return openDelivery(nil, v, d) }
+
+// openDelivery reads a delivery in any form into d, opening a sealed one
+// with s.
+func openDelivery(s Sealer, v []byte, d *Delivery) error {
 	if len(v) > 0 && v[0] == '{' {
 		return json.Unmarshal(v, d)
 	}
 	r, err := readDeliveryHead(v, d)
 	if err != nil {
 		return err
+	}
+	if v[0] == deliveryFormatSealed {
+		r.byte() // the clear status; the sealed state holds it too
+		if r.err != nil {
+			return r.err
+		}
+		state, err := unseal(s, d.Provider, d.Key, r.b, deliveryAAD(d.EventID, d.Destination))
+		if err != nil {
+			return fmt.Errorf("spool: delivery %s to %s: %w", d.EventID, d.Destination, err)
+		}
+		r = reader{b: state}
 	}
 	d.Status = r.status()
 	d.AttemptsBefore = int(r.uvarint())
@@ -204,12 +237,12 @@ func decodeDelivery(v []byte, d *Delivery) error {
 // readDeliveryHead reads a binary delivery's head into d (its other fields
 // zero) and returns the reader at its state.
 func readDeliveryHead(v []byte, d *Delivery) (reader, error) {
-	if len(v) == 0 || (v[0] != deliveryFormat && v[0] != deliveryFormatNoProvider) {
+	if len(v) == 0 || (v[0] != deliveryFormat && v[0] != deliveryFormatNoProvider && v[0] != deliveryFormatSealed) {
 		return reader{}, errors.New("spool: unknown delivery format")
 	}
 	r := reader{b: v[1:]}
 	*d = Delivery{EventID: r.string(), Destination: r.string()}
-	if v[0] == deliveryFormat {
+	if v[0] != deliveryFormatNoProvider {
 		d.Provider = r.string()
 	}
 	d.Key, d.Seq, d.Sequence = r.string(), r.uvarint(), r.varint()
@@ -233,9 +266,18 @@ func deliveryHead(v []byte, d *Delivery) ([]byte, error) {
 	return v[:len(v)-len(r.b)], nil
 }
 
-// deliveryStatus reads a delivery's status, for purging.
+// deliveryStatus reads a delivery's status, for purging and erasure: a
+// sealed one's is in clear after its head.
 func deliveryStatus(v []byte) (Status, error) {
 	var d Delivery
+	if len(v) > 0 && v[0] == deliveryFormatSealed {
+		r, err := readDeliveryHead(v, &d)
+		if err != nil {
+			return "", err
+		}
+		st := r.status()
+		return st, r.err
+	}
 	err := decodeDelivery(v, &d)
 	return d.Status, err
 }

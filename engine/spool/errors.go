@@ -12,3 +12,7 @@ var (
 	// already stored (a duplicate ULID, not a duplicate idempotency id).
 	ErrExists = errors.New("spool: event exists")
 )
+
+// ErrSealed is returned by reads of a sealed record when the spool was opened
+// without a Sealer (privacy is configured off, or its key is missing).
+var ErrSealed = errors.New("spool: record is sealed and no privacy key is configured")

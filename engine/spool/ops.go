@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -44,7 +43,12 @@ func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (stri
 	}
 	// Encode outside the writer, in the caller's goroutine: it is the
 	// largest piece of work and needs no transaction.
-	evJSON, err := encodeEvent(ev)
+	var evJSON []byte
+	if b.sealer != nil {
+		evJSON, err = sealEvent(b.sealer, ev)
+	} else {
+		evJSON, err = encodeEvent(ev)
+	}
 	if err != nil {
 		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
 	}
@@ -136,7 +140,7 @@ func (b *Bolt) Quarantine(ctx context.Context, q *Quarantined) error {
 	if err != nil {
 		return err
 	}
-	js, err := json.Marshal(q)
+	js, err := encodeQuarantined(b.sealer, q)
 	if err != nil {
 		return fmt.Errorf("spool: encode quarantined %s: %w", q.ID, err)
 	}
@@ -180,7 +184,14 @@ func (b *Bolt) Update(ctx context.Context, d *Delivery) error {
 			cur.Provider = providerOf(tx, id)
 			head = appendDeliveryHead(nil, &cur)
 		}
-		if err := deliveries.Put(k, append(append(make([]byte, 0, len(head)+len(state)), head...), state...)); err != nil {
+		// Sealing here, in the writer, uses the data key the event's
+		// Append drew; only a delivery written before privacy was on may
+		// draw one here.
+		dv, err := deliveryValue(b.sealer, head, &cur, state)
+		if err != nil {
+			return nil, fmt.Errorf("spool: seal delivery %s to %s: %w", d.EventID, d.Destination, err)
+		}
+		if err := deliveries.Put(k, dv); err != nil {
 			return nil, err
 		}
 		cur.Status, cur.NextAt = d.Status, d.NextAt
@@ -212,7 +223,7 @@ func (b *Bolt) Queue(dest string, fn func(d *Delivery) error) error {
 			return nil, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, binary.BigEndian.Uint64(k))
 		}
 		d := new(Delivery)
-		if err := decodeDelivery(v, d); err != nil {
+		if err := openDelivery(b.sealer, v, d); err != nil {
 			return nil, fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
 		}
 		return d, nil
@@ -264,7 +275,7 @@ func (b *Bolt) Delivery(dest, eventID string) (*Delivery, error) {
 		return nil, err
 	}
 	d := new(Delivery)
-	if err := b.get(bucketDeliveries, deliveryKey(id, dest), func(v []byte) error { return decodeDelivery(v, d) }); err != nil {
+	if err := b.get(bucketDeliveries, deliveryKey(id, dest), func(v []byte) error { return openDelivery(b.sealer, v, d) }); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -278,7 +289,7 @@ func (b *Bolt) Event(id string) (*Event, error) {
 	}
 	var ev *Event
 	err = b.get(bucketEvents, k, func(v []byte) (err error) {
-		ev, err = decodeEvent(v)
+		ev, err = openEvent(b.sealer, v)
 		return err
 	})
 	return ev, err
@@ -291,7 +302,7 @@ func (b *Bolt) Quarantined(id string) (*Quarantined, error) {
 		return nil, err
 	}
 	q := new(Quarantined)
-	if err := b.get(bucketQuarantine, k, func(v []byte) error { return json.Unmarshal(v, q) }); err != nil {
+	if err := b.get(bucketQuarantine, k, func(v []byte) error { return decodeQuarantined(b.sealer, k, v, q) }); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -434,7 +445,7 @@ const releaseEvery = 16
 func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 	n := 0
 	err := scanQueue(b, dest, pendingChunk, func(tx *bolt.Tx, k, v []byte) (QueuedDelivery, error) {
-		return decodeQueueValue(tx, dest, k, v)
+		return decodeQueueValue(tx, b.sealer, dest, k, v)
 	}, func(q *QueuedDelivery) error {
 		if n++; n%(releaseEvery*pendingChunk) == 0 {
 			b.releaseMapped() // bounds the peak as well (mapped_linux.go)
@@ -449,7 +460,7 @@ func (b *Bolt) Pending(dest string, fn func(q *QueuedDelivery) error) error {
 
 // decodeQueueValue reads the queue entry k -> v of dest; an entry in a
 // format before (see queueValue) is completed from its event or delivery.
-func decodeQueueValue(tx *bolt.Tx, dest string, k, v []byte) (QueuedDelivery, error) {
+func decodeQueueValue(tx *bolt.Tx, s Sealer, dest string, k, v []byte) (QueuedDelivery, error) {
 	seq := binary.BigEndian.Uint64(k)
 	e := QueuedDelivery{Seq: seq}
 	if len(v) < 16 {
@@ -462,7 +473,7 @@ func decodeQueueValue(tx *bolt.Tx, dest string, k, v []byte) (QueuedDelivery, er
 			return e, fmt.Errorf("spool: queue %s: seq %d has no delivery", dest, seq)
 		}
 		var d Delivery
-		if err := decodeDelivery(dv, &d); err != nil {
+		if err := openDelivery(s, dv, &d); err != nil {
 			return e, fmt.Errorf("spool: decode delivery in queue %s: %w", dest, err)
 		}
 		e.Provider, e.Key, e.Sequence, e.Status, e.NextAt = d.Provider, d.Key, d.Sequence, d.Status, d.NextAt

@@ -3,7 +3,6 @@ package spool
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -53,6 +52,11 @@ func (b *Bolt) PollTrack(ctx context.Context, keys []TrackedKey) ([]PollState, e
 			return nil, fmt.Errorf("spool: poll key: empty provider or key")
 		}
 	}
+	for _, k := range keys {
+		if err := b.prepare(k.Provider, k.Key); err != nil {
+			return nil, fmt.Errorf("spool: poll key %s/%s: %w", k.Provider, k.Key, err)
+		}
+	}
 	now := time.Now().UTC()
 	var states []PollState
 	err := b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
@@ -65,13 +69,13 @@ func (b *Bolt) PollTrack(ctx context.Context, keys []TrackedKey) ([]PollState, e
 			st := PollState{Since: now}
 			v := pb.Get([]byte(k.Key))
 			if v != nil {
-				if err := json.Unmarshal(v, &st); err != nil {
+				if err := decodePollState(b.sealer, k.Provider, k.Key, v, &st); err != nil {
 					return nil, fmt.Errorf("spool: decode poll state %s/%s: %w", k.Provider, k.Key, err)
 				}
 			}
 			if v == nil || (k.Final && !st.Final) {
 				st.Final = st.Final || k.Final
-				if err := putPollState(pb, k.Key, &st); err != nil {
+				if err := putPollState(b.sealer, pb, k.Provider, k.Key, &st); err != nil {
 					return nil, err
 				}
 			}
@@ -111,7 +115,7 @@ func (b *Bolt) PollKeys(provider string, fn func(key string, st *PollState) erro
 				visited++
 				after = append(after[:0], k...)
 				st := new(PollState)
-				if err := json.Unmarshal(v, st); err != nil {
+				if err := decodePollState(b.sealer, provider, string(k), v, st); err != nil {
 					return fmt.Errorf("spool: decode poll state %s/%s: %w", provider, k, err)
 				}
 				if !st.Final {
@@ -139,6 +143,9 @@ func (b *Bolt) PollSave(ctx context.Context, provider, key string, st *PollState
 	if provider == "" || key == "" {
 		return fmt.Errorf("spool: poll key: empty provider or key")
 	}
+	if err := b.prepare(provider, key); err != nil {
+		return fmt.Errorf("spool: poll key %s/%s: %w", provider, key, err)
+	}
 	save := *st
 	return b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
 		pb, err := tx.Bucket(bucketPoll).CreateBucketIfNotExists([]byte(provider))
@@ -148,7 +155,7 @@ func (b *Bolt) PollSave(ctx context.Context, provider, key string, st *PollState
 		out := save
 		if v := pb.Get([]byte(key)); v != nil {
 			var cur PollState
-			if err := json.Unmarshal(v, &cur); err != nil {
+			if err := decodePollState(b.sealer, provider, key, v, &cur); err != nil {
 				return nil, fmt.Errorf("spool: decode poll state %s/%s: %w", provider, key, err)
 			}
 			// A webhook may have made the key final while it was being polled.
@@ -158,12 +165,12 @@ func (b *Bolt) PollSave(ctx context.Context, provider, key string, st *PollState
 		if out.Since.IsZero() {
 			out.Since = time.Now().UTC()
 		}
-		return nil, putPollState(pb, key, &out)
+		return nil, putPollState(b.sealer, pb, provider, key, &out)
 	})
 }
 
-func putPollState(pb *bolt.Bucket, key string, st *PollState) error {
-	js, err := json.Marshal(st)
+func putPollState(s Sealer, pb *bolt.Bucket, provider, key string, st *PollState) error {
+	js, err := encodePollState(s, provider, key, st)
 	if err != nil {
 		return err
 	}

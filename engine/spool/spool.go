@@ -86,8 +86,12 @@ type Delivery struct {
 // Quarantined is a verified request that our configuration could not map or
 // decrypt, kept whole so that it can be reprocessed after a fix.
 type Quarantined struct {
-	ID         string              `json:"id"` // ULID
-	Provider   string              `json:"provider"`
+	ID       string `json:"id"` // ULID
+	Provider string `json:"provider"`
+	// Key is the event key, when the request got as far as having one;
+	// erasure of the key removes the request. "" for most: a request that
+	// could not be mapped has no key.
+	Key        string              `json:"key,omitempty"`
 	Reason     string              `json:"reason"`
 	ReceivedAt time.Time           `json:"received_at"`
 	Method     string              `json:"method"`

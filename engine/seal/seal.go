@@ -1,0 +1,600 @@
+// Package seal is hookrelay's envelope encryption (SPEC 11): every record the
+// spool stores is encrypted with AES-256-GCM under a data key of its own
+// provider and key, and each data key is wrapped (AES-256-GCM) by a master
+// key. The wrapped data keys live in a keystore of their own, a bbolt file
+// apart from the records, so that destroying one data key (Destroy) makes
+// every record of that key unreadable wherever copies of it are
+// (crypto-shredding): a backup of the spool, a replica.
+//
+// Only the standard library's primitives are used: crypto/aes, crypto/cipher
+// (GCM with random 96-bit nonces), crypto/rand and crypto/sha256.
+//
+// # Record format (version 1)
+//
+//	0xE5 | master key id (8) | data key id (8) | nonce (12) | ciphertext | GCM tag (16)
+//
+// 0xE5 is the format and its version; no plaintext record of the spool starts
+// with it. The master key id names the master key that wrapped the data key
+// when the record was sealed; since a rotation re-wraps data keys without
+// touching the records, it is informational (what `status` counts), not what
+// Open decrypts with. The data key id is random, drawn with the data key: a
+// record sealed under a destroyed data key is told apart (ErrShredded) from a
+// damaged one even after the key was used again and got a new data key. The
+// GCM additional data is the 17-byte header after the format byte, then
+// provider 0x00 key 0x00, then the caller's aad (the spool passes the
+// record's bucket and id), so a record pasted under another id, key or
+// provider fails to open. Overhead: 45 bytes per record.
+//
+// # Keystore format (keys.db, bbolt)
+//
+//	bucket "data_keys":  provider 0x00 key -> 0x01 | master key id (8) | data key id (8) | nonce (12) | wrapped key (32) | tag (16)
+//	bucket "meta":       "format" -> 0x01
+//
+// The wrapped key is the 32-byte data key sealed with AES-256-GCM under the
+// master key, with additional data "hookrelay data key v1" 0x00 provider 0x00
+// key 0x00 data key id. A master key's id is the first 8 bytes of
+// sha256("hookrelay master key id" 0x00 key): it names the key without
+// revealing it.
+package seal
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Format is the first byte of every sealed record (record format version 1).
+const Format = 0xE5
+
+const (
+	idLen       = 8
+	nonceLen    = 12
+	headerLen   = 1 + idLen + idLen + nonceLen
+	overhead    = headerLen + 16
+	keyLen      = 32
+	entryFormat = 0x01
+	entryLen    = 1 + idLen + idLen + nonceLen + keyLen + 16
+)
+
+var (
+	bucketKeys = []byte("data_keys")
+	bucketMeta = []byte("meta")
+)
+
+var (
+	// ErrShredded is returned by Open when the record's data key is no
+	// longer in the keystore: it was destroyed (erasure), or the keystore
+	// is not the one the record was sealed with.
+	ErrShredded = errors.New("seal: data key destroyed or unknown")
+	// ErrUnknownMaster is returned when a data key is wrapped by a master
+	// key that is neither the current one nor a previous one.
+	ErrUnknownMaster = errors.New("seal: master key not configured")
+	// ErrCorrupt is returned by Open for a record that is not a sealed
+	// record or fails authentication (damaged, or pasted under another id).
+	ErrCorrupt = errors.New("seal: record corrupt or not bound to this id")
+)
+
+// MasterKey is a 32-byte key that wraps data keys.
+type MasterKey struct {
+	id   [idLen]byte
+	aead cipher.AEAD
+}
+
+// NewMasterKey takes a 32-byte key.
+func NewMasterKey(key []byte) (*MasterKey, error) {
+	if len(key) != keyLen {
+		return nil, fmt.Errorf("seal: master key: %d bytes, want 32", len(key))
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	m := &MasterKey{aead: aead}
+	sum := sha256.Sum256(append([]byte("hookrelay master key id\x00"), key...))
+	copy(m.id[:], sum[:idLen])
+	return m, nil
+}
+
+// ParseMasterKey reads a master key as `privacy.key` holds it: 32 bytes in
+// standard base64. The error never quotes the value.
+func ParseMasterKey(b64 string) (*MasterKey, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return nil, errors.New("seal: master key: not base64")
+	}
+	defer clear(raw)
+	return NewMasterKey(raw)
+}
+
+// DefaultPath is the keystore's path when `privacy.keystore` is not set:
+// keys.db in the spool's directory.
+func DefaultPath(spoolPath string) string {
+	return filepath.Join(filepath.Dir(spoolPath), "keys.db")
+}
+
+// ID is the key's id, 16 hex digits.
+func (m *MasterKey) ID() string { return hex.EncodeToString(m.id[:]) }
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// dataKey is an unwrapped data key, ready to use.
+type dataKey struct {
+	id   [idLen]byte
+	aead cipher.AEAD
+}
+
+// Keystore holds the wrapped data keys and seals and opens records. It is
+// safe for concurrent use. Unwrapped data keys are cached in memory.
+type Keystore struct {
+	path     string
+	current  *MasterKey
+	previous map[[idLen]byte]*MasterKey
+
+	// mu guards db: Destroy holds it to delete a key and swap the file for
+	// a rewritten copy; every other use of db holds it for reading.
+	mu sync.RWMutex
+	db *bolt.DB
+	// cacheMu guards cache, the unwrapped data keys.
+	cacheMu sync.Mutex
+	cache   map[string]*dataKey
+	// create guards drawing: the keys whose data key a caller is drawing,
+	// so that two callers never draw two data keys for one key.
+	create  sync.Mutex
+	drawing map[string]chan struct{}
+}
+
+// Open opens or creates the keystore at path (0600, its directory 0700).
+// current seals; previous keys are still read (a rotation in progress).
+func Open(path string, current *MasterKey, previous ...*MasterKey) (*Keystore, error) {
+	if current == nil {
+		return nil, errors.New("seal: no master key")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	k := &Keystore{path: path, current: current, previous: map[[idLen]byte]*MasterKey{}, db: db, cache: map[string]*dataKey{}, drawing: map[string]chan struct{}{}}
+	for _, p := range previous {
+		if p != nil && p.id != current.id {
+			k.previous[p.id] = p
+		}
+	}
+	return k, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("seal: open keystore %s: %w", path, err)
+	}
+	// New data keys wait at most this long to share a commit.
+	db.MaxBatchDelay = time.Millisecond
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketKeys); err != nil {
+			return err
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get([]byte("format")); v != nil && !bytes.Equal(v, []byte{entryFormat}) {
+			return fmt.Errorf("unknown keystore format %x", v)
+		}
+		return meta.Put([]byte("format"), []byte{entryFormat})
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("seal: keystore %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the keystore file.
+func (k *Keystore) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.db.Close()
+}
+
+// Path is the keystore file.
+func (k *Keystore) Path() string { return k.path }
+
+// CurrentID is the id of the master key that seals.
+func (k *Keystore) CurrentID() string { return k.current.ID() }
+
+func entryKey(provider, key string) []byte {
+	return []byte(provider + "\x00" + key)
+}
+
+func wrapAAD(provider, key string, id []byte) []byte {
+	return append([]byte("hookrelay data key v1\x00"+provider+"\x00"+key+"\x00"), id...)
+}
+
+// master returns the master key with the given id.
+func (k *Keystore) master(id [idLen]byte) (*MasterKey, error) {
+	if id == k.current.id {
+		return k.current, nil
+	}
+	if m := k.previous[id]; m != nil {
+		return m, nil
+	}
+	return nil, fmt.Errorf("%w: %x", ErrUnknownMaster, id)
+}
+
+// unwrap reads a keystore entry.
+func (k *Keystore) unwrap(provider, key string, v []byte) (*dataKey, error) {
+	if len(v) != entryLen || v[0] != entryFormat {
+		return nil, fmt.Errorf("seal: keystore entry %s/%s: bad format", provider, key)
+	}
+	dk := &dataKey{}
+	var mid [idLen]byte
+	copy(mid[:], v[1:])
+	copy(dk.id[:], v[1+idLen:])
+	m, err := k.master(mid)
+	if err != nil {
+		return nil, err
+	}
+	nonce := v[1+2*idLen : 1+2*idLen+nonceLen]
+	raw, err := m.aead.Open(nil, nonce, v[1+2*idLen+nonceLen:], wrapAAD(provider, key, dk.id[:]))
+	if err != nil {
+		return nil, fmt.Errorf("seal: keystore entry %s/%s: cannot unwrap: %w", provider, key, err)
+	}
+	defer clear(raw)
+	if dk.aead, err = newAEAD(raw); err != nil {
+		return nil, err
+	}
+	return dk, nil
+}
+
+// wrap makes a keystore entry of raw under m.
+func wrap(m *MasterKey, provider, key string, id [idLen]byte, raw []byte) []byte {
+	v := make([]byte, 0, entryLen)
+	v = append(v, entryFormat)
+	v = append(v, m.id[:]...)
+	v = append(v, id[:]...)
+	nonce := make([]byte, nonceLen)
+	_, _ = rand.Read(nonce) // crypto/rand never fails on supported platforms
+	v = append(v, nonce...)
+	return m.aead.Seal(v, nonce, raw, wrapAAD(provider, key, id[:]))
+}
+
+// lookup returns the data key of provider's key, nil when there is none.
+func (k *Keystore) lookup(provider, key string) (*dataKey, error) {
+	ek := string(entryKey(provider, key))
+	k.cacheMu.Lock()
+	dk := k.cache[ek]
+	k.cacheMu.Unlock()
+	if dk != nil {
+		return dk, nil
+	}
+	var v []byte
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	err := k.db.View(func(tx *bolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucketKeys).Get([]byte(ek)))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seal: keystore: %w", err)
+	}
+	if v == nil {
+		return nil, nil
+	}
+	if dk, err = k.unwrap(provider, key, v); err != nil {
+		return nil, err
+	}
+	k.cacheMu.Lock()
+	k.cache[ek] = dk
+	k.cacheMu.Unlock()
+	return dk, nil
+}
+
+// dataKey returns the data key of provider's key, drawing and storing a new
+// one (durably, before it is used) when there is none. New keys of
+// concurrent callers share one keystore commit (bbolt's Batch), so that the
+// first events of many keys do not queue behind one fsync each.
+func (k *Keystore) dataKey(provider, key string) (*dataKey, error) {
+	if dk, err := k.lookup(provider, key); dk != nil || err != nil {
+		return dk, err
+	}
+	ek := string(entryKey(provider, key))
+	// One caller draws a key's data key; the others wait for it.
+	k.create.Lock()
+	wait, busy := k.drawing[ek]
+	if !busy {
+		k.drawing[ek] = make(chan struct{})
+	}
+	k.create.Unlock()
+	if busy {
+		<-wait
+		return k.dataKey(provider, key)
+	}
+	defer func() {
+		k.create.Lock()
+		close(k.drawing[ek])
+		delete(k.drawing, ek)
+		k.create.Unlock()
+	}()
+	if dk, err := k.lookup(provider, key); dk != nil || err != nil {
+		return dk, err // drawn by a caller that finished meanwhile
+	}
+	raw := make([]byte, keyLen)
+	defer clear(raw)
+	_, _ = rand.Read(raw)
+	dk := &dataKey{}
+	_, _ = rand.Read(dk.id[:])
+	aead, err := newAEAD(raw)
+	if err != nil {
+		return nil, err
+	}
+	dk.aead = aead
+	entry := wrap(k.current, provider, key, dk.id, raw)
+	k.mu.RLock()
+	err = k.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).Put([]byte(ek), entry)
+	})
+	if err == nil {
+		// Cached under the read lock's protection from Destroy: a Destroy
+		// waiting for it runs after, and removes this key again.
+		k.cacheMu.Lock()
+		k.cache[ek] = dk
+		k.cacheMu.Unlock()
+	}
+	k.mu.RUnlock()
+	if err != nil {
+		return nil, fmt.Errorf("seal: keystore: store data key: %w", err)
+	}
+	return dk, nil
+}
+
+func recordAAD(hdr []byte, provider, key string, aad []byte) []byte {
+	out := make([]byte, 0, len(hdr)+len(provider)+len(key)+2+len(aad))
+	out = append(out, hdr...)
+	out = append(out, provider...)
+	out = append(out, 0)
+	out = append(out, key...)
+	out = append(out, 0)
+	return append(out, aad...)
+}
+
+// Seal encrypts plaintext under the data key of provider's key (made on
+// first use) and returns the record. aad binds the record to where it is
+// stored: Open must be given the same.
+func (k *Keystore) Seal(provider, key string, plaintext, aad []byte) ([]byte, error) {
+	dk, err := k.dataKey(provider, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, headerLen, len(plaintext)+overhead)
+	out[0] = Format
+	copy(out[1:], k.current.id[:])
+	copy(out[1+idLen:], dk.id[:])
+	nonce := out[1+2*idLen : headerLen]
+	_, _ = rand.Read(nonce)
+	return dk.aead.Seal(out, nonce, plaintext, recordAAD(out[1:1+2*idLen], provider, key, aad)), nil
+}
+
+// Open decrypts a record sealed by Seal for provider's key with the same aad.
+// It returns ErrShredded when the key's data key was destroyed.
+func (k *Keystore) Open(provider, key string, record, aad []byte) ([]byte, error) {
+	if len(record) < overhead || record[0] != Format {
+		return nil, ErrCorrupt
+	}
+	dk, err := k.lookup(provider, key)
+	if err != nil {
+		return nil, err
+	}
+	if dk == nil || !bytes.Equal(dk.id[:], record[1+idLen:1+2*idLen]) {
+		return nil, ErrShredded
+	}
+	out, err := dk.aead.Open(nil, record[1+2*idLen:headerLen], record[headerLen:], recordAAD(record[1:1+2*idLen], provider, key, aad))
+	if err != nil {
+		return nil, ErrCorrupt
+	}
+	return out, nil
+}
+
+// RecordMaster returns the id of the master key that was current when record
+// was sealed, "" when it is not a sealed record.
+func RecordMaster(record []byte) string {
+	if len(record) < overhead || record[0] != Format {
+		return ""
+	}
+	return hex.EncodeToString(record[1 : 1+idLen])
+}
+
+// Destroy removes the data key of provider's key: every record sealed under
+// it, in this spool or in any copy of it, can no longer be opened. The next
+// Seal for the key draws a new data key. Since bbolt leaves a deleted value's
+// bytes on the freed page, the keystore is then rewritten into a fresh file
+// (it is small: about 90 bytes per key), so that the wrapped key is not left
+// in keys.db either. Destroying a key that has none is not an error.
+func (k *Keystore) Destroy(provider, key string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cacheMu.Lock()
+	delete(k.cache, string(entryKey(provider, key)))
+	k.cacheMu.Unlock()
+	found := false
+	err := k.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if b.Get(entryKey(provider, key)) == nil {
+			return nil
+		}
+		found = true
+		return b.Delete(entryKey(provider, key))
+	})
+	if err != nil {
+		return fmt.Errorf("seal: keystore: destroy %s/%s: %w", provider, key, err)
+	}
+	if !found {
+		return nil
+	}
+	return k.rewriteLocked()
+}
+
+// rewriteLocked copies the keystore into a new file and renames it over the
+// old one, so that no freed page keeps a destroyed key. k.mu is held.
+func (k *Keystore) rewriteLocked() error {
+	tmp := k.path + ".rewrite"
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, nil)
+	if err != nil {
+		return fmt.Errorf("seal: keystore: rewrite: %w", err)
+	}
+	if err := bolt.Compact(dst, k.db, 0); err != nil {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("seal: keystore: rewrite: %w", err)
+	}
+	if err := dst.Sync(); err != nil {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("seal: keystore: rewrite: %w", err)
+	}
+	if err := dst.Close(); err != nil {
+		return fmt.Errorf("seal: keystore: rewrite: %w", err)
+	}
+	if err := k.db.Close(); err != nil {
+		return fmt.Errorf("seal: keystore: rewrite: %w", err)
+	}
+	if err := os.Rename(tmp, k.path); err != nil {
+		return fmt.Errorf("seal: keystore: rewrite: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(k.path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	db, err := openDB(k.path)
+	if err != nil {
+		return err
+	}
+	k.db = db
+	return nil
+}
+
+// RewrapProgress counts a rotation's progress.
+type RewrapProgress struct {
+	// Total is how many data keys the keystore holds.
+	Total int
+	// Rewrapped is how many were re-wrapped under the current master key.
+	Rewrapped int
+	// Current is how many already were under it.
+	Current int
+}
+
+// rewrapChunk bounds how many keys one rewrap transaction visits.
+const rewrapChunk = 500
+
+// Rewrap re-wraps every data key that is wrapped by a previous master key
+// under the current one, in chunks of short transactions, calling progress
+// (when not nil) after each. Records are not touched: their data keys do not
+// change. Once it returned without error, the previous master keys can be
+// dropped from the configuration.
+func (k *Keystore) Rewrap(ctx context.Context, progress func(RewrapProgress)) (RewrapProgress, error) {
+	var p RewrapProgress
+	var after []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return p, err
+		}
+		visited := 0
+		k.mu.RLock()
+		err := k.db.Update(func(tx *bolt.Tx) error {
+			visited = 0
+			b := tx.Bucket(bucketKeys)
+			c := b.Cursor()
+			ek, v := c.First()
+			if after != nil {
+				if ek, v = c.Seek(after); bytes.Equal(ek, after) {
+					ek, v = c.Next()
+				}
+			}
+			type put struct{ k, v []byte }
+			var puts []put
+			cur, re := 0, 0
+			var last []byte
+			for ; ek != nil && visited < rewrapChunk; ek, v = c.Next() {
+				visited++
+				last = bytes.Clone(ek)
+				if len(v) == entryLen && bytes.Equal(v[1:1+idLen], k.current.id[:]) {
+					cur++
+					continue
+				}
+				provider, key, _ := bytes.Cut(ek, []byte{0})
+				nv, err := k.rewrapEntry(string(provider), string(key), v)
+				if err != nil {
+					return err
+				}
+				puts = append(puts, put{bytes.Clone(ek), nv})
+				re++
+			}
+			for _, pt := range puts {
+				if err := b.Put(pt.k, pt.v); err != nil {
+					return err
+				}
+			}
+			p.Total += visited
+			p.Current += cur
+			p.Rewrapped += re
+			if last != nil {
+				after = last
+			}
+			return nil
+		})
+		k.mu.RUnlock()
+		if err != nil {
+			return p, fmt.Errorf("seal: rewrap: %w", err)
+		}
+		if progress != nil {
+			progress(p)
+		}
+		if visited < rewrapChunk {
+			return p, nil
+		}
+	}
+}
+
+// rewrapEntry unwraps v with its master key and wraps the data key under
+// the current one, keeping its id.
+func (k *Keystore) rewrapEntry(provider, key string, v []byte) ([]byte, error) {
+	if len(v) != entryLen || v[0] != entryFormat {
+		return nil, fmt.Errorf("keystore entry %s/%s: bad format", provider, key)
+	}
+	var mid, did [idLen]byte
+	copy(mid[:], v[1:])
+	copy(did[:], v[1+idLen:])
+	m, err := k.master(mid)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := m.aead.Open(nil, v[1+2*idLen:1+2*idLen+nonceLen], v[1+2*idLen+nonceLen:], wrapAAD(provider, key, did[:]))
+	if err != nil {
+		return nil, fmt.Errorf("keystore entry %s/%s: cannot unwrap: %w", provider, key, err)
+	}
+	defer clear(raw)
+	return wrap(k.current, provider, key, did, raw), nil
+}
