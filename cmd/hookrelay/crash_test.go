@@ -118,15 +118,33 @@ routes:
   - to: [sink]
 `
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago, below the
+// kernel's ephemeral range: a relay restarted on its port after a kill must
+// not find it taken as the source port of some other connection, which an
+// ephemeral port can become as soon as its listener is gone.
 func freePort(t *testing.T) int {
 	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	for i := 0; i < 200 && lo > 11000; i++ {
+		port := 10000 + rand.IntN(lo-11000)
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			must(t, ln.Close()) // the port is free only once closed
+			return port
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	must(t, ln.Close()) // the port is free only once closed
+	must(t, ln.Close())
 	return port
 }
 
