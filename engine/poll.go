@@ -27,9 +27,9 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/oklog/ulid/v2"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
@@ -206,11 +206,11 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 	p.poll = s
 }
 
-// httpURL parses an http or https URL. Its error never quotes the URL, which
-// may carry a secret.
+// httpURL parses an http or https URL (outbound.ParseURL). Its error never
+// quotes the URL, which may carry a secret.
 func httpURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := outbound.ParseURL(s)
+	if err != nil {
 		return nil, errors.New("not an http(s) URL")
 	}
 	return u, nil
@@ -246,9 +246,9 @@ func (s *pollSpec) request(ctx context.Context, provider, key string, now time.T
 		if err != nil {
 			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.name, err)
 		}
-		if !httpguts.ValidHeaderFieldValue(v) {
+		if err := outbound.CheckHeaderValue(v); err != nil {
 			// CR or LF would start another header: not sent.
-			return nil, fmt.Errorf("poll.request.headers.%s: the value holds a control character", h.name)
+			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.name, err)
 		}
 		req.Header.Set(h.name, v)
 	}
@@ -262,7 +262,7 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	defer cancel()
 	req, err := s.request(ctx, provider, key, now)
 	if err != nil {
-		if m := redact.Text(s.secrets.Replace(err.Error())); m != err.Error() {
+		if m := outbound.MaskText(s.secrets, err.Error()); m != err.Error() {
 			err = errors.New(m)
 		}
 		return nil, nil, err
@@ -270,37 +270,21 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	resp, err := c.Do(req)
 	if err != nil {
 		// *url.Error quotes the URL, which may carry a secret.
-		return nil, nil, errors.New("request: " + redact.Text(s.secrets.Replace(err.Error())))
+		return nil, nil, errors.New("request: " + outbound.MaskText(s.secrets, err.Error()))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxAnswer+1))
+	body, whole, err := outbound.ReadAnswer(resp.Body, s.maxAnswer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read response: %w", err)
 	}
-	if int64(len(body)) > s.maxAnswer {
+	if !whole {
 		// Its event would be larger still: not worth parsing.
 		return nil, nil, fmt.Errorf("response larger than %d bytes (the provider's max_body)", s.maxAnswer)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	r := &transforms.Response{Status: resp.StatusCode, Headers: firstValues(resp.Header, true), Raw: string(body)}
-	// Both parsers refuse more than transforms.MaxElements elements
-	// before they build them: an answer's size is bounded, its parsed
-	// form would not be.
-	js, jsonErr := transforms.ParseJSON(body)
-	if jsonErr == nil {
-		r.JSON = js
-	}
-	var xmlErr error
-	if t := strings.TrimSpace(string(body)); strings.HasPrefix(t, "<") {
-		var m map[string]any
-		if m, xmlErr = transforms.ParseXML(body); xmlErr == nil {
-			r.XML = m
-		}
-	} else {
-		xmlErr = errors.New("not an XML document")
-	}
+	r, jsonErr, xmlErr := outbound.ParseAnswer(resp, body)
 	switch s.response {
 	case "json":
 		if r.JSON == nil {

@@ -1,12 +1,10 @@
 package engine
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -19,9 +17,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -315,7 +313,7 @@ func (reg *registration) do(ctx context.Context, rq *regRequest, env *transforms
 		return fmt.Errorf("%s: no answer: %s", shown, reg.mask(err.Error(), masks))
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, registerAnswerMax))
+	raw, _, err := outbound.ReadAnswer(resp.Body, registerAnswerMax)
 	if err != nil {
 		return fmt.Errorf("%s: status %d: reading the answer: %s", shown, resp.StatusCode, reg.mask(err.Error(), masks))
 	}
@@ -375,9 +373,9 @@ func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryab
 		if err != nil {
 			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.name, err)
 		}
-		if !httpguts.ValidHeaderFieldValue(v) {
+		if err := outbound.CheckHeaderValue(v); err != nil {
 			// CR or LF would start another header; say so rather than send.
-			return nil, shown, nil, fmt.Errorf("%s: header %s: the value holds a control character", shown, h.name)
+			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.name, err)
 		}
 		if strings.EqualFold(h.name, "Host") {
 			req.Host = v
@@ -417,36 +415,14 @@ func (rq *regRequest) renderMethod(env *transforms.Env, unregister bool) (string
 	return method, nil
 }
 
-// requestURL parses a rendered URL, which must be absolute http(s). The
-// error does not quote it: it may hold a secret.
-func requestURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, errors.New("not a URL")
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("not an absolute http or https URL")
-	}
-	return u, nil
-}
+// requestURL parses a rendered URL, which must be absolute http(s)
+// (outbound.ParseURL). The error does not quote it: it may hold a secret.
+func requestURL(raw string) (*url.URL, error) { return outbound.ParseURL(raw) }
 
 // newResponse is the lender's answer as the success expression sees it:
 // body is the JSON when the answer parses as JSON, else the XML, else the text.
 func newResponse(resp *http.Response, raw []byte) *transforms.Response {
-	r := &transforms.Response{Status: resp.StatusCode, Headers: map[string]string{}, Raw: string(raw)}
-	for k, v := range resp.Header {
-		if len(v) > 0 {
-			r.Headers[strings.ToLower(k)] = v[0]
-		}
-	}
-	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 {
-		if j, err := transforms.ParseJSON(trimmed); err == nil {
-			r.JSON = j
-		}
-	}
-	if x, err := transforms.ParseXML(raw); err == nil {
-		r.XML = x
-	}
+	r, _, _ := outbound.ParseAnswer(resp, raw)
 	switch {
 	case r.JSON != nil:
 		r.Body = r.JSON
@@ -465,7 +441,7 @@ func (reg *registration) mask(s string, extra *redact.Secrets) string {
 	if !extra.Empty() {
 		secrets = secrets.Merge(extra)
 	}
-	return redact.Text(secrets.Replace(s))
+	return outbound.MaskText(secrets, s)
 }
 
 // excerpt is the first registerAnswerShown bytes of s, cut on a character.
@@ -503,8 +479,8 @@ func sortedNames(m map[string]string) []string {
 	return names
 }
 
-// registerClient makes registration requests (see singleAttemptClient).
-var registerClient = sync.OnceValue(singleAttemptClient)
+// registerClient makes registration requests (see outbound.NewClient).
+var registerClient = sync.OnceValue(func() *retryablehttp.Client { return outbound.NewClient(0) })
 
 // regStatus is each auto-registering provider's state: "pending", "ok" or
 // "failing: <reason>".

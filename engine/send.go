@@ -18,10 +18,6 @@ type sender struct {
 
 func newSender() *sender { return &sender{client: outbound.NewClient(256)} }
 
-// singleAttemptClient is the HTTP client of registrations and polls (see
-// outbound.NewClient).
-func singleAttemptClient() *retryablehttp.Client { return outbound.NewClient(0) }
-
 // send makes attempt number `attempt` of ev to dest. It returns the recorded
 // attempt, the destination's Retry-After (0 when none), and the error when no
 // response came: an *outbound.RenderError when no request was made, otherwise

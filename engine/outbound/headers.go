@@ -7,16 +7,17 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// CheckHeaders refuses a header value holding a control character: net/http
-// would refuse it on every attempt, as if the network failed, and a CR or LF
-// would start another header. It says which header, once.
+// CheckHeaders refuses a request whose header value holds a control
+// character (CheckHeaderValue), naming the header.
 func CheckHeaders(h http.Header) error {
 	for name, v := range h {
 		for _, s := range v {
-			if !httpguts.ValidHeaderFieldValue(s) {
-				return fmt.Errorf("header %s: the value holds a control character", name)
+			if err := CheckHeaderValue(s); err != nil {
+				return fmt.Errorf("header %s: %w", name, err)
 			}
 		}
 	}
 	return nil
 }
+
+func validHeaderValue(v string) bool { return httpguts.ValidHeaderFieldValue(v) }
