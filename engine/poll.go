@@ -73,7 +73,7 @@ type pollSpec struct {
 	final       map[string]bool // canonical types after which a key is not polled
 	method      string
 	url         *transforms.Template // a URL template: {{ key }} is escaped for its place
-	headers     []pollHeader
+	headers     []outbound.Header
 	body        *transforms.Template // nil: no body; escaped for its Content-Type
 	keyPattern  *regexp.Regexp       // the keys that may be polled
 	maxAnswer   int64                // bytes of an answer read: the provider's max_body, at most maxPollResponse
@@ -89,11 +89,6 @@ type pollSpec struct {
 	// registerValues: the values are the register block's, so its missing
 	// secrets stop polling too.
 	registerValues bool
-}
-
-type pollHeader struct {
-	name string
-	tmpl *transforms.Template
 }
 
 // compilePoll compiles a provider's poll block (SPEC 9).
@@ -176,7 +171,7 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 	sort.Strings(names)
 	for _, name := range names {
 		at := "poll.request.headers." + name
-		s.headers = append(s.headers, pollHeader{name, compile(at, pc.Request.Headers[name])})
+		s.headers = append(s.headers, outbound.Header{Name: name, Value: compile(at, pc.Request.Headers[name])})
 	}
 	if pc.Request.Body != "" {
 		ct, _ := headerValue(pc.Request.Headers, "Content-Type")
@@ -242,15 +237,12 @@ func (s *pollSpec) request(ctx context.Context, provider, key string, now time.T
 		return nil, fmt.Errorf("poll.request: %w", errors.Unwrap(err))
 	}
 	for _, h := range s.headers {
-		v, err := h.tmpl.Execute(env)
+		// A value with CR or LF, which would start another header, is not sent.
+		v, err := h.Render(env)
 		if err != nil {
-			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.name, err)
+			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.Name, err)
 		}
-		if err := outbound.CheckHeaderValue(v); err != nil {
-			// CR or LF would start another header: not sent.
-			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.name, err)
-		}
-		req.Header.Set(h.name, v)
+		req.Header.Set(h.Name, v)
 	}
 	return req, nil
 }

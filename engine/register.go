@@ -65,16 +65,11 @@ type regCall struct {
 type regRequest struct {
 	method  *transforms.Template // nil: POST (DELETE for an unregister)
 	url     *transforms.Template // a URL template: placeholders escaped for their place
-	headers []regHeader
+	headers []outbound.Header
 	body    *transforms.Template // nil: no body; escaped for contentType
 	// contentType is the configured Content-Type ("" when none or
 	// templated), which says how the body escapes its placeholders.
 	contentType string
-}
-
-type regHeader struct {
-	name  string
-	value *transforms.Template
 }
 
 // valueRef finds the values a template uses: values.NAME or values["NAME"].
@@ -196,11 +191,11 @@ func (c *regCompiler) request(at string, rc *config.RequestConfig, of *regReques
 		rq.contentType = of.contentType
 	}
 	for _, name := range sortedNames(rc.Headers) {
-		rq.headers = append(rq.headers, regHeader{name, c.template(at+".headers."+name, rc.Headers[name], transforms.CompileTemplate)})
+		rq.headers = append(rq.headers, outbound.Header{Name: name, Value: c.template(at+".headers."+name, rc.Headers[name], transforms.CompileTemplate)})
 	}
 	if of != nil {
 		for _, h := range of.headers {
-			if !slices.ContainsFunc(rq.headers, func(o regHeader) bool { return strings.EqualFold(o.name, h.name) }) {
+			if !slices.ContainsFunc(rq.headers, func(o outbound.Header) bool { return strings.EqualFold(o.Name, h.Name) }) {
 				rq.headers = append(rq.headers, h)
 			}
 		}
@@ -369,27 +364,24 @@ func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryab
 		return nil, shown, nil, fmt.Errorf("%s: %w", shown, err)
 	}
 	for _, h := range rq.headers {
-		v, err := h.value.Execute(env)
+		// A value with CR or LF, which would start another header, is not sent.
+		v, err := h.Render(env)
 		if err != nil {
-			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.name, err)
+			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.Name, err)
 		}
-		if err := outbound.CheckHeaderValue(v); err != nil {
-			// CR or LF would start another header; say so rather than send.
-			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.name, err)
-		}
-		if strings.EqualFold(h.name, "Host") {
+		if strings.EqualFold(h.Name, "Host") {
 			req.Host = v
 		} else {
-			req.Header.Set(h.name, v)
+			req.Header.Set(h.Name, v)
 		}
-		if !h.value.Constant() && len(v) >= 4 {
+		if !h.Value.Constant() && len(v) >= 4 {
 			if masks == nil {
 				masks = &redact.Secrets{}
 			}
-			masks.Add(v, "<header "+h.name+">")
+			masks.Add(v, "<header "+h.Name+">")
 			for _, word := range strings.Fields(v) {
 				if len(word) >= 8 {
-					masks.Add(word, "<header "+h.name+">")
+					masks.Add(word, "<header "+h.Name+">")
 				}
 			}
 		}

@@ -21,7 +21,7 @@ type Endpoint struct {
 	url      *transforms.Template
 	method   string
 	timeout  time.Duration
-	headers  []headerTmpl
+	headers  []Header
 	auth     Auth // nil: none
 	signer   *standardSigner
 	bodyMode string // envelope | raw | expr
@@ -32,11 +32,6 @@ type Endpoint struct {
 	// shownPath is the URL's path when the URL was given as a secret: not
 	// shown (SecretPath).
 	shownPath string
-}
-
-type headerTmpl struct {
-	name  string
-	value *transforms.Template
 }
 
 // NewEndpoint compiles the request side of a destination: url, method,
@@ -75,7 +70,7 @@ func NewEndpoint(c *config.DestinationConfig) (*Endpoint, error) {
 		if err != nil {
 			return nil, config.FieldErr("headers."+n, err.Error())
 		}
-		e.headers = append(e.headers, headerTmpl{http.CanonicalHeaderKey(n), t})
+		e.headers = append(e.headers, Header{http.CanonicalHeaderKey(n), t})
 	}
 	if c.Auth != nil {
 		if e.auth, err = NewAuth(c.Auth); err != nil {

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/hookrelay/hookrelay/transforms"
 )
 
 // CheckHeaders refuses a request whose header value holds a control
@@ -21,3 +23,22 @@ func CheckHeaders(h http.Header) error {
 }
 
 func validHeaderValue(v string) bool { return httpguts.ValidHeaderFieldValue(v) }
+
+// Header is a request header whose value is a template.
+type Header struct {
+	Name  string
+	Value *transforms.Template
+}
+
+// Render renders the value for env, refusing one that holds a control
+// character (CheckHeaderValue). Callers prefix the header's name and place.
+func (h Header) Render(env *transforms.Env) (string, error) {
+	v, err := h.Value.Execute(env)
+	if err != nil {
+		return "", err
+	}
+	if err := CheckHeaderValue(v); err != nil {
+		return "", err
+	}
+	return v, nil
+}

@@ -83,7 +83,7 @@ func (e *Endpoint) request(m *Message, attempt int) (*retryablehttp.Request, err
 	var env *transforms.Env
 	needEnv := e.bodyMode == "expr" || !e.url.Constant()
 	for _, h := range e.headers {
-		needEnv = needEnv || !h.value.Constant()
+		needEnv = needEnv || !h.Value.Constant()
 	}
 	if needEnv {
 		var ev transforms.Event
@@ -125,11 +125,11 @@ func (e *Endpoint) request(m *Message, attempt int) (*retryablehttp.Request, err
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "hookrelay")
 	for _, t := range e.headers {
-		v, err := t.value.Execute(env)
+		v, err := t.Value.Execute(env)
 		if err != nil {
-			return nil, fmt.Errorf("headers.%s: %w", t.name, err)
+			return nil, fmt.Errorf("headers.%s: %w", t.Name, err)
 		}
-		h.Set(t.name, v)
+		h.Set(t.Name, v)
 	}
 	h.Set("Idempotency-Key", m.IdempotencyID)
 	h.Set("X-Hookrelay-Event-Id", m.ID)
