@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -515,7 +514,8 @@ func (r *Relay) startRegistrations(ctx context.Context) {
 // ctx ends. Each attempt uses the provider as currently configured, so a
 // reload that fixes a token is used by the next attempt.
 func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
-	delay := registerRetryInitial
+	backoff := outbound.Backoff{Initial: registerRetryInitial, Max: registerRetryMax, Multiplier: 2, Jitter: "equal"}
+	failures := 0
 	var last *registration
 	done := 0
 	for {
@@ -543,14 +543,14 @@ func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
 			return
 		}
 		st.set(name, "failing: "+err.Error())
-		wait := delay/2 + rand.N(delay/2+1) // equal jitter: never less than half
+		failures++
+		wait := backoff.Delay(failures)
 		r.log.Warn("registration failed", "provider", name, "error", err.Error(), "retry_in", wait.String())
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		delay = min(2*delay, registerRetryMax)
 	}
 }
 

@@ -175,9 +175,26 @@ func (p *Policy) delay(attempts int, retryAfter time.Duration) time.Duration {
 	if n := len(p.schedule); n > 0 {
 		return p.schedule[min(attempts-1, n-1)]
 	}
-	base := float64(p.initial) * math.Pow(p.multiplier, float64(attempts-1))
-	d := time.Duration(min(base, float64(p.max)))
-	switch p.jitter {
+	return Backoff{p.initial, p.max, p.multiplier, p.jitter}.Delay(attempts)
+}
+
+// Backoff is an exponential backoff: the wait after the n-th failure in a
+// row is Initial·Multiplier^(n-1), at most Max, jittered. Deliveries (their
+// retry policy) and automatic registration use it.
+type Backoff struct {
+	Initial, Max time.Duration
+	// Multiplier is at least 1.
+	Multiplier float64
+	// Jitter is full (anywhere from 0 to the wait), equal (from half the
+	// wait to the whole: never less than half), or none.
+	Jitter string
+}
+
+// Delay is the wait after the n-th failure in a row, n from 1.
+func (b Backoff) Delay(n int) time.Duration {
+	base := float64(b.Initial) * math.Pow(b.Multiplier, float64(n-1))
+	d := time.Duration(min(base, float64(b.Max)))
+	switch b.Jitter {
 	case "full":
 		return rand.N(d + 1)
 	case "equal":

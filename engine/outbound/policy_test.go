@@ -46,3 +46,26 @@ func TestRetryDefaults(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestBackoff: the wait doubles from Initial up to Max; equal jitter never
+// waits less than half of it, full jitter anywhere up to it.
+func TestBackoff(t *testing.T) {
+	b := Backoff{Initial: time.Second, Max: 5 * time.Second, Multiplier: 2, Jitter: "none"}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 60: 5 * time.Second} {
+		if got := b.Delay(n); got != want {
+			t.Errorf("failure %d: %v, want %v", n, got, want)
+		}
+	}
+	b.Jitter = "equal"
+	for range 100 {
+		if d := b.Delay(3); d < 2*time.Second || d > 4*time.Second {
+			t.Fatalf("equal jitter of 4s: %v", d)
+		}
+	}
+	b.Jitter = "full"
+	for range 100 {
+		if d := b.Delay(3); d < 0 || d > 4*time.Second {
+			t.Fatalf("full jitter of 4s: %v", d)
+		}
+	}
+}
