@@ -56,7 +56,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 				}
 			}
 		}
-		if d.signKey != nil && len(d.signKey) < verifiers.MinHMACKey {
+		if d.out.WeakSignKey() {
 			warns := &config.Errors{}
 			at := "destinations." + name + ".sign.secret"
 			warns.Add(doc, at, "%s: the key is shorter than %d bytes, which makes it guessable", at, verifiers.MinHMACKey)

@@ -104,8 +104,8 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 	if d.Config.URL != "http://127.0.0.1:2/overridden" {
 		t.Errorf("env override of url: got %q", d.Config.URL)
 	}
-	if d.auth.Token != "from-file" {
-		t.Errorf("file secret: got %q", d.auth.Token)
+	if d.Config.Auth.Token != "from-file" {
+		t.Errorf("file secret: got %q", d.Config.Auth.Token)
 	}
 	if cfg.Spool.MaxBody != 2048 {
 		t.Errorf("max_body override: got %d", cfg.Spool.MaxBody)

@@ -27,9 +27,9 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/oklog/ulid/v2"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
@@ -73,7 +73,7 @@ type pollSpec struct {
 	final       map[string]bool // canonical types after which a key is not polled
 	method      string
 	url         *transforms.Template // a URL template: {{ key }} is escaped for its place
-	headers     []pollHeader
+	headers     []outbound.Header
 	body        *transforms.Template // nil: no body; escaped for its Content-Type
 	keyPattern  *regexp.Regexp       // the keys that may be polled
 	maxAnswer   int64                // bytes of an answer read: the provider's max_body, at most maxPollResponse
@@ -89,11 +89,6 @@ type pollSpec struct {
 	// registerValues: the values are the register block's, so its missing
 	// secrets stop polling too.
 	registerValues bool
-}
-
-type pollHeader struct {
-	name string
-	tmpl *transforms.Template
 }
 
 // compilePoll compiles a provider's poll block (SPEC 9).
@@ -176,7 +171,7 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 	sort.Strings(names)
 	for _, name := range names {
 		at := "poll.request.headers." + name
-		s.headers = append(s.headers, pollHeader{name, compile(at, pc.Request.Headers[name])})
+		s.headers = append(s.headers, outbound.Header{Name: name, Value: compile(at, pc.Request.Headers[name])})
 	}
 	if pc.Request.Body != "" {
 		ct, _ := headerValue(pc.Request.Headers, "Content-Type")
@@ -206,11 +201,11 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 	p.poll = s
 }
 
-// httpURL parses an http or https URL. Its error never quotes the URL, which
-// may carry a secret.
+// httpURL parses an http or https URL (outbound.ParseURL). Its error never
+// quotes the URL, which may carry a secret.
 func httpURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := outbound.ParseURL(s)
+	if err != nil {
 		return nil, errors.New("not an http(s) URL")
 	}
 	return u, nil
@@ -242,15 +237,12 @@ func (s *pollSpec) request(ctx context.Context, provider, key string, now time.T
 		return nil, fmt.Errorf("poll.request: %w", errors.Unwrap(err))
 	}
 	for _, h := range s.headers {
-		v, err := h.tmpl.Execute(env)
+		// A value with CR or LF, which would start another header, is not sent.
+		v, err := h.Render(env)
 		if err != nil {
-			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.name, err)
+			return nil, fmt.Errorf("poll.request.headers.%s: %w", h.Name, err)
 		}
-		if !httpguts.ValidHeaderFieldValue(v) {
-			// CR or LF would start another header: not sent.
-			return nil, fmt.Errorf("poll.request.headers.%s: the value holds a control character", h.name)
-		}
-		req.Header.Set(h.name, v)
+		req.Header.Set(h.Name, v)
 	}
 	return req, nil
 }
@@ -262,7 +254,7 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	defer cancel()
 	req, err := s.request(ctx, provider, key, now)
 	if err != nil {
-		if m := redact.Text(s.secrets.Replace(err.Error())); m != err.Error() {
+		if m := outbound.MaskText(s.secrets, err.Error()); m != err.Error() {
 			err = errors.New(m)
 		}
 		return nil, nil, err
@@ -270,37 +262,21 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	resp, err := c.Do(req)
 	if err != nil {
 		// *url.Error quotes the URL, which may carry a secret.
-		return nil, nil, errors.New("request: " + redact.Text(s.secrets.Replace(err.Error())))
+		return nil, nil, errors.New("request: " + outbound.MaskText(s.secrets, err.Error()))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxAnswer+1))
+	body, whole, err := outbound.ReadAnswer(resp.Body, s.maxAnswer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read response: %w", err)
 	}
-	if int64(len(body)) > s.maxAnswer {
+	if !whole {
 		// Its event would be larger still: not worth parsing.
 		return nil, nil, fmt.Errorf("response larger than %d bytes (the provider's max_body)", s.maxAnswer)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	r := &transforms.Response{Status: resp.StatusCode, Headers: firstValues(resp.Header, true), Raw: string(body)}
-	// Both parsers refuse more than transforms.MaxElements elements
-	// before they build them: an answer's size is bounded, its parsed
-	// form would not be.
-	js, jsonErr := transforms.ParseJSON(body)
-	if jsonErr == nil {
-		r.JSON = js
-	}
-	var xmlErr error
-	if t := strings.TrimSpace(string(body)); strings.HasPrefix(t, "<") {
-		var m map[string]any
-		if m, xmlErr = transforms.ParseXML(body); xmlErr == nil {
-			r.XML = m
-		}
-	} else {
-		xmlErr = errors.New("not an XML document")
-	}
+	r, jsonErr, xmlErr := outbound.ParseAnswer(resp, body)
 	switch s.response {
 	case "json":
 		if r.JSON == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hookrelay/hookrelay/engine/admin"
+	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -92,7 +93,7 @@ func (r *Relay) startPollers(ctx context.Context) {
 	ps := &r.poll
 	ps.mu.Lock()
 	ps.ctx = ctx
-	ps.client = singleAttemptClient()
+	ps.client = outbound.NewClient(0)
 	ps.loops = map[string]*pollLoop{}
 	r.startLoops()
 	ps.mu.Unlock()

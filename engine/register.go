@@ -1,13 +1,10 @@
 package engine
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,9 +16,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -67,16 +64,11 @@ type regCall struct {
 type regRequest struct {
 	method  *transforms.Template // nil: POST (DELETE for an unregister)
 	url     *transforms.Template // a URL template: placeholders escaped for their place
-	headers []regHeader
+	headers []outbound.Header
 	body    *transforms.Template // nil: no body; escaped for contentType
 	// contentType is the configured Content-Type ("" when none or
 	// templated), which says how the body escapes its placeholders.
 	contentType string
-}
-
-type regHeader struct {
-	name  string
-	value *transforms.Template
 }
 
 // valueRef finds the values a template uses: values.NAME or values["NAME"].
@@ -198,11 +190,11 @@ func (c *regCompiler) request(at string, rc *config.RequestConfig, of *regReques
 		rq.contentType = of.contentType
 	}
 	for _, name := range sortedNames(rc.Headers) {
-		rq.headers = append(rq.headers, regHeader{name, c.template(at+".headers."+name, rc.Headers[name], transforms.CompileTemplate)})
+		rq.headers = append(rq.headers, outbound.Header{Name: name, Value: c.template(at+".headers."+name, rc.Headers[name], transforms.CompileTemplate)})
 	}
 	if of != nil {
 		for _, h := range of.headers {
-			if !slices.ContainsFunc(rq.headers, func(o regHeader) bool { return strings.EqualFold(o.name, h.name) }) {
+			if !slices.ContainsFunc(rq.headers, func(o outbound.Header) bool { return strings.EqualFold(o.Name, h.Name) }) {
 				rq.headers = append(rq.headers, h)
 			}
 		}
@@ -315,7 +307,7 @@ func (reg *registration) do(ctx context.Context, rq *regRequest, env *transforms
 		return fmt.Errorf("%s: no answer: %s", shown, reg.mask(err.Error(), masks))
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, registerAnswerMax))
+	raw, _, err := outbound.ReadAnswer(resp.Body, registerAnswerMax)
 	if err != nil {
 		return fmt.Errorf("%s: status %d: reading the answer: %s", shown, resp.StatusCode, reg.mask(err.Error(), masks))
 	}
@@ -371,27 +363,24 @@ func (rq *regRequest) render(env *transforms.Env, unregister bool) (req *retryab
 		return nil, shown, nil, fmt.Errorf("%s: %w", shown, err)
 	}
 	for _, h := range rq.headers {
-		v, err := h.value.Execute(env)
+		// A value with CR or LF, which would start another header, is not sent.
+		v, err := h.Render(env)
 		if err != nil {
-			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.name, err)
+			return nil, shown, nil, fmt.Errorf("%s: header %s: %w", shown, h.Name, err)
 		}
-		if !httpguts.ValidHeaderFieldValue(v) {
-			// CR or LF would start another header; say so rather than send.
-			return nil, shown, nil, fmt.Errorf("%s: header %s: the value holds a control character", shown, h.name)
-		}
-		if strings.EqualFold(h.name, "Host") {
+		if strings.EqualFold(h.Name, "Host") {
 			req.Host = v
 		} else {
-			req.Header.Set(h.name, v)
+			req.Header.Set(h.Name, v)
 		}
-		if !h.value.Constant() && len(v) >= 4 {
+		if !h.Value.Constant() && len(v) >= 4 {
 			if masks == nil {
 				masks = &redact.Secrets{}
 			}
-			masks.Add(v, "<header "+h.name+">")
+			masks.Add(v, "<header "+h.Name+">")
 			for _, word := range strings.Fields(v) {
 				if len(word) >= 8 {
-					masks.Add(word, "<header "+h.name+">")
+					masks.Add(word, "<header "+h.Name+">")
 				}
 			}
 		}
@@ -417,36 +406,14 @@ func (rq *regRequest) renderMethod(env *transforms.Env, unregister bool) (string
 	return method, nil
 }
 
-// requestURL parses a rendered URL, which must be absolute http(s). The
-// error does not quote it: it may hold a secret.
-func requestURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, errors.New("not a URL")
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("not an absolute http or https URL")
-	}
-	return u, nil
-}
+// requestURL parses a rendered URL, which must be absolute http(s)
+// (outbound.ParseURL). The error does not quote it: it may hold a secret.
+func requestURL(raw string) (*url.URL, error) { return outbound.ParseURL(raw) }
 
 // newResponse is the lender's answer as the success expression sees it:
 // body is the JSON when the answer parses as JSON, else the XML, else the text.
 func newResponse(resp *http.Response, raw []byte) *transforms.Response {
-	r := &transforms.Response{Status: resp.StatusCode, Headers: map[string]string{}, Raw: string(raw)}
-	for k, v := range resp.Header {
-		if len(v) > 0 {
-			r.Headers[strings.ToLower(k)] = v[0]
-		}
-	}
-	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 {
-		if j, err := transforms.ParseJSON(trimmed); err == nil {
-			r.JSON = j
-		}
-	}
-	if x, err := transforms.ParseXML(raw); err == nil {
-		r.XML = x
-	}
+	r, _, _ := outbound.ParseAnswer(resp, raw)
 	switch {
 	case r.JSON != nil:
 		r.Body = r.JSON
@@ -465,7 +432,7 @@ func (reg *registration) mask(s string, extra *redact.Secrets) string {
 	if !extra.Empty() {
 		secrets = secrets.Merge(extra)
 	}
-	return redact.Text(secrets.Replace(s))
+	return outbound.MaskText(secrets, s)
 }
 
 // excerpt is the first registerAnswerShown bytes of s, cut on a character.
@@ -503,8 +470,8 @@ func sortedNames(m map[string]string) []string {
 	return names
 }
 
-// registerClient makes registration requests (see singleAttemptClient).
-var registerClient = sync.OnceValue(singleAttemptClient)
+// registerClient makes registration requests (see outbound.NewClient).
+var registerClient = sync.OnceValue(func() *retryablehttp.Client { return outbound.NewClient(0) })
 
 // regStatus is each auto-registering provider's state: "pending", "ok" or
 // "failing: <reason>".
@@ -547,7 +514,8 @@ func (r *Relay) startRegistrations(ctx context.Context) {
 // ctx ends. Each attempt uses the provider as currently configured, so a
 // reload that fixes a token is used by the next attempt.
 func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
-	delay := registerRetryInitial
+	backoff := outbound.Backoff{Initial: registerRetryInitial, Max: registerRetryMax, Multiplier: 2, Jitter: "equal"}
+	failures := 0
 	var last *registration
 	done := 0
 	for {
@@ -575,14 +543,14 @@ func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
 			return
 		}
 		st.set(name, "failing: "+err.Error())
-		wait := delay/2 + rand.N(delay/2+1) // equal jitter: never less than half
+		failures++
+		wait := backoff.Delay(failures)
 		r.log.Warn("registration failed", "provider", name, "error", err.Error(), "retry_in", wait.String())
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		delay = min(2*delay, registerRetryMax)
 	}
 }
 

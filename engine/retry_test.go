@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -22,46 +21,6 @@ func (tr *testRelay) onlyEventID(rec *recorder) string {
 	waitFor(tr.t, 10*time.Second, "the first attempt", func() bool { return len(rec.requests()) > 0 })
 	return rec.requests()[0].Header.Get("X-Hookrelay-Event-Id")
 }
-
-// TestRetryDefaults: the policy a destination gets when its retry block is
-// left out rides out a long outage (SPEC 2): no count limit, 72h of age, from
-// 1s up to 1h between tries with full jitter.
-func TestRetryDefaults(t *testing.T) {
-	p, err := newRetryPolicy(config.RetryConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.maxAge != 72*time.Hour || p.maxAttempts != 0 || p.initial != time.Second || p.max != time.Hour ||
-		p.multiplier != 2 || p.jitter != "full" {
-		t.Errorf("defaults: max_age %v, max_attempts %d, initial %v, max %v, multiplier %v, jitter %s",
-			p.maxAge, p.maxAttempts, p.initial, p.max, p.multiplier, p.jitter)
-	}
-	zero := time.Duration(0)
-	if p, _ := newRetryPolicy(config.RetryConfig{MaxAge: &zero}); p.maxAge != 0 {
-		t.Errorf("max_age: 0 gave %v, want no limit", p.maxAge)
-	}
-	for _, c := range []config.RetryConfig{{MaxAttempts: -1}, {MaxAge: ptr(-time.Second)}} {
-		if _, err := newRetryPolicy(c); err == nil {
-			t.Errorf("%+v: no error", c)
-		}
-	}
-
-	// The last try before max_age is made at max_age, and a failure at or
-	// after it is the end.
-	p.jitter = "none"
-	born := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if at, ok := p.next(40, born, born.Add(71*time.Hour+30*time.Minute), 0); !ok || !at.Equal(born.Add(72*time.Hour)) {
-		t.Errorf("30 min before max_age: next %v %v, want at max_age", at, ok)
-	}
-	if _, ok := p.next(41, born, born.Add(72*time.Hour), 0); ok {
-		t.Error("a failure at max_age is retried")
-	}
-	if _, ok := p.next(1000, born, born.Add(time.Minute), 0); !ok {
-		t.Error("max_attempts 0 limits the count")
-	}
-}
-
-func ptr[T any](v T) *T { return &v }
 
 // TestRetryDefaultsKeepRetrying: through the real listener, a destination
 // that keeps failing does not kill the event with the default limits. With
