@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/hookrelay/hookrelay/engine/seal"
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// newDataKey is a fresh privacy.key: 32 random bytes in base64.
+func newDataKey(t *testing.T) string {
+	t.Helper()
+	raw := make([]byte, 32)
+	_, err := rand.Read(raw)
+	must(t, err)
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+// adminDo sends an admin request and decodes the JSON answer into out.
+func adminDo(t *testing.T, tr *testRelay, method, path string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, tr.Admin.URL+path, nil)
+	must(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// scanFile fails the test for every needle found in the file's raw bytes.
+func scanFile(t *testing.T, path, when string, needles ...string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	must(t, err)
+	for _, n := range needles {
+		if i := bytes.Index(b, []byte(n)); i >= 0 {
+			t.Errorf("%s: %s holds %q in clear at byte %d", when, filepath.Base(path), n, i)
+		}
+	}
+}
+
+// komparApplication is the seed document's Kompar application (as
+// TestSeedKompar sends it) with key id and the given personal data.
+func komparApplication(id, name, ssn, guarantor, company string) string {
+	return `{"application_id":"` + id + `","name":"` + name + `","company_id":"556677-8899",` +
+		`"company_name":"` + company + `","company_type":"AB","company_revenue":125000.5,"company_age":4.5,` +
+		`"amount":500000,"duration":24,"purpose":"working_capital","ssn":"` + ssn + `",` +
+		`"guarantors":[{"ssn":"` + guarantor + `"}],` +
+		`"company_last_year_revenue":1400000.75,"company_description":"Construction and renovation in Goteborg",` +
+		`"attachments":["annual-report-2023.pdf"],"description_of_property":"Office building, Hisingen"}`
+}
+
+// TestPrivacyKomparAtRestAndErasure is SPEC 11's "Done when", first part:
+// with privacy on, the seed document's Kompar example carrying canary
+// personal numbers and names goes through the real listener and reaches the
+// broker with its real values, while the raw spool file holds none of them;
+// DELETE /admin/keys/kompar/KEY answers what it removed, the key's records
+// are gone (and, once compacted, every byte of it), and a copy of the spool taken before the erasure can no
+// longer be decrypted for that key (the other key still can).
+func TestPrivacyKomparAtRestAndErasure(t *testing.T) {
+	for k, v := range shippedEnv {
+		t.Setenv(k, v)
+	}
+	t.Setenv("HOOKRELAY_TEST_DATA_KEY", newDataKey(t))
+	rec := newRecorder(t, nil)
+	dir := t.TempDir()
+	writeConfig(t, dir, "listen: 127.0.0.1:18080\nadmin: { listen: 127.0.0.1:19090 }\nspool: { path: ./data/spool.db }\n"+
+		"providers_dir: "+strconv.Quote(mustAbs(t, "../providers.d"))+"\n"+
+		"privacy: { key: env:HOOKRELAY_TEST_DATA_KEY }\n"+
+		"destinations:\n  broker:\n    url: "+strconv.Quote(rec.srv.URL+"/lender-events")+"\n", nil)
+	tr := openRelay(t, dir)
+	spoolPath, keysPath := filepath.Join(dir, "data", "spool.db"), filepath.Join(dir, "data", "keys.db")
+	if tr.keys == nil || tr.keys.Path() != keysPath {
+		t.Fatalf("keystore not opened at %s (the default, beside the spool)", keysPath)
+	}
+
+	// Canaries: personal numbers, names and a company name, one set per key.
+	const erased, kept = "KMP-2026-CANARYERASE", "KMP-2026-CANARYKEEP"
+	goneSSN, goneGuarantor, goneName, goneCompany := "193101017771", "193202028882", "Kanarie Raderasson", "Raderad Kanarie Bygg AB"
+	keptSSN, keptGuarantor, keptName, keptCompany := "194403039993", "194504040004", "Kanarie Behallsson", "Behallen Kanarie AB"
+	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(erased, goneName, goneSSN, goneGuarantor, goneCompany)), komparHeaders)
+	seedAccept(t, tr, "/in/kompar/decisions", komparBody(t, komparKey, `{"application_id":"`+erased+`","name":"`+goneName+`"}`), komparHeaders)
+	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(kept, keptName, keptSSN, keptGuarantor, keptCompany)), komparHeaders)
+	waitFor(t, seedWait, "3 deliveries", func() bool { return len(rec.delivered(t)) >= 3 })
+	waitFor(t, seedWait, "the deliveries recorded delivered", func() bool { p, _ := tr.Backlog(); return p == 0 })
+
+	// The broker gets the real values.
+	ids := map[string][]string{}
+	for _, ev := range rec.delivered(t) {
+		key, _ := ev["key"].(string)
+		ids[key] = append(ids[key], ev["id"].(string))
+	}
+	all, _ := json.Marshal(rec.delivered(t))
+	for _, c := range []string{goneSSN, goneGuarantor, goneName, keptSSN, keptName, keptCompany} {
+		if !bytes.Contains(all, []byte(c)) {
+			t.Errorf("the broker did not get %q", c)
+		}
+	}
+	if len(ids[erased]) != 2 || len(ids[kept]) != 1 {
+		t.Fatalf("delivered events by key: %v", ids)
+	}
+
+	canaries := []string{goneSSN, goneGuarantor, goneName, goneCompany, keptSSN, keptGuarantor, keptName, keptCompany}
+	scanFile(t, spoolPath, "with privacy", canaries...)
+	scanFile(t, keysPath, "with privacy", canaries...)
+
+	// A backup of the spool, taken before the erasure (what an operator's
+	// nightly copy is).
+	backup := filepath.Join(t.TempDir(), "spool-backup.db")
+	b, err := os.ReadFile(spoolPath)
+	must(t, err)
+	must(t, os.WriteFile(backup, b, 0o600))
+
+	var answer struct {
+		Provider, Key                                 string
+		Events, Deliveries, Pending, Quarantined, Dedup int
+		PollStates                                    int `json:"poll_states"`
+	}
+	if code := adminDo(t, tr, http.MethodDelete, "/admin/keys/kompar/"+url.PathEscape(erased), &answer); code != http.StatusOK ||
+		answer.Provider != "kompar" || answer.Key != erased || answer.Events != 2 || answer.Deliveries != 2 || answer.Pending != 0 {
+		t.Fatalf("DELETE /admin/keys/kompar/%s: %d %+v, want 2 events and 2 deliveries, none pending", erased, code, answer)
+	}
+	// Nothing of the key is left to read; the other key is untouched.
+	for _, id := range ids[erased] {
+		if code := adminDo(t, tr, http.MethodGet, "/admin/events/"+id, nil); code != http.StatusNotFound {
+			t.Errorf("GET /admin/events/%s after the erasure: %d, want 404", id, code)
+		}
+	}
+	var page struct{ Items []map[string]any }
+	adminDo(t, tr, http.MethodGet, "/admin/events?key="+url.QueryEscape(erased), &page)
+	if len(page.Items) != 0 {
+		t.Errorf("events of the erased key listed: %v", page.Items)
+	}
+	adminDo(t, tr, http.MethodGet, "/admin/events?key="+url.QueryEscape(kept), &page)
+	if len(page.Items) != 1 {
+		t.Errorf("events of the kept key: %v, want 1", page.Items)
+	}
+	// Again: nothing left, so zeros.
+	if code := adminDo(t, tr, http.MethodDelete, "/admin/keys/kompar/"+url.PathEscape(erased), &answer); code != http.StatusOK || answer.Events != 0 {
+		t.Errorf("a second erasure: %d %+v, want zeros", code, answer)
+	}
+	scanFile(t, spoolPath, "after the erasure", canaries...)
+	scanFile(t, keysPath, "after the erasure", append(canaries, erased)...)
+	tr.stop()
+	// The erased records' bytes may stay on bbolt's free pages: sealed
+	// under the destroyed data key, but with the clear meta (the key, as an
+	// identifier). hookrelay compact (offline) leaves none of the key.
+	_, _, err = spool.Compact(spoolPath)
+	must(t, err)
+	scanFile(t, spoolPath, "after the erasure and compact", append(canaries, erased)...)
+	if c, _ := os.ReadFile(spoolPath); !bytes.Contains(c, []byte(kept)) {
+		t.Errorf("the compacted spool lacks the kept key %s: the scan cannot see what it looks for", kept)
+	}
+
+	// The backup, opened with the keystore and master key as they are now:
+	// the erased key's records do not open, the kept key's do.
+	master, err := seal.ParseMasterKey(os.Getenv("HOOKRELAY_TEST_DATA_KEY"))
+	must(t, err)
+	ks, err := seal.Open(keysPath, master)
+	must(t, err)
+	defer ks.Close()
+	old, err := spool.Open(backup, spool.Options{Sealer: ks})
+	must(t, err)
+	defer old.Close()
+	for _, id := range ids[erased] {
+		if ev, err := old.Event(id); !errors.Is(err, seal.ErrShredded) {
+			t.Errorf("backup: event %s of the erased key: %v, %v; want seal.ErrShredded", id, ev, err)
+		}
+	}
+	ev, err := old.Event(ids[kept][0])
+	if err != nil || !bytes.Contains(ev.Raw, []byte(keptSSN)) {
+		t.Errorf("backup: the kept key's event: %v (%v); want it readable with its ssn", ev, err)
+	}
+	// Without the keystore the backup opens nothing at all.
+	must(t, os.WriteFile(backup+".copy", b, 0o600))
+	bare, err := spool.Open(backup+".copy", spool.Options{})
+	must(t, err)
+	defer bare.Close()
+	if _, err := bare.Event(ids[kept][0]); !errors.Is(err, spool.ErrSealed) {
+		t.Errorf("backup without the keystore: %v, want spool.ErrSealed", err)
+	}
+}
