@@ -130,9 +130,9 @@ func TestPrivacyKomparAtRestAndErasure(t *testing.T) {
 	must(t, os.WriteFile(backup, b, 0o600))
 
 	var answer struct {
-		Provider, Key                                 string
+		Provider, Key                                   string
 		Events, Deliveries, Pending, Quarantined, Dedup int
-		PollStates                                    int `json:"poll_states"`
+		PollStates                                      int `json:"poll_states"`
 	}
 	if code := adminDo(t, tr, http.MethodDelete, "/admin/keys/kompar/"+url.PathEscape(erased), &answer); code != http.StatusOK ||
 		answer.Provider != "kompar" || answer.Key != erased || answer.Events != 2 || answer.Deliveries != 2 || answer.Pending != 0 {
