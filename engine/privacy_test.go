@@ -198,3 +198,81 @@ func TestPrivacyKomparAtRestAndErasure(t *testing.T) {
 		t.Errorf("backup without the keystore: %v, want spool.ErrSealed", err)
 	}
 }
+
+// keyedQuarantineProvider maps the key first, then fails on the type of a
+// body whose type is "bad": such a request is quarantined with its key.
+const keyedQuarantineProvider = `
+paths: [/in/plain]
+verify:
+  - kind: bearer
+    token: t0ken
+event:
+  key: body.key
+  type: 'body.type == "bad" ? body.missing.deeper : body.type'
+routes:
+  - to: [dest]
+`
+
+// TestEraseKeyDropsQueuedDeliveries: erasure removes a key's pending
+// deliveries from the dispatcher's queues too: a dead one that held its key
+// and the one behind it, and one waiting for a retry, so that nothing of
+// the key is sent afterwards and the destination's gauges drop. A request
+// quarantined after its key was read is stored with the key and erased with
+// it.
+func TestEraseKeyDropsQueuedDeliveries(t *testing.T) {
+	t.Setenv("HOOKRELAY_TEST_DATA_KEY", newDataKey(t))
+	rec := newRecorder(t, func(_ int, r *http.Request) int {
+		switch r.URL.Path {
+		case "/dead-k":
+			return http.StatusBadRequest // permanent: dead, and the key held
+		case "/wait-k":
+			return http.StatusServiceUnavailable // retried in an hour
+		}
+		return http.StatusOK
+	})
+	tr := startRelay(t, relayYAML(rec.srv.URL+"/{{ event.key }}", "    retry: {schedule: [1h]}\n")+"privacy: { key: env:HOOKRELAY_TEST_DATA_KEY }\n",
+		map[string]string{"plain": keyedQuarantineProvider})
+	for _, body := range []string{`{"key":"dead-k","type":"a"}`, `{"key":"dead-k","type":"b"}`, `{"key":"wait-k","type":"a"}`, `{"key":"ok-k","type":"a"}`} {
+		must(t, tr.ingestAt("/in/plain", body))
+	}
+	if resp := tr.post("/in/plain", `{"key":"dead-k","type":"bad"}`, authPlain); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the unmappable request: %d, want 200 (quarantined)", resp.StatusCode)
+	}
+	qs, err := tr.spool.QuarantineList("", 0)
+	must(t, err)
+	if len(qs) != 1 || qs[0].Key != "dead-k" {
+		t.Fatalf("quarantined: %+v, want one stored with key dead-k", qs)
+	}
+	waitFor(t, seedWait, "dead-k dead and wait-k tried", func() bool {
+		st := tr.dispatch.lane("dest").stats()
+		return st.Dead == 1 && st.HeldKeys == 1 && len(rec.requests()) == 3
+	})
+	if p, d := tr.Backlog(); p != 3 || d != 1 {
+		t.Fatalf("backlog %d pending, %d dead; want 3 (dead-k twice, wait-k) and 1", p, d)
+	}
+
+	var answer struct{ Events, Deliveries, Pending, Quarantined int }
+	if code := adminDo(t, tr, http.MethodDelete, "/admin/keys/plain/dead-k", &answer); code != http.StatusOK ||
+		answer.Events != 2 || answer.Deliveries != 2 || answer.Pending != 2 || answer.Quarantined != 1 {
+		t.Fatalf("erase dead-k: %d %+v; want 2 events, 2 deliveries both pending, 1 quarantined", code, answer)
+	}
+	st := tr.dispatch.lane("dest").stats()
+	if st.Pending != 1 || st.Dead != 0 || st.HeldKeys != 0 {
+		t.Errorf("after erasing dead-k: %+v; want wait-k's delivery only", st)
+	}
+	if code := adminDo(t, tr, http.MethodDelete, "/admin/keys/plain/wait-k", &answer); code != http.StatusOK || answer.Pending != 1 {
+		t.Fatalf("erase wait-k: %d %+v; want 1 pending", code, answer)
+	}
+	if p, d := tr.Backlog(); p != 0 || d != 0 {
+		t.Errorf("backlog after both erasures: %d pending, %d dead; want none", p, d)
+	}
+	// Nothing of the erased keys is sent after a restart either.
+	n := len(rec.requests())
+	tr = tr.restart()
+	if p, d := tr.Backlog(); p != 0 || d != 0 {
+		t.Errorf("backlog after a restart: %d pending, %d dead; want none", p, d)
+	}
+	if got := len(rec.requests()); got != n {
+		t.Errorf("%d requests sent after the erasure", got-n)
+	}
+}
