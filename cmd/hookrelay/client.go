@@ -192,7 +192,8 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 		Use: "status", Short: "One screen: providers, destinations, the last errors", GroupID: "admin", Args: noArgs,
 		Long: "One screen of the running relay: each provider enabled or disabled (and why), each\n" +
 			"destination's pending, dead and held deliveries, its oldest pending age and whether it\n" +
-			"is paused, and the last errors (the newest dead deliveries and rejections).\n" + adminHelp,
+			"is paused, privacy (encrypted at rest or not, a key rotation's progress), and the last\n" +
+			"errors (the newest dead deliveries and rejections).\n" + adminHelp,
 		Example: "  hookrelay status\n  watch hookrelay status",
 		RunE:    st.run(stdout, stderr, func(c *cli, _ []string) int { return c.status() }),
 	}
