@@ -137,6 +137,11 @@ func (r *Relay) Reload() error {
 		r.log.Warn("reload: spool.path takes effect only after a restart")
 		cfg.Spool.Path = old.Spool.Path
 	}
+	if cfg.PrivacyOn() != old.PrivacyOn() {
+		// The keystore is opened with the spool, once: the running master
+		// keys stay in force.
+		r.log.Warn("reload: a change of privacy: takes effect only after a restart")
+	}
 	mux, err := r.newIngestMux(cfg)
 	if err != nil {
 		r.log.Error("reload refused", "errors", []string{err.Error()})
