@@ -402,3 +402,21 @@ func TestPrivacyConfig(t *testing.T) {
 		t.Errorf("PrivacyOn: %q", on)
 	}
 }
+
+// TestPrivacyOffSpoolHoldsClear is the scans' control: without privacy: the
+// same canary is found in the raw spool file, so a scan that finds none
+// with privacy on is not blind.
+func TestPrivacyOffSpoolHoldsClear(t *testing.T) {
+	rec := newRecorder(t, nil)
+	tr := startRelay(t, relayYAML(rec.srv.URL, ""), map[string]string{"plain": plainProvider})
+	if tr.keys != nil || tr.privacyState().Enabled {
+		t.Fatal("privacy on without a privacy: block")
+	}
+	must(t, tr.ingestAt("/in/plain", `{"key":"k","type":"t","ssn":"193101017771"}`))
+	waitFor(t, seedWait, "the delivery", func() bool { return len(rec.delivered(t)) == 1 })
+	b, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	must(t, err)
+	if !bytes.Contains(b, []byte("193101017771")) {
+		t.Error("without privacy the canary is not in the spool file: the scan cannot see plaintext")
+	}
+}
