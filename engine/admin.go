@@ -185,3 +185,9 @@ func quarantinedRequest(q *spool.Quarantined) *verifiers.Request {
 		Body: q.Body, RemoteAddr: q.RemoteAddr, Received: q.ReceivedAt,
 	}
 }
+
+func (a adminRelay) Privacy() admin.Privacy { return a.r.privacyState() }
+
+func (a adminRelay) EraseKey(provider, key string) (spool.Erased, error) {
+	return a.r.eraseKey(context.Background(), provider, key)
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -27,6 +28,11 @@ type Config struct {
 	// key under 16 bytes), also in Warnings: what `check` adds to its
 	// listing, which already shows disabled providers.
 	Weak []string
+
+	// master and previous are privacy.key and privacy.previous_keys parsed;
+	// master is nil without a privacy: block.
+	master   *seal.MasterKey
+	previous []*seal.MasterKey
 }
 
 // Load reads relay.yaml at path (built-in defaults when it does not exist and
@@ -64,6 +70,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 		}
 		cfg.Dests[name] = d
 	}
+	cfg.loadPrivacy(errs)
 	cfg.loadProviders(errs)
 	if !errs.Empty() {
 		return nil, errs
@@ -128,4 +135,45 @@ func normPattern(p string) string {
 		}
 	}
 	return strings.Join(segs, "/")
+}
+
+// loadPrivacy parses the master keys of the privacy: block. The errors name
+// the key, never its value.
+func (c *Config) loadPrivacy(errs *config.Errors) {
+	p := c.Privacy
+	if p == nil {
+		return
+	}
+	m, err := seal.ParseMasterKey(p.Key)
+	if err != nil {
+		errs.Add(c.Doc(), "privacy.key", "privacy.key: %v", err)
+	}
+	c.master = m
+	for i, k := range p.PreviousKeys {
+		at := fmt.Sprintf("privacy.previous_keys[%d]", i)
+		pm, err := seal.ParseMasterKey(k)
+		if err != nil {
+			errs.Add(c.Doc(), at, "%s: %v", at, err)
+			continue
+		}
+		c.previous = append(c.previous, pm)
+	}
+}
+
+// PrivacyOff is the warning that check and serve give when relay.yaml has no
+// privacy: block; "" when it has one.
+func (c *Config) PrivacyOff() string {
+	if c.Privacy != nil {
+		return ""
+	}
+	return "privacy: not configured, so nothing is encrypted at rest: lenders' personal data sits in the spool in clear (set privacy.key, see the README's Privacy section)"
+}
+
+// PrivacyOn says how records are encrypted ("" without privacy:): the master
+// key's id (never the key) and the keystore, for check.
+func (c *Config) PrivacyOn() string {
+	if c.master == nil {
+		return ""
+	}
+	return fmt.Sprintf("encrypted at rest: master key id %s, %d previous, keystore %s", c.master.ID(), len(c.previous), c.Privacy.Keystore)
 }

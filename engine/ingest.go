@@ -209,7 +209,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 	vr := v.req
 	header, query := maskRequest(vr.Header, vr.Query, credentialsOf(p))
 	q := &spool.Quarantined{
-		ID: ulid.Make().String(), Provider: p.Name, Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
+		ID: ulid.Make().String(), Provider: p.Name, Key: keyOf(cause), Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
 		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
 		Body: v.body, JWS: v.jws, JWSSigned: v.signed, RemoteAddr: vr.RemoteAddr,
 	}

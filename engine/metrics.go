@@ -50,7 +50,7 @@ func newMetrics(r *Relay) *metrics {
 	m.pollRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hookrelay_poll_refused_total", Help: "Keys not polled (reason key_pattern) and polled events not spooled (reason too_large), by provider.",
 	}, []string{"provider", "reason"})
-	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, m.sheds, m.pollRefused, &queueCollector{r})
+	m.reg.MustRegister(m.ingest, m.ingestDur, m.deliveries, m.deliverDur, m.gaps, m.sheds, m.pollRefused, &queueCollector{r}, &privacyCollector{r})
 	// The build and the runtime, so that a dashboard shows which version runs
 	// and an alert can tell a leak (goroutines, memory, open files) from load.
 	bi := buildinfo.Get()

@@ -157,7 +157,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	}
 	lenderID, err := p.mapping.Map(env, ev)
 	if err != nil {
-		return nil, withoutValues(err, env)
+		return nil, keyed(withoutValues(err, env), ev.Key)
 	}
 	// The key (queued with each delivery, tracked for polling) and the type
 	// outlive the request; as slices of the body (see parse) they would keep
@@ -179,7 +179,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	env.Event = ev
 	dests, err := p.route(env)
 	if err != nil {
-		return nil, withoutValues(err, env)
+		return nil, keyed(withoutValues(err, env), ev.Key)
 	}
 	envelope, err := marshalEnvelope(ev)
 	if err != nil {
@@ -190,6 +190,33 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		IdempotencyID: ev.IdempotencyID, ReceivedAt: ev.ReceivedAt, Envelope: envelope,
 		Raw: body, Destinations: dests,
 	}, nil
+}
+
+// keyedError is a mapping error of a request whose event key was already
+// known: its quarantined copy is stored with the key, so that erasure of
+// the key removes it too (SPEC 11).
+type keyedError struct {
+	error
+	key string
+}
+
+func (e *keyedError) Unwrap() error { return e.error }
+
+// keyed wraps err with key, when there is one.
+func keyed(err error, key string) error {
+	if key == "" {
+		return err
+	}
+	return &keyedError{err, strings.Clone(key)}
+}
+
+// keyOf is the event key an error of build knew, "" if none.
+func keyOf(err error) string {
+	var k *keyedError
+	if errors.As(err, &k) {
+		return k.key
+	}
+	return ""
 }
 
 // withoutValues is err with every value of the request that it quotes

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -39,10 +40,12 @@ type Relay struct {
 	rejections    *rejectionLog
 	ingestMux     atomic.Pointer[http.Handler]
 	ready         atomic.Bool
-	reloadMu      sync.Mutex   // one reload at a time
-	inflight      atomic.Int64 // ingest requests past admit (see max_inflight)
-	poll          pollers      // status polling (SPEC 9); its zero value is ready
-	registrations regStatus    // automatic registrations (SPEC 9)
+	reloadMu      sync.Mutex     // one reload at a time
+	inflight      atomic.Int64   // ingest requests past admit (see max_inflight)
+	poll          pollers        // status polling (SPEC 9); its zero value is ready
+	registrations regStatus      // automatic registrations (SPEC 9)
+	keys          *seal.Keystore // privacy: the data keys; nil without privacy
+	rotation      rotation       // privacy: the background rewrap's progress
 
 	stop context.CancelFunc
 	bg   sync.WaitGroup
@@ -53,10 +56,19 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	r := &Relay{log: log, rejections: newRejectionLog(1000)}
 	r.cfg.Store(cfg)
 	r.m = newMetrics(r)
-	sp, err := spool.Open(cfg.Spool.Path, spool.Options{Committed: func(refs []spool.Ref) {
+	opts := spool.Options{Committed: func(refs []spool.Ref) {
 		r.dispatch.committed(refs)
-	}, Warn: log.Warn})
+	}, Warn: log.Warn}
+	if cfg.master != nil {
+		ks, err := seal.Open(cfg.Privacy.Keystore, cfg.master, cfg.previous...)
+		if err != nil {
+			return nil, err
+		}
+		r.keys, opts.Sealer = ks, ks
+	}
+	sp, err := spool.Open(cfg.Spool.Path, opts)
 	if err != nil {
+		r.closeKeys()
 		return nil, err
 	}
 	r.spool = sp
@@ -64,6 +76,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	mux, err := r.newIngestMux(cfg)
 	if err != nil {
 		sp.Close()
+		r.closeKeys()
 		return nil, err
 	}
 	r.ingestMux.Store(&mux)
@@ -95,6 +108,7 @@ func (r *Relay) Start() error {
 	}()
 	r.startRegistrations(ctx)
 	r.startPollers(ctx)
+	r.startRewrap(ctx)
 	r.ready.Store(true)
 	return nil
 }
@@ -122,6 +136,11 @@ func (r *Relay) Reload() error {
 	if cfg.Spool.Path != old.Spool.Path {
 		r.log.Warn("reload: spool.path takes effect only after a restart")
 		cfg.Spool.Path = old.Spool.Path
+	}
+	if cfg.PrivacyOn() != old.PrivacyOn() {
+		// The keystore is opened with the spool, once: the running master
+		// keys stay in force.
+		r.log.Warn("reload: a change of privacy: takes effect only after a restart")
 	}
 	mux, err := r.newIngestMux(cfg)
 	if err != nil {
@@ -193,7 +212,12 @@ func (r *Relay) Close(timeout time.Duration) error {
 	case <-time.After(timeout):
 		r.log.Warn("shutdown timeout: closing with deliveries in flight; they will be retried after restart")
 	}
-	return r.spool.Close()
+	err := r.spool.Close()
+	// After the spool: a write in flight may still seal with a data key.
+	if kerr := r.closeKeys(); err == nil {
+		err = kerr
+	}
+	return err
 }
 
 // IngestHandler serves the lenders.
@@ -268,6 +292,9 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}()
 	}
 	logProviders(log, cfg.Providers)
+	if off := cfg.PrivacyOff(); off != "" {
+		log.Warn(off)
+	}
 	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
 
 	hup := make(chan os.Signal, 1)

@@ -110,7 +110,7 @@ func group(use, short string, af *adminFlags, subs ...*cobra.Command) *cobra.Com
 
 // adminCommands are the admin API clients (SPEC 1 and 6).
 func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
-	var ev, dead, reload, st, dests, provs, quar, rej adminFlags
+	var ev, dead, reload, st, dests, provs, quar, rej, er adminFlags
 
 	var f eventFilter
 	list := &cobra.Command{
@@ -192,7 +192,8 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 		Use: "status", Short: "One screen: providers, destinations, the last errors", GroupID: "admin", Args: noArgs,
 		Long: "One screen of the running relay: each provider enabled or disabled (and why), each\n" +
 			"destination's pending, dead and held deliveries, its oldest pending age and whether it\n" +
-			"is paused, and the last errors (the newest dead deliveries and rejections).\n" + adminHelp,
+			"is paused, privacy (encrypted at rest or not, a key rotation's progress), and the last\n" +
+			"errors (the newest dead deliveries and rejections).\n" + adminHelp,
 		Example: "  hookrelay status\n  watch hookrelay status",
 		RunE:    st.run(stdout, stderr, func(c *cli, _ []string) int { return c.status() }),
 	}
@@ -269,7 +270,24 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	}
 	rejections := group("rejections", "List rejected requests", &rej, rejList)
 
-	return []*cobra.Command{statusCmd, events, deadCmd, destinations, providers, quarantine, rejections, reloadCmd}
+	eraseCmd := &cobra.Command{
+		Use: "erase PROVIDER KEY", Short: "Erase everything of one key and destroy its data key (privacy)", GroupID: "admin",
+		Args: exactArgs(2, "PROVIDER and KEY"),
+		Long: "Erase every event, delivery (pending ones too), attempt, dedup entry, poll state and\n" +
+			"quarantined request of the provider's KEY, and destroy the key's data key, so that\n" +
+			"copies of its records (a backup of the spool) can no longer be read. Prints what was\n" +
+			"removed. It cannot be undone.\n" + adminHelp,
+		Example: "  hookrelay erase kompar KMP-2024-000123\n  hookrelay erase kompar KMP-2024-000123 --json",
+	}
+	eraseCmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if args[0] == "" || args[1] == "" {
+			return usagef("erase: PROVIDER and KEY must not be empty")
+		}
+		return er.run(stdout, stderr, func(c *cli, a []string) int { return c.erase(a[0], a[1]) })(cmd, args)
+	}
+	er.declare(eraseCmd)
+
+	return []*cobra.Command{statusCmd, events, deadCmd, destinations, providers, quarantine, rejections, reloadCmd, eraseCmd}
 }
 
 // eventFilter is the selection of events list and dead retry; zero values

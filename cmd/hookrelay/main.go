@@ -342,6 +342,7 @@ type checkResult struct {
 	Listen       string             `json:"listen"`
 	Admin        string             `json:"admin"`
 	Spool        string             `json:"spool"`
+	Privacy      string             `json:"privacy,omitempty"`
 	Providers    []checkProvider    `json:"providers"`
 	Destinations []checkDestination `json:"destinations"`
 	Warnings     []string           `json:"warnings"`
@@ -371,6 +372,10 @@ func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int
 	}
 	res := checkResult{Config: src, Listen: cfg.Listen, Admin: cfg.Admin.Listen, Spool: cfg.Spool.Path,
 		Providers: []checkProvider{}, Destinations: []checkDestination{}, Warnings: append([]string{}, cfg.Weak...)}
+	if off := cfg.PrivacyOff(); off != "" {
+		res.Warnings = append(res.Warnings, off)
+	}
+	res.Privacy = cfg.PrivacyOn()
 	for _, p := range cfg.Providers {
 		cp := checkProvider{Name: p.Name, Paths: p.Paths, Disabled: p.Disabled}
 		if p.Disabled == "" {
@@ -385,6 +390,9 @@ func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int
 		return printValue(stdout, res)
 	}
 	fmt.Fprintf(stdout, "config %s: ingest %s, admin %s, spool %s\n", src, cfg.Listen, cfg.Admin.Listen, cfg.Spool.Path)
+	if on := cfg.PrivacyOn(); on != "" {
+		fmt.Fprintf(stdout, "privacy %s\n", on)
+	}
 	for _, p := range res.Providers {
 		state := "ok"
 		if p.Disabled != "" {
@@ -406,6 +414,9 @@ func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int
 	// the listing above.
 	for _, w := range cfg.Weak {
 		fmt.Fprintln(stderr, "warning: "+w)
+	}
+	if off := cfg.PrivacyOff(); off != "" {
+		fmt.Fprintln(stderr, "warning: "+off)
 	}
 	return 0
 }

@@ -330,6 +330,13 @@ func (c *cli) status() int {
 	if err != nil {
 		return c.fail(err)
 	}
+	// Privacy (SPEC 11); a relay from before it answers 404, shown as unknown.
+	var privacy object
+	if data, err := c.client.do(http.MethodGet, "/admin/privacy", nil, nil); err == nil {
+		if err := c.decode(data, &privacy); err != nil {
+			return c.fail(err)
+		}
+	}
 	var errs []statusError
 	seen := map[string]bool{} // event id and time of an attempt already listed
 	attempt := func(kind, dest, id, key string, a object) {
@@ -387,13 +394,15 @@ func (c *cli) status() int {
 	slices.SortStableFunc(errs, func(a, b statusError) int { return b.At.Compare(a.At) })
 	errs = errs[:min(len(errs), lastErrors)]
 	if c.json {
-		b, _ := json.Marshal(map[string]any{"providers": providers, "destinations": dests, "last_errors": errs})
+		b, _ := json.Marshal(map[string]any{"providers": providers, "destinations": dests, "last_errors": errs, "privacy": privacy})
 		return c.printJSON(b)
 	}
 	fmt.Fprintln(c.stdout, "PROVIDERS")
 	fmt.Fprint(c.stdout, providersTable(providers))
 	fmt.Fprintln(c.stdout, "\nDESTINATIONS")
 	fmt.Fprint(c.stdout, destinationsTable(dests, false))
+	fmt.Fprintln(c.stdout, "\nPRIVACY")
+	fmt.Fprintln(c.stdout, privacyLine(privacy))
 	fmt.Fprintln(c.stdout, "\nLAST ERRORS")
 	if len(errs) == 0 {
 		fmt.Fprintln(c.stdout, "none")
@@ -402,4 +411,41 @@ func (c *cli) status() int {
 		fmt.Fprintf(c.stdout, "%s  %s\n", e.At.UTC().Format("2006-01-02T15:04:05.000Z"), e.What)
 	}
 	return 0
+}
+
+// erase removes everything of one key (SPEC 11) and prints the counts.
+func (c *cli) erase(provider, key string) int {
+	path := "/admin/keys/" + url.PathEscape(provider) + "/" + url.PathEscape(key)
+	return c.do(http.MethodDelete, path, nil, nil, func(data []byte) string {
+		var n struct {
+			Events, Deliveries, Pending, Quarantined, Dedup int
+			PollStates                                      int `json:"poll_states"`
+		}
+		if err := c.decode(data, &n); err != nil {
+			return err.Error() + "\n"
+		}
+		return fmt.Sprintf("erased %s key %s: %s, %s (%d pending), %s, %s, %s; its data key is destroyed\n",
+			clean(provider), clean(key), plural(n.Events, "event"), plural(n.Deliveries, "delivery"), n.Pending,
+			plural(n.Quarantined, "quarantined request"), plural(n.PollStates, "poll state"), plural(n.Dedup, "dedup entry"))
+	})
+}
+
+// privacyLine sums up GET /admin/privacy for status.
+func privacyLine(p object) string {
+	switch p.text("enabled") {
+	case "true":
+	case "false":
+		return "OFF: nothing is encrypted at rest (relay.yaml has no privacy: block)"
+	default:
+		return "unknown (the relay does not say)"
+	}
+	line := "encrypted at rest, master key " + p.text("master_key_id") + ", keystore " + clean(p.text("keystore"))
+	var ro object
+	if json.Unmarshal(p["rotation"], &ro) == nil && ro != nil {
+		line += fmt.Sprintf("; rotation %s: %s re-wrapped, %s pending", ro.text("state"), ro.text("rewrapped"), ro.text("pending"))
+		if e := ro.text("error"); e != "-" {
+			line += " (" + truncate(e, 100) + ")"
+		}
+	}
+	return line
 }

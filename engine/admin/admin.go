@@ -77,6 +77,8 @@ func Handler(relay Relay, sp Reader, log *slog.Logger) http.Handler {
 		"POST /admin/destinations/{name}/resume": r.pause(false),
 		"POST /admin/reload":                     r.reload,
 		"POST /admin/providers/{name}/poll":      r.addPollKey,
+		"GET /admin/privacy":                     r.privacy,
+		"DELETE /admin/keys/{provider}/{key}":    r.eraseKey,
 	} {
 		mux.Handle(pattern, r.auth(r.serve(f)))
 	}
@@ -544,4 +546,24 @@ func (r *api) addPollKey(req *http.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]any{"provider": name, "key": b.Key, "polling": true}, nil
+}
+
+func (r *api) privacy(*http.Request) (any, error) { return r.relay.Privacy(), nil }
+
+// eraseKey removes everything of one key and destroys its data key (SPEC
+// 11): the answer counts what went.
+func (r *api) eraseKey(req *http.Request) (any, error) {
+	provider, key := req.PathValue("provider"), req.PathValue("key")
+	if provider == "" || key == "" {
+		return nil, BadRequest("provider and key: required")
+	}
+	erased, err := r.relay.EraseKey(provider, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		Provider string `json:"provider"`
+		Key      string `json:"key"`
+		spool.Erased
+	}{provider, key, erased}, nil
 }

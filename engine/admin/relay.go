@@ -57,6 +57,35 @@ type Relay interface {
 	// force: spooled and out of the quarantine, or failed with why it
 	// still does not map (err is for the spool's own failures).
 	Reprocess(q *spool.Quarantined) (failed string, err error)
+
+	// Privacy is the state of encryption at rest (SPEC 11).
+	Privacy() Privacy
+	// EraseKey removes every record of provider's key, its pending
+	// deliveries included, and destroys its data key (SPEC 11, erasure).
+	EraseKey(provider, key string) (spool.Erased, error)
+}
+
+// Privacy is what GET /admin/privacy shows: whether records are encrypted
+// at rest, under which master key (its id, never the key), and the progress
+// of a rotation to it.
+type Privacy struct {
+	Enabled      bool      `json:"enabled"`
+	MasterKeyID  string    `json:"master_key_id,omitempty"`
+	Keystore     string    `json:"keystore,omitempty"`
+	PreviousKeys int       `json:"previous_keys"`
+	Rotation     *Rotation `json:"rotation"`
+}
+
+// Rotation is the progress of re-wrapping data keys under the current
+// master key; nil when no previous key is configured.
+type Rotation struct {
+	// State is running, done or failed.
+	State string `json:"state"`
+	// Rewrapped is how many data keys were re-wrapped since start; Pending
+	// how many a previous master key still wraps.
+	Rewrapped int    `json:"rewrapped"`
+	Pending   int    `json:"pending"`
+	Error     string `json:"error,omitempty"`
 }
 
 // Reader is the spool as the admin API reads it; spool.Store is one.

@@ -73,6 +73,9 @@ type Config struct {
 		Format string `koanf:"format"` // json | text
 	} `koanf:"log"`
 	Destinations map[string]*DestinationConfig `koanf:"destinations"`
+	// Privacy turns on encryption at rest and erasure by key (SPEC 11); nil
+	// when relay.yaml has no privacy: block, and then nothing is encrypted.
+	Privacy *Privacy `koanf:"privacy"`
 
 	// File is the config file read; empty when running on built-in defaults.
 	File string `koanf:"-"`
@@ -81,6 +84,19 @@ type Config struct {
 
 	display map[string]any // the file as written, env: and file: unresolved
 	doc     *Doc           // relay.yaml's lines, for a reload's errors
+}
+
+// Privacy is relay.yaml's privacy: block (SPEC 11).
+type Privacy struct {
+	// Key is the master key, 32 bytes in base64 (a secret): it wraps the
+	// data keys that seal every record.
+	Key string `koanf:"key"`
+	// PreviousKeys are master keys still read during a rotation; data keys
+	// wrapped by them are re-wrapped under Key in the background.
+	PreviousKeys []string `koanf:"previous_keys"`
+	// Keystore is the file of wrapped data keys, relative to the config
+	// file's directory; "" means keys.db beside the spool.
+	Keystore string `koanf:"keystore"`
 }
 
 // AsWritten is relay.yaml as written, with HOOKRELAY_ overrides and defaults
@@ -183,6 +199,15 @@ func Decode(path string, mustExist bool) (*Config, error) {
 	}
 	cfg.Spool.Path = RelTo(base, cfg.Spool.Path)
 	cfg.ProvidersDir = RelTo(base, cfg.ProvidersDir)
+	if cfg.Privacy != nil {
+		// Beside the spool by default (seal.DefaultPath), without importing
+		// engine/seal here.
+		if cfg.Privacy.Keystore == "" {
+			cfg.Privacy.Keystore = filepath.Join(filepath.Dir(cfg.Spool.Path), "keys.db")
+		} else {
+			cfg.Privacy.Keystore = RelTo(base, cfg.Privacy.Keystore)
+		}
+	}
 	return cfg, nil
 }
 
@@ -195,7 +220,7 @@ const AdminTokenEnv = "HOOKRELAY_ADMIN_TOKEN"
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "HOOKRELAY_"))
 	top, _, _ := strings.Cut(k, "__")
-	if _, known := defaults()[top]; !known && top != "destinations" {
+	if _, known := defaults()[top]; !known && top != "destinations" && top != "privacy" {
 		return "", nil
 	}
 	return strings.ReplaceAll(k, "__", delim), v
@@ -245,6 +270,21 @@ func (c *Config) validate(doc *Doc, errs *Errors) {
 	}
 	if c.Spool.MaxBody <= 0 {
 		errs.Add(doc, "spool.max_body", "spool.max_body: must be positive")
+	}
+	if c.Privacy != nil {
+		// A missing secret is reported by ResolveSecrets; this is a block
+		// written without its key.
+		if c.Privacy.Key == "" {
+			errs.Add(doc, "privacy", "privacy.key: required (the master key, 32 bytes in base64, e.g. env:HOOKRELAY_DATA_KEY)")
+		}
+		for i, k := range c.Privacy.PreviousKeys {
+			if k == "" {
+				errs.Add(doc, fmt.Sprintf("privacy.previous_keys[%d]", i), "privacy.previous_keys[%d]: empty", i)
+			}
+		}
+		if c.Privacy.Keystore != "" && c.Privacy.Keystore == c.Spool.Path {
+			errs.Add(doc, "privacy.keystore", "privacy.keystore: must not be the spool file")
+		}
 	}
 	switch c.Log.Format {
 	case "json", "text":

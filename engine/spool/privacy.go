@@ -227,8 +227,8 @@ type Erased struct {
 	Deliveries int `json:"deliveries"`
 	// Pending is how many of those were not final: queued, dead and held,
 	// or waiting for a retry. Dropped names them, for the dispatcher.
-	Pending int   `json:"pending"`
-	Dropped []Ref `json:"-"`
+	Pending int       `json:"pending"`
+	Dropped []Dropped `json:"-"`
 	// Quarantined is how many quarantined requests of the key were deleted
 	// (those stored with the key: a request that could not be mapped has
 	// none, and is kept under its provider only).
@@ -237,6 +237,14 @@ type Erased struct {
 	PollStates int `json:"poll_states"`
 	// Dedup is how many dedup entries of its events were deleted.
 	Dedup int `json:"dedup"`
+}
+
+// Dropped is a pending delivery that EraseKey deleted: the dispatcher
+// removes it from its queues in memory. Dead says it was dead (the
+// destination counts its dead deliveries).
+type Dropped struct {
+	Ref
+	Dead bool
 }
 
 // eraseChunk bounds how many records one read or write transaction of
@@ -401,7 +409,7 @@ func eraseEvent(tx *bolt.Tx, provider string, id []byte, idem string, n *Erased)
 			continue
 		}
 		n.Pending++
-		n.Dropped = append(n.Dropped, Ref{Seq: d.Seq, EventID: d.EventID, Destination: d.Destination, Provider: provider, Key: d.Key, Sequence: d.Sequence})
+		n.Dropped = append(n.Dropped, Dropped{Ref{Seq: d.Seq, EventID: d.EventID, Destination: d.Destination, Provider: provider, Key: d.Key, Sequence: d.Sequence}, st == Dead})
 		if q := queue.Bucket([]byte(d.Destination)); q != nil {
 			if v := q.Get(u64(d.Seq)); len(v) >= 16 && bytes.Equal(v[:16], id) {
 				if err := q.Delete(u64(d.Seq)); err != nil {

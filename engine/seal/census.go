@@ -1,0 +1,32 @@
+package seal
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Census counts the keystore's data keys and how many of them are wrapped by
+// the current master key: the rest wait for a Rewrap. It reads the entries'
+// headers only, without unwrapping any.
+func (k *Keystore) Census() (total, current int, err error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	err = k.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
+			total++
+			if len(v) == entryLen && bytes.Equal(v[1:1+idLen], k.current.id[:]) {
+				current++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("seal: keystore: %w", err)
+	}
+	return total, current, nil
+}
+
+// Previous is how many previous master keys are configured (a rotation).
+func (k *Keystore) Previous() int { return len(k.previous) }
