@@ -54,7 +54,7 @@ func (tr *testRelay) callAuth(method, path, body, authz string) (int, []byte) {
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient(tr.t).Do(req)
 	must(tr.t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

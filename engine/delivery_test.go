@@ -53,8 +53,7 @@ type hit struct {
 
 func newSink(t *testing.T, f func(n int, r *http.Request, body []byte) reply) *sink {
 	s := &sink{reply: f}
-	s.srv = httptest.NewServer(s.handler())
-	t.Cleanup(s.srv.Close)
+	s.srv = testServer(t, s.handler())
 	return s
 }
 
