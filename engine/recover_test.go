@@ -5,37 +5,44 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 // TestRecoveryCutsBackoffShort: keys that failed through an outage wait out
 // a backoff that has grown to 10 s, but once the destination answers again
-// they are sent at once.
+// they are sent at once: on the bubble's clock, not a nanosecond later.
 func TestRecoveryCutsBackoffShort(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	rec := newRecorder(t, func(int, *http.Request) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
+	inBubble(t, func(t *testing.T) {
+		var down atomic.Bool
+		down.Store(true)
+		rec := newRecorder(t, func(int, *http.Request) int {
+			if down.Load() {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK
+		})
+		// Attempts at 0, 0.1 s, 1.1 s, then 11.1 s.
+		tr := recoveryRelay(t, rec, "{initial: 100ms, multiplier: 10, max: 1m, jitter: none, max_attempts: 10}")
+
+		const keys = 5
+		for k := range keys {
+			sendPlain(t, tr, fmt.Sprintf("e%d", k), fmt.Sprintf("k%d", k), "t")
 		}
-		return http.StatusOK
-	})
-	// Attempts at 0, 0.1 s, 1.1 s, then 11.1 s.
-	tr := recoveryRelay(t, rec, "{initial: 100ms, multiplier: 10, max: 1m, jitter: none, max_attempts: 10}")
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		if n, w := len(rec.requests()), waiting(tr); n != 3*keys || w != keys {
+			t.Fatalf("after 1.1 s: %d attempts, %d keys waiting; want 3 per key, each taken in", n, w)
+		}
+		time.Sleep(time.Second) // the destination is back a second later, 9 s before the next tries
+		down.Store(false)
+		sendPlain(t, tr, "e-up", "k-up", "t")
 
-	const keys = 5
-	for k := range keys {
-		sendPlain(t, tr, fmt.Sprintf("e%d", k), fmt.Sprintf("k%d", k), "t")
-	}
-	waitFor(t, 5*time.Second, "three failed attempts per key, each taken in", func() bool {
-		return len(rec.requests()) >= 3*keys && waiting(tr) == keys
-	})
-	down.Store(false)
-	sendPlain(t, tr, "e-up", "k-up", "t")
-
-	// Without the recovery the next attempts would come 10 s later.
-	waitFor(t, 5*time.Second, "every key delivered after the recovery", func() bool {
-		return len(rec.delivered(t)) == keys+1
+		// Without the recovery the next attempts would come 10 s later.
+		synctest.Wait() // no time passes
+		if n := len(rec.delivered(t)); n != keys+1 {
+			t.Errorf("%d delivered once the destination answered, want every key (%d) at once", n, keys+1)
+		}
 	})
 }
 
@@ -78,33 +85,55 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 		{"paced with 503 and Retry-After", http.StatusServiceUnavailable, "3600"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var bad atomic.Int64
-			rec := newRecorder(t, func(_ int, r *http.Request) int {
-				if r.Header.Get("X-Hookrelay-Event-Type") == "bad" {
-					bad.Add(1)
-					return tc.status
-				}
-				return http.StatusOK
-			})
-			if tc.header != "" {
-				handler := rec.srv.Config.Handler
-				rec.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					w.Header().Set("Retry-After", tc.header)
-					handler.ServeHTTP(w, r)
+			inBubble(t, func(t *testing.T) {
+				var bad atomic.Int64
+				rec := newRecorder(t, func(_ int, r *http.Request) int {
+					if r.Header.Get("X-Hookrelay-Event-Type") == "bad" {
+						bad.Add(1)
+						return tc.status
+					}
+					return http.StatusOK
 				})
-			}
-			tr := recoveryRelay(t, rec, "{initial: 30s, max: 1h, jitter: none, max_attempts: 10}")
+				if tc.header != "" {
+					handler := rec.srv.Config.Handler
+					rec.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						w.Header().Set("Retry-After", tc.header)
+						handler.ServeHTTP(w, r)
+					})
+				}
+				tr := recoveryRelay(t, rec, "{initial: 30s, max: 1h, jitter: none, max_attempts: 10}")
 
-			sendPlain(t, tr, "poison", "p", "bad")
-			const good = 8
-			for i := range good {
-				time.Sleep(300 * time.Millisecond) // further apart than outageMin
-				sendPlain(t, tr, fmt.Sprintf("g%d", i), fmt.Sprintf("k%d", i), "t")
-			}
-			waitFor(t, 5*time.Second, "the good events delivered", func() bool { return len(rec.delivered(t)) == good })
-			if n := bad.Load(); n != 1 {
-				t.Errorf("the event was tried %d times in %v, want once (it waits 30 s or more)", n, good*300*time.Millisecond)
-			}
+				start := time.Now()
+				sendPlain(t, tr, "poison", "p", "bad")
+				const good = 8
+				for i := range good {
+					time.Sleep(300 * time.Millisecond) // further apart than outageMin
+					sendPlain(t, tr, fmt.Sprintf("g%d", i), fmt.Sprintf("k%d", i), "t")
+				}
+				synctest.Wait()
+				if n := len(rec.delivered(t)); n != good {
+					t.Fatalf("%d good events delivered, want %d", n, good)
+				}
+				if n := bad.Load(); n != 1 {
+					t.Errorf("the event was tried %d times in %v, want once (it waits 30 s or more)", n, good*300*time.Millisecond)
+				}
+				// Its wait stands whole: the second try comes when it is due,
+				// not a nanosecond before.
+				wait := 30 * time.Second
+				if tc.header != "" {
+					wait = time.Hour
+				}
+				time.Sleep(wait - time.Since(start) - time.Nanosecond)
+				synctest.Wait()
+				if n := bad.Load(); n != 1 {
+					t.Errorf("tried %d times before its wait of %v ended, want once", n, wait)
+				}
+				time.Sleep(time.Nanosecond)
+				synctest.Wait()
+				if n := bad.Load(); n != 2 {
+					t.Errorf("tried %d times when its wait of %v ended, want twice", n, wait)
+				}
+			})
 		})
 	}
 }
@@ -113,39 +142,54 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 // failure comes back after the recovery goes again at once, as the keys
 // the recovery released do.
 func TestRecoveryTakesLateAnswers(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	arrived, release := make(chan struct{}, 1), make(chan struct{})
-	rec := newRecorder(t, func(_ int, r *http.Request) int {
-		if r.Header.Get("X-Hookrelay-Event-Type") == "slow" && down.Load() {
-			arrived <- struct{}{}
-			<-release // answers only after the recovery
-			return http.StatusServiceUnavailable
+	inBubble(t, func(t *testing.T) {
+		var down atomic.Bool
+		down.Store(true)
+		arrived, release := make(chan struct{}, 1), make(chan struct{})
+		rec := newRecorder(t, func(_ int, r *http.Request) int {
+			if r.Header.Get("X-Hookrelay-Event-Type") == "slow" && down.Load() {
+				arrived <- struct{}{}
+				<-release // answers only after the recovery
+				return http.StatusServiceUnavailable
+			}
+			if down.Load() {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK
+		})
+		tr := recoveryRelay(t, rec, "{initial: 10s, max: 1m, jitter: none, max_attempts: 10}")
+
+		// Failures from two keys 300 ms apart: an outage.
+		sendPlain(t, tr, "e0", "k0", "t")
+		synctest.Wait()
+		if n := len(rec.requests()); n != 1 {
+			t.Fatalf("%d requests after k0's event, want its one failure", n)
 		}
-		if down.Load() {
-			return http.StatusServiceUnavailable
+		time.Sleep(300 * time.Millisecond)
+		sendPlain(t, tr, "e1", "k1", "t")
+		sendPlain(t, tr, "es", "ks", "slow")
+		synctest.Wait()
+		if n, w := len(rec.requests()), waiting(tr); n != 2 || w != 2 {
+			t.Fatalf("%d answered requests, %d keys waiting; want k0's and k1's failures taken in", n, w)
 		}
-		return http.StatusOK
+		select {
+		case <-arrived:
+		default:
+			t.Fatal("the slow key's attempt never came")
+		}
+
+		time.Sleep(100 * time.Millisecond) // the slow attempt started during the outage, before its end
+		down.Store(false)
+		sendPlain(t, tr, "e-up", "k-up", "t")
+		synctest.Wait() // no time passes
+		if n := len(rec.delivered(t)); n != 3 {
+			t.Fatalf("%d delivered once the destination answered, want k0, k1 and k-up at once", n)
+		}
+		close(release)
+		// Without it the slow key would wait out its 10 s backoff.
+		synctest.Wait()
+		if n := len(rec.delivered(t)); n != 4 {
+			t.Errorf("%d delivered once the slow answer came, want the slow key too, at once", n)
+		}
 	})
-	tr := recoveryRelay(t, rec, "{initial: 10s, max: 1m, jitter: none, max_attempts: 10}")
-
-	// Failures from two keys 300 ms apart: an outage.
-	sendPlain(t, tr, "e0", "k0", "t")
-	waitFor(t, 5*time.Second, "k0's failure", func() bool { return len(rec.requests()) == 1 })
-	time.Sleep(300 * time.Millisecond)
-	sendPlain(t, tr, "e1", "k1", "t")
-	sendPlain(t, tr, "es", "ks", "slow")
-	waitFor(t, 5*time.Second, "k1's failure taken in", func() bool { return len(rec.requests()) == 2 && waiting(tr) == 2 })
-	select {
-	case <-arrived:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the slow key's attempt never came")
-	}
-
-	down.Store(false)
-	sendPlain(t, tr, "e-up", "k-up", "t")
-	waitFor(t, 5*time.Second, "k0, k1 and k-up delivered", func() bool { return len(rec.delivered(t)) == 3 })
-	close(release)
-	// Without it the slow key would wait out its 10 s backoff.
-	waitFor(t, 5*time.Second, "the slow key delivered", func() bool { return len(rec.delivered(t)) == 4 })
 }
