@@ -180,6 +180,18 @@ func (rec *recorder) delivered(t *testing.T) []map[string]any {
 	return out
 }
 
+// settled reports whether the relay's lanes hold no delivery: every stored
+// delivery is final, so that none can be sent after this unless more is
+// ingested. Ingest queues an event before it answers (the spool's commit
+// hook runs before the commit returns), and a lane counts a delivery until
+// its outcome, after the destination's answer, is stored: once a test's
+// requests were answered, waiting for settled proves that nothing more comes,
+// where a sleep after the last expected delivery only hoped so.
+func (tr *testRelay) settled() bool {
+	pending, _ := tr.Backlog()
+	return pending == 0
+}
+
 // waitFor polls cond every 10ms until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
