@@ -561,8 +561,7 @@ func TestAdminDeadLetter(t *testing.T) {
 			if got["requeued"] != 0 {
 				t.Errorf("retry of held A2: %v, want requeued 0", got)
 			}
-			time.Sleep(time.Hour) // on the bubble's clock: an hour in which nothing moves
-			synctest.Wait()
+			advance(time.Hour) // on the bubble's clock: an hour in which nothing moves
 			if n := len(okHits(t, dl.s)); n != 1 {
 				t.Errorf("%d deliveries in an hour, want only B1's", n)
 			}
@@ -619,8 +618,7 @@ func TestAdminDeadLetter(t *testing.T) {
 			dl.fixed.Store(true)
 			tr.do("POST", "/admin/events/"+dl.a1+"/retry", "", 200, &got)
 			synctest.Wait()
-			time.Sleep(time.Hour)
-			synctest.Wait()
+			advance(time.Hour)
 			if hits := okHits(t, dl.s); len(hits) != 2 || hits[1].id != dl.a1 {
 				t.Errorf("delivered %+v in an hour, want B1 and A1 only", hits)
 			}
@@ -708,8 +706,7 @@ func TestAdminPause(t *testing.T) {
 			tr.mustIngest("k", n)
 		}
 		tr.mustIngest("j", 1)
-		time.Sleep(time.Hour) // on the bubble's clock: an hour in which nothing may move
-		synctest.Wait()
+		advance(time.Hour) // on the bubble's clock: an hour in which nothing may move
 		if n := len(s.requests()); n != 0 {
 			t.Fatalf("%d requests to a paused destination in an hour", n)
 		}
@@ -721,8 +718,7 @@ func TestAdminPause(t *testing.T) {
 		}
 
 		tr = tr.restart()
-		time.Sleep(time.Hour)
-		synctest.Wait()
+		advance(time.Hour)
 		if n := len(s.requests()); n != 0 {
 			t.Fatalf("%d requests in an hour after a restart of a paused destination", n)
 		}
@@ -1231,8 +1227,7 @@ func TestAdminReload(t *testing.T) {
 			if n := len(okHits(t, s)); n != 4 {
 				t.Errorf("%d deliveries to dest after the removal, want 4", n)
 			}
-			time.Sleep(time.Hour)
-			synctest.Wait()
+			advance(time.Hour)
 			if n := len(okHits(t, extra)); n != 1 {
 				t.Errorf("%d deliveries to the removed destination in an hour, want the one before", n)
 			}
@@ -1284,7 +1279,7 @@ func TestAdminMetrics(t *testing.T) {
 		// While a delivery waits, the queue gauges show it.
 		tr.do("POST", "/admin/destinations/dest/pause", "", 200, nil)
 		tr.mustIngest(keys[1], 2)
-		time.Sleep(20 * time.Millisecond) // on the bubble's clock
+		advance(20 * time.Millisecond)
 		mfs = tr.scrape()
 		wantMetric(t, mfs, "hookrelay_pending", dest, 1)
 		// Its age is 20ms, and under a millisecond more: event ids keep milliseconds.

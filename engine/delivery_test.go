@@ -955,8 +955,7 @@ func TestDeliverConcurrencyBoundsRequests(t *testing.T) {
 			tr.mustIngest(fmt.Sprintf("k%d", i), 1)
 		}
 		// Two at a time, never fewer: six rounds of 30ms.
-		time.Sleep(180 * time.Millisecond)
-		synctest.Wait()
+		advance(180 * time.Millisecond)
 		if n := len(rec.delivered(t)); n != 12 {
 			t.Errorf("%d of 12 requests of 30ms delivered in 180ms, want all with 2 always in flight", n)
 		}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // Tests on a clock: inBubble runs a test in a synctest bubble, where time is
@@ -156,4 +157,12 @@ func (c *pipeConn) RemoteAddr() net.Addr { return c.remote }
 // Start, before any delivery.
 func useNetwork(r *Relay, n *fakeNet) {
 	r.dispatch.sender.client.HTTPClient.Transport = n.transport()
+}
+
+// advance moves the bubble's clock d forward and returns once every
+// goroutine of the bubble is blocked again: whatever was due within d has
+// happened, and nothing else is under way.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }

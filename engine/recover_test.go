@@ -29,12 +29,11 @@ func TestRecoveryCutsBackoffShort(t *testing.T) {
 		for k := range keys {
 			sendPlain(t, tr, fmt.Sprintf("e%d", k), fmt.Sprintf("k%d", k), "t")
 		}
-		time.Sleep(1100 * time.Millisecond)
-		synctest.Wait()
+		advance(1100 * time.Millisecond)
 		if n, w := len(rec.requests()), waiting(tr); n != 3*keys || w != keys {
 			t.Fatalf("after 1.1 s: %d attempts, %d keys waiting; want 3 per key, each taken in", n, w)
 		}
-		time.Sleep(time.Second) // the destination is back a second later, 9 s before the next tries
+		advance(time.Second) // the destination is back a second later, 9 s before the next tries
 		down.Store(false)
 		sendPlain(t, tr, "e-up", "k-up", "t")
 
@@ -107,7 +106,7 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 				sendPlain(t, tr, "poison", "p", "bad")
 				const good = 8
 				for i := range good {
-					time.Sleep(300 * time.Millisecond) // further apart than outageMin
+					advance(300 * time.Millisecond) // further apart than outageMin
 					sendPlain(t, tr, fmt.Sprintf("g%d", i), fmt.Sprintf("k%d", i), "t")
 				}
 				synctest.Wait()
@@ -123,13 +122,11 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 				if tc.header != "" {
 					wait = time.Hour
 				}
-				time.Sleep(wait - time.Since(start) - time.Nanosecond)
-				synctest.Wait()
+				advance(wait - time.Since(start) - time.Nanosecond)
 				if n := bad.Load(); n != 1 {
 					t.Errorf("tried %d times before its wait of %v ended, want once", n, wait)
 				}
-				time.Sleep(time.Nanosecond)
-				synctest.Wait()
+				advance(time.Nanosecond)
 				if n := bad.Load(); n != 2 {
 					t.Errorf("tried %d times when its wait of %v ended, want twice", n, wait)
 				}
@@ -165,7 +162,7 @@ func TestRecoveryTakesLateAnswers(t *testing.T) {
 		if n := len(rec.requests()); n != 1 {
 			t.Fatalf("%d requests after k0's event, want its one failure", n)
 		}
-		time.Sleep(300 * time.Millisecond)
+		advance(300 * time.Millisecond)
 		sendPlain(t, tr, "e1", "k1", "t")
 		sendPlain(t, tr, "es", "ks", "slow")
 		synctest.Wait()
@@ -178,7 +175,7 @@ func TestRecoveryTakesLateAnswers(t *testing.T) {
 			t.Fatal("the slow key's attempt never came")
 		}
 
-		time.Sleep(100 * time.Millisecond) // the slow attempt started during the outage, before its end
+		advance(100 * time.Millisecond) // the slow attempt started during the outage, before its end
 		down.Store(false)
 		sendPlain(t, tr, "e-up", "k-up", "t")
 		synctest.Wait() // no time passes

@@ -94,8 +94,7 @@ func TestRetryDefaultsKeepRetrying(t *testing.T) {
 		id2 := tr2.onlyEventID(rec2)
 		ev, err := tr2.spool.Event(id2)
 		must(t, err)
-		time.Sleep(72*time.Hour - time.Nanosecond)
-		synctest.Wait()
+		advance(72*time.Hour - time.Nanosecond)
 		d := tr2.delivery(id2)
 		if d.Status != spool.Pending || d.NextAt.IsZero() {
 			t.Fatalf("default policy: after 72h less 1ns, delivery %s, next attempt %v; want pending with a next attempt", d.Status, d.NextAt)
@@ -109,8 +108,7 @@ func TestRetryDefaultsKeepRetrying(t *testing.T) {
 				t.Errorf("attempt %d came %v after the one before, want at most %v", i+1, wait, most)
 			}
 		}
-		time.Sleep(time.Nanosecond)
-		synctest.Wait()
+		advance(time.Nanosecond)
 		d = tr2.delivery(id2)
 		if last := d.Attempts[len(d.Attempts)-1].At; d.Status != spool.Dead || !last.Equal(ev.ReceivedAt.Add(72*time.Hour)) {
 			t.Errorf("at 72h: delivery %s, last attempt %v after receipt; want dead, the last attempt at 72h",
@@ -137,13 +135,11 @@ func TestRetryMaxAge(t *testing.T) {
 		ev, err := tr.spool.Event(id)
 		must(t, err)
 		deadline := ev.ReceivedAt.Add(maxAge)
-		time.Sleep(time.Until(deadline) - time.Nanosecond)
-		synctest.Wait()
+		advance(time.Until(deadline) - time.Nanosecond)
 		if d := tr.delivery(id); d.Status != spool.Pending {
 			t.Fatalf("1ns before max_age the delivery is %s, want pending", d.Status)
 		}
-		time.Sleep(time.Nanosecond)
-		synctest.Wait()
+		advance(time.Nanosecond)
 
 		d := tr.delivery(id)
 		n := len(d.Attempts)
@@ -173,8 +169,7 @@ func TestRetryMaxAge(t *testing.T) {
 			t.Fatalf("no attempt after the operator's retry")
 		}
 		again := retried.Attempts[n].At.Add(maxAge)
-		time.Sleep(time.Until(again))
-		synctest.Wait()
+		advance(time.Until(again))
 		d = tr.delivery(id)
 		if d.Status != spool.Dead || !d.Attempts[len(d.Attempts)-1].At.Equal(again) {
 			t.Errorf("after the operator's retry: %s, last attempt at %v; want dead at %v", d.Status, d.Attempts[len(d.Attempts)-1].At, again)
@@ -198,8 +193,7 @@ func TestRetryMaxAgeFromSpool(t *testing.T) {
 		id := tr.onlyEventID(rec)
 		ev, err := tr.spool.Event(id)
 		must(t, err)
-		time.Sleep(600*time.Millisecond - time.Since(ev.ReceivedAt))
-		synctest.Wait()
+		advance(600*time.Millisecond - time.Since(ev.ReceivedAt))
 		if n := len(tr.delivery(id).Attempts); n < 12 {
 			t.Fatalf("%d attempts in 600ms, want at least 12", n)
 		}
@@ -213,8 +207,7 @@ func TestRetryMaxAgeFromSpool(t *testing.T) {
 		if after := len(rec.requests()) - before; time.Now().Before(next) && after != 0 {
 			t.Errorf("%d attempts after the restart, before the stored next attempt", after)
 		}
-		time.Sleep(time.Until(next))
-		synctest.Wait()
+		advance(time.Until(next))
 		if d := tr.delivery(id); d.Status != spool.Dead {
 			t.Fatalf("at its next attempt after the restart the delivery is %s, want dead at its first failure", d.Status)
 		}

@@ -70,13 +70,11 @@ func TestSequenceGapWaitsThenGoes(t *testing.T) {
 
 		start := time.Now()
 		tr.post("/in/plain", seqBody("k", 3), authPlain) // 2 is missing
-		time.Sleep(window - time.Nanosecond)
-		synctest.Wait()
+		advance(window - time.Nanosecond)
 		if n := len(rec.delivered(t)); n != 1 {
 			t.Fatalf("3 went %v after it came, before its reorder window passed (%d deliveries)", time.Since(start), n)
 		}
-		time.Sleep(time.Nanosecond)
-		synctest.Wait()
+		advance(time.Nanosecond)
 		if n := len(rec.delivered(t)); n != 2 {
 			t.Fatalf("%d deliveries when 3's window of %v passed, want 2", n, window)
 		}
@@ -86,8 +84,7 @@ func TestSequenceGapWaitsThenGoes(t *testing.T) {
 
 		// A gap that fills within the window costs no wait beyond the fill.
 		tr.post("/in/plain", seqBody("k", 5), authPlain)
-		time.Sleep(50 * time.Millisecond)
-		synctest.Wait()
+		advance(50 * time.Millisecond)
 		if n := len(rec.delivered(t)); n != 2 {
 			t.Fatalf("5 went before 4 or its window (%d deliveries)", n)
 		}
