@@ -153,10 +153,12 @@ type pipeConn struct {
 func (c *pipeConn) LocalAddr() net.Addr  { return c.local }
 func (c *pipeConn) RemoteAddr() net.Addr { return c.remote }
 
-// useNetwork sends the relay's deliveries over n. Called between Open and
-// Start, before any delivery.
+// useNetwork sends the relay's deliveries and polls over n. Called between
+// Open and Start, before any request. (A JWS verifier's key set fetches still
+// go to the network: a test that verifies JWS stays on real time.)
 func useNetwork(r *Relay, n *fakeNet) {
 	r.dispatch.sender.client.HTTPClient.Transport = n.transport()
+	r.poll.transport = n.transport()
 }
 
 // advance moves the bubble's clock d forward and returns once every

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -350,8 +349,7 @@ func (s *jwksServer) count() int {
 // newLoopbackServer is an httptest server on 127.0.0.1 that stops with the
 // test; it returns the base URL.
 func newLoopbackServer(t *testing.T, h http.Handler) string {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := testServer(t, h)
 	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("test server at %s, want 127.0.0.1", srv.URL)
 	}
