@@ -507,123 +507,115 @@ func TestAdminDeadLetter(t *testing.T) {
 		{"dead retry by provider and key", "/admin/dead/retry", `{"provider":"plain","key":"k"}`},
 		{"dead retry of everything", "/admin/dead/retry", `{}`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			inBubble(t, func(t *testing.T) {
-				dl := newDeadLetter(t, "")
-				tr := dl.tr
-				inspect(t, dl)
-				dl.fixed.Store(true)
-				var got map[string]int
-				tr.do("POST", strings.ReplaceAll(tc.path, "{A1}", dl.a1), tc.body, 200, &got)
-				if got["requeued"] != 1 {
-					t.Errorf("answer %v, want requeued 1", got)
-				}
-				waitFor(t, 5*time.Second, "A1 and A2 delivered", func() bool { return len(okHits(t, dl.s)) == 3 })
-				hits := okHits(t, dl.s)
-				if hits[1].id != dl.a1 || hits[2].id != dl.a2 {
-					t.Errorf("delivered %+v, want A1 then A2", hits[1:])
-				}
-				if hits[1].attempt != "1" {
-					t.Errorf("A1 replayed as attempt %s, want 1", hits[1].attempt)
-				}
-				d := tr.detail(dl.a1)
-				if d.Event.Status != "delivered" || len(d.Deliveries[0].Attempts) != 3 || d.Deliveries[0].AttemptsBeforeRetry != 2 {
-					t.Errorf("A1 after the replay %+v", d)
-				}
-				tr.waitDest("dest", "empty after the replay", func(d destView) bool {
-					return d.Dead == 0 && d.HeldKeys == 0 && d.Pending == 0 && len(d.Held) == 0
-				})
-				if n := len(tr.events("status=dead").Items) + len(tr.events("status=held").Items); n != 0 {
-					t.Errorf("%d dead or held events left", n)
-				}
+		t.Run(tc.name, bubbled(func(t *testing.T) {
+			dl := newDeadLetter(t, "")
+			tr := dl.tr
+			inspect(t, dl)
+			dl.fixed.Store(true)
+			var got map[string]int
+			tr.do("POST", strings.ReplaceAll(tc.path, "{A1}", dl.a1), tc.body, 200, &got)
+			if got["requeued"] != 1 {
+				t.Errorf("answer %v, want requeued 1", got)
+			}
+			waitFor(t, 5*time.Second, "A1 and A2 delivered", func() bool { return len(okHits(t, dl.s)) == 3 })
+			hits := okHits(t, dl.s)
+			if hits[1].id != dl.a1 || hits[2].id != dl.a2 {
+				t.Errorf("delivered %+v, want A1 then A2", hits[1:])
+			}
+			if hits[1].attempt != "1" {
+				t.Errorf("A1 replayed as attempt %s, want 1", hits[1].attempt)
+			}
+			d := tr.detail(dl.a1)
+			if d.Event.Status != "delivered" || len(d.Deliveries[0].Attempts) != 3 || d.Deliveries[0].AttemptsBeforeRetry != 2 {
+				t.Errorf("A1 after the replay %+v", d)
+			}
+			tr.waitDest("dest", "empty after the replay", func(d destView) bool {
+				return d.Dead == 0 && d.HeldKeys == 0 && d.Pending == 0 && len(d.Held) == 0
 			})
-		})
+			if n := len(tr.events("status=dead").Items) + len(tr.events("status=held").Items); n != 0 {
+				t.Errorf("%d dead or held events left", n)
+			}
+		}))
 	}
 
-	t.Run("dead retry matching nothing", func(t *testing.T) {
-		inBubble(t, func(t *testing.T) {
-			dl := newDeadLetter(t, "")
-			tr := dl.tr
-			inspect(t, dl)
-			dl.fixed.Store(true)
-			for _, body := range []string{`{"provider":"nobody"}`, `{"key":"j"}`, `{"destination":"nowhere"}`,
-				`{"destination":"dest","provider":"plain","key":"other"}`} {
-				var got map[string]int
-				tr.do("POST", "/admin/dead/retry", body, 200, &got)
-				if got["requeued"] != 0 {
-					t.Errorf("%s: %v, want requeued 0", body, got)
-				}
-			}
-			tr.do("POST", "/admin/dead/retry", `{"nonsense":1}`, 400, nil)
-			// Retrying an event that is not dead requeues nothing.
+	t.Run("dead retry matching nothing", bubbled(func(t *testing.T) {
+		dl := newDeadLetter(t, "")
+		tr := dl.tr
+		inspect(t, dl)
+		dl.fixed.Store(true)
+		for _, body := range []string{`{"provider":"nobody"}`, `{"key":"j"}`, `{"destination":"nowhere"}`,
+			`{"destination":"dest","provider":"plain","key":"other"}`} {
 			var got map[string]int
-			tr.do("POST", "/admin/events/"+dl.a2+"/retry", "", 200, &got)
+			tr.do("POST", "/admin/dead/retry", body, 200, &got)
 			if got["requeued"] != 0 {
-				t.Errorf("retry of held A2: %v, want requeued 0", got)
+				t.Errorf("%s: %v, want requeued 0", body, got)
 			}
-			advance(time.Hour) // on the bubble's clock: an hour in which nothing moves
-			if n := len(okHits(t, dl.s)); n != 1 {
-				t.Errorf("%d deliveries in an hour, want only B1's", n)
-			}
-			inspect(t, dl)
-		})
-	})
+		}
+		tr.do("POST", "/admin/dead/retry", `{"nonsense":1}`, 400, nil)
+		// Retrying an event that is not dead requeues nothing.
+		var got map[string]int
+		tr.do("POST", "/admin/events/"+dl.a2+"/retry", "", 200, &got)
+		if got["requeued"] != 0 {
+			t.Errorf("retry of held A2: %v, want requeued 0", got)
+		}
+		advance(time.Hour) // on the bubble's clock: an hour in which nothing moves
+		if n := len(okHits(t, dl.s)); n != 1 {
+			t.Errorf("%d deliveries in an hour, want only B1's", n)
+		}
+		inspect(t, dl)
+	}))
 
-	t.Run("skip the dead event", func(t *testing.T) {
-		inBubble(t, func(t *testing.T) {
-			dl := newDeadLetter(t, "")
-			tr := dl.tr
-			inspect(t, dl)
-			var got map[string]int
-			tr.do("POST", "/admin/events/"+dl.a1+"/skip", "", 200, &got)
-			if got["skipped"] != 1 {
-				t.Errorf("answer %v, want skipped 1", got)
-			}
-			waitFor(t, 5*time.Second, "A2 delivered", func() bool { return len(okHits(t, dl.s)) == 2 })
-			if h := okHits(t, dl.s)[1]; h.id != dl.a2 || h.attempt != "1" {
-				t.Errorf("delivered %+v, want A2 at its first attempt", h)
-			}
-			if d := tr.detail(dl.a1); d.Event.Status != "skipped" || d.Deliveries[0].Status != "skipped" {
-				t.Errorf("A1 after skip %+v", d)
-			}
-			tr.waitDest("dest", "empty after skip", func(d destView) bool {
-				return d.Dead == 0 && d.HeldKeys == 0 && d.Pending == 0
-			})
-			tr.do("POST", "/admin/events/"+dl.a1+"/skip", "", 200, &got)
-			if got["skipped"] != 0 {
-				t.Errorf("second skip: %v, want skipped 0", got)
-			}
-			mfs := tr.scrape()
-			wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "skipped"}, 1)
-			wantMetric(t, mfs, "hookrelay_dead", map[string]string{"destination": "dest"}, 0)
+	t.Run("skip the dead event", bubbled(func(t *testing.T) {
+		dl := newDeadLetter(t, "")
+		tr := dl.tr
+		inspect(t, dl)
+		var got map[string]int
+		tr.do("POST", "/admin/events/"+dl.a1+"/skip", "", 200, &got)
+		if got["skipped"] != 1 {
+			t.Errorf("answer %v, want skipped 1", got)
+		}
+		waitFor(t, 5*time.Second, "A2 delivered", func() bool { return len(okHits(t, dl.s)) == 2 })
+		if h := okHits(t, dl.s)[1]; h.id != dl.a2 || h.attempt != "1" {
+			t.Errorf("delivered %+v, want A2 at its first attempt", h)
+		}
+		if d := tr.detail(dl.a1); d.Event.Status != "skipped" || d.Deliveries[0].Status != "skipped" {
+			t.Errorf("A1 after skip %+v", d)
+		}
+		tr.waitDest("dest", "empty after skip", func(d destView) bool {
+			return d.Dead == 0 && d.HeldKeys == 0 && d.Pending == 0
 		})
-	})
+		tr.do("POST", "/admin/events/"+dl.a1+"/skip", "", 200, &got)
+		if got["skipped"] != 0 {
+			t.Errorf("second skip: %v, want skipped 0", got)
+		}
+		mfs := tr.scrape()
+		wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "skipped"}, 1)
+		wantMetric(t, mfs, "hookrelay_dead", map[string]string{"destination": "dest"}, 0)
+	}))
 
-	t.Run("skip the held event", func(t *testing.T) {
-		inBubble(t, func(t *testing.T) {
-			dl := newDeadLetter(t, "")
-			tr := dl.tr
-			inspect(t, dl)
-			var got map[string]int
-			tr.do("POST", "/admin/events/"+dl.a2+"/skip", "", 200, &got)
-			if got["skipped"] != 1 {
-				t.Errorf("answer %v, want skipped 1", got)
-			}
-			if st := tr.detail(dl.a2).Event.Status; st != "skipped" {
-				t.Errorf("A2 status %q, want skipped", st)
-			}
-			if dest := tr.dest("dest"); dest.Dead != 1 || dest.HeldKeys != 1 || len(dest.Held) != 1 || dest.Held[0].Waiting != 0 {
-				t.Errorf("destination after skipping A2 %+v, want k still held by A1 with nothing behind", dest)
-			}
-			dl.fixed.Store(true)
-			tr.do("POST", "/admin/events/"+dl.a1+"/retry", "", 200, &got)
-			synctest.Wait()
-			advance(time.Hour)
-			if hits := okHits(t, dl.s); len(hits) != 2 || hits[1].id != dl.a1 {
-				t.Errorf("delivered %+v in an hour, want B1 and A1 only", hits)
-			}
-		})
-	})
+	t.Run("skip the held event", bubbled(func(t *testing.T) {
+		dl := newDeadLetter(t, "")
+		tr := dl.tr
+		inspect(t, dl)
+		var got map[string]int
+		tr.do("POST", "/admin/events/"+dl.a2+"/skip", "", 200, &got)
+		if got["skipped"] != 1 {
+			t.Errorf("answer %v, want skipped 1", got)
+		}
+		if st := tr.detail(dl.a2).Event.Status; st != "skipped" {
+			t.Errorf("A2 status %q, want skipped", st)
+		}
+		if dest := tr.dest("dest"); dest.Dead != 1 || dest.HeldKeys != 1 || len(dest.Held) != 1 || dest.Held[0].Waiting != 0 {
+			t.Errorf("destination after skipping A2 %+v, want k still held by A1 with nothing behind", dest)
+		}
+		dl.fixed.Store(true)
+		tr.do("POST", "/admin/events/"+dl.a1+"/retry", "", 200, &got)
+		synctest.Wait()
+		advance(time.Hour)
+		if hits := okHits(t, dl.s); len(hits) != 2 || hits[1].id != dl.a1 {
+			t.Errorf("delivered %+v in an hour, want B1 and A1 only", hits)
+		}
+	}))
 }
 
 func idsOf(es []adminEvent) []string {
@@ -693,67 +685,67 @@ func TestAdminOnExhaustedSkip(t *testing.T) {
 
 // TestAdminPause: a paused destination sends nothing, stays paused across
 // a restart, and delivers its queue in order once resumed.
-func TestAdminPause(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		s := newSink(t, nil)
-		tr := startRelay(t, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
-		var got map[string]any
-		tr.do("POST", "/admin/destinations/dest/pause", "", 200, &got)
-		if got["paused"] != true || got["destination"] != "dest" {
-			t.Errorf("pause answered %v", got)
-		}
-		for n := 1; n <= 3; n++ {
-			tr.mustIngest("k", n)
-		}
-		tr.mustIngest("j", 1)
-		advance(time.Hour) // on the bubble's clock: an hour in which nothing may move
-		if n := len(s.requests()); n != 0 {
-			t.Fatalf("%d requests to a paused destination in an hour", n)
-		}
-		if d := tr.dest("dest"); !d.Paused || d.Pending != 4 {
-			t.Errorf("destination %+v, want paused with 4 pending", d)
-		}
-		if n := len(tr.events("status=pending").Items); n != 4 {
-			t.Errorf("%d pending events, want 4", n)
-		}
+func TestAdminPause(t *testing.T) { inBubble(t, testAdminPause) }
 
-		tr = tr.restart()
-		advance(time.Hour)
-		if n := len(s.requests()); n != 0 {
-			t.Fatalf("%d requests in an hour after a restart of a paused destination", n)
-		}
-		if d := tr.dest("dest"); !d.Paused || d.Pending != 4 {
-			t.Errorf("destination after restart %+v, want paused with 4 pending", d)
-		}
-		wantMetric(t, tr.scrape(), "hookrelay_pending", map[string]string{"destination": "dest"}, 4)
+func testAdminPause(t *testing.T) {
+	s := newSink(t, nil)
+	tr := startRelay(t, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
+	var got map[string]any
+	tr.do("POST", "/admin/destinations/dest/pause", "", 200, &got)
+	if got["paused"] != true || got["destination"] != "dest" {
+		t.Errorf("pause answered %v", got)
+	}
+	for n := 1; n <= 3; n++ {
+		tr.mustIngest("k", n)
+	}
+	tr.mustIngest("j", 1)
+	advance(time.Hour) // on the bubble's clock: an hour in which nothing may move
+	if n := len(s.requests()); n != 0 {
+		t.Fatalf("%d requests to a paused destination in an hour", n)
+	}
+	if d := tr.dest("dest"); !d.Paused || d.Pending != 4 {
+		t.Errorf("destination %+v, want paused with 4 pending", d)
+	}
+	if n := len(tr.events("status=pending").Items); n != 4 {
+		t.Errorf("%d pending events, want 4", n)
+	}
 
-		tr.do("POST", "/admin/destinations/dest/resume", "", 200, &got)
-		if got["paused"] != false {
-			t.Errorf("resume answered %v", got)
-		}
-		synctest.Wait() // no time passes
-		if n := len(okHits(t, s)); n != 4 {
-			t.Fatalf("%d deliveries once resumed, want the 4 at once", n)
-		}
-		var ks []int
-		for _, h := range okHits(t, s) {
-			if h.key == "k" {
-				ks = append(ks, h.n)
-			}
-		}
-		if !slices.Equal(ks, []int{1, 2, 3}) {
-			t.Errorf("k delivered as %v, want 1 2 3", ks)
-		}
-		tr.waitDest("dest", "resumed and empty", func(d destView) bool { return !d.Paused && d.Pending == 0 })
+	tr = tr.restart()
+	advance(time.Hour)
+	if n := len(s.requests()); n != 0 {
+		t.Fatalf("%d requests in an hour after a restart of a paused destination", n)
+	}
+	if d := tr.dest("dest"); !d.Paused || d.Pending != 4 {
+		t.Errorf("destination after restart %+v, want paused with 4 pending", d)
+	}
+	wantMetric(t, tr.scrape(), "hookrelay_pending", map[string]string{"destination": "dest"}, 4)
 
-		for _, path := range []string{"/admin/destinations/nowhere/pause", "/admin/destinations/nowhere/resume"} {
-			status, body := tr.call("POST", path, "")
-			var e struct{ Error string }
-			if status != 404 || json.Unmarshal(body, &e) != nil || e.Error == "" {
-				t.Errorf("%s: %d %s, want 404 with an error", path, status, body)
-			}
+	tr.do("POST", "/admin/destinations/dest/resume", "", 200, &got)
+	if got["paused"] != false {
+		t.Errorf("resume answered %v", got)
+	}
+	synctest.Wait() // no time passes
+	if n := len(okHits(t, s)); n != 4 {
+		t.Fatalf("%d deliveries once resumed, want the 4 at once", n)
+	}
+	var ks []int
+	for _, h := range okHits(t, s) {
+		if h.key == "k" {
+			ks = append(ks, h.n)
 		}
-	})
+	}
+	if !slices.Equal(ks, []int{1, 2, 3}) {
+		t.Errorf("k delivered as %v, want 1 2 3", ks)
+	}
+	tr.waitDest("dest", "resumed and empty", func(d destView) bool { return !d.Paused && d.Pending == 0 })
+
+	for _, path := range []string{"/admin/destinations/nowhere/pause", "/admin/destinations/nowhere/resume"} {
+		status, body := tr.call("POST", path, "")
+		var e struct{ Error string }
+		if status != 404 || json.Unmarshal(body, &e) != nil || e.Error == "" {
+			t.Errorf("%s: %d %s, want 404 with an error", path, status, body)
+		}
+	}
 }
 
 // TestAdminEvents: filters, newest-first cursor pagination and the errors
@@ -1188,125 +1180,123 @@ func TestAdminReload(t *testing.T) {
 		}
 	})
 
-	t.Run("destinations added and removed", func(t *testing.T) {
-		inBubble(t, func(t *testing.T) {
-			s := newSink(t, nil)
-			extra := newSink(t, nil)
-			tr := startRelay(t, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
-			withExtra := "  extra:\n    url: \"" + extra.srv.URL + "\"\n"
-			writeConfig(t, tr.dir, adminRelayYAML(s.srv.URL, withExtra),
-				map[string]string{"plain": strings.Replace(plainProvider, "to: [dest]", "to: [dest, extra]", 1)})
-			tr.do("POST", "/admin/reload", "", 200, nil)
-			tr.mustIngest("k", 1)
-			waitFor(t, 5*time.Second, "delivery to the new destination", func() bool {
-				return len(okHits(t, extra)) == 1 && len(okHits(t, s)) == 1
-			})
-			tr.dest("extra")
-
-			// Queue two for extra, then remove it: they stay in the spool.
-			tr.do("POST", "/admin/destinations/extra/pause", "", 200, nil)
-			tr.mustIngest("k", 2)
-			tr.mustIngest("k", 3)
-			waitFor(t, 5*time.Second, "dest delivered", func() bool { return len(okHits(t, s)) == 3 })
-			writeConfig(t, tr.dir, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
-			tr.do("POST", "/admin/reload", "", 200, nil)
-			var l struct{ Items []destView }
-			tr.get("/admin/destinations", &l)
-			if len(l.Items) != 1 || l.Items[0].Name != "dest" {
-				t.Errorf("destinations after removal %+v", l.Items)
-			}
-			tr.do("POST", "/admin/destinations/extra/resume", "", 404, nil)
-			if q := tr.queued("extra"); len(q) != 2 {
-				t.Errorf("%d deliveries to the removed destination in the spool, want 2", len(q))
-			}
-			if p := tr.events("destination=extra&status=pending"); len(p.Items) != 2 {
-				t.Errorf("events pending for the removed destination: %+v", p.Items)
-			}
-			tr.mustIngest("k", 4)
-			synctest.Wait()
-			if n := len(okHits(t, s)); n != 4 {
-				t.Errorf("%d deliveries to dest after the removal, want 4", n)
-			}
-			advance(time.Hour)
-			if n := len(okHits(t, extra)); n != 1 {
-				t.Errorf("%d deliveries to the removed destination in an hour, want the one before", n)
-			}
+	t.Run("destinations added and removed", bubbled(func(t *testing.T) {
+		s := newSink(t, nil)
+		extra := newSink(t, nil)
+		tr := startRelay(t, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
+		withExtra := "  extra:\n    url: \"" + extra.srv.URL + "\"\n"
+		writeConfig(t, tr.dir, adminRelayYAML(s.srv.URL, withExtra),
+			map[string]string{"plain": strings.Replace(plainProvider, "to: [dest]", "to: [dest, extra]", 1)})
+		tr.do("POST", "/admin/reload", "", 200, nil)
+		tr.mustIngest("k", 1)
+		waitFor(t, 5*time.Second, "delivery to the new destination", func() bool {
+			return len(okHits(t, extra)) == 1 && len(okHits(t, s)) == 1
 		})
-	})
+		tr.dest("extra")
+
+		// Queue two for extra, then remove it: they stay in the spool.
+		tr.do("POST", "/admin/destinations/extra/pause", "", 200, nil)
+		tr.mustIngest("k", 2)
+		tr.mustIngest("k", 3)
+		waitFor(t, 5*time.Second, "dest delivered", func() bool { return len(okHits(t, s)) == 3 })
+		writeConfig(t, tr.dir, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
+		tr.do("POST", "/admin/reload", "", 200, nil)
+		var l struct{ Items []destView }
+		tr.get("/admin/destinations", &l)
+		if len(l.Items) != 1 || l.Items[0].Name != "dest" {
+			t.Errorf("destinations after removal %+v", l.Items)
+		}
+		tr.do("POST", "/admin/destinations/extra/resume", "", 404, nil)
+		if q := tr.queued("extra"); len(q) != 2 {
+			t.Errorf("%d deliveries to the removed destination in the spool, want 2", len(q))
+		}
+		if p := tr.events("destination=extra&status=pending"); len(p.Items) != 2 {
+			t.Errorf("events pending for the removed destination: %+v", p.Items)
+		}
+		tr.mustIngest("k", 4)
+		synctest.Wait()
+		if n := len(okHits(t, s)); n != 4 {
+			t.Errorf("%d deliveries to dest after the removal, want 4", n)
+		}
+		advance(time.Hour)
+		if n := len(okHits(t, extra)); n != 1 {
+			t.Errorf("%d deliveries to the removed destination in an hour, want the one before", n)
+		}
+	}))
 }
 
 // TestAdminMetrics: after a known run the Prometheus text parses and counts
 // it; no label value is an event id or key.
-func TestAdminMetrics(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		s := newSink(t, statuses(http.StatusServiceUnavailable))
-		tr := startRelay(t, adminRelayYAML(s.srv.URL, "    retry: {initial: 1ms, max: 5ms}\n"),
-			map[string]string{"plain": plainProvider})
-		keys := []string{"cust-7781", "cust-9902"}
-		tr.mustIngest(keys[0], 1)
-		tr.mustIngest(keys[0], 2)
-		tr.mustIngest(keys[1], 1)
-		tr.mustIngest(keys[0], 1) // duplicate
-		for i := 0; i < 2; i++ {
-			tr.post("/in/plain", eventBody("cust-rejected", i), map[string]string{"Authorization": "Bearer wrong"})
-		}
-		tr.post("/in/plain", `{"id":"cust-q-1"}`, authPlain) // quarantined
-		waitFor(t, 5*time.Second, "3 deliveries", func() bool { return len(okHits(t, s)) == 3 })
-		tr.waitDest("dest", "empty", func(d destView) bool { return d.Pending == 0 })
+func TestAdminMetrics(t *testing.T) { inBubble(t, testAdminMetrics) }
 
-		mfs := tr.scrape()
-		for outcome, want := range map[string]float64{"accepted": 3, "duplicate": 1, "rejected": 2, "quarantined": 1} {
-			wantMetric(t, mfs, "hookrelay_ingest_requests_total", map[string]string{"provider": "plain", "outcome": outcome}, want)
-		}
-		dest := map[string]string{"destination": "dest"}
-		wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "success"}, 3)
-		wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "retry"}, 1)
-		wantMetric(t, mfs, "hookrelay_ingest_duration_seconds", map[string]string{"provider": "plain"}, 7)
-		wantMetric(t, mfs, "hookrelay_delivery_duration_seconds", dest, 4)
-		for _, name := range []string{"hookrelay_pending", "hookrelay_dead", "hookrelay_held_keys", "hookrelay_oldest_pending_seconds"} {
-			wantMetric(t, mfs, name, dest, 0)
-		}
-		if mf := mfs["hookrelay_ingest_duration_seconds"]; mf == nil || mf.GetType() != dto.MetricType_HISTOGRAM {
-			t.Errorf("hookrelay_ingest_duration_seconds is not a histogram")
-		}
-		if mf := mfs["hookrelay_delivery_duration_seconds"]; mf == nil || mf.GetType() != dto.MetricType_HISTOGRAM {
-			t.Errorf("hookrelay_delivery_duration_seconds is not a histogram")
-		}
-		if v, ok := metricValue(mfs, "hookrelay_spool_bytes", map[string]string{}); !ok || v <= 0 {
-			t.Errorf("hookrelay_spool_bytes = %v (present %v), want > 0", v, ok)
-		}
+func testAdminMetrics(t *testing.T) {
+	s := newSink(t, statuses(http.StatusServiceUnavailable))
+	tr := startRelay(t, adminRelayYAML(s.srv.URL, "    retry: {initial: 1ms, max: 5ms}\n"),
+		map[string]string{"plain": plainProvider})
+	keys := []string{"cust-7781", "cust-9902"}
+	tr.mustIngest(keys[0], 1)
+	tr.mustIngest(keys[0], 2)
+	tr.mustIngest(keys[1], 1)
+	tr.mustIngest(keys[0], 1) // duplicate
+	for i := 0; i < 2; i++ {
+		tr.post("/in/plain", eventBody("cust-rejected", i), map[string]string{"Authorization": "Bearer wrong"})
+	}
+	tr.post("/in/plain", `{"id":"cust-q-1"}`, authPlain) // quarantined
+	waitFor(t, 5*time.Second, "3 deliveries", func() bool { return len(okHits(t, s)) == 3 })
+	tr.waitDest("dest", "empty", func(d destView) bool { return d.Pending == 0 })
 
-		// While a delivery waits, the queue gauges show it.
-		tr.do("POST", "/admin/destinations/dest/pause", "", 200, nil)
-		tr.mustIngest(keys[1], 2)
-		advance(20 * time.Millisecond)
-		mfs = tr.scrape()
-		wantMetric(t, mfs, "hookrelay_pending", dest, 1)
-		// Its age is 20ms, and under a millisecond more: event ids keep milliseconds.
-		if v, _ := metricValue(mfs, "hookrelay_oldest_pending_seconds", dest); v < 0.020 || v >= 0.021 {
-			t.Errorf("hookrelay_oldest_pending_seconds = %v with a delivery waiting 20ms", v)
-		}
+	mfs := tr.scrape()
+	for outcome, want := range map[string]float64{"accepted": 3, "duplicate": 1, "rejected": 2, "quarantined": 1} {
+		wantMetric(t, mfs, "hookrelay_ingest_requests_total", map[string]string{"provider": "plain", "outcome": outcome}, want)
+	}
+	dest := map[string]string{"destination": "dest"}
+	wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "success"}, 3)
+	wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "retry"}, 1)
+	wantMetric(t, mfs, "hookrelay_ingest_duration_seconds", map[string]string{"provider": "plain"}, 7)
+	wantMetric(t, mfs, "hookrelay_delivery_duration_seconds", dest, 4)
+	for _, name := range []string{"hookrelay_pending", "hookrelay_dead", "hookrelay_held_keys", "hookrelay_oldest_pending_seconds"} {
+		wantMetric(t, mfs, name, dest, 0)
+	}
+	if mf := mfs["hookrelay_ingest_duration_seconds"]; mf == nil || mf.GetType() != dto.MetricType_HISTOGRAM {
+		t.Errorf("hookrelay_ingest_duration_seconds is not a histogram")
+	}
+	if mf := mfs["hookrelay_delivery_duration_seconds"]; mf == nil || mf.GetType() != dto.MetricType_HISTOGRAM {
+		t.Errorf("hookrelay_delivery_duration_seconds is not a histogram")
+	}
+	if v, ok := metricValue(mfs, "hookrelay_spool_bytes", map[string]string{}); !ok || v <= 0 {
+		t.Errorf("hookrelay_spool_bytes = %v (present %v), want > 0", v, ok)
+	}
 
-		forbidden := append([]string{}, keys...)
-		for _, e := range tr.events("limit=1000").Items {
-			forbidden = append(forbidden, e.ID)
-		}
-		for _, id := range []string{"cust-7781-1", "cust-7781-2", "cust-9902-1", "cust-q-1", "cust-rejected"} {
-			forbidden = append(forbidden, id)
-		}
-		if len(forbidden) < 6 {
-			t.Fatalf("only %d ids and keys to look for", len(forbidden))
-		}
-		for name, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				for _, lp := range m.GetLabel() {
-					for _, f := range forbidden {
-						if strings.Contains(lp.GetValue(), f) {
-							t.Errorf("%s{%s=%q} carries the event id or key %s", name, lp.GetName(), lp.GetValue(), f)
-						}
+	// While a delivery waits, the queue gauges show it.
+	tr.do("POST", "/admin/destinations/dest/pause", "", 200, nil)
+	tr.mustIngest(keys[1], 2)
+	advance(20 * time.Millisecond)
+	mfs = tr.scrape()
+	wantMetric(t, mfs, "hookrelay_pending", dest, 1)
+	// Its age is 20ms, and under a millisecond more: event ids keep milliseconds.
+	if v, _ := metricValue(mfs, "hookrelay_oldest_pending_seconds", dest); v < 0.020 || v >= 0.021 {
+		t.Errorf("hookrelay_oldest_pending_seconds = %v with a delivery waiting 20ms", v)
+	}
+
+	forbidden := append([]string{}, keys...)
+	for _, e := range tr.events("limit=1000").Items {
+		forbidden = append(forbidden, e.ID)
+	}
+	for _, id := range []string{"cust-7781-1", "cust-7781-2", "cust-9902-1", "cust-q-1", "cust-rejected"} {
+		forbidden = append(forbidden, id)
+	}
+	if len(forbidden) < 6 {
+		t.Fatalf("only %d ids and keys to look for", len(forbidden))
+	}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				for _, f := range forbidden {
+					if strings.Contains(lp.GetValue(), f) {
+						t.Errorf("%s{%s=%q} carries the event id or key %s", name, lp.GetName(), lp.GetValue(), f)
 					}
 				}
 			}
 		}
-	})
+	}
 }

@@ -582,81 +582,81 @@ func TestDeliverRenderError(t *testing.T) {
 
 // TestDeliverAttemptsRecorded: every attempt is in the spool with its status,
 // duration and the first KiB of the response.
-func TestDeliverAttemptsRecorded(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		body := strings.Repeat("0123456789abcdef", 320) // 5 KiB
-		s := newSink(t, func(n int, _ *http.Request, _ []byte) reply {
-			time.Sleep(30 * time.Millisecond)
-			if n <= 2 {
-				return reply{status: 500 + n, body: body}
-			}
-			return reply{status: http.StatusCreated, body: body}
-		})
-		tr := startRelay(t, relayYAML(s.srv.URL, "    retry: {initial: 1ms, max: 5ms}\n"), map[string]string{"plain": plainProvider})
-		start := time.Now()
-		tr.mustIngest("k", 1)
-		var d *spool.Delivery
-		waitFor(t, 10*time.Second, "delivered", func() bool {
-			h := s.requests()
-			if len(h) == 0 {
-				return false
-			}
-			d = tr.delivery(h[0].header.Get("X-Hookrelay-Event-Id"))
-			return d.Status == spool.Delivered
-		})
-		if len(d.Attempts) != 3 {
-			t.Fatalf("%d attempts recorded, want 3", len(d.Attempts))
+func TestDeliverAttemptsRecorded(t *testing.T) { inBubble(t, testDeliverAttemptsRecorded) }
+
+func testDeliverAttemptsRecorded(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", 320) // 5 KiB
+	s := newSink(t, func(n int, _ *http.Request, _ []byte) reply {
+		time.Sleep(30 * time.Millisecond)
+		if n <= 2 {
+			return reply{status: 500 + n, body: body}
 		}
-		prev := start.Add(-time.Second)
-		for i, a := range d.Attempts {
-			want := []int{501, 502, 201}[i]
-			if a.Status != want || a.Error != "" {
-				t.Errorf("attempt %d: status %d error %q, want %d", i+1, a.Status, a.Error, want)
-			}
-			if a.DurationMS != 30 {
-				t.Errorf("attempt %d: duration_ms %d, want the 30ms the destination took", i+1, a.DurationMS)
-			}
-			if a.Response != body[:1024] {
-				t.Errorf("attempt %d: response of %d bytes, want the first 1024 of the body", i+1, len(a.Response))
-			}
-			if !a.At.After(prev) {
-				t.Errorf("attempt %d: at %v, not after %v", i+1, a.At, prev)
-			}
-			prev = a.At
-		}
+		return reply{status: http.StatusCreated, body: body}
 	})
+	tr := startRelay(t, relayYAML(s.srv.URL, "    retry: {initial: 1ms, max: 5ms}\n"), map[string]string{"plain": plainProvider})
+	start := time.Now()
+	tr.mustIngest("k", 1)
+	var d *spool.Delivery
+	waitFor(t, 10*time.Second, "delivered", func() bool {
+		h := s.requests()
+		if len(h) == 0 {
+			return false
+		}
+		d = tr.delivery(h[0].header.Get("X-Hookrelay-Event-Id"))
+		return d.Status == spool.Delivered
+	})
+	if len(d.Attempts) != 3 {
+		t.Fatalf("%d attempts recorded, want 3", len(d.Attempts))
+	}
+	prev := start.Add(-time.Second)
+	for i, a := range d.Attempts {
+		want := []int{501, 502, 201}[i]
+		if a.Status != want || a.Error != "" {
+			t.Errorf("attempt %d: status %d error %q, want %d", i+1, a.Status, a.Error, want)
+		}
+		if a.DurationMS != 30 {
+			t.Errorf("attempt %d: duration_ms %d, want the 30ms the destination took", i+1, a.DurationMS)
+		}
+		if a.Response != body[:1024] {
+			t.Errorf("attempt %d: response of %d bytes, want the first 1024 of the body", i+1, len(a.Response))
+		}
+		if !a.At.After(prev) {
+			t.Errorf("attempt %d: at %v, not after %v", i+1, a.At, prev)
+		}
+		prev = a.At
+	}
 }
 
 // TestDeliverRetrySurvivesRestart: a retry scheduled before a restart is made
 // after it, with the attempt count kept.
-func TestDeliverRetrySurvivesRestart(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		s := newSink(t, statuses(500))
-		tr := startRelay(t, relayYAML(s.srv.URL, "    retry: {initial: 2s, jitter: none}\n"), map[string]string{"plain": plainProvider})
-		tr.mustIngest("k", 1)
-		waitFor(t, 10*time.Second, "first attempt", func() bool { return len(s.requests()) == 1 })
-		id := s.requests()[0].header.Get("X-Hookrelay-Event-Id")
-		waitFor(t, 5*time.Second, "first attempt recorded", func() bool { return len(tr.delivery(id).Attempts) == 1 })
-		tr = tr.restart()
-		if d := tr.delivery(id); d.Status != spool.Pending || d.NextAt.IsZero() {
-			t.Fatalf("after restart: %+v, want pending with a next attempt time", d)
-		}
-		waitFor(t, 10*time.Second, "second attempt after restart", func() bool { return len(s.requests()) == 2 })
-		h := s.requests()
-		if a := h[1].header.Get("X-Hookrelay-Attempt"); a != "2" {
-			t.Errorf("X-Hookrelay-Attempt %q after restart, want 2", a)
-		}
-		if gap := h[1].at.Sub(h[0].at); gap != 2*time.Second {
-			t.Errorf("retry came %v after the first attempt, want the 2s delay kept across the restart", gap)
-		}
-		synctest.Wait()
-		if st := tr.delivery(id).Status; st != spool.Delivered {
-			t.Errorf("after the second attempt the delivery is %s, want delivered", st)
-		}
-		if d := tr.delivery(id); len(d.Attempts) != 2 {
-			t.Errorf("%d attempts, want 2", len(d.Attempts))
-		}
-	})
+func TestDeliverRetrySurvivesRestart(t *testing.T) { inBubble(t, testDeliverRetrySurvivesRestart) }
+
+func testDeliverRetrySurvivesRestart(t *testing.T) {
+	s := newSink(t, statuses(500))
+	tr := startRelay(t, relayYAML(s.srv.URL, "    retry: {initial: 2s, jitter: none}\n"), map[string]string{"plain": plainProvider})
+	tr.mustIngest("k", 1)
+	waitFor(t, 10*time.Second, "first attempt", func() bool { return len(s.requests()) == 1 })
+	id := s.requests()[0].header.Get("X-Hookrelay-Event-Id")
+	waitFor(t, 5*time.Second, "first attempt recorded", func() bool { return len(tr.delivery(id).Attempts) == 1 })
+	tr = tr.restart()
+	if d := tr.delivery(id); d.Status != spool.Pending || d.NextAt.IsZero() {
+		t.Fatalf("after restart: %+v, want pending with a next attempt time", d)
+	}
+	waitFor(t, 10*time.Second, "second attempt after restart", func() bool { return len(s.requests()) == 2 })
+	h := s.requests()
+	if a := h[1].header.Get("X-Hookrelay-Attempt"); a != "2" {
+		t.Errorf("X-Hookrelay-Attempt %q after restart, want 2", a)
+	}
+	if gap := h[1].at.Sub(h[0].at); gap != 2*time.Second {
+		t.Errorf("retry came %v after the first attempt, want the 2s delay kept across the restart", gap)
+	}
+	synctest.Wait()
+	if st := tr.delivery(id).Status; st != spool.Delivered {
+		t.Errorf("after the second attempt the delivery is %s, want delivered", st)
+	}
+	if d := tr.delivery(id); len(d.Attempts) != 2 {
+		t.Errorf("%d attempts, want 2", len(d.Attempts))
+	}
 }
 
 // TestDeliverHeaders: the headers every delivery carries (SPEC 4.2).
@@ -823,30 +823,30 @@ func TestDeliverTemplatesAndBody(t *testing.T) {
 }
 
 // TestDeliverRate: rate caps requests per second over all keys.
-func TestDeliverRate(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var times []time.Time
-		rec := newRecorder(t, func(int, *http.Request) int {
-			mu.Lock()
-			times = append(times, time.Now())
-			mu.Unlock()
-			return http.StatusOK
-		})
-		tr := startRelay(t, relayYAML(rec.srv.URL, "    rate: 20\n"), map[string]string{"plain": plainProvider})
-		for i := range 30 {
-			tr.mustIngest(fmt.Sprintf("k%d", i), 1)
-		}
-		waitFor(t, 20*time.Second, "30 deliveries", func() bool { return len(rec.delivered(t)) == 30 })
+func TestDeliverRate(t *testing.T) { inBubble(t, testDeliverRate) }
+
+func testDeliverRate(t *testing.T) {
+	var mu sync.Mutex
+	var times []time.Time
+	rec := newRecorder(t, func(int, *http.Request) int {
 		mu.Lock()
-		defer mu.Unlock()
-		// At 20/s with a burst of 1, 30 requests come 50ms apart: 1.45 s.
-		for i := 1; i < len(times); i++ {
-			if gap := times[i].Sub(times[i-1]); gap < 50*time.Millisecond-time.Microsecond || gap > 50*time.Millisecond+time.Microsecond {
-				t.Errorf("request %d came %v after the one before, want 50ms at rate 20/s", i+1, gap)
-			}
-		}
+		times = append(times, time.Now())
+		mu.Unlock()
+		return http.StatusOK
 	})
+	tr := startRelay(t, relayYAML(rec.srv.URL, "    rate: 20\n"), map[string]string{"plain": plainProvider})
+	for i := range 30 {
+		tr.mustIngest(fmt.Sprintf("k%d", i), 1)
+	}
+	waitFor(t, 20*time.Second, "30 deliveries", func() bool { return len(rec.delivered(t)) == 30 })
+	mu.Lock()
+	defer mu.Unlock()
+	// At 20/s with a burst of 1, 30 requests come 50ms apart: 1.45 s.
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < 50*time.Millisecond-time.Microsecond || gap > 50*time.Millisecond+time.Microsecond {
+			t.Errorf("request %d came %v after the one before, want 50ms at rate 20/s", i+1, gap)
+		}
+	}
 }
 
 // TestDeliverOrderingNone: with ordering: none, events of one key go in
@@ -874,37 +874,37 @@ func TestDeliverOrderingNone(t *testing.T) {
 
 // TestDeliverShutdown: stopping the relay finishes the attempt in flight but
 // starts no new ones; the rest go after a restart, each once.
-func TestDeliverShutdown(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		const events = 20
-		s := newSink(t, func(int, *http.Request, []byte) reply {
-			time.Sleep(100 * time.Millisecond)
-			return reply{}
-		})
-		tr := startRelay(t, relayYAML(s.srv.URL, "    concurrency: 1\n"), map[string]string{"plain": plainProvider})
-		for i := range events {
-			tr.mustIngest(fmt.Sprintf("k%d", i), 1)
-		}
-		synctest.Wait() // the first request is in flight: its answer takes 100ms
-		before := len(s.requests())
-		tr.stop()
-		if n := len(s.requests()); n != before+1 {
-			t.Errorf("%d requests by the time the relay stopped, %d when it was told to: want the one in flight finished, and no other", n, before)
-		}
-		tr = tr.restart()
-		waitFor(t, 20*time.Second, "every event delivered after the restart", func() bool { return len(tr.queued("dest")) == 0 })
-		seen := map[string]bool{}
-		for _, h := range s.requests() {
-			id := h.header.Get("X-Hookrelay-Event-Id")
-			if seen[id] {
-				t.Errorf("event %s sent twice", id)
-			}
-			seen[id] = true
-		}
-		if len(seen) != events {
-			t.Errorf("%d events sent, want %d", len(seen), events)
-		}
+func TestDeliverShutdown(t *testing.T) { inBubble(t, testDeliverShutdown) }
+
+func testDeliverShutdown(t *testing.T) {
+	const events = 20
+	s := newSink(t, func(int, *http.Request, []byte) reply {
+		time.Sleep(100 * time.Millisecond)
+		return reply{}
 	})
+	tr := startRelay(t, relayYAML(s.srv.URL, "    concurrency: 1\n"), map[string]string{"plain": plainProvider})
+	for i := range events {
+		tr.mustIngest(fmt.Sprintf("k%d", i), 1)
+	}
+	synctest.Wait() // the first request is in flight: its answer takes 100ms
+	before := len(s.requests())
+	tr.stop()
+	if n := len(s.requests()); n != before+1 {
+		t.Errorf("%d requests by the time the relay stopped, %d when it was told to: want the one in flight finished, and no other", n, before)
+	}
+	tr = tr.restart()
+	waitFor(t, 20*time.Second, "every event delivered after the restart", func() bool { return len(tr.queued("dest")) == 0 })
+	seen := map[string]bool{}
+	for _, h := range s.requests() {
+		id := h.header.Get("X-Hookrelay-Event-Id")
+		if seen[id] {
+			t.Errorf("event %s sent twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != events {
+		t.Errorf("%d events sent, want %d", len(seen), events)
+	}
 }
 
 // TestDestinationConfigErrors: values that would break delivery at run time
@@ -936,33 +936,35 @@ func TestDestinationConfigErrors(t *testing.T) {
 // TestDeliverConcurrencyBoundsRequests: `concurrency` is the bound on
 // requests in flight to a destination, however many workers wait on the spool.
 func TestDeliverConcurrencyBoundsRequests(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		var mu sync.Mutex
-		inflight, peak := 0, 0
-		rec := newRecorder(t, func(int, *http.Request) int {
-			mu.Lock()
-			inflight++
-			peak = max(peak, inflight)
-			mu.Unlock()
-			time.Sleep(30 * time.Millisecond)
-			mu.Lock()
-			inflight--
-			mu.Unlock()
-			return http.StatusOK
-		})
-		tr := startRelay(t, relayYAML(rec.srv.URL, "    concurrency: 2\n"), map[string]string{"plain": plainProvider})
-		for i := range 12 {
-			tr.mustIngest(fmt.Sprintf("k%d", i), 1)
-		}
-		// Two at a time, never fewer: six rounds of 30ms.
-		advance(180 * time.Millisecond)
-		if n := len(rec.delivered(t)); n != 12 {
-			t.Errorf("%d of 12 requests of 30ms delivered in 180ms, want all with 2 always in flight", n)
-		}
+	inBubble(t, testDeliverConcurrencyBoundsRequests)
+}
+
+func testDeliverConcurrencyBoundsRequests(t *testing.T) {
+	var mu sync.Mutex
+	inflight, peak := 0, 0
+	rec := newRecorder(t, func(int, *http.Request) int {
 		mu.Lock()
-		defer mu.Unlock()
-		if peak != 2 {
-			t.Errorf("%d requests in flight at once, want 2 (concurrency)", peak)
-		}
+		inflight++
+		peak = max(peak, inflight)
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+		return http.StatusOK
 	})
+	tr := startRelay(t, relayYAML(rec.srv.URL, "    concurrency: 2\n"), map[string]string{"plain": plainProvider})
+	for i := range 12 {
+		tr.mustIngest(fmt.Sprintf("k%d", i), 1)
+	}
+	// Two at a time, never fewer: six rounds of 30ms.
+	advance(180 * time.Millisecond)
+	if n := len(rec.delivered(t)); n != 12 {
+		t.Errorf("%d of 12 requests of 30ms delivered in 180ms, want all with 2 always in flight", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak != 2 {
+		t.Errorf("%d requests in flight at once, want 2 (concurrency)", peak)
+	}
 }

@@ -168,3 +168,8 @@ func advance(d time.Duration) {
 	time.Sleep(d)
 	synctest.Wait()
 }
+
+// bubbled is inBubble for t.Run: t.Run(name, bubbled(func(t *testing.T) {...})).
+func bubbled(f func(t *testing.T)) func(t *testing.T) {
+	return func(t *testing.T) { inBubble(t, f) }
+}

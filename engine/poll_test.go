@@ -340,65 +340,65 @@ func TestPollKeyAdmin(t *testing.T) {
 // unmappable answer makes no event, and the key recovers. On the bubble's
 // clock, each wait is checked against the schedule: the interval doubled
 // per error (up to 8 times), ±10%.
-func TestPollBackoff(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		f := newFakeResurs(t)
-		tr, rec, _ := pollRelay(t, f)
-		f.set("APP-4", "fail")
-		f.set("APP-5", "garbage")
-		must(t, tr.pollKey("resurs", "APP-4"))
-		must(t, tr.pollKey("resurs", "APP-5"))
-		// In 16 intervals: polls at 0, 2, 6, 14 intervals (±10%).
-		advance(16 * pollInterval)
-		if n := f.requests("APP-4"); n != 4 {
-			t.Errorf("failing key polled %d times in 16 intervals, want 4 (backoff)", n)
+func TestPollBackoff(t *testing.T) { inBubble(t, testPollBackoff) }
+
+func testPollBackoff(t *testing.T) {
+	f := newFakeResurs(t)
+	tr, rec, _ := pollRelay(t, f)
+	f.set("APP-4", "fail")
+	f.set("APP-5", "garbage")
+	must(t, tr.pollKey("resurs", "APP-4"))
+	must(t, tr.pollKey("resurs", "APP-5"))
+	// In 16 intervals: polls at 0, 2, 6, 14 intervals (±10%).
+	advance(16 * pollInterval)
+	if n := f.requests("APP-4"); n != 4 {
+		t.Errorf("failing key polled %d times in 16 intervals, want 4 (backoff)", n)
+	}
+	for i, g := range f.gaps("APP-4") {
+		if want := float64(int(2) << i); g < 0.9*want || g > 1.1*want {
+			t.Errorf("failing key: poll %d came %.3f intervals after the one before, want %v ±10%%", i+2, g, want)
 		}
-		for i, g := range f.gaps("APP-4") {
-			if want := float64(int(2) << i); g < 0.9*want || g > 1.1*want {
-				t.Errorf("failing key: poll %d came %.3f intervals after the one before, want %v ±10%%", i+2, g, want)
-			}
+	}
+	// Unmappable answers are retried every interval, without backoff or event.
+	if n := f.requests("APP-5"); n < 15 || n > 18 {
+		t.Errorf("unmappable key polled %d times in 16 intervals, want 15 to 18 (every interval ±10%%)", n)
+	}
+	for i, g := range f.gaps("APP-5") {
+		if g < 0.9 || g > 1.1 {
+			t.Errorf("unmappable key: poll %d came %.3f intervals after the one before, want 1 ±10%%", i+2, g)
 		}
-		// Unmappable answers are retried every interval, without backoff or event.
-		if n := f.requests("APP-5"); n < 15 || n > 18 {
-			t.Errorf("unmappable key polled %d times in 16 intervals, want 15 to 18 (every interval ±10%%)", n)
-		}
-		for i, g := range f.gaps("APP-5") {
-			if g < 0.9 || g > 1.1 {
-				t.Errorf("unmappable key: poll %d came %.3f intervals after the one before, want 1 ±10%%", i+2, g)
-			}
-		}
-		st := pollState(t, tr, "APP-4")
-		if st.Errors != 4 {
-			t.Errorf("stored errors %d, want 4", st.Errors)
-		}
-		f.set("APP-4", "waiting")
-		waitPolled(t, rec, "APP-4", 1)
-		waitFor(t, 5*time.Second, "errors reset", func() bool { return pollState(t, tr, "APP-4").Errors == 0 })
-		if got := polled(t, rec, "APP-5"); len(got) != 0 {
-			t.Errorf("unmappable answers made %d events", len(got))
-		}
-	})
+	}
+	st := pollState(t, tr, "APP-4")
+	if st.Errors != 4 {
+		t.Errorf("stored errors %d, want 4", st.Errors)
+	}
+	f.set("APP-4", "waiting")
+	waitPolled(t, rec, "APP-4", 1)
+	waitFor(t, 5*time.Second, "errors reset", func() bool { return pollState(t, tr, "APP-4").Errors == 0 })
+	if got := polled(t, rec, "APP-5"); len(got) != 0 {
+		t.Errorf("unmappable answers made %d events", len(got))
+	}
 }
 
 // TestPollSOAP: an answer inside a SOAP envelope, with namespace prefixes,
 // maps like a bare one.
-func TestPollSOAP(t *testing.T) {
-	inBubble(t, func(t *testing.T) {
-		f := newFakeResurs(t)
-		f.soap = true
-		tr, rec, _ := pollRelay(t, f)
-		f.set("APP-6", "paid")
-		must(t, tr.pollKey("resurs", "APP-6"))
-		got := waitPolled(t, rec, "APP-6", 1)
-		if got[0]["type"] != "application.paid_out" {
-			t.Errorf("type %v, want application.paid_out", got[0]["type"])
-		}
-		advance(time.Hour)
-		if n := f.requests("APP-6"); n != 1 {
-			t.Errorf("polled %d times in an hour, want 1 (paid out is final)", n)
-		}
-		f.check(t)
-	})
+func TestPollSOAP(t *testing.T) { inBubble(t, testPollSOAP) }
+
+func testPollSOAP(t *testing.T) {
+	f := newFakeResurs(t)
+	f.soap = true
+	tr, rec, _ := pollRelay(t, f)
+	f.set("APP-6", "paid")
+	must(t, tr.pollKey("resurs", "APP-6"))
+	got := waitPolled(t, rec, "APP-6", 1)
+	if got[0]["type"] != "application.paid_out" {
+		t.Errorf("type %v, want application.paid_out", got[0]["type"])
+	}
+	advance(time.Hour)
+	if n := f.requests("APP-6"); n != 1 {
+		t.Errorf("polled %d times in an hour, want 1 (paid out is final)", n)
+	}
+	f.check(t)
 }
 
 // trackedAll reports whether every key tracked by ingest is stored and
