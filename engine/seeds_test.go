@@ -99,7 +99,7 @@ func seedPost(t *testing.T, tr *testRelay, path, body string, headers map[string
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient(tr.t).Do(req)
 	must(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -496,15 +496,23 @@ func TestSeedResursKeyRotation(t *testing.T) {
 	seedAccept(t, tr, "/in/resurs", first, resursHeaders)
 	fetched := keys.count()
 
-	// Before the new key is published, a token under it is refused.
+	// Before the new key is published, a token under it is refused, also
+	// once the set was fetched again for its kid (min_refresh after the
+	// first fetch).
 	second, _ := resursCallback(t, seedFile(t, "resurs/paid_out.json"), k2, kid2)
-	time.Sleep(20 * time.Millisecond)
-	seedRefuse(t, tr, "resurs", "/in/resurs", second, resursHeaders)
+	waitFor(t, seedWait, "a fetch of the set for the unknown kid", func() bool {
+		seedRefuse(t, tr, "resurs", "/in/resurs", second, resursHeaders)
+		return keys.count() > fetched
+	})
+	refused := keys.count()
 
+	// Once it is published, the next fetch min_refresh allows finds it.
 	keys.publish(t, k2)
-	time.Sleep(20 * time.Millisecond)
-	seedAccept(t, tr, "/in/resurs", second, resursHeaders)
-	if keys.count() <= fetched {
+	waitFor(t, seedWait, "the callback under the new key accepted", func() bool {
+		status, _ := seedPost(t, tr, "/in/resurs", second, resursHeaders)
+		return status == http.StatusOK
+	})
+	if keys.count() <= refused {
 		t.Errorf("the JWKS was not fetched again for the new kid (%d fetches)", keys.count())
 	}
 	// The old key still verifies.
