@@ -22,6 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -54,7 +55,7 @@ func (tr *testRelay) callAuth(method, path, body, authz string) (int, []byte) {
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient(tr.t).Do(req)
 	must(tr.t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -434,7 +435,7 @@ func newDeadLetter(t *testing.T, destExtra string) *deadLetter {
 			return reply{}
 		}
 		if a1Tries.Add(1) == 1 {
-			time.Sleep(500 * time.Millisecond) // past the destination's timeout
+			<-r.Context().Done() // answers only after the relay gave up (timeout)
 			return reply{status: http.StatusGatewayTimeout}
 		}
 		return reply{status: http.StatusBadRequest, body: `{"error":"invalid iban"}`}
@@ -506,7 +507,7 @@ func TestAdminDeadLetter(t *testing.T) {
 		{"dead retry by provider and key", "/admin/dead/retry", `{"provider":"plain","key":"k"}`},
 		{"dead retry of everything", "/admin/dead/retry", `{}`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name, bubbled(func(t *testing.T) {
 			dl := newDeadLetter(t, "")
 			tr := dl.tr
 			inspect(t, dl)
@@ -534,10 +535,10 @@ func TestAdminDeadLetter(t *testing.T) {
 			if n := len(tr.events("status=dead").Items) + len(tr.events("status=held").Items); n != 0 {
 				t.Errorf("%d dead or held events left", n)
 			}
-		})
+		}))
 	}
 
-	t.Run("dead retry matching nothing", func(t *testing.T) {
+	t.Run("dead retry matching nothing", bubbled(func(t *testing.T) {
 		dl := newDeadLetter(t, "")
 		tr := dl.tr
 		inspect(t, dl)
@@ -557,14 +558,14 @@ func TestAdminDeadLetter(t *testing.T) {
 		if got["requeued"] != 0 {
 			t.Errorf("retry of held A2: %v, want requeued 0", got)
 		}
-		time.Sleep(100 * time.Millisecond)
+		advance(time.Hour) // on the bubble's clock: an hour in which nothing moves
 		if n := len(okHits(t, dl.s)); n != 1 {
-			t.Errorf("%d deliveries, want only B1's", n)
+			t.Errorf("%d deliveries in an hour, want only B1's", n)
 		}
 		inspect(t, dl)
-	})
+	}))
 
-	t.Run("skip the dead event", func(t *testing.T) {
+	t.Run("skip the dead event", bubbled(func(t *testing.T) {
 		dl := newDeadLetter(t, "")
 		tr := dl.tr
 		inspect(t, dl)
@@ -590,9 +591,9 @@ func TestAdminDeadLetter(t *testing.T) {
 		mfs := tr.scrape()
 		wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "skipped"}, 1)
 		wantMetric(t, mfs, "hookrelay_dead", map[string]string{"destination": "dest"}, 0)
-	})
+	}))
 
-	t.Run("skip the held event", func(t *testing.T) {
+	t.Run("skip the held event", bubbled(func(t *testing.T) {
 		dl := newDeadLetter(t, "")
 		tr := dl.tr
 		inspect(t, dl)
@@ -609,12 +610,12 @@ func TestAdminDeadLetter(t *testing.T) {
 		}
 		dl.fixed.Store(true)
 		tr.do("POST", "/admin/events/"+dl.a1+"/retry", "", 200, &got)
-		waitFor(t, 5*time.Second, "A1 delivered", func() bool { return len(okHits(t, dl.s)) == 2 })
-		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		advance(time.Hour)
 		if hits := okHits(t, dl.s); len(hits) != 2 || hits[1].id != dl.a1 {
-			t.Errorf("delivered %+v, want B1 and A1 only", hits)
+			t.Errorf("delivered %+v in an hour, want B1 and A1 only", hits)
 		}
-	})
+	}))
 }
 
 func idsOf(es []adminEvent) []string {
@@ -684,7 +685,9 @@ func TestAdminOnExhaustedSkip(t *testing.T) {
 
 // TestAdminPause: a paused destination sends nothing, stays paused across
 // a restart, and delivers its queue in order once resumed.
-func TestAdminPause(t *testing.T) {
+func TestAdminPause(t *testing.T) { inBubble(t, testAdminPause) }
+
+func testAdminPause(t *testing.T) {
 	s := newSink(t, nil)
 	tr := startRelay(t, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
 	var got map[string]any
@@ -696,9 +699,9 @@ func TestAdminPause(t *testing.T) {
 		tr.mustIngest("k", n)
 	}
 	tr.mustIngest("j", 1)
-	time.Sleep(300 * time.Millisecond)
+	advance(time.Hour) // on the bubble's clock: an hour in which nothing may move
 	if n := len(s.requests()); n != 0 {
-		t.Fatalf("%d requests to a paused destination", n)
+		t.Fatalf("%d requests to a paused destination in an hour", n)
 	}
 	if d := tr.dest("dest"); !d.Paused || d.Pending != 4 {
 		t.Errorf("destination %+v, want paused with 4 pending", d)
@@ -708,9 +711,9 @@ func TestAdminPause(t *testing.T) {
 	}
 
 	tr = tr.restart()
-	time.Sleep(200 * time.Millisecond)
+	advance(time.Hour)
 	if n := len(s.requests()); n != 0 {
-		t.Fatalf("%d requests after a restart of a paused destination", n)
+		t.Fatalf("%d requests in an hour after a restart of a paused destination", n)
 	}
 	if d := tr.dest("dest"); !d.Paused || d.Pending != 4 {
 		t.Errorf("destination after restart %+v, want paused with 4 pending", d)
@@ -721,7 +724,10 @@ func TestAdminPause(t *testing.T) {
 	if got["paused"] != false {
 		t.Errorf("resume answered %v", got)
 	}
-	waitFor(t, 5*time.Second, "4 deliveries", func() bool { return len(okHits(t, s)) == 4 })
+	synctest.Wait() // no time passes
+	if n := len(okHits(t, s)); n != 4 {
+		t.Fatalf("%d deliveries once resumed, want the 4 at once", n)
+	}
 	var ks []int
 	for _, h := range okHits(t, s) {
 		if h.key == "k" {
@@ -1132,8 +1138,11 @@ func TestAdminReload(t *testing.T) {
 			}
 		}
 		total := posters * perPoster
-		waitFor(t, 20*time.Second, "every event delivered", func() bool { return len(okHits(t, s)) >= total })
-		time.Sleep(100 * time.Millisecond)
+		// Nothing is ingested after the posters: once the relay holds no
+		// delivery, none can come.
+		waitFor(t, 20*time.Second, "every event delivered and nothing queued", func() bool {
+			return len(okHits(t, s)) >= total && tr.settled()
+		})
 		hits := okHits(t, s)
 		if len(hits) != total {
 			t.Errorf("%d deliveries of %d events", len(hits), total)
@@ -1170,7 +1179,7 @@ func TestAdminReload(t *testing.T) {
 		}
 	})
 
-	t.Run("destinations added and removed", func(t *testing.T) {
+	t.Run("destinations added and removed", bubbled(func(t *testing.T) {
 		s := newSink(t, nil)
 		extra := newSink(t, nil)
 		tr := startRelay(t, adminRelayYAML(s.srv.URL, ""), map[string]string{"plain": plainProvider})
@@ -1204,17 +1213,22 @@ func TestAdminReload(t *testing.T) {
 			t.Errorf("events pending for the removed destination: %+v", p.Items)
 		}
 		tr.mustIngest("k", 4)
-		waitFor(t, 5*time.Second, "delivery after removal", func() bool { return len(okHits(t, s)) == 4 })
-		time.Sleep(100 * time.Millisecond)
-		if n := len(okHits(t, extra)); n != 1 {
-			t.Errorf("%d deliveries to the removed destination", n)
+		synctest.Wait()
+		if n := len(okHits(t, s)); n != 4 {
+			t.Errorf("%d deliveries to dest after the removal, want 4", n)
 		}
-	})
+		advance(time.Hour)
+		if n := len(okHits(t, extra)); n != 1 {
+			t.Errorf("%d deliveries to the removed destination in an hour, want the one before", n)
+		}
+	}))
 }
 
 // TestAdminMetrics: after a known run the Prometheus text parses and counts
 // it; no label value is an event id or key.
-func TestAdminMetrics(t *testing.T) {
+func TestAdminMetrics(t *testing.T) { inBubble(t, testAdminMetrics) }
+
+func testAdminMetrics(t *testing.T) {
 	s := newSink(t, statuses(http.StatusServiceUnavailable))
 	tr := startRelay(t, adminRelayYAML(s.srv.URL, "    retry: {initial: 1ms, max: 5ms}\n"),
 		map[string]string{"plain": plainProvider})
@@ -1255,11 +1269,12 @@ func TestAdminMetrics(t *testing.T) {
 	// While a delivery waits, the queue gauges show it.
 	tr.do("POST", "/admin/destinations/dest/pause", "", 200, nil)
 	tr.mustIngest(keys[1], 2)
-	time.Sleep(20 * time.Millisecond)
+	advance(20 * time.Millisecond)
 	mfs = tr.scrape()
 	wantMetric(t, mfs, "hookrelay_pending", dest, 1)
-	if v, _ := metricValue(mfs, "hookrelay_oldest_pending_seconds", dest); v <= 0 {
-		t.Errorf("hookrelay_oldest_pending_seconds = %v with a delivery waiting", v)
+	// Its age is 20ms, and under a millisecond more: event ids keep milliseconds.
+	if v, _ := metricValue(mfs, "hookrelay_oldest_pending_seconds", dest); v < 0.020 || v >= 0.021 {
+		t.Errorf("hookrelay_oldest_pending_seconds = %v with a delivery waiting 20ms", v)
 	}
 
 	forbidden := append([]string{}, keys...)

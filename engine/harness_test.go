@@ -60,10 +60,13 @@ func openRelay(t *testing.T, dir string) *testRelay {
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
+	if n := netOf(t); n != nil {
+		useNetwork(r, n)
+	}
 	if err := r.Start(); err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	tr := &testRelay{Relay: r, t: t, dir: dir, Ingest: httptest.NewServer(r.IngestHandler()), Admin: httptest.NewServer(r.AdminHandler())}
+	tr := &testRelay{Relay: r, t: t, dir: dir, Ingest: testServer(t, r.IngestHandler()), Admin: testServer(t, r.AdminHandler())}
 	t.Cleanup(tr.stop)
 	return tr
 }
@@ -93,7 +96,7 @@ func (tr *testRelay) post(path, body string, headers map[string]string) *http.Re
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient(tr.t).Do(req)
 	must(tr.t, err)
 	resp.Body.Close()
 	return resp
@@ -108,7 +111,7 @@ func (tr *testRelay) ingestAt(path, body string) error {
 	for k, v := range authPlain {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient(tr.t).Do(req)
 	if err != nil {
 		return err
 	}
@@ -139,7 +142,7 @@ type received struct {
 
 func newRecorder(t *testing.T, respond func(n int, r *http.Request) int) *recorder {
 	rec := &recorder{respond: respond}
-	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rec.srv = testServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rec.mu.Lock()
 		rec.n++
@@ -154,7 +157,6 @@ func newRecorder(t *testing.T, respond func(n int, r *http.Request) int) *record
 		rec.mu.Unlock()
 		w.WriteHeader(status)
 	}))
-	t.Cleanup(rec.srv.Close)
 	return rec
 }
 
@@ -176,6 +178,18 @@ func (rec *recorder) delivered(t *testing.T) []map[string]any {
 		}
 	}
 	return out
+}
+
+// settled reports whether the relay's lanes hold no delivery: every stored
+// delivery is final, so that none can be sent after this unless more is
+// ingested. Ingest queues an event before it answers (the spool's commit
+// hook runs before the commit returns), and a lane counts a delivery until
+// its outcome, after the destination's answer, is stored: once a test's
+// requests were answered, waiting for settled proves that nothing more comes,
+// where a sleep after the last expected delivery only hoped so.
+func (tr *testRelay) settled() bool {
+	pending, _ := tr.Backlog()
+	return pending == 0
 }
 
 // waitFor polls cond every 10ms until it holds or timeout passes.

@@ -523,8 +523,9 @@ func TestHostileCorpus(t *testing.T) {
 			e.probe(t)
 		})
 	}
-	// Everything delivered was a probe or an accepted case, once.
-	time.Sleep(100 * time.Millisecond)
+	// Everything delivered was a probe or an accepted case, once: nothing
+	// is left to come.
+	waitFor(t, 5*time.Second, "nothing queued", e.tr.settled)
 	if got, want := len(e.rec.requests()), e.probes+delivered-1; got != want {
 		for _, r := range e.rec.requests() {
 			t.Logf("delivered: %s", clipBody(string(r.Body)))
@@ -650,7 +651,8 @@ func TestHostileSlowLoris(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	go func() { time.Sleep(8 * time.Second); cancel() }()
+	stop := time.AfterFunc(8*time.Second, cancel) // a slow sender never cut fails, not hangs
+	defer stop.Stop()
 	wg.Wait()
 	close(errs)
 	for e := range errs {
@@ -659,8 +661,7 @@ func TestHostileSlowLoris(t *testing.T) {
 	if cut.Load() != 2*slow {
 		t.Errorf("%d of %d slow senders cut", cut.Load(), 2*slow)
 	}
-	waitFor(t, 5*time.Second, "the good requests delivered", func() bool { return len(rec.requests()) == n })
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the good requests delivered and nothing queued", func() bool { return len(rec.requests()) >= n && tr.settled() })
 	if got := len(rec.requests()); got != n {
 		t.Errorf("%d deliveries, want the %d good ones", got, n)
 	}

@@ -187,8 +187,7 @@ func TestIngestVerifierKinds(t *testing.T) {
 					accepted++
 				}
 			}
-			waitFor(t, 5*time.Second, "deliveries", func() bool { return len(rec.requests()) >= accepted })
-			time.Sleep(50 * time.Millisecond)
+			waitFor(t, 5*time.Second, "deliveries and nothing queued", func() bool { return len(rec.requests()) >= accepted && tr.settled() })
 			if n := len(rec.requests()); n != accepted {
 				t.Errorf("%d deliveries, want %d: a refused request got through", n, accepted)
 			}
@@ -273,8 +272,7 @@ func TestIngestDedup(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 	}
-	waitFor(t, 5*time.Second, "deliveries", func() bool { return len(rec.requests()) >= 3 })
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 5*time.Second, "deliveries and nothing queued", func() bool { return len(rec.requests()) >= 3 && tr.settled() })
 	got := rec.delivered(t)
 	if len(got) != 3 {
 		t.Fatalf("%d deliveries, want 3", len(got))
@@ -290,7 +288,7 @@ func TestIngestDedup(t *testing.T) {
 	// A restart keeps the dedup window.
 	tr = tr.restart()
 	tr.post("/in/plain", `{"id":"same","key":"k","n":5}`, authPlain)
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 5*time.Second, "nothing queued", tr.settled)
 	if n := len(rec.requests()); n != 3 {
 		t.Errorf("a repeat after restart was forwarded (%d deliveries)", n)
 	}
@@ -305,7 +303,7 @@ func TestIngestQuarantine(t *testing.T) {
 			t.Errorf("%s: status %d, want the provider's success answer", body, resp.StatusCode)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 5*time.Second, "nothing queued", tr.settled)
 	if n := len(rec.requests()); n != 0 {
 		t.Errorf("%d deliveries of requests that cannot be mapped", n)
 	}
@@ -337,8 +335,7 @@ func TestIngestShedsOverload(t *testing.T) {
 	if resp := tr.post("/in/plain", `{"id":"s2","key":"k"}`, authPlain); resp.StatusCode != 200 {
 		t.Fatalf("after the place freed: status %d", resp.StatusCode)
 	}
-	waitFor(t, 5*time.Second, "the accepted event", func() bool { return len(rec.requests()) == 1 })
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the accepted event and nothing queued", func() bool { return len(rec.requests()) == 1 && tr.settled() })
 	if got := rec.delivered(t); len(got) != 1 || got[0]["idempotency_id"] != "plain:s2" {
 		t.Errorf("delivered %v; the shed request must not be stored", got)
 	}

@@ -33,6 +33,7 @@ type fakeResurs struct {
 	mu       sync.Mutex
 	status   map[string]string // key -> waiting | signed | paid | in_progress | fail | garbage
 	count    map[string]int
+	times    map[string][]time.Time // when each key was polled
 	problems []string
 }
 
@@ -42,7 +43,7 @@ const (
 )
 
 func newFakeResurs(t *testing.T) *fakeResurs {
-	f := &fakeResurs{status: map[string]string{}, count: map[string]int{}}
+	f := &fakeResurs{status: map[string]string{}, count: map[string]int{}, times: map[string][]time.Time{}}
 	f.url = newLoopbackServer(t, http.HandlerFunc(f.serve)) + "/ws/status"
 	return f
 }
@@ -70,6 +71,7 @@ func (f *fakeResurs) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.problems = append(f.problems, problems...)
 	f.count[key]++
+	f.times[key] = append(f.times[key], time.Now())
 	status := f.status[key]
 	f.mu.Unlock()
 
@@ -116,6 +118,30 @@ func (f *fakeResurs) requests(key string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.count[key]
+}
+
+// gaps returns the time between key's polls, in intervals.
+func (f *fakeResurs) gaps(key string) []float64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []float64
+	for i := 1; i < len(f.times[key]); i++ {
+		out = append(out, float64(f.times[key][i].Sub(f.times[key][i-1]))/float64(pollInterval))
+	}
+	return out
+}
+
+// pollRounds waits until the fake has seen n more polls of a marker key
+// whose answer is unmappable, so that it makes no event and is polled every
+// interval (±10%): n-1 intervals at least passed on the poll loop's own
+// clock, however loaded the machine, in which any key still polled was
+// polled too.
+func pollRounds(t *testing.T, tr *testRelay, f *fakeResurs, n int) {
+	t.Helper()
+	const marker = "APP-MARKER"
+	f.set(marker, "garbage")
+	must(t, tr.pollKey("resurs", marker)) // polled now, then every interval
+	waitRequests(t, f, marker, n)
 }
 
 func (f *fakeResurs) check(t *testing.T) {
@@ -204,7 +230,7 @@ func TestPollResursStatusChanges(t *testing.T) {
 	waitPolled(t, rec, app, 2)
 	must(t, tr.Reload())
 	waitRequests(t, f, app, 2)
-	tr.restart() // the key and its last result survive
+	tr = tr.restart() // the key and its last result survive
 	waitRequests(t, f, app, 3)
 	if n := len(polled(t, rec, app)); n != 2 {
 		t.Fatalf("%d poll events after reload and restart with the same status, want 2", n)
@@ -213,9 +239,9 @@ func TestPollResursStatusChanges(t *testing.T) {
 	f.set(app, "paid")
 	waitPolled(t, rec, app, 3)
 	// Final: no more polls (one may have been in flight).
-	time.Sleep(2 * pollInterval)
+	pollRounds(t, tr, f, 2)
 	settled := f.requests(app)
-	time.Sleep(5 * pollInterval)
+	pollRounds(t, tr, f, 5)
 	if n := f.requests(app); n > settled {
 		t.Errorf("%d polls after the final type, want none", n-settled)
 	}
@@ -303,7 +329,7 @@ func TestPollKeyAdmin(t *testing.T) {
 			t.Errorf("pollKey(%q, %q) = %v, want status %d", c.provider, c.key, err, c.status)
 		}
 	}
-	time.Sleep(5 * pollInterval)
+	pollRounds(t, tr, f, 5)
 	if n := f.requests("APP-3"); n != 0 {
 		t.Errorf("final key polled %d times", n)
 	}
@@ -311,8 +337,12 @@ func TestPollKeyAdmin(t *testing.T) {
 }
 
 // TestPollBackoff: a failing lender is polled less and less often, an
-// unmappable answer makes no event, and the key recovers.
-func TestPollBackoff(t *testing.T) {
+// unmappable answer makes no event, and the key recovers. On the bubble's
+// clock, each wait is checked against the schedule: the interval doubled
+// per error (up to 8 times), ±10%.
+func TestPollBackoff(t *testing.T) { inBubble(t, testPollBackoff) }
+
+func testPollBackoff(t *testing.T) {
 	f := newFakeResurs(t)
 	tr, rec, _ := pollRelay(t, f)
 	f.set("APP-4", "fail")
@@ -320,17 +350,27 @@ func TestPollBackoff(t *testing.T) {
 	must(t, tr.pollKey("resurs", "APP-4"))
 	must(t, tr.pollKey("resurs", "APP-5"))
 	// In 16 intervals: polls at 0, 2, 6, 14 intervals (±10%).
-	time.Sleep(16 * pollInterval)
-	if n := f.requests("APP-4"); n < 3 || n > 5 {
-		t.Errorf("failing key polled %d times in 16 intervals, want 3 to 5 (backoff)", n)
+	advance(16 * pollInterval)
+	if n := f.requests("APP-4"); n != 4 {
+		t.Errorf("failing key polled %d times in 16 intervals, want 4 (backoff)", n)
+	}
+	for i, g := range f.gaps("APP-4") {
+		if want := float64(int(2) << i); g < 0.9*want || g > 1.1*want {
+			t.Errorf("failing key: poll %d came %.3f intervals after the one before, want %v ±10%%", i+2, g, want)
+		}
 	}
 	// Unmappable answers are retried every interval, without backoff or event.
-	if n := f.requests("APP-5"); n < 10 {
-		t.Errorf("unmappable key polled %d times in 16 intervals, want about 16", n)
+	if n := f.requests("APP-5"); n < 15 || n > 18 {
+		t.Errorf("unmappable key polled %d times in 16 intervals, want 15 to 18 (every interval ±10%%)", n)
+	}
+	for i, g := range f.gaps("APP-5") {
+		if g < 0.9 || g > 1.1 {
+			t.Errorf("unmappable key: poll %d came %.3f intervals after the one before, want 1 ±10%%", i+2, g)
+		}
 	}
 	st := pollState(t, tr, "APP-4")
-	if st.Errors < 3 {
-		t.Errorf("stored errors %d, want >= 3", st.Errors)
+	if st.Errors != 4 {
+		t.Errorf("stored errors %d, want 4", st.Errors)
 	}
 	f.set("APP-4", "waiting")
 	waitPolled(t, rec, "APP-4", 1)
@@ -342,7 +382,9 @@ func TestPollBackoff(t *testing.T) {
 
 // TestPollSOAP: an answer inside a SOAP envelope, with namespace prefixes,
 // maps like a bare one.
-func TestPollSOAP(t *testing.T) {
+func TestPollSOAP(t *testing.T) { inBubble(t, testPollSOAP) }
+
+func testPollSOAP(t *testing.T) {
 	f := newFakeResurs(t)
 	f.soap = true
 	tr, rec, _ := pollRelay(t, f)
@@ -352,9 +394,9 @@ func TestPollSOAP(t *testing.T) {
 	if got[0]["type"] != "application.paid_out" {
 		t.Errorf("type %v, want application.paid_out", got[0]["type"])
 	}
-	time.Sleep(3 * pollInterval)
+	advance(time.Hour)
 	if n := f.requests("APP-6"); n != 1 {
-		t.Errorf("polled %d times, want 1 (paid out is final)", n)
+		t.Errorf("polled %d times in an hour, want 1 (paid out is final)", n)
 	}
 	f.check(t)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -26,6 +27,9 @@ type pollers struct {
 	ctx    context.Context // the relay's; nil before startPollers
 	client *retryablehttp.Client
 	loops  map[string]*pollLoop // by provider
+	// transport, when set before Start, carries the polls instead of the
+	// network: tests on a synctest clock poll a fake lender in memory.
+	transport http.RoundTripper
 
 	// Keys tracked by ingest wait here, coalesced, for the tracker.
 	pendMu  sync.Mutex
@@ -94,6 +98,9 @@ func (r *Relay) startPollers(ctx context.Context) {
 	ps.mu.Lock()
 	ps.ctx = ctx
 	ps.client = outbound.NewClient(0)
+	if ps.transport != nil {
+		ps.client.HTTPClient.Transport = ps.transport
+	}
 	ps.loops = map[string]*pollLoop{}
 	r.startLoops()
 	ps.mu.Unlock()

@@ -5,13 +5,16 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 // TestRecoveryCutsBackoffShort: keys that failed through an outage wait out
 // a backoff that has grown to 10 s, but once the destination answers again
-// they are sent at once.
-func TestRecoveryCutsBackoffShort(t *testing.T) {
+// they are sent at once: on the bubble's clock, not a nanosecond later.
+func TestRecoveryCutsBackoffShort(t *testing.T) { inBubble(t, testRecoveryCutsBackoffShort) }
+
+func testRecoveryCutsBackoffShort(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	rec := newRecorder(t, func(int, *http.Request) int {
@@ -27,16 +30,19 @@ func TestRecoveryCutsBackoffShort(t *testing.T) {
 	for k := range keys {
 		sendPlain(t, tr, fmt.Sprintf("e%d", k), fmt.Sprintf("k%d", k), "t")
 	}
-	waitFor(t, 5*time.Second, "three failed attempts per key, each taken in", func() bool {
-		return len(rec.requests()) >= 3*keys && waiting(tr) == keys
-	})
+	advance(1100 * time.Millisecond)
+	if n, w := len(rec.requests()), waiting(tr); n != 3*keys || w != keys {
+		t.Fatalf("after 1.1 s: %d attempts, %d keys waiting; want 3 per key, each taken in", n, w)
+	}
+	advance(time.Second) // the destination is back a second later, 9 s before the next tries
 	down.Store(false)
 	sendPlain(t, tr, "e-up", "k-up", "t")
 
 	// Without the recovery the next attempts would come 10 s later.
-	waitFor(t, 5*time.Second, "every key delivered after the recovery", func() bool {
-		return len(rec.delivered(t)) == keys+1
-	})
+	synctest.Wait() // no time passes
+	if n := len(rec.delivered(t)); n != keys+1 {
+		t.Errorf("%d delivered once the destination answered, want every key (%d) at once", n, keys+1)
+	}
 }
 
 // recoveryRelay starts a relay on plainProvider delivering to rec with the
@@ -77,7 +83,7 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 		{"paced with 429 and Retry-After", http.StatusTooManyRequests, "3600"},
 		{"paced with 503 and Retry-After", http.StatusServiceUnavailable, "3600"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name, bubbled(func(t *testing.T) {
 			var bad atomic.Int64
 			rec := newRecorder(t, func(_ int, r *http.Request) int {
 				if r.Header.Get("X-Hookrelay-Event-Type") == "bad" {
@@ -95,24 +101,44 @@ func TestRecoveryNeedsAnOutage(t *testing.T) {
 			}
 			tr := recoveryRelay(t, rec, "{initial: 30s, max: 1h, jitter: none, max_attempts: 10}")
 
+			start := time.Now()
 			sendPlain(t, tr, "poison", "p", "bad")
 			const good = 8
 			for i := range good {
-				time.Sleep(300 * time.Millisecond) // further apart than outageMin
+				advance(300 * time.Millisecond) // further apart than outageMin
 				sendPlain(t, tr, fmt.Sprintf("g%d", i), fmt.Sprintf("k%d", i), "t")
 			}
-			waitFor(t, 5*time.Second, "the good events delivered", func() bool { return len(rec.delivered(t)) == good })
+			synctest.Wait()
+			if n := len(rec.delivered(t)); n != good {
+				t.Fatalf("%d good events delivered, want %d", n, good)
+			}
 			if n := bad.Load(); n != 1 {
 				t.Errorf("the event was tried %d times in %v, want once (it waits 30 s or more)", n, good*300*time.Millisecond)
 			}
-		})
+			// Its wait stands whole: the second try comes when it is due,
+			// not a nanosecond before.
+			wait := 30 * time.Second
+			if tc.header != "" {
+				wait = time.Hour
+			}
+			advance(wait - time.Since(start) - time.Nanosecond)
+			if n := bad.Load(); n != 1 {
+				t.Errorf("tried %d times before its wait of %v ended, want once", n, wait)
+			}
+			advance(time.Nanosecond)
+			if n := bad.Load(); n != 2 {
+				t.Errorf("tried %d times when its wait of %v ended, want twice", n, wait)
+			}
+		}))
 	}
 }
 
 // TestRecoveryTakesLateAnswers: an attempt sent during the outage whose
 // failure comes back after the recovery goes again at once, as the keys
 // the recovery released do.
-func TestRecoveryTakesLateAnswers(t *testing.T) {
+func TestRecoveryTakesLateAnswers(t *testing.T) { inBubble(t, testRecoveryTakesLateAnswers) }
+
+func testRecoveryTakesLateAnswers(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	arrived, release := make(chan struct{}, 1), make(chan struct{})
@@ -131,21 +157,34 @@ func TestRecoveryTakesLateAnswers(t *testing.T) {
 
 	// Failures from two keys 300 ms apart: an outage.
 	sendPlain(t, tr, "e0", "k0", "t")
-	waitFor(t, 5*time.Second, "k0's failure", func() bool { return len(rec.requests()) == 1 })
-	time.Sleep(300 * time.Millisecond)
+	synctest.Wait()
+	if n := len(rec.requests()); n != 1 {
+		t.Fatalf("%d requests after k0's event, want its one failure", n)
+	}
+	advance(300 * time.Millisecond)
 	sendPlain(t, tr, "e1", "k1", "t")
 	sendPlain(t, tr, "es", "ks", "slow")
-	waitFor(t, 5*time.Second, "k1's failure taken in", func() bool { return len(rec.requests()) == 2 && waiting(tr) == 2 })
+	synctest.Wait()
+	if n, w := len(rec.requests()), waiting(tr); n != 2 || w != 2 {
+		t.Fatalf("%d answered requests, %d keys waiting; want k0's and k1's failures taken in", n, w)
+	}
 	select {
 	case <-arrived:
-	case <-time.After(5 * time.Second):
+	default:
 		t.Fatal("the slow key's attempt never came")
 	}
 
+	advance(100 * time.Millisecond) // the slow attempt started during the outage, before its end
 	down.Store(false)
 	sendPlain(t, tr, "e-up", "k-up", "t")
-	waitFor(t, 5*time.Second, "k0, k1 and k-up delivered", func() bool { return len(rec.delivered(t)) == 3 })
+	synctest.Wait() // no time passes
+	if n := len(rec.delivered(t)); n != 3 {
+		t.Fatalf("%d delivered once the destination answered, want k0, k1 and k-up at once", n)
+	}
 	close(release)
 	// Without it the slow key would wait out its 10 s backoff.
-	waitFor(t, 5*time.Second, "the slow key delivered", func() bool { return len(rec.delivered(t)) == 4 })
+	synctest.Wait()
+	if n := len(rec.delivered(t)); n != 4 {
+		t.Errorf("%d delivered once the slow answer came, want the slow key too, at once", n)
+	}
 }

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -42,12 +41,8 @@ import (
 // seedDir holds the documents' example payloads (see its README.md).
 const seedDir = "testdata/seeds"
 
-// seedWait bounds every wait for deliveries; seedSettle is how long a test
-// watches the destination for deliveries that must not come.
-const (
-	seedWait   = 10 * time.Second
-	seedSettle = 200 * time.Millisecond
-)
+// seedWait bounds every wait for deliveries.
+const seedWait = 10 * time.Second
 
 // seedRelay sets every secret of the shipped providers (shippedEnv, then env
 // on top) and starts a relay on providersDir with one destination, broker, at
@@ -104,7 +99,7 @@ func seedPost(t *testing.T, tr *testRelay, path, body string, headers map[string
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient(tr.t).Do(req)
 	must(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -178,13 +173,15 @@ func seedJSON(t *testing.T, s string) any {
 	return v
 }
 
-// seedExpect waits for exactly len(want) deliveries (watching seedSettle
-// longer for extra ones), checks each envelope and its headers, and returns
-// the envelopes in the order of want. Deliveries and want are matched by raw.
-func seedExpect(t *testing.T, rec *recorder, provider string, want []seedEvent) []map[string]any {
+// seedExpect waits for exactly len(want) deliveries (until tr holds no
+// delivery, after which no extra one can come), checks each envelope and its
+// headers, and returns the envelopes in the order of want. Deliveries and
+// want are matched by raw.
+func seedExpect(t *testing.T, tr *testRelay, rec *recorder, provider string, want []seedEvent) []map[string]any {
 	t.Helper()
-	waitFor(t, seedWait, fmt.Sprintf("%d deliveries", len(want)), func() bool { return len(rec.requests()) >= len(want) })
-	time.Sleep(seedSettle)
+	waitFor(t, seedWait, fmt.Sprintf("%d deliveries and nothing queued", len(want)), func() bool {
+		return len(rec.requests()) >= len(want) && tr.settled()
+	})
 	got := rec.requests()
 	if len(got) != len(want) {
 		for _, r := range got {
@@ -352,8 +349,7 @@ func (s *jwksServer) count() int {
 // newLoopbackServer is an httptest server on 127.0.0.1 that stops with the
 // test; it returns the base URL.
 func newLoopbackServer(t *testing.T, h http.Handler) string {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := testServer(t, h)
 	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("test server at %s, want 127.0.0.1", srv.URL)
 	}
@@ -474,7 +470,7 @@ func TestSeedResurs(t *testing.T) {
 	seedRefuse(t, tr, "resurs", "/in/resurs", string(payloads["signed.json"]), resursHeaders)
 	seedRefuse(t, tr, "resurs", "/in/resurs", seedFile(t, "resurs/signed.json"), resursHeaders)
 
-	seedExpect(t, rec, "resurs", want)
+	seedExpect(t, tr, rec, "resurs", want)
 }
 
 // TestSeedResursKeyRotation publishes a new key with a new kid after the
@@ -500,22 +496,30 @@ func TestSeedResursKeyRotation(t *testing.T) {
 	seedAccept(t, tr, "/in/resurs", first, resursHeaders)
 	fetched := keys.count()
 
-	// Before the new key is published, a token under it is refused.
+	// Before the new key is published, a token under it is refused, also
+	// once the set was fetched again for its kid (min_refresh after the
+	// first fetch).
 	second, _ := resursCallback(t, seedFile(t, "resurs/paid_out.json"), k2, kid2)
-	time.Sleep(20 * time.Millisecond)
-	seedRefuse(t, tr, "resurs", "/in/resurs", second, resursHeaders)
+	waitFor(t, seedWait, "a fetch of the set for the unknown kid", func() bool {
+		seedRefuse(t, tr, "resurs", "/in/resurs", second, resursHeaders)
+		return keys.count() > fetched
+	})
+	refused := keys.count()
 
+	// Once it is published, the next fetch min_refresh allows finds it.
 	keys.publish(t, k2)
-	time.Sleep(20 * time.Millisecond)
-	seedAccept(t, tr, "/in/resurs", second, resursHeaders)
-	if keys.count() <= fetched {
+	waitFor(t, seedWait, "the callback under the new key accepted", func() bool {
+		status, _ := seedPost(t, tr, "/in/resurs", second, resursHeaders)
+		return status == http.StatusOK
+	})
+	if keys.count() <= refused {
 		t.Errorf("the JWKS was not fetched again for the new kid (%d fetches)", keys.count())
 	}
 	// The old key still verifies.
 	third, _ := resursCallback(t, seedFile(t, "resurs/waiting_for_addition.json"), k1, kid1)
 	seedAccept(t, tr, "/in/resurs", third, resursHeaders)
 
-	seedExpect(t, rec, "resurs", []seedEvent{
+	seedExpect(t, tr, rec, "resurs", []seedEvent{
 		{typ: "application.signed", key: "ABC-123", idem: sha256IdemRE("resurs"), raw: first,
 			data: seedData(t, resursDataNames, `{"application_reference":"ABC-123","event_type":"SIGNED"}`)},
 		{typ: "application.paid_out", key: "ABC-123", idem: sha256IdemRE("resurs"), raw: second,
@@ -588,7 +592,7 @@ func TestSeedKompar(t *testing.T) {
 	unknown := komparBody(t, komparKey, `{"application_id":"KMP-2024-000124"}`)
 	seedAccept(t, tr, "/in/kompar/other", unknown, komparHeaders)
 
-	seedExpect(t, rec, "kompar", []seedEvent{
+	seedExpect(t, tr, rec, "kompar", []seedEvent{
 		{typ: "application.submitted", key: "KMP-2024-000123", idem: sha256IdemRE("kompar"), raw: application,
 			data: seedData(t, komparDataNames, application)},
 		{typ: "application.decision", key: "KMP-2024-000123", idem: sha256IdemRE("kompar"), raw: decision,
@@ -686,7 +690,7 @@ func TestSeedAvida(t *testing.T) {
 	} {
 		seedRefuse(t, tr, "avida", "/in/avida/approved", strings.Replace(example, `"string"`, `"refused"`, 1), h)
 	}
-	seedExpect(t, rec, "avida", want)
+	seedExpect(t, tr, rec, "avida", want)
 }
 
 // TestSeedAvidaAuth runs the other three ways Avida authenticates (four
@@ -750,7 +754,7 @@ func TestSeedAvidaAuth(t *testing.T) {
 				seedRefuse(t, tr, "avida", "/in/avida/approved"+c.noKey, refused, ct)
 			}
 			seedRefuse(t, tr, "avida", "/in/avida/approved", refused, ct) // no credential
-			seedExpect(t, rec, "avida", []seedEvent{{typ: "application.approved", key: "string",
+			seedExpect(t, tr, rec, "avida", []seedEvent{{typ: "application.approved", key: "string",
 				idem: sha256IdemRE("avida"), raw: example, occurred: "2024-10-24T17:21:35.531Z",
 				data: seedData(t, avidaDataNames, avidaData)}})
 		})
@@ -820,7 +824,7 @@ func TestSeedNordiska(t *testing.T) {
 	delete(h, "X-Card-Onboarding-Signature")
 	seedRefuse(t, tr, "nordiska", "/in/nordiska", body, h)
 
-	seedExpect(t, rec, "nordiska", want)
+	seedExpect(t, tr, rec, "nordiska", want)
 	// One onboarding id: delivered in the order sent.
 	var order []string
 	for _, ev := range rec.delivered(t) {
@@ -863,7 +867,7 @@ func TestSeedNordiskaSequence(t *testing.T) {
 		want = append(want, seedEvent{typ: types[seq], key: onboarding, sequence: float64(seq), raw: bodies[seq],
 			idem: regexp.MustCompile(`^nordiska:evt-` + strconv.Itoa(seq) + `$`), occurred: stamps[seq], data: data})
 	}
-	seedExpect(t, rec, "nordiska", want)
+	seedExpect(t, tr, rec, "nordiska", want)
 	if got := deliveredSeqs(t, rec, onboarding); fmt.Sprint(got) != "[1 2 3 4]" {
 		t.Errorf("delivered sequences %v, want [1 2 3 4]", got)
 	}
@@ -889,7 +893,7 @@ func TestSeedStripe(t *testing.T) {
 	seedRefuse(t, tr, "stripe", "/in/stripe", body, map[string]string{"Stripe-Signature": stale.Header})
 
 	obj := `{"id":"in_1PqRsT2eZvKYlo2C","object":"invoice","customer":"cus_QH5x0a1b2c3d","amount_paid":4200,"currency":"sek"}`
-	seedExpect(t, rec, "stripe", []seedEvent{{typ: "invoice.paid", key: "cus_QH5x0a1b2c3d",
+	seedExpect(t, tr, rec, "stripe", []seedEvent{{typ: "invoice.paid", key: "cus_QH5x0a1b2c3d",
 		idem: regexp.MustCompile(`^stripe:evt_1PqRsT2eZvKYlo2C0a1b2c3d$`), raw: body, occurred: "2023-11-14T22:13:20Z",
 		data: seedJSON(t, `{"object_id":"in_1PqRsT2eZvKYlo2C","livemode":false,"object":`+obj+`}`).(map[string]any)}})
 }
@@ -913,7 +917,7 @@ func TestSeedGitHub(t *testing.T) {
 	seedRefuse(t, tr, "github", "/in/github", body, forged)
 	seedRefuse(t, tr, "github", "/in/github", body, map[string]string{"X-GitHub-Event": "issues"})
 
-	seedExpect(t, rec, "github", []seedEvent{{typ: "issues.opened", key: "octocat/Hello-World",
+	seedExpect(t, tr, rec, "github", []seedEvent{{typ: "issues.opened", key: "octocat/Hello-World",
 		idem: sha256IdemRE("github"), raw: body,
 		data: seedJSON(t, `{"action":"opened","repository":"octocat/Hello-World","sender":"octocat"}`).(map[string]any)}})
 }
@@ -956,7 +960,7 @@ func TestSeedStandardWebhooks(t *testing.T) {
 	otherID := map[string]string{"webhook-id": "msg_other", "webhook-timestamp": ts, "webhook-signature": standardSign(t, secret, id, ts, body)}
 	seedRefuse(t, tr, "standard-webhooks", "/in/standard", body, otherID)
 
-	seedExpect(t, rec, "standard-webhooks", []seedEvent{{typ: "invoice.paid", key: "inv_123",
+	seedExpect(t, tr, rec, "standard-webhooks", []seedEvent{{typ: "invoice.paid", key: "inv_123",
 		idem: regexp.MustCompile(`^standard-webhooks:` + id + `$`), raw: body, occurred: "2024-01-15T10:35:00Z",
 		data: seedJSON(t, `{"payload":{"id":"inv_123","amount":100}}`).(map[string]any)}})
 }

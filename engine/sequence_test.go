@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -53,21 +54,30 @@ func TestSequenceOrder(t *testing.T) {
 	}
 }
 
-func TestSequenceGapWaitsThenGoes(t *testing.T) {
+// TestSequenceGapWaitsThenGoes runs on the bubble's clock: 3 waits for the
+// missing 2 exactly its reorder window, not a nanosecond less, and a gap
+// that fills in time costs no wait at all once it fills.
+func TestSequenceGapWaitsThenGoes(t *testing.T) { inBubble(t, testSequenceGapWaitsThenGoes) }
+
+func testSequenceGapWaitsThenGoes(t *testing.T) {
+	const window = 400 * time.Millisecond
 	rec := newRecorder(t, nil)
-	tr := startRelay(t, relayYAML(rec.srv.URL, ""), map[string]string{"plain": seqProvider("400ms")})
+	tr := startRelay(t, relayYAML(rec.srv.URL, ""), map[string]string{"plain": seqProvider(window.String())})
 	tr.post("/in/plain", seqBody("k", 1), authPlain)
-	waitFor(t, 5*time.Second, "1 delivered", func() bool { return len(rec.delivered(t)) == 1 })
+	synctest.Wait()
+	if n := len(rec.delivered(t)); n != 1 {
+		t.Fatalf("%d deliveries of 1, want 1 at once", n)
+	}
 
 	start := time.Now()
 	tr.post("/in/plain", seqBody("k", 3), authPlain) // 2 is missing
-	time.Sleep(150 * time.Millisecond)
+	advance(window - time.Nanosecond)
 	if n := len(rec.delivered(t)); n != 1 {
-		t.Fatalf("3 went before its reorder window passed (%d deliveries)", n)
+		t.Fatalf("3 went %v after it came, before its reorder window passed (%d deliveries)", time.Since(start), n)
 	}
-	waitFor(t, 5*time.Second, "3 delivered after the window", func() bool { return len(rec.delivered(t)) == 2 })
-	if waited := time.Since(start); waited < 350*time.Millisecond {
-		t.Errorf("3 waited %v, want about the 400ms window", waited)
+	advance(time.Nanosecond)
+	if n := len(rec.delivered(t)); n != 2 {
+		t.Fatalf("%d deliveries when 3's window of %v passed, want 2", n, window)
 	}
 	if gaps := testutil.ToFloat64(tr.m.gaps.WithLabelValues("dest")); gaps != 1 {
 		t.Errorf("gap counter %v, want 1", gaps)
@@ -75,11 +85,14 @@ func TestSequenceGapWaitsThenGoes(t *testing.T) {
 
 	// A gap that fills within the window costs no wait beyond the fill.
 	tr.post("/in/plain", seqBody("k", 5), authPlain)
-	time.Sleep(50 * time.Millisecond)
+	advance(50 * time.Millisecond)
+	if n := len(rec.delivered(t)); n != 2 {
+		t.Fatalf("5 went before 4 or its window (%d deliveries)", n)
+	}
 	tr.post("/in/plain", seqBody("k", 4), authPlain)
-	waitFor(t, 5*time.Second, "4 and 5", func() bool { return len(rec.delivered(t)) == 4 })
+	synctest.Wait() // no time passes
 	if got := deliveredSeqs(t, rec, "k"); fmt.Sprint(got) != "[1 3 4 5]" {
-		t.Errorf("delivered %v", got)
+		t.Errorf("delivered %v once 4 came, want [1 3 4 5] at once", got)
 	}
 	if gaps := testutil.ToFloat64(tr.m.gaps.WithLabelValues("dest")); gaps != 1 {
 		t.Errorf("gap counter %v, want still 1", gaps)
