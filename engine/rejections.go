@@ -37,8 +37,9 @@ func newRejectionLog(size int) *rejectionLog { return &rejectionLog{ring: make([
 
 func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	sum := sha256.Sum256(req.Body)
+	// The log is for people to read: the reason is masked as it is kept.
 	rj := Rejection{
-		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: reason,
+		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: p.maskRefused(reason, req.Body, req.Header),
 		Headers: maskHeaders(req.Header, credentialsOf(p)), BodySHA256: hex.EncodeToString(sum[:]), RemoteAddr: req.RemoteAddr,
 	}
 	l.mu.Lock()
@@ -76,6 +77,10 @@ func credentialsOf(p *Provider) credentialNames {
 	c := credentialNames{headers: map[string]bool{}, query: map[string]bool{}}
 	if p == nil {
 		return c
+	}
+	// A header the provider declares sensitive is masked like a credential.
+	for _, h := range p.sensitive.HeaderNames() {
+		c.headers[http.CanonicalHeaderKey(h)] = true
 	}
 	for _, v := range p.verifiers {
 		if cr, ok := v.(verifiers.CredentialReader); ok {

@@ -228,7 +228,7 @@ func (r *api) listEvents(req *http.Request) (any, error) {
 		if status != "" && st != status {
 			return true
 		}
-		items = append(items, eventView(ev, st))
+		items = append(items, r.eventView(ev, st))
 		return len(items) < n
 	})
 	if err != nil {
@@ -249,10 +249,12 @@ func slicesContainsDest(ds []*spool.Delivery, dest string) bool {
 	return false
 }
 
-// eventView is the canonical event with its status.
-func eventView(ev *spool.Event, status string) map[string]any {
+// eventView is the canonical event with its status, its provider's
+// sensitive values masked (SPEC 11).
+func (r *api) eventView(ev *spool.Event, status string) map[string]any {
 	m := map[string]any{}
 	_ = json.Unmarshal(ev.Envelope, &m)
+	r.relay.MaskEvent(ev.Provider, m)
 	m["status"] = status
 	return m
 }
@@ -282,7 +284,7 @@ func (r *api) showEvent(req *http.Request) (any, error) {
 			"next_attempt_at": d.NextAt, "attempts_before_retry": d.AttemptsBefore,
 		})
 	}
-	return map[string]any{"event": eventView(ev, r.eventStatus(ev, ds)), "deliveries": out}, nil
+	return map[string]any{"event": r.eventView(ev, r.eventStatus(ev, ds)), "deliveries": out}, nil
 }
 
 // attemptView is one attempt as SPEC 6 shows it: every field, even when empty.
@@ -448,7 +450,7 @@ func (r *api) quarantineItems(provider, cursor string, n int) (any, error) {
 func (r *api) quarantineView(q *spool.Quarantined) map[string]any {
 	sum := sha256.Sum256(q.Body)
 	return map[string]any{
-		"id": q.ID, "provider": q.Provider, "reason": q.Reason, "received_at": q.ReceivedAt, "status": "quarantined",
+		"id": q.ID, "provider": q.Provider, "reason": r.relay.MaskReason(q), "received_at": q.ReceivedAt, "status": "quarantined",
 		"method": q.Method, "path": q.Path, "headers": r.relay.MaskHeaders(q.Provider, q.Header), "body_sha256": hex.EncodeToString(sum[:]),
 		"body_bytes": len(q.Body),
 	}

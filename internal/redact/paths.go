@@ -100,6 +100,20 @@ func compilePath(s string) ([]step, error) {
 // Empty reports whether p names nothing.
 func (p *Paths) Empty() bool { return p == nil || len(p.paths) == 0 }
 
+// HeaderNames are the headers p names, as written.
+func (p *Paths) HeaderNames() []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	for _, steps := range p.paths {
+		if steps[0].name == "headers" {
+			out = append(out, steps[1].name)
+		}
+	}
+	return out
+}
+
 // Values returns the sensitive values of one request: the leaves found at
 // p's paths in body (decoded JSON, may be nil) and header (first value of
 // each, matched without regard to case).
@@ -209,8 +223,8 @@ func number(v any) string {
 const minValue = 3
 
 // MaskValues replaces, in v (decoded JSON, changed in place), every string
-// that equals or contains a value of vals, and every number equal to one,
-// with Mask, and returns v.
+// that equals or contains a value of vals, and every number equal to one
+// (of minValue digits or more), with Mask, and returns v.
 func MaskValues(v any, vals []string) any {
 	if len(vals) == 0 {
 		return v
@@ -232,9 +246,10 @@ func MaskValues(v any, vals []string) any {
 		}
 	case bool, nil:
 	default:
+		// A short number (a 0, a 12) equals too many innocent fields.
 		text := number(c)
 		for _, s := range vals {
-			if text == s {
+			if text == s && len(s) >= minValue {
 				return Mask
 			}
 		}
