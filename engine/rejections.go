@@ -49,6 +49,21 @@ func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	l.full = l.full || l.next == 0
 }
 
+// purge drops the rejections received before cutoff (SPEC 11 retention)
+// and returns how many.
+func (l *rejectionLog) purge(cutoff time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for i := range l.ring {
+		if !l.ring[i].At.IsZero() && l.ring[i].At.Before(cutoff) {
+			l.ring[i] = Rejection{}
+			n++
+		}
+	}
+	return n
+}
+
 // list returns up to limit rejections of provider ("" for all), newest first.
 func (l *rejectionLog) list(provider string, limit int) []Rejection {
 	l.mu.Lock()
@@ -60,6 +75,9 @@ func (l *rejectionLog) list(provider string, limit int) []Rejection {
 	out := []Rejection{}
 	for i := 1; i <= n && len(out) < limit; i++ {
 		rj := l.ring[(l.next-i+len(l.ring))%len(l.ring)]
+		if rj.At.IsZero() {
+			continue // purged
+		}
 		if provider == "" || rj.Provider == provider {
 			out = append(out, rj)
 		}
