@@ -69,7 +69,6 @@ func (b *Bolt) PurgeDead(ctx context.Context, cutoff time.Time) (Erased, error) 
 						}
 						continue
 					}
-					n.Events++
 					if err := eraseEvent(tx, d.provider, d.id, d.idem, &n); err != nil {
 						return nil, err
 					}
