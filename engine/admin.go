@@ -100,8 +100,8 @@ func (a adminRelay) MaskHeaders(provider string, h map[string][]string) map[stri
 	return maskHeaders(h, credentialsOf(a.r.Config().Provider(provider)))
 }
 
-func (a adminRelay) MaskEvent(provider string, ev map[string]any) {
-	a.r.Config().Provider(provider).MaskEnvelope(ev)
+func (a adminRelay) MaskEvent(provider string, ev map[string]any) []string {
+	return a.r.Config().Provider(provider).MaskEnvelope(ev)
 }
 
 func (a adminRelay) MaskReason(q *spool.Quarantined) string {

@@ -59,10 +59,10 @@ func (p *Provider) plaintext(body []byte, header map[string][]string) []byte {
 
 // MaskEnvelope masks a canonical event as decoded from its envelope (SPEC
 // 4.2), in place: `raw` by the sensitive body paths, `raw` and `data` by the
-// values found there. Ids, key, type and times stay.
-func (p *Provider) MaskEnvelope(ev map[string]any) {
+// values found there, which it returns. Ids, key, type and times stay.
+func (p *Provider) MaskEnvelope(ev map[string]any) []string {
 	if p == nil || p.sensitive.Empty() || ev == nil {
-		return
+		return nil
 	}
 	vals := p.sensitive.Values(ev["raw"], nil)
 	if raw, ok := ev["raw"]; ok {
@@ -71,6 +71,7 @@ func (p *Provider) MaskEnvelope(ev map[string]any) {
 	if data, ok := ev["data"]; ok {
 		ev["data"] = redact.MaskValues(data, vals)
 	}
+	return vals
 }
 
 // MaskText masks, in free text about one request (a quarantine reason, a

@@ -3,12 +3,14 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -42,11 +44,26 @@ func TestSensitiveMaskedWherePeopleRead(t *testing.T) {
 	}
 	t.Setenv("HOOKRELAY_TEST_DATA_KEY", newDataKey(t))
 	rec := newRecorder(t, nil)
+	// The broker first fails, echoing the event in its answer (kept as the
+	// attempt's response), then takes it.
+	var echoed sync.Once
+	broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first := false
+		echoed.Do(func() { first = true })
+		if first {
+			b, _ := io.ReadAll(r.Body)
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write(b)
+			return
+		}
+		rec.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(broker.Close)
 	dir := t.TempDir()
 	writeConfig(t, dir, "spool: { path: ./data/spool.db }\n"+
 		"providers_dir: "+strconv.Quote(mustAbs(t, "../providers.d"))+"\n"+
 		"privacy: { key: env:HOOKRELAY_TEST_DATA_KEY }\n"+
-		"destinations:\n  broker:\n    url: "+strconv.Quote(rec.srv.URL+"/lender-events")+"\n", nil)
+		"destinations:\n  broker:\n    url: "+strconv.Quote(broker.URL+"/lender-events")+"\n    retry: { schedule: [1ms] }\n", nil)
 	logs := &syncBuffer{}
 	tr := openRelayLogging(t, dir, logs)
 
@@ -86,6 +103,9 @@ func TestSensitiveMaskedWherePeopleRead(t *testing.T) {
 	var rawDetail json.RawMessage
 	adminDo(t, tr, http.MethodGet, "/admin/events/"+id, &rawDetail)
 	must(t, json.Unmarshal(rawDetail, &detail))
+	if !strings.Contains(string(rawDetail), `"status":500`) || !strings.Contains(string(rawDetail), `\"ssn\":\"***\"`) {
+		t.Errorf("event detail: want the failed attempt with its echoed response masked: %s", rawDetail)
+	}
 	raw, data := detail.Event.Raw, detail.Event.Data
 	for _, f := range []string{"ssn", "name", "company_id", "company_name", "company_revenue", "company_last_year_revenue", "company_description", "description_of_property"} {
 		if raw[f] != "***" {

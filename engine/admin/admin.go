@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/internal/httpjson"
 	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
 // adminFunc is an admin handler: it returns a value to render as JSON, or an error.
@@ -252,11 +253,17 @@ func slicesContainsDest(ds []*spool.Delivery, dest string) bool {
 // eventView is the canonical event with its status, its provider's
 // sensitive values masked (SPEC 11).
 func (r *api) eventView(ev *spool.Event, status string) map[string]any {
+	m, _ := r.maskedEvent(ev, status)
+	return m
+}
+
+// maskedEvent is eventView and the sensitive values it masked.
+func (r *api) maskedEvent(ev *spool.Event, status string) (map[string]any, []string) {
 	m := map[string]any{}
 	_ = json.Unmarshal(ev.Envelope, &m)
-	r.relay.MaskEvent(ev.Provider, m)
+	vals := r.relay.MaskEvent(ev.Provider, m)
 	m["status"] = status
-	return m
+	return m, vals
 }
 
 // eventStatus sums up an event's deliveries: dead over held over pending;
@@ -277,14 +284,15 @@ func (r *api) showEvent(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	view, vals := r.maskedEvent(ev, r.eventStatus(ev, ds))
 	out := []map[string]any{}
 	for _, d := range ds {
 		out = append(out, map[string]any{
-			"destination": d.Destination, "status": r.relay.DeliveryStatus(ev, d), "attempts": attemptViews(d.Attempts),
+			"destination": d.Destination, "status": r.relay.DeliveryStatus(ev, d), "attempts": attemptViews(d.Attempts, vals),
 			"next_attempt_at": d.NextAt, "attempts_before_retry": d.AttemptsBefore,
 		})
 	}
-	return map[string]any{"event": r.eventView(ev, r.eventStatus(ev, ds)), "deliveries": out}, nil
+	return map[string]any{"event": view, "deliveries": out}, nil
 }
 
 // attemptView is one attempt as SPEC 6 shows it: every field, even when empty.
@@ -296,10 +304,13 @@ type attemptView struct {
 	Response   string    `json:"response"`
 }
 
-func attemptViews(as []spool.Attempt) []attemptView {
+// attemptViews shows attempts with the event's sensitive values masked: a
+// destination may echo the event in its answer.
+func attemptViews(as []spool.Attempt, sensitive []string) []attemptView {
 	out := make([]attemptView, len(as))
 	for i, a := range as {
-		out[i] = attemptView{At: a.At, Status: a.Status, Error: a.Error, DurationMS: a.DurationMS, Response: a.Response}
+		out[i] = attemptView{At: a.At, Status: a.Status, Error: redact.MaskText(a.Error, sensitive), DurationMS: a.DurationMS,
+			Response: redact.MaskText(a.Response, sensitive)}
 	}
 	return out
 }
