@@ -100,6 +100,14 @@ func (a adminRelay) MaskHeaders(provider string, h map[string][]string) map[stri
 	return maskHeaders(h, credentialsOf(a.r.Config().Provider(provider)))
 }
 
+func (a adminRelay) MaskEvent(provider string, ev map[string]any) []string {
+	return a.r.Config().Provider(provider).MaskEnvelope(ev)
+}
+
+func (a adminRelay) MaskReason(q *spool.Quarantined) string {
+	return a.r.Config().Provider(q.Provider).MaskText(q.Reason, q.Body, q.Header)
+}
+
 func (a adminRelay) Rejections(provider string, n int) any { return a.r.rejections.list(provider, n) }
 
 // Requeue keeps the key's order: the delivery keeps its place in the spool.

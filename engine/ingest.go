@@ -165,7 +165,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 // records the rejection.
 func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, err error) string {
 	r.rejections.add(p, vr, err.Error())
-	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
+	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", p.maskRefused(err.Error(), vr.Body, vr.Header))
 	if errors.Is(err, verifiers.ErrUnavailable) {
 		// Not the sender's fault: ask it to come back rather than count a
 		// failure. Why the keys cannot be had (the JWKS fetch's error) is
@@ -219,7 +219,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
 		return "error"
 	}
-	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", q.Reason)
+	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskText(q.Reason, v.body, vr.Header))
 	respond(w, p)
 	return "quarantined"
 }

@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -33,6 +34,7 @@ type Provider struct {
 	fetchers   []verifiers.KeyFetcher // the verifiers whose keys come over the network
 	decrypt    *transforms.Decrypter  // nil: the body is not encrypted
 	require    []*transforms.Program
+	sensitive  *redact.Paths // what is masked where people read (SPEC 11)
 	mapping    *transforms.Mapping
 	routes     []route
 	dedup      time.Duration
@@ -187,6 +189,7 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 		p.decrypt = d
 	}
 
+	p.sensitive = compileSensitive(pc.Sensitive, doc, errs)
 	for i, src := range pc.Require {
 		at := fmt.Sprintf("require[%d]", i)
 		prog, err := transforms.CompileBool(src)

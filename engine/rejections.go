@@ -37,8 +37,9 @@ func newRejectionLog(size int) *rejectionLog { return &rejectionLog{ring: make([
 
 func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	sum := sha256.Sum256(req.Body)
+	// The log is for people to read: the reason is masked as it is kept.
 	rj := Rejection{
-		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: reason,
+		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: p.maskRefused(reason, req.Body, req.Header),
 		Headers: maskHeaders(req.Header, credentialsOf(p)), BodySHA256: hex.EncodeToString(sum[:]), RemoteAddr: req.RemoteAddr,
 	}
 	l.mu.Lock()
@@ -46,6 +47,21 @@ func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	l.ring[l.next] = rj
 	l.next = (l.next + 1) % len(l.ring)
 	l.full = l.full || l.next == 0
+}
+
+// purge drops the rejections received before cutoff (SPEC 11 retention)
+// and returns how many.
+func (l *rejectionLog) purge(cutoff time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for i := range l.ring {
+		if !l.ring[i].At.IsZero() && l.ring[i].At.Before(cutoff) {
+			l.ring[i] = Rejection{}
+			n++
+		}
+	}
+	return n
 }
 
 // list returns up to limit rejections of provider ("" for all), newest first.
@@ -59,6 +75,9 @@ func (l *rejectionLog) list(provider string, limit int) []Rejection {
 	out := []Rejection{}
 	for i := 1; i <= n && len(out) < limit; i++ {
 		rj := l.ring[(l.next-i+len(l.ring))%len(l.ring)]
+		if rj.At.IsZero() {
+			continue // purged
+		}
 		if provider == "" || rj.Provider == provider {
 			out = append(out, rj)
 		}
@@ -76,6 +95,10 @@ func credentialsOf(p *Provider) credentialNames {
 	c := credentialNames{headers: map[string]bool{}, query: map[string]bool{}}
 	if p == nil {
 		return c
+	}
+	// A header the provider declares sensitive is masked like a credential.
+	for _, h := range p.sensitive.HeaderNames() {
+		c.headers[http.CanonicalHeaderKey(h)] = true
 	}
 	for _, v := range p.verifiers {
 		if cr, ok := v.(verifiers.CredentialReader); ok {

@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/hookrelay/hookrelay/engine/spool"
@@ -38,6 +40,7 @@ type Relay struct {
 	dispatch      *dispatcher
 	m             *metrics
 	rejections    *rejectionLog
+	purged        *prometheus.CounterVec // hookrelay_purged_total{kind}
 	ingestMux     atomic.Pointer[http.Handler]
 	ready         atomic.Bool
 	reloadMu      sync.Mutex     // one reload at a time
@@ -56,6 +59,8 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	r := &Relay{log: log, rejections: newRejectionLog(1000)}
 	r.cfg.Store(cfg)
 	r.m = newMetrics(r)
+	r.purged = newPurgedTotal()
+	r.m.reg.MustRegister(r.purged)
 	opts := spool.Options{Committed: func(refs []spool.Ref) {
 		r.dispatch.committed(refs)
 	}, Warn: log.Warn}
@@ -227,21 +232,12 @@ func (r *Relay) IngestHandler() http.Handler {
 	})
 }
 
-// purgeLoop deletes delivered events older than the retention, hourly.
+// purgeLoop purges every kind of record past its retention, hourly.
 func (r *Relay) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		cfg := r.Config()
-		keep := cfg.Spool.Retention
-		for _, p := range cfg.Providers {
-			keep = max(keep, p.dedup) // dedup entries must outlive their window
-		}
-		if n, err := r.spool.Purge(time.Now().Add(-keep)); err != nil {
-			r.log.Error("purge failed", "error", err)
-		} else if n > 0 {
-			r.log.Info("purged delivered events", "count", n)
-		}
+		r.purge(time.Now())
 		select {
 		case <-ctx.Done():
 			return

@@ -41,6 +41,7 @@ func try(config string, explicit bool, provider, file string, verify bool, stdou
 		return 1
 	}
 	t := p.Try(context.Background(), req, body, time.Now(), verify)
+	t = p.MaskTrial(t, body, req.Header) // people read this: sensitive values as *** (SPEC 11)
 	out, _ := json.MarshalIndent(t, "", "  ")
 	fmt.Fprintln(stdout, string(out))
 	if t.Outcome != "accepted" {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/internal/httpjson"
 	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
 // adminFunc is an admin handler: it returns a value to render as JSON, or an error.
@@ -228,7 +229,7 @@ func (r *api) listEvents(req *http.Request) (any, error) {
 		if status != "" && st != status {
 			return true
 		}
-		items = append(items, eventView(ev, st))
+		items = append(items, r.eventView(ev, st))
 		return len(items) < n
 	})
 	if err != nil {
@@ -249,12 +250,20 @@ func slicesContainsDest(ds []*spool.Delivery, dest string) bool {
 	return false
 }
 
-// eventView is the canonical event with its status.
-func eventView(ev *spool.Event, status string) map[string]any {
+// eventView is the canonical event with its status, its provider's
+// sensitive values masked (SPEC 11).
+func (r *api) eventView(ev *spool.Event, status string) map[string]any {
+	m, _ := r.maskedEvent(ev, status)
+	return m
+}
+
+// maskedEvent is eventView and the sensitive values it masked.
+func (r *api) maskedEvent(ev *spool.Event, status string) (map[string]any, []string) {
 	m := map[string]any{}
 	_ = json.Unmarshal(ev.Envelope, &m)
+	vals := r.relay.MaskEvent(ev.Provider, m)
 	m["status"] = status
-	return m
+	return m, vals
 }
 
 // eventStatus sums up an event's deliveries: dead over held over pending;
@@ -275,14 +284,15 @@ func (r *api) showEvent(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	view, vals := r.maskedEvent(ev, r.eventStatus(ev, ds))
 	out := []map[string]any{}
 	for _, d := range ds {
 		out = append(out, map[string]any{
-			"destination": d.Destination, "status": r.relay.DeliveryStatus(ev, d), "attempts": attemptViews(d.Attempts),
+			"destination": d.Destination, "status": r.relay.DeliveryStatus(ev, d), "attempts": attemptViews(d.Attempts, vals),
 			"next_attempt_at": d.NextAt, "attempts_before_retry": d.AttemptsBefore,
 		})
 	}
-	return map[string]any{"event": eventView(ev, r.eventStatus(ev, ds)), "deliveries": out}, nil
+	return map[string]any{"event": view, "deliveries": out}, nil
 }
 
 // attemptView is one attempt as SPEC 6 shows it: every field, even when empty.
@@ -294,10 +304,13 @@ type attemptView struct {
 	Response   string    `json:"response"`
 }
 
-func attemptViews(as []spool.Attempt) []attemptView {
+// attemptViews shows attempts with the event's sensitive values masked: a
+// destination may echo the event in its answer.
+func attemptViews(as []spool.Attempt, sensitive []string) []attemptView {
 	out := make([]attemptView, len(as))
 	for i, a := range as {
-		out[i] = attemptView{At: a.At, Status: a.Status, Error: a.Error, DurationMS: a.DurationMS, Response: a.Response}
+		out[i] = attemptView{At: a.At, Status: a.Status, Error: redact.MaskText(a.Error, sensitive), DurationMS: a.DurationMS,
+			Response: redact.MaskText(a.Response, sensitive)}
 	}
 	return out
 }
@@ -448,7 +461,7 @@ func (r *api) quarantineItems(provider, cursor string, n int) (any, error) {
 func (r *api) quarantineView(q *spool.Quarantined) map[string]any {
 	sum := sha256.Sum256(q.Body)
 	return map[string]any{
-		"id": q.ID, "provider": q.Provider, "reason": q.Reason, "received_at": q.ReceivedAt, "status": "quarantined",
+		"id": q.ID, "provider": q.Provider, "reason": r.relay.MaskReason(q), "received_at": q.ReceivedAt, "status": "quarantined",
 		"method": q.Method, "path": q.Path, "headers": r.relay.MaskHeaders(q.Provider, q.Header), "body_sha256": hex.EncodeToString(sum[:]),
 		"body_bytes": len(q.Body),
 	}

@@ -97,6 +97,53 @@ type Privacy struct {
 	// Keystore is the file of wrapped data keys, relative to the config
 	// file's directory; "" means keys.db beside the spool.
 	Keystore string `koanf:"keystore"`
+	// Retention is how long each kind of record is kept; see Config.Retention.
+	Retention Retention `koanf:"retention"`
+}
+
+// Retention is how long each kind of record is kept before the purge
+// deletes it (SPEC 11); 0 in privacy.retention means its default.
+type Retention struct {
+	// Delivered events (all deliveries delivered or skipped); default spool.retention.
+	Delivered time.Duration `koanf:"delivered"`
+	// Dead events (a delivery dead, none pending); default 720h.
+	Dead time.Duration `koanf:"dead"`
+	// Quarantined requests; default 720h.
+	Quarantined time.Duration `koanf:"quarantined"`
+	// Rejections in the rejection log (in memory); default 72h.
+	Rejections time.Duration `koanf:"rejections"`
+}
+
+// Default retentions of privacy.retention (SPEC 11).
+const (
+	DefaultDeadRetention        = 720 * time.Hour
+	DefaultQuarantinedRetention = 720 * time.Hour
+	DefaultRejectionsRetention  = 72 * time.Hour
+)
+
+// Retention is the retention in force per kind. Delivered is
+// privacy.retention.delivered, else spool.retention. The other kinds are
+// purged only with a privacy: block (their defaults then apply): without
+// it dead events and quarantined requests wait for the operator, as they
+// always did, and Dead, Quarantined and Rejections are 0 (kept).
+func (c *Config) Retention() Retention {
+	r := Retention{Delivered: c.Spool.Retention}
+	if c.Privacy == nil {
+		return r
+	}
+	p := c.Privacy.Retention
+	pick := func(v, def time.Duration) time.Duration {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	return Retention{
+		Delivered:   pick(p.Delivered, c.Spool.Retention),
+		Dead:        pick(p.Dead, DefaultDeadRetention),
+		Quarantined: pick(p.Quarantined, DefaultQuarantinedRetention),
+		Rejections:  pick(p.Rejections, DefaultRejectionsRetention),
+	}
 }
 
 // AsWritten is relay.yaml as written, with HOOKRELAY_ overrides and defaults
@@ -280,6 +327,12 @@ func (c *Config) validate(doc *Doc, errs *Errors) {
 		for i, k := range c.Privacy.PreviousKeys {
 			if k == "" {
 				errs.Add(doc, fmt.Sprintf("privacy.previous_keys[%d]", i), "privacy.previous_keys[%d]: empty", i)
+			}
+		}
+		for name, d := range map[string]time.Duration{"delivered": c.Privacy.Retention.Delivered, "dead": c.Privacy.Retention.Dead,
+			"quarantined": c.Privacy.Retention.Quarantined, "rejections": c.Privacy.Retention.Rejections} {
+			if d < 0 {
+				errs.Add(doc, "privacy.retention."+name, "privacy.retention.%s: must be positive", name)
 			}
 		}
 		if c.Privacy.Keystore != "" && c.Privacy.Keystore == c.Spool.Path {

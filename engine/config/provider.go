@@ -26,9 +26,13 @@ type ProviderConfig struct {
 	// is verified and decrypted; one that is false or fails refuses it like a
 	// failed verification (401 "requirement N failed", N from 0). They bind
 	// the body to what was signed when a lender signs a claims set.
-	Require []string             `koanf:"require"`
-	Event   transforms.EventSpec `koanf:"event"`
-	Routes  []RouteConfig        `koanf:"routes"`
+	Require []string `koanf:"require"`
+	// Sensitive are the paths (body.ssn, body.guarantors[*].ssn,
+	// headers.authorization) whose values are masked in logs, admin
+	// responses, rejections, quarantine reasons and try/test output (SPEC 11).
+	Sensitive []string             `koanf:"sensitive"`
+	Event     transforms.EventSpec `koanf:"event"`
+	Routes    []RouteConfig        `koanf:"routes"`
 	// ReorderWindow is how long an event ahead of a sequence gap waits; 0 means
 	// DefaultReorderWindow.
 	ReorderWindow time.Duration `koanf:"reorder_window"`

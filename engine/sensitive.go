@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/internal/redact"
+	"github.com/hookrelay/hookrelay/transforms"
+)
+
+// Masking (SPEC 11) happens where people read, never where the relay keeps
+// or sends: the spool holds the real values (sealed when privacy is on) and
+// destinations receive them. Every output point asks the provider for one
+// request's sensitive values (redact.Paths.Values) and masks with them, by
+// the one rule redact.Paths documents.
+
+// compileSensitive compiles a provider's `sensitive:` list; a bad path is a
+// configuration error at its line.
+func compileSensitive(list []string, doc *config.Doc, errs *config.Errors) *redact.Paths {
+	for i, s := range list {
+		if _, err := redact.CompilePaths([]string{s}); err != nil {
+			at := fmt.Sprintf("sensitive[%d]", i)
+			errs.Add(doc, at, "%s: %v", at, err)
+		}
+	}
+	p, err := redact.CompilePaths(list)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// sensitiveValues are the values at p's sensitive paths in one request:
+// body is the plaintext (the decrypted document), header the request's.
+func (p *Provider) sensitiveValues(body []byte, header map[string][]string) []string {
+	if p == nil || p.sensitive.Empty() {
+		return nil
+	}
+	var doc any
+	_ = json.Unmarshal(body, &doc)
+	return p.sensitive.Values(doc, header)
+}
+
+// plaintext is what the provider's sensitive paths refer to: the body, or
+// for an encrypted one its decrypted document (the body itself when it
+// cannot be decrypted: then nothing in it was read).
+func (p *Provider) plaintext(body []byte, header map[string][]string) []byte {
+	if p == nil || p.decrypt == nil {
+		return body
+	}
+	env := &transforms.Env{Headers: firstValues(header, true)}
+	parse(body, env)
+	if pt, err := p.decrypt.Decrypt(env); err == nil {
+		return pt
+	}
+	return body
+}
+
+// MaskEnvelope masks a canonical event as decoded from its envelope (SPEC
+// 4.2), in place: `raw` by the sensitive body paths, `raw` and `data` by the
+// values found there, which it returns. Ids, key, type and times stay.
+func (p *Provider) MaskEnvelope(ev map[string]any) []string {
+	if p == nil || p.sensitive.Empty() || ev == nil {
+		return nil
+	}
+	vals := p.sensitive.Values(ev["raw"], nil)
+	if raw, ok := ev["raw"]; ok {
+		ev["raw"] = redact.MaskValues(p.sensitive.MaskBody(raw), vals)
+	}
+	if data, ok := ev["data"]; ok {
+		ev["data"] = redact.MaskValues(data, vals)
+	}
+	return vals
+}
+
+// MaskText masks, in free text about one request (a quarantine reason, a
+// case's failure), the sensitive values of that request; body is as
+// received and is decrypted to find them.
+func (p *Provider) MaskText(text string, body []byte, header map[string][]string) string {
+	if p == nil || p.sensitive.Empty() {
+		return text
+	}
+	return redact.MaskText(text, p.sensitiveValues(p.plaintext(body, header), header))
+}
+
+// maskRefused is MaskText for a refused request: its body is not decrypted
+// (it was not verified), so only a plain body's and the headers' values are
+// found; a refusal's reason does not quote a decrypted document.
+func (p *Provider) maskRefused(text string, body []byte, header map[string][]string) string {
+	if p == nil || p.sensitive.Empty() {
+		return text
+	}
+	return redact.MaskText(text, p.sensitiveValues(body, header))
+}
+
+// MaskTrial returns t as `try` and `test` print it: its event masked, its
+// reason without the request's sensitive values. body and header are the
+// request's as sent.
+func (p *Provider) MaskTrial(t *Trial, body []byte, header map[string][]string) *Trial {
+	if p == nil || p.sensitive.Empty() || t == nil {
+		return t
+	}
+	out := *t
+	if t.Event != nil {
+		b, _ := json.Marshal(t.Event)
+		out.Event = nil
+		_ = json.Unmarshal(b, &out.Event) // a copy: the caller may compare the real one
+		p.MaskEnvelope(out.Event)
+	}
+	out.Reason = p.MaskText(t.Reason, body, header)
+	return &out
+}
+
+// maskFailures masks a case's failures, which quote what the trial got (and
+// the case wants), by the request's sensitive values: `test` output is read
+// by people and kept by CI.
+func (p *Provider) maskFailures(failures []string, t *Trial, body []byte, header map[string][]string) []string {
+	if p == nil || p.sensitive.Empty() || len(failures) == 0 {
+		return failures
+	}
+	vals := p.sensitiveValues(p.plaintext(body, header), header)
+	if t != nil && t.Event != nil {
+		vals = append(vals, p.sensitive.Values(t.Event["raw"], nil)...)
+	}
+	out := make([]string, len(failures))
+	for i, f := range failures {
+		out[i] = redact.MaskText(f, vals)
+	}
+	return out
+}

@@ -1,0 +1,150 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Retention per kind of record (SPEC 11): Purge handles delivered events;
+// these handle dead events and quarantined requests. Each scans in short
+// read transactions and deletes through the writer, as EraseKey does.
+
+// PurgeDead deletes events received before cutoff that have a dead delivery
+// and no pending one, with their deliveries (leaving their queues) and
+// dedup entries. The answer's Events counts them; Dropped names the dead
+// deliveries, for the dispatcher to release their keys.
+func (b *Bolt) PurgeDead(ctx context.Context, cutoff time.Time) (Erased, error) {
+	var out Erased
+	type doomed struct {
+		id             []byte
+		provider, idem string
+	}
+	var after []byte
+	for {
+		var found []doomed
+		visited, done := 0, false
+		err := b.view(func(tx *bolt.Tx) error {
+			deliveries := tx.Bucket(bucketDeliveries)
+			c := tx.Bucket(bucketEvents).Cursor()
+			for k, v := past(c, after); ; k, v = c.Next() {
+				if k == nil || !ulid.Time(ulid.ULID(k).Time()).Before(cutoff) {
+					done = true
+					return nil
+				}
+				if visited == eraseChunk {
+					return nil
+				}
+				visited++
+				after = append(after[:0], k...)
+				dead, err := deadOnly(deliveries, k)
+				if err != nil || !dead {
+					return err
+				}
+				m, _, err := decodeEventMeta(v)
+				if err != nil {
+					return fmt.Errorf("spool: purge: event %s: %w", ulid.ULID(k), err)
+				}
+				if m.ReceivedAt.Before(cutoff) {
+					found = append(found, doomed{bytes.Clone(k), m.Provider, m.IdempotencyID})
+				}
+			}
+		})
+		if err != nil {
+			return out, err
+		}
+		if len(found) > 0 {
+			var n Erased
+			err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+				n = Erased{}
+				for _, d := range found {
+					// Still only dead: an operator may have retried it meanwhile.
+					if dead, err := deadOnly(tx.Bucket(bucketDeliveries), d.id); err != nil || !dead {
+						if err != nil {
+							return nil, err
+						}
+						continue
+					}
+					if err := eraseEvent(tx, d.provider, d.id, d.idem, &n); err != nil {
+						return nil, err
+					}
+				}
+				return nil, nil
+			})
+			if err != nil {
+				return out, err
+			}
+			out.Events += n.Events
+			out.Deliveries += n.Deliveries
+			out.Pending += n.Pending
+			out.Dropped = append(out.Dropped, n.Dropped...)
+			out.Dedup += n.Dedup
+		}
+		if done {
+			break
+		}
+	}
+	b.releaseMapped()
+	return out, nil
+}
+
+// deadOnly reports whether event id has a dead delivery and every other one
+// is final.
+func deadOnly(deliveries *bolt.Bucket, id []byte) (bool, error) {
+	dead := false
+	c := deliveries.Cursor()
+	for k, v := c.Seek(id); k != nil && bytes.HasPrefix(k, id); k, v = c.Next() {
+		st, err := deliveryStatus(v)
+		if err != nil {
+			return false, fmt.Errorf("spool: decode delivery of %s: %w", ulid.ULID(id), err)
+		}
+		switch {
+		case st == Dead:
+			dead = true
+		case !st.Final():
+			return false, nil
+		}
+	}
+	return dead, nil
+}
+
+// PurgeQuarantined deletes quarantined requests received before cutoff (by
+// their id's time, which is when they were received) and returns how many.
+func (b *Bolt) PurgeQuarantined(ctx context.Context, cutoff time.Time) (int, error) {
+	total := 0
+	for {
+		var found [][]byte
+		err := b.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketQuarantine).Cursor()
+			for k, _ := c.First(); k != nil && len(found) < eraseChunk; k, _ = c.Next() {
+				if len(k) != 16 || !ulid.Time(ulid.ULID(k).Time()).Before(cutoff) {
+					break // ids are ULIDs: in time order
+				}
+				found = append(found, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil || len(found) == 0 {
+			return total, err
+		}
+		err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+			for _, k := range found {
+				if err := tx.Bucket(bucketQuarantine).Delete(k); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(found)
+		if len(found) < eraseChunk {
+			return total, nil
+		}
+	}
+}
