@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ func CompilePaths(list []string) (*Paths, error) {
 	for _, s := range list {
 		steps, err := compilePath(s)
 		if err != nil {
-			return nil, fmt.Errorf("sensitive path %q: %v", s, err)
+			return nil, fmt.Errorf("sensitive path %q: %w", s, err)
 		}
 		p.paths = append(p.paths, steps)
 	}
@@ -45,8 +46,8 @@ func compilePath(s string) ([]step, error) {
 	var steps []step
 	rest := s
 	for rest != "" {
-		switch {
-		case rest[0] == '[':
+		switch rest[0] {
+		case '[':
 			end := strings.IndexByte(rest, ']')
 			if end < 0 {
 				return nil, fmt.Errorf("unclosed [")
@@ -61,7 +62,7 @@ func compilePath(s string) ([]step, error) {
 				st.index = n
 			}
 			if len(steps) == 0 {
-				return nil, fmt.Errorf("must start with body. or headers.")
+				return nil, errors.New("must start with body.NAME or headers.NAME")
 			}
 			steps = append(steps, st)
 			rest = rest[end+1:]
@@ -83,13 +84,13 @@ func compilePath(s string) ([]step, error) {
 			if strings.HasPrefix(rest, ".") {
 				rest = rest[1:]
 				if rest == "" {
-					return nil, fmt.Errorf("ends with .")
+					return nil, errors.New("ends with a dot")
 				}
 			}
 		}
 	}
 	if len(steps) < 2 || steps[0].array || (steps[0].name != "body" && steps[0].name != "headers") {
-		return nil, fmt.Errorf("must start with body. or headers.")
+		return nil, errors.New("must start with body.NAME or headers.NAME")
 	}
 	if steps[0].name == "headers" && (len(steps) != 2 || steps[1].array) {
 		return nil, fmt.Errorf("headers.NAME names one header")
