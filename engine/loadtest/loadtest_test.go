@@ -114,7 +114,8 @@ func measureClosed(t *testing.T, mk sourceFn, warmN int, spare float64, dur time
 // TestBenchReport runs (g), (h), (b), (c) and (d) one after the other, each
 // for HOOKRELAY_BENCH_SECONDS after a one-second warm-up, and prints their
 // figures and their ratios to (h) and (g) as a Markdown table, then the
-// targets met and missed.
+// targets met and missed, and privacy's cost: (bp) and (b0p), which are (b)
+// and (b0) with privacy on, divided by their plain rows.
 func TestBenchReport(t *testing.T) {
 	dur := benchReport(t)
 	rounds := envInt(t, "HOOKRELAY_BENCH_ROUNDS", 1)
