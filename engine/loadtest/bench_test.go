@@ -9,6 +9,8 @@ package loadtest
 //	                               fsync), answer; deliveries run alongside (b)
 //	BenchmarkIngestHMACNoDelivery  the same with the destination rate-limited to
 //	                               (almost) nothing, so ingest has the machine to itself
+//	BenchmarkIngestHMACPrivacy     (b) with privacy: on (records sealed at rest)
+//	BenchmarkIngestHMACPrivacyNoDelivery  the same, ingest alone
 //	BenchmarkIngestJWS             as (b), verified as providers.d/resurs.yaml does: an
 //	                               RS256 JWS in body.jwsData, keys from a loopback JWKS,
 //	                               payload must-match (c)
@@ -365,6 +367,25 @@ func countingDest(tb testing.TB) (*httptest.Server, *destCounter) {
 // so no line per request (to stderr with -v).
 func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]string) (*engine.Relay, *httptest.Server) {
 	tb.Helper()
+	return benchRelayYAML(tb, relayYAML(destURL, destExtra), providers)
+}
+
+// benchPrivacyEnv holds the master key of benchRelayPrivacy's relays.
+const benchPrivacyEnv = "HOOKRELAY_BENCH_DATA_KEY"
+
+// benchRelayPrivacy is benchRelay with a privacy: block (README, Privacy):
+// every record the spool writes is sealed under its event key's data key,
+// with the keystore beside the spool. The master key is fixed (32 bytes,
+// base64), as only the cost is measured.
+func benchRelayPrivacy(tb testing.TB, destURL, destExtra string, providers map[string]string) (*engine.Relay, *httptest.Server) {
+	tb.Helper()
+	tb.Setenv(benchPrivacyEnv, "YmVuY2gtbWFzdGVyLWtleS0zMi1ieXRlcy1sb25nISE=")
+	return benchRelayYAML(tb, relayYAML(destURL, destExtra)+"privacy:\n  key: env:"+benchPrivacyEnv+"\n", providers)
+}
+
+// benchRelayYAML is benchRelay with the whole relay.yaml given.
+func benchRelayYAML(tb testing.TB, relay string, providers map[string]string) (*engine.Relay, *httptest.Server) {
+	tb.Helper()
 	if providers == nil {
 		providers = map[string]string{"example": benchkit.Provider}
 	}
@@ -372,7 +393,7 @@ func benchRelay(tb testing.TB, destURL, destExtra string, providers map[string]s
 	if err := os.MkdirAll(filepath.Join(dir, "providers.d"), 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(relayYAML(destURL, destExtra)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(relay), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	for name, yaml := range providers {
@@ -431,6 +452,43 @@ func BenchmarkIngestHMACNoDelivery(b *testing.B) {
 	dest, _ := countingDest(b)
 	_, srv := benchRelay(b, dest.URL, noDelivery, nil)
 	drive(b, hmacSource(srv.URL+"/in/example", 0, b.N))
+}
+
+// BenchmarkIngestHMACPrivacy is BenchmarkIngestHMAC with privacy on: the
+// event, its deliveries and their attempts are sealed (AES-256-GCM) under a
+// data key per event key before they reach the spool, and opened to deliver.
+func BenchmarkIngestHMACPrivacy(b *testing.B) {
+	dest, delivered := countingDest(b)
+	r, srv := benchRelayPrivacy(b, dest.URL, "", nil)
+	primeDataKeys(b, srv.URL+"/in/example")
+	waitDelivered(b, r, time.Minute)
+	src := hmacSource(srv.URL+"/in/example", 0, b.N)
+	before := delivered.n.Load()
+	lr := drive(b, src)
+	b.ReportMetric(float64(delivered.n.Load()-before)/lr.elapsed.Seconds(), "deliv/s")
+}
+
+// BenchmarkIngestHMACPrivacyNoDelivery is BenchmarkIngestHMACNoDelivery with
+// privacy on.
+func BenchmarkIngestHMACPrivacyNoDelivery(b *testing.B) {
+	dest, _ := countingDest(b)
+	_, srv := benchRelayPrivacy(b, dest.URL, noDelivery, nil)
+	primeDataKeys(b, srv.URL+"/in/example")
+	drive(b, hmacSource(srv.URL+"/in/example", 0, b.N))
+}
+
+// primeDataKeys sends one event of each of benchkit's 1024 event keys
+// before the clock starts, so that the first event of every key, which
+// draws the key's data key and stores it with an fsync, is not timed: a
+// once-per-key cost that a run of b.N events would otherwise spread over
+// them (the report's warm-up does the same).
+func primeDataKeys(b *testing.B, url string) {
+	b.Helper()
+	const keys, from = 1024, 1 << 30 // ids apart from the timed run's
+	lr := closedLoop(hmacSource(url, from, keys), keys, 0, nil)
+	if lr.failed > 0 {
+		b.Fatalf("priming data keys: %d of %d requests failed; first: %s", lr.failed, keys, lr.firstErr)
+	}
 }
 
 // noDelivery is benchRelay's destExtra for a destination that takes one

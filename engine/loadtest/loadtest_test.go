@@ -114,14 +114,15 @@ func measureClosed(t *testing.T, mk sourceFn, warmN int, spare float64, dur time
 // TestBenchReport runs (g), (h), (b), (c) and (d) one after the other, each
 // for HOOKRELAY_BENCH_SECONDS after a one-second warm-up, and prints their
 // figures and their ratios to (h) and (g) as a Markdown table, then the
-// targets met and missed.
+// targets met and missed, and privacy's cost: (bp) and (b0p), which are (b)
+// and (b0) with privacy on, divided by their plain rows.
 func TestBenchReport(t *testing.T) {
 	dur := benchReport(t)
 	rounds := envInt(t, "HOOKRELAY_BENCH_ROUNDS", 1)
 	var all [][]reportRow
 	for round := range rounds {
 		fmt.Printf("\nRound %d of %d\n", round+1, rounds)
-		rows := benchRound(t, dur)
+		rows := benchRound(t, dur, round)
 		printReport(rows)
 		all = append(all, rows)
 	}
@@ -130,9 +131,10 @@ func TestBenchReport(t *testing.T) {
 	}
 }
 
-// benchRound measures (g), (h), (b), (b0), (c), (c0) and (d) once, each on
-// servers and relays of its own.
-func benchRound(t *testing.T, dur time.Duration) []reportRow {
+// benchRound measures (g), (h), (b), (bp), (b0), (b0p), (c), (c0) and (d)
+// once, each on servers and relays of its own; round decides which of each
+// privacy pair goes first.
+func benchRound(t *testing.T, dur time.Duration, round int) []reportRow {
 	hmac := func(url string) sourceFn {
 		return func(from, to int) *loadSource { return hmacSource(url, from, to-from) }
 	}
@@ -147,18 +149,38 @@ func benchRound(t *testing.T, dur time.Duration) []reportRow {
 	rows = append(rows, rowOf("h", "(g) + group-committed fsynced bbolt put",
 		measureClosed(t, hmac(hURL), 30000, 2, dur, nil)))
 
-	// (b) HMAC ingest, deliveries alongside.
+	// (b) HMAC ingest, deliveries alongside; (b0) the same ingest alone: the
+	// destination takes one request per 1000 s, so deliveries take no CPU
+	// (as behind a paused destination). (bp) and (b0p) are the same with
+	// privacy on, each measured next to its plain row, first in one round
+	// and second in the next, so that drift in the machine's other load
+	// falls on both sides of privacyRatios alike.
 	dest, _ := countingDest(t)
-	rb, srv := benchRelay(t, dest.URL, "", nil)
 	drain := func(r *engine.Relay) func() { return func() { waitDelivered(t, r, 5*time.Minute) } }
-	rows = append(rows, rowOf("b", "ingest, HMAC (deliveries alongside)",
-		measureClosed(t, hmac(srv.URL+"/in/example"), 30000, 2, dur, drain(rb))))
-
-	// (b0) the same ingest alone: the destination takes one request per
-	// 1000 s, so deliveries take no CPU (as behind a paused destination).
-	_, srv0 := benchRelay(t, dest.URL, noDelivery, nil)
-	rows = append(rows, rowOf("b0", "ingest, HMAC (ingest alone)",
-		measureClosed(t, hmac(srv0.URL+"/in/example"), 30000, 2, dur, nil)))
+	type hmacRow struct {
+		id, what string
+		start    func(testing.TB, string, string, map[string]string) (*engine.Relay, *httptest.Server)
+		extra    string
+		drain    bool
+	}
+	for _, pair := range [][2]hmacRow{
+		{{"b", "ingest, HMAC (deliveries alongside)", benchRelay, "", true},
+			{"bp", "ingest, HMAC, privacy on (deliveries alongside)", benchRelayPrivacy, "", true}},
+		{{"b0", "ingest, HMAC (ingest alone)", benchRelay, noDelivery, false},
+			{"b0p", "ingest, HMAC, privacy on (ingest alone)", benchRelayPrivacy, noDelivery, false}},
+	} {
+		if round%2 == 1 {
+			pair[0], pair[1] = pair[1], pair[0]
+		}
+		for _, hr := range pair {
+			r, srv := hr.start(t, dest.URL, hr.extra, nil)
+			var settle func()
+			if hr.drain {
+				settle = drain(r)
+			}
+			rows = append(rows, rowOf(hr.id, hr.what, measureClosed(t, hmac(srv.URL+"/in/example"), 30000, 2, dur, settle)))
+		}
+	}
 
 	// (c) JWS ingest: RS256 against a loopback JWKS, payload must-match;
 	// (c0) alone, as (b0).
@@ -248,6 +270,20 @@ func printMedians(all [][]reportRow) {
 		cm, clo, chi := median(by[id].cpu)
 		fmt.Printf("| %s | %.2f | %.2f-%.2f | %.2f | %.2f-%.2f |\n", id, m, lo, hi, cm, clo, chi)
 	}
+	fmt.Printf("\nPrivacy's cost: median over the rounds of each round's privacy row ÷ its plain row\n\n")
+	fmt.Println("| | req/s: median | range | CPU per request: median | range |")
+	fmt.Println("|---|--:|--:|--:|--:|")
+	for _, pp := range privacyPairs {
+		var rate, cpu []float64
+		for _, rows := range all {
+			if r, c, ok := privacyRatio(rows, pp); ok {
+				rate, cpu = append(rate, r), append(cpu, c)
+			}
+		}
+		m, lo, hi := median(rate)
+		cm, clo, chi := median(cpu)
+		fmt.Printf("| %s ÷ %s | %.3f | %.3f-%.3f | %.3f | %.3f-%.3f |\n", pp[1], pp[0], m, lo, hi, cm, clo, chi)
+	}
 	fmt.Println()
 	for _, tg := range reportTargets {
 		m, _, _ := median(by[tg.id].rate)
@@ -259,11 +295,35 @@ func printMedians(all [][]reportRow) {
 	}
 }
 
+// privacyPairs are the report's rows without and with privacy: on.
+var privacyPairs = [][2]string{{"b", "bp"}, {"b0", "b0p"}}
+
+// privacyRatio is, in one round's rows, the privacy row's throughput ÷ the
+// plain row's, and its CPU per request ÷ the plain row's.
+func privacyRatio(rows []reportRow, pair [2]string) (rate, cpu float64, ok bool) {
+	var plain, priv reportRow
+	for _, r := range rows {
+		switch r.id {
+		case pair[0]:
+			plain = r
+		case pair[1]:
+			priv = r
+		}
+	}
+	if plain.rate == 0 || priv.rate == 0 {
+		return 0, 0, false
+	}
+	if plain.cpu > 0 {
+		cpu = priv.cpu / plain.cpu
+	}
+	return priv.rate / plain.rate, cpu, true
+}
+
 // reportTargets are the throughput targets, as shares of (h).
 var reportTargets = []struct {
 	id   string
 	want float64
-}{{"b", 0.70}, {"b0", 0.70}, {"c", 0.40}, {"c0", 0.40}, {"d", 0.40}}
+}{{"b", 0.70}, {"bp", 0.70}, {"b0", 0.70}, {"b0p", 0.70}, {"c", 0.40}, {"c0", 0.40}, {"d", 0.40}}
 
 // printReport writes the table and the targets to stdout.
 func printReport(rows []reportRow) {
@@ -286,6 +346,12 @@ func printReport(rows []reportRow) {
 	for _, r := range rows {
 		if r.note != "" {
 			fmt.Fprintf(&b, "(%s) %s\n", r.id, r.note)
+		}
+	}
+	b.WriteString("\nPrivacy's cost (privacy row ÷ plain row, this round):\n")
+	for _, pp := range privacyPairs {
+		if rate, cpu, ok := privacyRatio(rows, pp); ok {
+			fmt.Fprintf(&b, "  (%s) ÷ (%s): req/s %.3f, CPU per request %.3f\n", pp[1], pp[0], rate, cpu)
 		}
 	}
 	b.WriteString("\nTargets (throughput as a share of (h); in brackets, the share (h)'s CPU per request implies):\n")
