@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/internal/httpjson"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -77,34 +78,34 @@ func (r *Relay) ingest(p *Provider) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		outcome := r.ingestOne(w, req, p, allow, start)
-		r.m.ingested(p.Name, outcome, time.Since(start))
+		r.m.ingested(p.Name, outcome.String(), time.Since(start))
 	}
 }
 
-func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) string {
+func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) provider.Outcome {
 	if !p.allows(req.Method) {
 		w.Header().Set("Allow", allow)
 		httpjson.Error(w, http.StatusMethodNotAllowed, "method not allowed")
-		return "rejected"
+		return provider.Rejected
 	}
 	if p.Disabled != "" {
 		w.Header().Set("Retry-After", "60")
 		httpjson.Error(w, http.StatusServiceUnavailable, "provider disabled: its configuration is incomplete")
-		return "error"
+		return provider.Failed
 	}
 	if req.ContentLength > p.maxBody {
 		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
-		return "rejected"
+		return provider.Rejected
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
-			return "rejected"
+			return provider.Rejected
 		}
 		httpjson.Error(w, http.StatusBadRequest, "cannot read body")
-		return "error"
+		return provider.Failed
 	}
 
 	vr := &verifiers.Request{
@@ -118,43 +119,40 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		w.Header().Set("Retry-After", "1")
 		httpjson.Error(w, http.StatusServiceUnavailable, "overloaded, retry later")
 		r.m.shed(p.Name)
-		return "error"
+		return provider.Failed
 	}
 	defer r.release()
-	v, err := p.verify(req.Context(), vr)
-	if err != nil {
-		return r.refuse(w, p, vr, err)
+	res, v := p.process(req.Context(), vr, true)
+	switch res.Outcome {
+	case provider.Rejected, provider.Unavailable:
+		return r.refuse(w, p, vr, &res)
+	case provider.Quarantined:
+		return r.quarantine(w, p, v, res.Err)
 	}
-	ev, err := p.build(v)
-	if isRequirement(err) {
-		return r.refuse(w, p, vr, err) // verified, but not bound to what was signed
-	}
-	if err != nil {
-		return r.quarantine(w, p, v, err)
-	}
+	ev := res.Event
 	dupOf, err := r.spool.Append(req.Context(), ev, p.dedup)
 	if err != nil && req.Context().Err() != nil {
 		// The lender hung up before the event was stored: nothing failed
 		// here, and it will send the request again.
 		r.log.Info("ingest abandoned: the client closed the connection", "provider", p.Name, "key", ev.Key)
-		return "error"
+		return provider.Failed
 	}
 	if err != nil {
 		r.log.Error("spool append failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the event now")
-		return "error"
+		return provider.Failed
 	}
-	outcome := "accepted"
+	outcome := provider.Accepted
 	if dupOf != "" {
-		outcome = "duplicate"
+		outcome = provider.Duplicate
 		ev.ID = dupOf
 	}
 	r.trackPollKey(p, ev)
 	// Enabled first: building the arguments (boxing each, joining the
 	// message) costs allocations even when the level is off.
 	if r.log.Enabled(context.Background(), slog.LevelInfo) {
-		r.log.Info("ingest "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
+		r.log.Info("ingest "+outcome.String(), "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
 			"destinations", ev.Destinations)
 	}
 	respond(w, p)
@@ -163,19 +161,20 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 
 // refuse answers a request that failed verification (or `require`) and
 // records the rejection.
-func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, err error) string {
-	r.rejections.add(p, vr, err.Error())
-	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", err.Error())
-	if errors.Is(err, verifiers.ErrUnavailable) {
+func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, res *provider.Result) provider.Outcome {
+	reason := res.Reason()
+	r.rejections.add(p, vr, reason)
+	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", reason)
+	if res.Outcome == provider.Unavailable {
 		// Not the sender's fault: ask it to come back rather than count a
 		// failure. Why the keys cannot be had (the JWKS fetch's error) is
 		// for the operator's log and rejection log, not for the sender.
 		w.Header().Set("Retry-After", "30")
-		httpjson.Error(w, http.StatusServiceUnavailable, verifiers.ErrUnavailable.Error())
-		return "error"
+		httpjson.Error(w, res.Status, verifiers.ErrUnavailable.Error())
+		return res.Outcome
 	}
-	httpjson.Error(w, http.StatusUnauthorized, err.Error())
-	return "rejected"
+	httpjson.Error(w, res.Status, reason)
+	return res.Outcome
 }
 
 func respond(w http.ResponseWriter, p *Provider) {
@@ -205,7 +204,7 @@ func pathParams(req *http.Request) map[string]string {
 // quarantine keeps a verified request that our configuration cannot map,
 // and answers the lender with success: the request is not lost, and sending
 // it again would not help until the configuration is fixed.
-func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, cause error) string {
+func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, cause error) provider.Outcome {
 	vr := v.req
 	header, query := maskRequest(vr.Header, vr.Query, credentialsOf(p))
 	q := &spool.Quarantined{
@@ -217,11 +216,11 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, caus
 		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
-		return "error"
+		return provider.Failed
 	}
 	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", q.Reason)
 	respond(w, p)
-	return "quarantined"
+	return provider.Quarantined
 }
 
 // admit takes one of max_inflight places, or reports that there is none.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/jsonfast"
 	"github.com/hookrelay/hookrelay/internal/redact"
@@ -108,6 +109,30 @@ func (p *Provider) verify(ctx context.Context, vr *verifiers.Request) (*verified
 		v.signed = hex.EncodeToString(sum[:])
 	}
 	return v, nil
+}
+
+// process is the one pipeline that ingest and `try`/`test` share: it
+// verifies vr (unless verify is false: try --no-verify), decrypts, maps and
+// routes it, and says what came of it. The verified request is returned for
+// the quarantine, nil when verification refused it. Keys over the network
+// are the caller's to fetch first (fetchKeys): ingest does so before it
+// takes a max_inflight place.
+func (p *Provider) process(ctx context.Context, vr *verifiers.Request, verify bool) (provider.Result, *verified) {
+	v := &verified{req: vr, body: vr.Body, unverified: !verify}
+	if verify {
+		var err error
+		if v, err = p.verify(ctx, vr); err != nil {
+			return provider.Refused(err), nil
+		}
+	}
+	ev, err := p.build(v)
+	switch {
+	case isRequirement(err):
+		return provider.Refused(err), v // verified, but not bound to what was signed
+	case err != nil:
+		return provider.Result{Outcome: provider.Quarantined, Status: p.respStatus, Err: err}, v
+	}
+	return provider.Result{Outcome: provider.Accepted, Status: p.respStatus, Event: ev}, v
 }
 
 // build decrypts, maps and routes a verified request into the event to
