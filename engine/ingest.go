@@ -112,7 +112,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
-	p.fetchKeys(req.Context(), vr)
+	p.FetchKeys(req.Context(), vr)
 	// Shed once the body is in: reading is cheap and bounded by the server's
 	// timeouts; verifying, mapping and the spool's queue are not.
 	if !r.admit() {
@@ -122,7 +122,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		return provider.Failed
 	}
 	defer r.release()
-	res, v := p.process(req.Context(), vr, true)
+	res, v := p.Process(req.Context(), vr, true)
 	switch res.Outcome {
 	case provider.Rejected, provider.Unavailable:
 		return r.refuse(w, p, vr, &res)
@@ -179,7 +179,7 @@ func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request
 
 func respond(w http.ResponseWriter, p *Provider) {
 	w.Header().Set("Content-Type", p.respType)
-	w.WriteHeader(p.respStatus)
+	w.WriteHeader(p.RespondStatus)
 	_, _ = w.Write(p.respBody)
 }
 
@@ -204,13 +204,13 @@ func pathParams(req *http.Request) map[string]string {
 // quarantine keeps a verified request that our configuration cannot map,
 // and answers the lender with success: the request is not lost, and sending
 // it again would not help until the configuration is fixed.
-func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, cause error) provider.Outcome {
-	vr := v.req
+func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verified, cause error) provider.Outcome {
+	vr := v.Req
 	header, query := maskRequest(vr.Header, vr.Query, credentialsOf(p))
 	q := &spool.Quarantined{
-		ID: ulid.Make().String(), Provider: p.Name, Key: keyOf(cause), Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
+		ID: ulid.Make().String(), Provider: p.Name, Key: provider.KeyOf(cause), Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
 		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
-		Body: v.body, JWS: v.jws, JWSSigned: v.signed, RemoteAddr: vr.RemoteAddr,
+		Body: v.Body, JWS: v.JWS, JWSSigned: v.Signed, RemoteAddr: vr.RemoteAddr,
 	}
 	if err := r.spool.Quarantine(context.Background(), q); err != nil {
 		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/outbound"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
@@ -292,7 +293,7 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	return r, body, nil
 }
 
-// buildPolled maps an answer into the event to spool, as build does for a
+// buildPolled maps an answer into the event to spool, as Build does for a
 // webhook. sum identifies the mapped type and data: an answer whose sum is the
 // key's last one makes no event.
 func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byte, at time.Time) (ev *spool.Event, sum string, err error) {
@@ -307,7 +308,7 @@ func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byt
 	}
 	lenderID, err := p.poll.mapping.Map(env, te)
 	if err != nil {
-		return nil, "", withoutValues(err, env)
+		return nil, "", provider.WithoutValues(err, env)
 	}
 	if te.Type == "" {
 		return nil, "", errors.New("event.type: gave an empty type")
@@ -329,11 +330,11 @@ func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byt
 		te.IdempotencyID = p.Name + ":" + sum
 	}
 	env.Event = te
-	dests, err := p.route(env)
+	dests, err := p.Route(env)
 	if err != nil {
 		return nil, "", err
 	}
-	envelope, err := marshalEnvelope(te)
+	envelope, err := provider.MarshalEnvelope(te)
 	if err != nil {
 		return nil, "", fmt.Errorf("event: %w", err)
 	}

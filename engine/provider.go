@@ -13,35 +13,34 @@ import (
 	"unicode"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
-// Provider is a loaded, compiled provider file.
+// Provider is a loaded, compiled provider file: its pipeline (verify,
+// decrypt, map, route; Name is the pipeline's) and what the relay around it
+// needs (paths, limits, dedup, registration and polling).
 type Provider struct {
-	Name string
+	provider.Pipeline
 	File string
 	// Config is the file as written, secrets unresolved, for display.
 	Config config.ProviderConfig
 	// Disabled, when not empty, says why the provider answers 503.
 	Disabled string
 
-	Paths      []string
-	methods    []string
-	maxBody    int64
-	verifiers  []verifiers.Verifier
-	fetchers   []verifiers.KeyFetcher // the verifiers whose keys come over the network
-	decrypt    *transforms.Decrypter  // nil: the body is not encrypted
-	require    []*transforms.Program
-	mapping    *transforms.Mapping
-	routes     []route
-	dedup      time.Duration
-	reorder    time.Duration
-	respStatus int
-	respBody   []byte
-	respType   string
-	poll       *pollSpec     // nil: the provider does not poll
-	register   *registration // nil: the provider does not register
+	Paths   []string
+	methods []string
+	maxBody int64
+	// verifiers are the pipeline's Verifiers, for credentialsOf (which
+	// reads them to mask credentials in the rejection log).
+	verifiers []verifiers.Verifier
+	dedup     time.Duration
+	reorder   time.Duration
+	respBody  []byte
+	respType  string
+	poll      *pollSpec     // nil: the provider does not poll
+	register  *registration // nil: the provider does not register
 	// registerOff and pollOff, when not empty, say why registration or
 	// polling cannot run (their own secrets are missing) while ingest does.
 	registerOff, pollOff string
@@ -55,11 +54,6 @@ type Provider struct {
 	// ("verify[0].secret"), so that a disabled provider is still checked
 	// in everything else.
 	missing map[string]bool
-}
-
-type route struct {
-	when *transforms.Program
-	to   []string
 }
 
 func loadProvider(file string, c *Config) (*Provider, error) {
@@ -165,12 +159,12 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 					p.warnings.AddField(doc, at, ce)
 				}
 			}
-			p.verifiers = append(p.verifiers, vf)
+			p.Verifiers = append(p.Verifiers, vf)
 			if kf, ok := vf.(verifiers.KeyFetcher); ok {
 				// Keys are fetched before a request takes a max_inflight
-				// place (fetchKeys), never while it holds one.
+				// place (FetchKeys), never while it holds one.
 				kf.FetchOutside()
-				p.fetchers = append(p.fetchers, kf)
+				p.Fetchers = append(p.Fetchers, kf)
 			}
 		}
 	case nil:
@@ -179,12 +173,14 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 		errs.Add(doc, "verify", "verify: must be a list of checks, or none")
 	}
 
+	p.verifiers = p.Verifiers
+
 	if pc.Decrypt != nil {
 		d, err := transforms.CompileDecrypt(*pc.Decrypt, p.missing["decrypt.key"])
 		if err != nil {
 			errs.AddField(doc, "decrypt", err)
 		}
-		p.decrypt = d
+		p.Decrypt = d
 	}
 
 	for i, src := range pc.Require {
@@ -194,20 +190,20 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 			errs.AddField(doc, at, err)
 			continue
 		}
-		p.require = append(p.require, prog)
+		p.Require = append(p.Require, prog)
 	}
 
 	m, err := transforms.CompileMapping(pc.Event)
 	if err != nil {
 		errs.AddField(doc, "event", err)
 	}
-	p.mapping = m
+	p.Mapping = m
 
 	for i, r := range pc.Routes {
 		at := fmt.Sprintf("routes[%d]", i)
-		rt := route{to: r.To}
+		rt := provider.Route{To: r.To}
 		if r.When != "" {
-			if rt.when, err = transforms.CompileBool(r.When); err != nil {
+			if rt.When, err = transforms.CompileBool(r.When); err != nil {
 				errs.AddField(doc, at+".when", err)
 			}
 		}
@@ -219,7 +215,7 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 				errs.Add(doc, fmt.Sprintf("%s.to[%d]", at, j), "%s.to: unknown destination %q", at, d)
 			}
 		}
-		p.routes = append(p.routes, rt)
+		p.Routes = append(p.Routes, rt)
 	}
 	if len(pc.Routes) == 0 {
 		errs.Add(doc, "routes", "routes: at least one route is required")
@@ -233,12 +229,12 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 	if p.reorder == 0 {
 		p.reorder = config.DefaultReorderWindow
 	}
-	p.respStatus = pc.Respond.Status
-	if p.respStatus == 0 {
-		p.respStatus = http.StatusOK
+	p.RespondStatus = pc.Respond.Status
+	if p.RespondStatus == 0 {
+		p.RespondStatus = http.StatusOK
 	}
-	if p.respStatus < 200 || p.respStatus > 299 {
-		errs.Add(doc, "respond.status", "respond.status: %d is not a 2xx status", p.respStatus)
+	if p.RespondStatus < 200 || p.RespondStatus > 299 {
+		errs.Add(doc, "respond.status", "respond.status: %d is not a 2xx status", p.RespondStatus)
 	}
 	p.respBody = []byte(`{"success":true}`)
 	if pc.Respond.Body != nil {

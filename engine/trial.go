@@ -58,9 +58,9 @@ func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, rece
 		Params: params, Body: body, RemoteAddr: req.RemoteAddr, Received: received,
 	}
 	if verify {
-		p.fetchKeys(ctx, vr)
+		p.FetchKeys(ctx, vr)
 	}
-	res, _ := p.process(ctx, vr, verify)
+	res, _ := p.Process(ctx, vr, verify)
 	t := &Trial{Status: res.Status, Outcome: res.Outcome, Reason: res.Reason()}
 	if res.Event != nil {
 		t.Destinations = res.Event.Destinations
@@ -107,7 +107,7 @@ func (p *Provider) Sign(req *verifiers.Request, jwsKey []byte) error {
 	if p.Disabled != "" {
 		return fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
 	}
-	for i, v := range p.verifiers {
+	for i, v := range p.Verifiers {
 		switch s := v.(type) {
 		case interface {
 			SignWithKey(*verifiers.Request, []byte, string) error
@@ -130,11 +130,11 @@ func (p *Provider) Sign(req *verifiers.Request, jwsKey []byte) error {
 // Encrypt encrypts a plaintext body as the lender would for a provider with
 // `decrypt:` (`hookrelay send`); without one the body is returned as is.
 func (p *Provider) Encrypt(plaintext []byte) ([]byte, error) {
-	if p.decrypt == nil {
+	if p.Decrypt == nil {
 		return plaintext, nil
 	}
 	if p.Disabled != "" {
 		return nil, fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
 	}
-	return p.decrypt.Encrypt(plaintext)
+	return p.Decrypt.Encrypt(plaintext)
 }
