@@ -1,9 +1,6 @@
 package engine
 
 import (
-	"bytes"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -14,7 +11,6 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/provider"
-	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -131,96 +127,8 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 		p.maxBody = int64(c.Spool.MaxBody)
 	}
 
-	switch v := pc.Verify.(type) {
-	case string:
-		if v != "none" {
-			errs.Add(doc, "verify", "verify: must be a list of checks, or none")
-		}
-	case []any:
-		if len(v) == 0 {
-			errs.Add(doc, "verify", "verify: an empty list must be written `verify: none`")
-		}
-		dir, err := filepath.Abs(filepath.Dir(p.File))
-		if err != nil {
-			errs.Add(doc, "verify", "verify: %v", err)
-		}
-		for i, item := range v {
-			at := fmt.Sprintf("verify[%d]", i)
-			vf, err := buildVerifier(item, under(p.missing, at), dir)
-			if err != nil {
-				errs.AddField(doc, at, err)
-				continue
-			}
-			if vf == nil {
-				continue // a disabled provider's verifier, built only to be checked
-			}
-			if w, ok := vf.(verifiers.Warner); ok {
-				for _, ce := range w.Warnings() {
-					p.warnings.AddField(doc, at, ce)
-				}
-			}
-			p.Verifiers = append(p.Verifiers, vf)
-			if kf, ok := vf.(verifiers.KeyFetcher); ok {
-				// Keys are fetched before a request takes a max_inflight
-				// place (FetchKeys), never while it holds one.
-				kf.FetchOutside()
-				p.Fetchers = append(p.Fetchers, kf)
-			}
-		}
-	case nil:
-		errs.Add(doc, "verify", "verify: required (write `verify: none` to accept unauthenticated requests)")
-	default:
-		errs.Add(doc, "verify", "verify: must be a list of checks, or none")
-	}
-
+	p.Pipeline.Compile(pc, p.File, doc, p.missing, func(d string) bool { _, ok := c.Dests[d]; return ok }, errs, &p.warnings)
 	p.verifiers = p.Verifiers
-
-	if pc.Decrypt != nil {
-		d, err := transforms.CompileDecrypt(*pc.Decrypt, p.missing["decrypt.key"])
-		if err != nil {
-			errs.AddField(doc, "decrypt", err)
-		}
-		p.Decrypt = d
-	}
-
-	for i, src := range pc.Require {
-		at := fmt.Sprintf("require[%d]", i)
-		prog, err := transforms.CompileBool(src)
-		if err != nil {
-			errs.AddField(doc, at, err)
-			continue
-		}
-		p.Require = append(p.Require, prog)
-	}
-
-	m, err := transforms.CompileMapping(pc.Event)
-	if err != nil {
-		errs.AddField(doc, "event", err)
-	}
-	p.Mapping = m
-
-	for i, r := range pc.Routes {
-		at := fmt.Sprintf("routes[%d]", i)
-		rt := provider.Route{To: r.To}
-		if r.When != "" {
-			if rt.When, err = transforms.CompileBool(r.When); err != nil {
-				errs.AddField(doc, at+".when", err)
-			}
-		}
-		if len(r.To) == 0 {
-			errs.Add(doc, at+".to", "%s.to: at least one destination is required", at)
-		}
-		for j, d := range r.To {
-			if _, ok := c.Dests[d]; !ok {
-				errs.Add(doc, fmt.Sprintf("%s.to[%d]", at, j), "%s.to: unknown destination %q", at, d)
-			}
-		}
-		p.Routes = append(p.Routes, rt)
-	}
-	if len(pc.Routes) == 0 {
-		errs.Add(doc, "routes", "routes: at least one route is required")
-	}
-
 	p.dedup = pc.Dedup
 	if p.dedup == 0 {
 		p.dedup = 72 * time.Hour
@@ -228,13 +136,6 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 	p.reorder = pc.ReorderWindow
 	if p.reorder == 0 {
 		p.reorder = config.DefaultReorderWindow
-	}
-	p.RespondStatus = pc.Respond.Status
-	if p.RespondStatus == 0 {
-		p.RespondStatus = http.StatusOK
-	}
-	if p.RespondStatus < 200 || p.RespondStatus > 299 {
-		errs.Add(doc, "respond.status", "respond.status: %d is not a 2xx status", p.RespondStatus)
 	}
 	p.respBody = []byte(`{"success":true}`)
 	if pc.Respond.Body != nil {
@@ -250,108 +151,6 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 	if pc.Poll != nil {
 		p.compilePoll(pc.Poll, pc.Register, errs)
 	}
-}
-
-// buildVerifier builds one `verify` entry. missing are the fields of its
-// secrets that are not set (the provider loads disabled): the entry is then
-// built with a stand-in for each, so that every other field is still checked
-// (SPEC 3), and the verifier is dropped (nil, nil), since a disabled provider
-// verifies nothing. Files the entry names are relative to dir, the
-// provider file's directory (SPEC 2).
-func buildVerifier(item any, missing map[string]bool, dir string) (verifiers.Verifier, error) {
-	m, ok := item.(map[string]any)
-	if !ok {
-		return nil, errors.New("must be a map with a kind")
-	}
-	kind, _ := m["kind"].(string)
-	if kind == "" {
-		return nil, config.FieldErr("kind", "required")
-	}
-	rest := make(map[string]any, len(m))
-	for k, v := range m {
-		if k != "kind" {
-			rest[k] = copyTree(v)
-		}
-	}
-	build := func(out any) error {
-		if err := config.DecodeMap(rest, out); err != nil {
-			return err
-		}
-		if r, ok := out.(verifiers.PathResolver); ok {
-			r.ResolvePaths(dir)
-		}
-		return nil
-	}
-	if len(missing) == 0 {
-		return verifiers.Default.New(kind, build)
-	}
-	standIn(rest, nil, missing)
-	_, err := verifiers.Default.New(kind, build)
-	var ce *verifiers.ConfigError
-	if err != nil && !(errors.As(err, &ce) && missing[ce.Field]) { // not about a stand-in
-		return nil, err
-	}
-	return nil, nil
-}
-
-// secretStandIn takes the place of a missing secret while a disabled
-// provider is checked: a Standard Webhooks secret of 32 bytes, which reads
-// as a plain secret, token or password too.
-var secretStandIn = "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa5}, 32))
-
-// standIn puts secretStandIn in each string of v at a path in missing.
-func standIn(v any, path []string, missing map[string]bool) {
-	visit := func(p []string, val any, set func(any)) {
-		if _, ok := val.(string); ok && missing[config.JoinPath(p)] {
-			set(secretStandIn)
-			return
-		}
-		standIn(val, p, missing)
-	}
-	switch x := v.(type) {
-	case map[string]any:
-		for k, val := range x {
-			visit(append(path[:len(path):len(path)], k), val, func(s any) { x[k] = s })
-		}
-	case []any:
-		for i, val := range x {
-			visit(append(path[:len(path):len(path)], fmt.Sprintf("[%d]", i)), val, func(s any) { x[i] = s })
-		}
-	}
-}
-
-// under returns the paths of missing that lie inside the block at prefix,
-// relative to it.
-func under(missing map[string]bool, prefix string) map[string]bool {
-	var in map[string]bool
-	for p := range missing {
-		if rel, ok := strings.CutPrefix(p, prefix+"."); ok {
-			if in == nil {
-				in = map[string]bool{}
-			}
-			in[rel] = true
-		}
-	}
-	return in
-}
-
-// copyTree copies the maps and lists of a decoded YAML value.
-func copyTree(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, val := range x {
-			out[k] = copyTree(val)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, val := range x {
-			out[i] = copyTree(val)
-		}
-		return out
-	}
-	return v
 }
 
 func joinSorted(reasons []string) string {
