@@ -234,6 +234,13 @@ func (p *Pipeline) Build(v *Verified) (*spool.Event, error) {
 		sum := sha256.Sum256(append([]byte(p.Name+"\x00"), body...))
 		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
 	}
+	return p.spoolable(env, ev, body)
+}
+
+// spoolable routes the mapped event ev and makes the event to spool, with
+// raw as the body kept beside it: the tail that a webhook (Build) and a
+// polled answer (BuildPolled) share.
+func (p *Pipeline) spoolable(env *transforms.Env, ev *transforms.Event, raw []byte) (*spool.Event, error) {
 	env.Event = ev
 	dests, err := p.Route(env)
 	if err != nil {
@@ -246,7 +253,7 @@ func (p *Pipeline) Build(v *Verified) (*spool.Event, error) {
 	return &spool.Event{
 		ID: ev.ID, Provider: p.Name, Type: ev.Type, Key: ev.Key, Sequence: ev.Sequence,
 		IdempotencyID: ev.IdempotencyID, ReceivedAt: ev.ReceivedAt, Envelope: envelope,
-		Raw: body, Destinations: dests,
+		Raw: raw, Destinations: dests,
 	}, nil
 }
 
