@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookrelay/hookrelay/engine/admin"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -173,7 +174,7 @@ func (a adminRelay) Reprocess(q *spool.Quarantined) (string, error) {
 	if p == nil {
 		return "no provider " + q.Provider + " in the current configuration", nil
 	}
-	ev, err := p.build(&verified{req: quarantinedRequest(q), body: q.Body, jws: q.JWS, signed: q.JWSSigned})
+	ev, err := p.Build(&provider.Verified{Req: quarantinedRequest(q), Body: q.Body, JWS: q.JWS, Signed: q.JWSSigned})
 	if err != nil {
 		return err.Error(), nil
 	}

@@ -219,7 +219,7 @@ func (e *CaseExpect) diff(t *Trial) []string {
 	if e.Outcome != "" && !slices.Contains(caseOutcomes, e.Outcome) {
 		d = append(d, fmt.Sprintf("outcome: got %s, want %s, which is not an outcome: write one of %s",
 			t.Outcome, e.Outcome, strings.Join(caseOutcomes, ", ")))
-	} else if e.Outcome != "" && t.Outcome != e.Outcome {
+	} else if e.Outcome != "" && t.Outcome.String() != e.Outcome {
 		d = append(d, fmt.Sprintf("outcome: got %s (%s), want %s", t.Outcome, t.Reason, e.Outcome))
 	}
 	if e.Reason != "" && !strings.Contains(t.Reason, e.Reason) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/internal/httpjson"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -77,84 +78,81 @@ func (r *Relay) ingest(p *Provider) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		outcome := r.ingestOne(w, req, p, allow, start)
-		r.m.ingested(p.Name, outcome, time.Since(start))
+		r.m.ingested(p.Name, outcome.String(), time.Since(start))
 	}
 }
 
-func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) string {
+func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) provider.Outcome {
 	if !p.allows(req.Method) {
 		w.Header().Set("Allow", allow)
 		httpjson.Error(w, http.StatusMethodNotAllowed, "method not allowed")
-		return "rejected"
+		return provider.Rejected
 	}
 	if p.Disabled != "" {
 		w.Header().Set("Retry-After", "60")
 		httpjson.Error(w, http.StatusServiceUnavailable, "provider disabled: its configuration is incomplete")
-		return "error"
+		return provider.Failed
 	}
 	if req.ContentLength > p.maxBody {
 		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
-		return "rejected"
+		return provider.Rejected
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
-			return "rejected"
+			return provider.Rejected
 		}
 		httpjson.Error(w, http.StatusBadRequest, "cannot read body")
-		return "error"
+		return provider.Failed
 	}
 
 	vr := &verifiers.Request{
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: pathParams(req), Body: body, RemoteAddr: req.RemoteAddr, Received: start,
 	}
-	p.fetchKeys(req.Context(), vr)
+	p.FetchKeys(req.Context(), vr)
 	// Shed once the body is in: reading is cheap and bounded by the server's
 	// timeouts; verifying, mapping and the spool's queue are not.
 	if !r.admit() {
 		w.Header().Set("Retry-After", "1")
 		httpjson.Error(w, http.StatusServiceUnavailable, "overloaded, retry later")
 		r.m.shed(p.Name)
-		return "error"
+		return provider.Failed
 	}
 	defer r.release()
-	v, err := p.verify(req.Context(), vr)
-	if err != nil {
-		return r.refuse(w, p, vr, err)
+	res, v := p.Process(req.Context(), vr, true)
+	switch res.Outcome {
+	case provider.Rejected, provider.Unavailable:
+		return r.refuse(w, p, vr, &res)
+	case provider.Quarantined:
+		return r.quarantine(w, p, v, res.Err)
 	}
-	ev, err := p.build(v)
-	if isRequirement(err) {
-		return r.refuse(w, p, vr, err) // verified, but not bound to what was signed
-	}
-	if err != nil {
-		return r.quarantine(w, p, v, err)
-	}
+	ev := res.Event
 	dupOf, err := r.spool.Append(req.Context(), ev, p.dedup)
 	if err != nil && req.Context().Err() != nil {
 		// The lender hung up before the event was stored: nothing failed
 		// here, and it will send the request again.
 		r.log.Info("ingest abandoned: the client closed the connection", "provider", p.Name, "key", ev.Key)
-		return "error"
+		return provider.Failed
 	}
 	if err != nil {
 		r.log.Error("spool append failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the event now")
-		return "error"
+		return provider.Failed
 	}
-	outcome := "accepted"
+	outcome := provider.Accepted
 	if dupOf != "" {
-		outcome = "duplicate"
+		outcome = provider.Duplicate
 		ev.ID = dupOf
 	}
 	r.trackPollKey(p, ev)
 	// Enabled first: building the arguments (boxing each, joining the
 	// message) costs allocations even when the level is off.
 	if r.log.Enabled(context.Background(), slog.LevelInfo) {
-		r.log.Info("ingest "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
+		r.log.Info("ingest "+outcome.String(), "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
 			"destinations", ev.Destinations)
 	}
 	respond(w, p)
@@ -163,24 +161,25 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 
 // refuse answers a request that failed verification (or `require`) and
 // records the rejection.
-func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, err error) string {
-	r.rejections.add(p, vr, err.Error())
-	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", p.maskRefused(err.Error(), vr.Body, vr.Header))
-	if errors.Is(err, verifiers.ErrUnavailable) {
+func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, res *provider.Result) provider.Outcome {
+	reason := res.Reason()
+	r.rejections.add(p, vr, reason)
+	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", p.maskRefused(reason, vr.Body, vr.Header))
+	if res.Outcome == provider.Unavailable {
 		// Not the sender's fault: ask it to come back rather than count a
 		// failure. Why the keys cannot be had (the JWKS fetch's error) is
 		// for the operator's log and rejection log, not for the sender.
 		w.Header().Set("Retry-After", "30")
-		httpjson.Error(w, http.StatusServiceUnavailable, verifiers.ErrUnavailable.Error())
-		return "error"
+		httpjson.Error(w, res.Status, verifiers.ErrUnavailable.Error())
+		return res.Outcome
 	}
-	httpjson.Error(w, http.StatusUnauthorized, err.Error())
-	return "rejected"
+	httpjson.Error(w, res.Status, reason)
+	return res.Outcome
 }
 
 func respond(w http.ResponseWriter, p *Provider) {
 	w.Header().Set("Content-Type", p.respType)
-	w.WriteHeader(p.respStatus)
+	w.WriteHeader(p.RespondStatus)
 	_, _ = w.Write(p.respBody)
 }
 
@@ -205,23 +204,23 @@ func pathParams(req *http.Request) map[string]string {
 // quarantine keeps a verified request that our configuration cannot map,
 // and answers the lender with success: the request is not lost, and sending
 // it again would not help until the configuration is fixed.
-func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *verified, cause error) string {
-	vr := v.req
+func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verified, cause error) provider.Outcome {
+	vr := v.Req
 	header, query := maskRequest(vr.Header, vr.Query, credentialsOf(p))
 	q := &spool.Quarantined{
-		ID: ulid.Make().String(), Provider: p.Name, Key: keyOf(cause), Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
+		ID: ulid.Make().String(), Provider: p.Name, Key: provider.KeyOf(cause), Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
 		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
-		Body: v.body, JWS: v.jws, JWSSigned: v.signed, RemoteAddr: vr.RemoteAddr,
+		Body: v.Body, JWS: v.JWS, JWSSigned: v.Signed, RemoteAddr: vr.RemoteAddr,
 	}
 	if err := r.spool.Quarantine(context.Background(), q); err != nil {
 		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
-		return "error"
+		return provider.Failed
 	}
-	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskText(q.Reason, v.body, vr.Header))
+	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskText(q.Reason, v.Body, vr.Header))
 	respond(w, p)
-	return "quarantined"
+	return provider.Quarantined
 }
 
 // admit takes one of max_inflight places, or reports that there is none.

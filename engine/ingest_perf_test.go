@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/internal/benchkit"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/transforms"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -60,11 +61,11 @@ func BenchmarkVerifyBuild(b *testing.B) {
 			"User-Agent": {"Go-http-client/1.1"}, "X-Timestamp": {ts}, "X-Signature": {r.Sig},
 		}
 		vr := &verifiers.Request{Method: "POST", Path: "/in/example", Header: h, Body: r.Body, Received: time.Now()}
-		v, err := p.verify(context.Background(), vr)
+		v, err := p.Verify(context.Background(), vr)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := p.build(v); err != nil {
+		if _, err := p.Build(v); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -94,7 +95,7 @@ func TestMarshalEnvelopeIsEncodingJSON(t *testing.T) {
 		ev := base
 		mod(&ev)
 		want, _ := json.Marshal(&ev)
-		got, err := marshalEnvelope(&ev)
+		got, err := provider.MarshalEnvelope(&ev)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%d:\n got %s %v\nwant %s", i, got, err, want)
 		}
@@ -106,7 +107,7 @@ func TestMarshalEnvelopeIsEncodingJSON(t *testing.T) {
 		ev := base
 		mod(&ev)
 		_, want := json.Marshal(&ev)
-		_, err := marshalEnvelope(&ev)
+		_, err := provider.MarshalEnvelope(&ev)
 		if err == nil || want == nil || err.Error() != want.Error() {
 			t.Errorf("bad %d: error %v, want %v", i, err, want)
 		}
@@ -117,7 +118,7 @@ func TestMarshalEnvelopeIsEncodingJSON(t *testing.T) {
 func TestFirstValuesLowerCases(t *testing.T) {
 	h := map[string][]string{"Content-Type": {"a", "b"}, "x-lower": {"c"}, "X-Empty": {}, "X-Ünï": {"d"},
 		"ABC-Def": {"e"}, "": {"f"}}
-	got := firstValues(h, true)
+	got := provider.FirstValues(h, true)
 	want := map[string]string{"content-type": "a", "x-lower": "c", "x-ünï": "d", "abc-def": "e", "": "f"}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -127,7 +128,7 @@ func TestFirstValuesLowerCases(t *testing.T) {
 			t.Fatalf("got %v, want %v", got, want)
 		}
 	}
-	if got := firstValues(h, false); got["Content-Type"] != "a" || got["x-lower"] != "c" || len(got) != 5 {
+	if got := provider.FirstValues(h, false); got["Content-Type"] != "a" || got["x-lower"] != "c" || len(got) != 5 {
 		t.Fatalf("not lower: %v", got)
 	}
 }

@@ -12,9 +12,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,10 +23,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/outbound"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
@@ -56,9 +53,9 @@ var defaultKeyPattern = regexp.MustCompile(defaultKeyPatternSrc)
 // never polled.
 var errKeyPattern = errors.New("the key does not match poll.key_pattern")
 
-// errPolledTooLarge is the error of a polled event whose envelope is larger
-// than the provider's max_body: it is not spooled.
-var errPolledTooLarge = errors.New("polled event larger than max_body")
+// errPolledTooLarge is provider.ErrPolledTooLarge, by the name the poller
+// checks.
+var errPolledTooLarge = provider.ErrPolledTooLarge
 
 // pollable reports whether key may be polled: it matches poll.key_pattern
 // and fits maxPollKey.
@@ -292,60 +289,12 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 	return r, body, nil
 }
 
-// buildPolled maps an answer into the event to spool, as build does for a
-// webhook. sum identifies the mapped type and data: an answer whose sum is the
-// key's last one makes no event.
+// buildPolled maps an answer into the event to spool, through the
+// provider's pipeline (Pipeline.BuildPolled). sum identifies the mapped type
+// and data: an answer whose sum is the key's last one makes no event.
 func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byte, at time.Time) (ev *spool.Event, sum string, err error) {
-	env := &transforms.Env{Key: key, Provider: p.Name, Now: at, Response: resp}
-	raw := json.RawMessage(body)
-	if resp.JSON == nil {
-		raw, _ = json.Marshal(string(body))
-	}
-	te := &transforms.Event{
-		ID: ulid.Make().String(), Provider: p.Name, Source: "poll",
-		ReceivedAt: at.UTC().Truncate(time.Millisecond), Raw: raw,
-	}
-	lenderID, err := p.poll.mapping.Map(env, te)
-	if err != nil {
-		return nil, "", withoutValues(err, env)
-	}
-	if te.Type == "" {
-		return nil, "", errors.New("event.type: gave an empty type")
-	}
-	data, err := json.Marshal(te.Data) // encoding/json sorts map keys: canonical
-	if err != nil {
-		return nil, "", fmt.Errorf("event.data: %w", err)
-	}
-	h := sha256.New()
-	for _, part := range []string{p.Name, te.Key, te.Type} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
-	h.Write(data)
-	sum = hex.EncodeToString(h.Sum(nil))
-	if lenderID != "" {
-		te.IdempotencyID = p.Name + ":" + lenderID
-	} else {
-		te.IdempotencyID = p.Name + ":" + sum
-	}
-	env.Event = te
-	dests, err := p.route(env)
-	if err != nil {
-		return nil, "", err
-	}
-	envelope, err := marshalEnvelope(te)
-	if err != nil {
-		return nil, "", fmt.Errorf("event: %w", err)
-	}
-	if int64(len(envelope)) > p.poll.maxEvent {
-		// A webhook this large would have had 413.
-		return nil, "", fmt.Errorf("%w: %d bytes, max_body is %d", errPolledTooLarge, len(envelope), p.poll.maxEvent)
-	}
-	return &spool.Event{
-		ID: te.ID, Provider: p.Name, Type: te.Type, Key: te.Key, Sequence: te.Sequence,
-		IdempotencyID: te.IdempotencyID, ReceivedAt: te.ReceivedAt, Envelope: envelope,
-		Raw: body, Destinations: dests,
-	}, sum, nil
+	res, sum := p.BuildPolled(p.poll.mapping, p.poll.maxEvent, key, resp, body, at)
+	return res.Event, sum, res.Err
 }
 
 // PollingOff says why p cannot poll: the provider is disabled, or a secret

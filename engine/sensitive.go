@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/internal/redact"
-	"github.com/hookrelay/hookrelay/transforms"
 )
 
 // Masking (SPEC 11) happens where people read, never where the relay keeps
@@ -46,12 +46,10 @@ func (p *Provider) sensitiveValues(body []byte, header map[string][]string) []st
 // for an encrypted one its decrypted document (the body itself when it
 // cannot be decrypted: then nothing in it was read).
 func (p *Provider) plaintext(body []byte, header map[string][]string) []byte {
-	if p == nil || p.decrypt == nil {
+	if p == nil || p.Decrypt == nil {
 		return body
 	}
-	env := &transforms.Env{Headers: firstValues(header, true)}
-	parse(body, env)
-	if pt, err := p.decrypt.Decrypt(env); err == nil {
+	if pt, err := p.Decrypt.Decrypt(provider.BodyEnv(body, header)); err == nil {
 		return pt
 	}
 	return body

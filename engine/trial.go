@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -16,8 +17,10 @@ import (
 type Trial struct {
 	// Status is the HTTP status ingest would answer.
 	Status int `json:"status"`
-	// Outcome is accepted, rejected, quarantined or error.
-	Outcome string `json:"outcome"`
+	// Outcome is what ingest would make of it; it prints as accepted,
+	// rejected, quarantined or error (unavailable keys are an error, 503,
+	// as ingest answers them).
+	Outcome provider.Outcome `json:"outcome"`
 	// Reason says why a request was rejected or quarantined.
 	Reason string `json:"reason,omitempty"`
 	// Event is the canonical event (SPEC 4.2) of an accepted request.
@@ -44,33 +47,25 @@ func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, rece
 	params, status := p.match(req)
 	switch {
 	case status != 0:
-		return &Trial{Status: status, Outcome: "rejected", Reason: http.StatusText(status)}
+		return &Trial{Status: status, Outcome: provider.Rejected, Reason: http.StatusText(status)}
 	case p.Disabled != "":
-		return &Trial{Status: http.StatusServiceUnavailable, Outcome: "error", Reason: "provider disabled: " + p.Disabled}
+		return &Trial{Status: http.StatusServiceUnavailable, Outcome: provider.Failed, Reason: "provider disabled: " + p.Disabled}
 	case int64(len(body)) > p.maxBody:
-		return &Trial{Status: http.StatusRequestEntityTooLarge, Outcome: "rejected", Reason: fmt.Sprintf("body larger than %d bytes", p.maxBody)}
+		return &Trial{Status: http.StatusRequestEntityTooLarge, Outcome: provider.Rejected, Reason: fmt.Sprintf("body larger than %d bytes", p.maxBody)}
 	}
 	vr := &verifiers.Request{
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
 		Params: params, Body: body, RemoteAddr: req.RemoteAddr, Received: received,
 	}
-	v := &verified{req: vr, body: body, unverified: !verify}
 	if verify {
-		p.fetchKeys(ctx, vr)
-		var err error
-		if v, err = p.verify(ctx, vr); err != nil {
-			return &Trial{Status: http.StatusUnauthorized, Outcome: "rejected", Reason: err.Error()}
-		}
+		p.FetchKeys(ctx, vr)
 	}
-	ev, err := p.build(v)
-	if isRequirement(err) {
-		return &Trial{Status: http.StatusUnauthorized, Outcome: "rejected", Reason: err.Error()}
+	res, _ := p.Process(ctx, vr, verify)
+	t := &Trial{Status: res.Status, Outcome: res.Outcome, Reason: res.Reason()}
+	if res.Event != nil {
+		t.Destinations = res.Event.Destinations
+		_ = json.Unmarshal(res.Event.Envelope, &t.Event)
 	}
-	if err != nil {
-		return &Trial{Status: p.respStatus, Outcome: "quarantined", Reason: err.Error()}
-	}
-	t := &Trial{Status: p.respStatus, Outcome: "accepted", Destinations: ev.Destinations}
-	_ = json.Unmarshal(ev.Envelope, &t.Event)
 	return t
 }
 
@@ -112,7 +107,7 @@ func (p *Provider) Sign(req *verifiers.Request, jwsKey []byte) error {
 	if p.Disabled != "" {
 		return fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
 	}
-	for i, v := range p.verifiers {
+	for i, v := range p.Verifiers {
 		switch s := v.(type) {
 		case interface {
 			SignWithKey(*verifiers.Request, []byte, string) error
@@ -135,11 +130,11 @@ func (p *Provider) Sign(req *verifiers.Request, jwsKey []byte) error {
 // Encrypt encrypts a plaintext body as the lender would for a provider with
 // `decrypt:` (`hookrelay send`); without one the body is returned as is.
 func (p *Provider) Encrypt(plaintext []byte) ([]byte, error) {
-	if p.decrypt == nil {
+	if p.Decrypt == nil {
 		return plaintext, nil
 	}
 	if p.Disabled != "" {
 		return nil, fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
 	}
-	return p.decrypt.Encrypt(plaintext)
+	return p.Decrypt.Encrypt(plaintext)
 }

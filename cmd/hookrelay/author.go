@@ -17,17 +17,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hookrelay/hookrelay/engine"
+	"github.com/hookrelay/hookrelay/engine/provider"
 )
 
 // try prints what the relay would do with a saved request (SPEC 1).
-func try(config string, explicit bool, provider, file string, verify bool, stdout, stderr io.Writer) int {
+func try(config string, explicit bool, name, file string, verify bool, stdout, stderr io.Writer) int {
 	cfg, ok := load(config, explicit, stderr)
 	if !ok {
 		return 1
 	}
-	p := cfg.Provider(provider)
+	p := cfg.Provider(name)
 	if p == nil {
-		fmt.Fprintf(stderr, "hookrelay try: no provider %q\n", provider)
+		fmt.Fprintf(stderr, "hookrelay try: no provider %q\n", name)
 		return 1
 	}
 	data, err := os.ReadFile(file)
@@ -44,7 +45,7 @@ func try(config string, explicit bool, provider, file string, verify bool, stdou
 	t = p.MaskTrial(t, body, req.Header) // people read this: sensitive values as *** (SPEC 11)
 	out, _ := json.MarshalIndent(t, "", "  ")
 	fmt.Fprintln(stdout, string(out))
-	if t.Outcome != "accepted" {
+	if t.Outcome != provider.Accepted {
 		return 1
 	}
 	return 0

@@ -1,4 +1,4 @@
-package engine
+package provider
 
 import (
 	"bytes"
@@ -23,66 +23,100 @@ import (
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
-// verified is a request that passed its provider's verifiers: the body it
-// goes on with (a jws verifier may replace it), the verified JWS payload and
-// the digest of what the JWS signed.
-type verified struct {
-	req  *verifiers.Request
-	body []byte
-	jws  []byte
-	// signed is the hex sha256 of what the provider's jws verifiers
-	// verified (their signing inputs); "" when none ran. The default
-	// idempotency id is made of it, not of the body.
-	signed string
-	// unverified: the verifiers were skipped (try --no-verify), and so is
-	// `require`, which is part of verification.
-	unverified bool
+// Pipeline is a provider's compiled steps: its verifiers, decryption,
+// `require`, mapping and routes, compiled once when the configuration
+// loads. Its zero value verifies nothing and routes nowhere.
+type Pipeline struct {
+	// Name is the provider's name: events carry it and scope their keys with it.
+	Name string
+	// Verifiers run in order; each must pass.
+	Verifiers []verifiers.Verifier
+	// Fetchers are the verifiers whose keys come over the network.
+	Fetchers []verifiers.KeyFetcher
+	// Decrypt decrypts the body; nil: the body is not encrypted.
+	Decrypt *transforms.Decrypter
+	// Require are the `require` expressions, part of verification.
+	Require []*transforms.Program
+	// Mapping makes the canonical event.
+	Mapping *transforms.Mapping
+	// Routes choose the destinations.
+	Routes []Route
+	// RespondStatus is respond.status: what ingest answers for an accepted
+	// or quarantined request.
+	RespondStatus int
 }
 
-// requirementError is a request that one of its provider's `require`
+// Route is one compiled entry of `routes`.
+type Route struct {
+	// When is the condition; nil: always.
+	When *transforms.Program
+	// To are the destinations' names.
+	To []string
+}
+
+// Verified is a request that passed its provider's verifiers: the body it
+// goes on with (a jws verifier may replace it), the verified JWS payload and
+// the digest of what the JWS signed.
+type Verified struct {
+	// Req is the request as received.
+	Req *verifiers.Request
+	// Body is the body the pipeline goes on with.
+	Body []byte
+	// JWS is the verified JWS payload, nil without one.
+	JWS []byte
+	// Signed is the hex sha256 of what the provider's jws verifiers
+	// verified (their signing inputs); "" when none ran. The default
+	// idempotency id is made of it, not of the body.
+	Signed string
+	// Unverified: the verifiers were skipped (try --no-verify), and so is
+	// `require`, which is part of verification.
+	Unverified bool
+}
+
+// RequirementError is a request that one of its provider's `require`
 // expressions refuses: answered and recorded as a failed verification, not
 // quarantined. N counts from 0, as require[N] in the provider file.
-type requirementError struct{ n int }
+type RequirementError struct{ N int }
 
-func (e *requirementError) Error() string { return fmt.Sprintf("requirement %d failed", e.n) }
+func (e *RequirementError) Error() string { return fmt.Sprintf("requirement %d failed", e.N) }
 
-// isRequirement reports whether err is a refusal by `require`.
-func isRequirement(err error) bool {
-	var re *requirementError
+// IsRequirement reports whether err is a refusal by `require`.
+func IsRequirement(err error) bool {
+	var re *RequirementError
 	return errors.As(err, &re)
 }
 
 // checkRequire runs p's require expressions over env, in order.
-func (p *Provider) checkRequire(env *transforms.Env) error {
-	if len(p.require) == 0 {
+func (p *Pipeline) checkRequire(env *transforms.Env) error {
+	if len(p.Require) == 0 {
 		return nil
 	}
 	var vm transforms.Machine
-	for i, prog := range p.require {
+	for i, prog := range p.Require {
 		// An expression that fails (a missing field compared, a non-boolean)
 		// refuses as a false one does: what cannot be checked is not bound.
 		if ok, err := vm.Run(prog, env); err != nil || ok != true {
-			return &requirementError{n: i}
+			return &RequirementError{N: i}
 		}
 	}
 	return nil
 }
 
-// fetchKeys fetches what vr's verifiers need over the network, waiting for
+// FetchKeys fetches what vr's verifiers need over the network, waiting for
 // it within each verifier's bound (verifiers.KeyFetcher). Ingest calls it
 // before admission: a slow key server must not hold the places that every
 // provider's requests share.
-func (p *Provider) fetchKeys(ctx context.Context, vr *verifiers.Request) {
-	for _, f := range p.fetchers {
+func (p *Pipeline) FetchKeys(ctx context.Context, vr *verifiers.Request) {
+	for _, f := range p.Fetchers {
 		f.FetchKeys(ctx, vr)
 	}
 }
 
-// verify runs every verifier of p; the error is the rejection reason.
-func (p *Provider) verify(ctx context.Context, vr *verifiers.Request) (*verified, error) {
-	v := &verified{req: vr, body: vr.Body}
+// Verify runs every verifier of p; the error is the rejection reason.
+func (p *Pipeline) Verify(ctx context.Context, vr *verifiers.Request) (*Verified, error) {
+	v := &Verified{Req: vr, Body: vr.Body}
 	var signed []byte
-	for _, vf := range p.verifiers {
+	for _, vf := range p.Verifiers {
 		pv, ok := vf.(verifiers.PayloadVerifier)
 		if !ok {
 			if err := vf.Verify(ctx, vr); err != nil {
@@ -94,9 +128,9 @@ func (p *Provider) verify(ctx context.Context, vr *verifiers.Request) (*verified
 		if err != nil {
 			return nil, err
 		}
-		v.jws = payload.Data
+		v.JWS = payload.Data
 		if payload.Replace {
-			v.body = payload.Data
+			v.Body = payload.Data
 		}
 		if payload.Signed != nil {
 			signed = append(signed, payload.Signed...)
@@ -105,31 +139,55 @@ func (p *Provider) verify(ctx context.Context, vr *verifiers.Request) (*verified
 	}
 	if signed != nil {
 		sum := sha256.Sum256(signed)
-		v.signed = hex.EncodeToString(sum[:])
+		v.Signed = hex.EncodeToString(sum[:])
 	}
 	return v, nil
 }
 
-// build decrypts, maps and routes a verified request into the event to
+// Process is the one pipeline that ingest and `try`/`test` share: it
+// verifies vr (unless verify is false: try --no-verify), decrypts, maps and
+// routes it, and says what came of it. The verified request is returned for
+// the quarantine, nil when verification refused it. Keys over the network
+// are the caller's to fetch first (FetchKeys): ingest does so before it
+// takes a max_inflight place.
+func (p *Pipeline) Process(ctx context.Context, vr *verifiers.Request, verify bool) (Result, *Verified) {
+	v := &Verified{Req: vr, Body: vr.Body, Unverified: !verify}
+	if verify {
+		var err error
+		if v, err = p.Verify(ctx, vr); err != nil {
+			return Refused(err), nil
+		}
+	}
+	ev, err := p.Build(v)
+	switch {
+	case IsRequirement(err):
+		return Refused(err), v // verified, but not bound to what was signed
+	case err != nil:
+		return Result{Outcome: Quarantined, Status: p.RespondStatus, Err: err}, v
+	}
+	return Result{Outcome: Accepted, Status: p.RespondStatus, Event: ev}, v
+}
+
+// Build decrypts, maps and routes a verified request into the event to
 // spool. An error means our configuration cannot read it: the caller
 // quarantines, never drops, it.
-func (p *Provider) build(v *verified) (*spool.Event, error) {
-	vr := v.req
+func (p *Pipeline) Build(v *Verified) (*spool.Event, error) {
+	vr := v.Req
 	env := &transforms.Env{
-		Headers: firstValues(vr.Header, true), Query: firstValues(vr.Query, false),
+		Headers: FirstValues(vr.Header, true), Query: FirstValues(vr.Query, false),
 		Params: vr.Params, Provider: p.Name, Now: vr.Received,
 	}
-	if v.jws != nil {
-		if payload, err := jsonfast.Decode(string(v.jws)); err == nil {
+	if v.JWS != nil {
+		if payload, err := jsonfast.Decode(string(v.JWS)); err == nil {
 			env.JWS = payload
 		}
 	}
-	body := v.body
+	body := v.Body
 	parse(body, env)
-	if p.decrypt != nil {
-		pt, err := p.decrypt.Decrypt(env)
+	if p.Decrypt != nil {
+		pt, err := p.Decrypt.Decrypt(env)
 		if err != nil {
-			return nil, withoutValues(err, env)
+			return nil, WithoutValues(err, env)
 		}
 		if !json.Valid(pt) {
 			return nil, fmt.Errorf("decrypt: the plaintext is not JSON")
@@ -137,7 +195,7 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		body = pt
 		parse(body, env)
 	}
-	if !v.unverified {
+	if !v.Unverified {
 		if err := p.checkRequire(env); err != nil {
 			return nil, err
 		}
@@ -155,9 +213,9 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 		ID: ulid.Make().String(), Provider: p.Name, Source: "webhook",
 		ReceivedAt: vr.Received.UTC().Truncate(time.Millisecond), Raw: raw,
 	}
-	lenderID, err := p.mapping.Map(env, ev)
+	lenderID, err := p.Mapping.Map(env, ev)
 	if err != nil {
-		return nil, keyed(withoutValues(err, env), ev.Key)
+		return nil, keyed(WithoutValues(err, env), ev.Key)
 	}
 	// The key (queued with each delivery, tracked for polling) and the type
 	// outlive the request; as slices of the body (see parse) they would keep
@@ -166,29 +224,36 @@ func (p *Provider) build(v *verified) (*spool.Event, error) {
 	switch {
 	case lenderID != "":
 		ev.IdempotencyID = p.Name + ":" + lenderID
-	case v.signed != "":
+	case v.Signed != "":
 		// A signed callback is the same callback however its body is
 		// spaced, ordered or escaped (must-match compares JSON): only
 		// what was signed tells copies apart, so a replay is a duplicate.
-		sum := sha256.Sum256([]byte(p.Name + "\x00jws\x00" + v.signed))
+		sum := sha256.Sum256([]byte(p.Name + "\x00jws\x00" + v.Signed))
 		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
 	default:
 		sum := sha256.Sum256(append([]byte(p.Name+"\x00"), body...))
 		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
 	}
+	return p.spoolable(env, ev, body)
+}
+
+// spoolable routes the mapped event ev and makes the event to spool, with
+// raw as the body kept beside it: the tail that a webhook (Build) and a
+// polled answer (BuildPolled) share.
+func (p *Pipeline) spoolable(env *transforms.Env, ev *transforms.Event, raw []byte) (*spool.Event, error) {
 	env.Event = ev
-	dests, err := p.route(env)
+	dests, err := p.Route(env)
 	if err != nil {
-		return nil, keyed(withoutValues(err, env), ev.Key)
+		return nil, keyed(WithoutValues(err, env), ev.Key)
 	}
-	envelope, err := marshalEnvelope(ev)
+	envelope, err := MarshalEnvelope(ev)
 	if err != nil {
 		return nil, fmt.Errorf("event: %w", err)
 	}
 	return &spool.Event{
 		ID: ev.ID, Provider: p.Name, Type: ev.Type, Key: ev.Key, Sequence: ev.Sequence,
 		IdempotencyID: ev.IdempotencyID, ReceivedAt: ev.ReceivedAt, Envelope: envelope,
-		Raw: body, Destinations: dests,
+		Raw: raw, Destinations: dests,
 	}, nil
 }
 
@@ -210,8 +275,8 @@ func keyed(err error, key string) error {
 	return &keyedError{err, strings.Clone(key)}
 }
 
-// keyOf is the event key an error of build knew, "" if none.
-func keyOf(err error) string {
+// KeyOf is the event key an error of Build knew, "" if none.
+func KeyOf(err error) string {
 	var k *keyedError
 	if errors.As(err, &k) {
 		return k.key
@@ -219,11 +284,11 @@ func keyOf(err error) string {
 	return ""
 }
 
-// withoutValues is err with every value of the request that it quotes
+// WithoutValues is err with every value of the request that it quotes
 // replaced by ***: an expression's error may print what it failed on (a
 // name, a personal number), and the error becomes a quarantine reason, a log
 // line and an admin answer, which name the field, never the value.
-func withoutValues(err error, env *transforms.Env) error {
+func WithoutValues(err error, env *transforms.Env) error {
 	msg := err.Error()
 	var values []string
 	var walk func(v any)
@@ -266,25 +331,33 @@ func withoutValues(err error, env *transforms.Env) error {
 	return errors.New(msg)
 }
 
+// BodyEnv is the expression environment of a request's body and headers
+// alone, as decryption sees it: what masking needs to find the plaintext.
+func BodyEnv(body []byte, header map[string][]string) *transforms.Env {
+	env := &transforms.Env{Headers: FirstValues(header, true)}
+	parse(body, env)
+	return env
+}
+
 // parse sets env.Body and env.Raw from body; Body is nil when it is not JSON.
 func parse(body []byte, env *transforms.Env) {
 	env.Raw, env.Body = string(body), nil
 	// The body's strings are slices of env.Raw, not copies of their own:
-	// build clones what it keeps of them.
+	// Build clones what it keeps of them.
 	if v, err := jsonfast.Decode(env.Raw); err == nil {
 		env.Body = v
 	}
 }
 
-// route returns the destinations of every route whose `when` holds, each once.
-func (p *Provider) route(env *transforms.Env) ([]string, error) {
+// Route returns the destinations of every route whose `when` holds, each once.
+func (p *Pipeline) Route(env *transforms.Env) ([]string, error) {
 	var (
 		dests []string
 		vm    transforms.Machine
 	)
-	for i, rt := range p.routes {
-		if rt.when != nil {
-			ok, err := vm.Run(rt.when, env)
+	for i, rt := range p.Routes {
+		if rt.When != nil {
+			ok, err := vm.Run(rt.When, env)
 			if err != nil {
 				return nil, fmt.Errorf("routes[%d].when: %w", i, err)
 			}
@@ -293,7 +366,7 @@ func (p *Provider) route(env *transforms.Env) ([]string, error) {
 			}
 		}
 	next:
-		for _, d := range rt.to {
+		for _, d := range rt.To {
 			for _, have := range dests {
 				if have == d {
 					continue next
@@ -305,9 +378,9 @@ func (p *Provider) route(env *transforms.Env) ([]string, error) {
 	return dests, nil
 }
 
-// firstValues maps each name of h with a value to its first value; with
+// FirstValues maps each name of h with a value to its first value; with
 // lower, by the lower-cased name.
-func firstValues(h map[string][]string, lower bool) map[string]string {
+func FirstValues(h map[string][]string, lower bool) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, v := range h {
 		if len(v) == 0 {
@@ -321,13 +394,13 @@ func firstValues(h map[string][]string, lower bool) map[string]string {
 	return out
 }
 
-// marshalEnvelope encodes the canonical event as json.Marshal(ev) would.
+// MarshalEnvelope encodes the canonical event as json.Marshal(ev) would.
 // It writes the fields itself (encoding/json's reflection over the event
 // and its data was a tenth of ingest's CPU) and splices in the raw body,
-// which is already JSON (build made it so), rather than re-validating and
+// which is already JSON (Build made it so), rather than re-validating and
 // compacting it. Anything it cannot write as encoding/json does goes to
 // json.Marshal, for the same output or the same error.
-func marshalEnvelope(ev *transforms.Event) ([]byte, error) {
+func MarshalEnvelope(ev *transforms.Event) ([]byte, error) {
 	// Room for the fields, the raw body and the data, which is commonly
 	// picked from the body: one allocation, no growing.
 	out := make([]byte, 0, 256+2*len(ev.Raw)+len(ev.Key)+len(ev.Type)+len(ev.IdempotencyID)+len(ev.OccurredAt))

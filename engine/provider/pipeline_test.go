@@ -1,4 +1,4 @@
-package engine
+package provider
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ func TestMarshalEnvelopeSplicesRaw(t *testing.T) {
 	for _, raw := range []string{`{"a": [1, 2 ,3]}`, `"text"`, `  {"x":"\u00e9"}  `, `null`} {
 		ev := &transforms.Event{ID: "01J", Provider: "p", Type: "t", Key: "k", ReceivedAt: time.Unix(1, 0).UTC(),
 			Data: map[string]any{"n": 1}, Raw: json.RawMessage(raw)}
-		got, err := marshalEnvelope(ev)
+		got, err := MarshalEnvelope(ev)
 		if err != nil || !json.Valid(got) {
 			t.Fatalf("%s: %s %v", raw, got, err)
 		}
