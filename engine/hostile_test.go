@@ -474,7 +474,11 @@ func TestHostileCorpus(t *testing.T) {
 			start := time.Now()
 			got := e.send(t, c)
 			took := time.Since(start)
-			if took > 3*time.Second {
+			// A bound against a hang or work on the scale of an expanded
+			// body, not a speed target (that is the benchmarks'): 0.7 s is
+			// usual for the slowest case under -race, and it took 4.2 s on
+			// a CI machine busy with other tests.
+			if took > 10*time.Second {
 				t.Errorf("took %v", took)
 			}
 			if got.status != c.Want {
