@@ -239,6 +239,15 @@ type Erased struct {
 	Dedup int `json:"dedup"`
 }
 
+// addEvents adds what one batch of event deletions removed.
+func (e *Erased) addEvents(n Erased) {
+	e.Events += n.Events
+	e.Deliveries += n.Deliveries
+	e.Pending += n.Pending
+	e.Dropped = append(e.Dropped, n.Dropped...)
+	e.Dedup += n.Dedup
+}
+
 // Dropped is a pending delivery that EraseKey deleted: the dispatcher
 // removes it from its queues in memory. Dead says it was dead (the
 // destination counts its dead deliveries).
@@ -310,11 +319,7 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 			if err != nil {
 				return out, err
 			}
-			out.Events += n.Events
-			out.Deliveries += n.Deliveries
-			out.Pending += n.Pending
-			out.Dropped = append(out.Dropped, n.Dropped...)
-			out.Dedup += n.Dedup
+			out.addEvents(n)
 		}
 		if visited < eraseChunk {
 			break

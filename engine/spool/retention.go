@@ -78,11 +78,7 @@ func (b *Bolt) PurgeDead(ctx context.Context, cutoff time.Time) (Erased, error) 
 			if err != nil {
 				return out, err
 			}
-			out.Events += n.Events
-			out.Deliveries += n.Deliveries
-			out.Pending += n.Pending
-			out.Dropped = append(out.Dropped, n.Dropped...)
-			out.Dedup += n.Dedup
+			out.addEvents(n)
 		}
 		if done {
 			break
