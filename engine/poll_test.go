@@ -482,3 +482,22 @@ func TestPollRequestShape(t *testing.T) {
 		t.Errorf("request %s %s %v\n%s", req.Method, req.URL, req.Header, body)
 	}
 }
+
+// TestEraseKeyStopsPolling: erasing a key (SPEC 11) also stops the poller's
+// loop from polling it, which would store its state, and maybe an event,
+// again. At most a poll already in flight at the erasure may still arrive.
+func TestEraseKeyStopsPolling(t *testing.T) {
+	f := newFakeResurs(t)
+	tr, _, _ := pollRelay(t, f)
+	f.set("APP-9", "garbage") // unmappable: polled every interval, no event
+	must(t, tr.pollKey("resurs", "APP-9"))
+	waitRequests(t, f, "APP-9", 2)
+	if _, err := tr.eraseKey(context.Background(), "resurs", "APP-9"); err != nil {
+		t.Fatal(err)
+	}
+	after := f.requests("APP-9")
+	pollRounds(t, tr, f, 6) // at least 5 intervals on the poll loop's clock
+	if n := f.requests("APP-9"); n > after+1 {
+		t.Errorf("the erased key was polled %d more times", n-after)
+	}
+}

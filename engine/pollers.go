@@ -281,6 +281,18 @@ func (r *Relay) flushTracked(ctx context.Context) error {
 	return nil
 }
 
+// forgetPollKey stops polling provider's key, as a key made final is
+// dropped: erasure removed its records, and a poll would bring some back.
+func (r *Relay) forgetPollKey(provider, key string) {
+	ps := &r.poll
+	ps.mu.Lock()
+	l := ps.loops[provider]
+	ps.mu.Unlock()
+	if l != nil {
+		l.track(key, trackMsg{final: true})
+	}
+}
+
 // pollLoop polls one provider's keys. Its state is the loop goroutine's
 // alone; others reach it through track.
 type pollLoop struct {

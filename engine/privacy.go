@@ -135,6 +135,7 @@ func (r *Relay) eraseKey(ctx context.Context, provider, key string) (spool.Erase
 	if !ok {
 		return spool.Erased{}, errors.New("erase: this spool cannot erase by key")
 	}
+	r.forgetPollKey(provider, key) // before the erasure, so that no later poll stores the key again
 	out, err := er.EraseKey(ctx, provider, key)
 	for _, d := range out.Dropped {
 		if l := r.dispatch.lane(d.Destination); l != nil {
