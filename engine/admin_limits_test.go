@@ -34,7 +34,7 @@ func slowClient(addr, first, trickle string, tick, limit time.Duration) (time.Du
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	start := time.Now()
 	closed := make(chan struct{})
 	go func() {
@@ -75,7 +75,7 @@ func TestHostileAdminSlowLoris(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	adminAddr := ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	dir := t.TempDir()
 	writeConfig(t, dir, "listen: 127.0.0.1:0\nadmin: { listen: "+adminAddr+" }\nspool: { path: ./spool.db }\n"+
 		"destinations:\n  dest:\n    url: \"http://127.0.0.1:1/x\"\n", map[string]string{"plain": plainProvider})

@@ -1281,9 +1281,7 @@ func testAdminMetrics(t *testing.T) {
 	for _, e := range tr.events("limit=1000").Items {
 		forbidden = append(forbidden, e.ID)
 	}
-	for _, id := range []string{"cust-7781-1", "cust-7781-2", "cust-9902-1", "cust-q-1", "cust-rejected"} {
-		forbidden = append(forbidden, id)
-	}
+	forbidden = append(forbidden, "cust-7781-1", "cust-7781-2", "cust-9902-1", "cust-q-1", "cust-rejected")
 	if len(forbidden) < 6 {
 		t.Fatalf("only %d ids and keys to look for", len(forbidden))
 	}

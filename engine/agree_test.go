@@ -97,7 +97,7 @@ routes:
 			must(t, err)
 			file := filepath.Join(tests, strings.ReplaceAll(c.name, " ", "-")+".yaml")
 			must(t, os.WriteFile(file, doc, 0o644))
-			defer os.Remove(file)
+			defer func() { _ = os.Remove(file) }()
 			results, err := CaseResults(filepath.Join(tr.dir, "relay.yaml"), true, []string{c.provider})
 			must(t, err)
 			if len(results) != 1 || !results[0].Passed() {

@@ -194,14 +194,14 @@ func setEnv(vars map[string]string, dir string) func() {
 		} else {
 			old[k] = nil
 		}
-		os.Setenv(k, strings.ReplaceAll(v, "{{dir}}", dir))
+		_ = os.Setenv(k, strings.ReplaceAll(v, "{{dir}}", dir))
 	}
 	return func() {
 		for k, v := range old {
 			if v == nil {
-				os.Unsetenv(k)
+				_ = os.Unsetenv(k)
 			} else {
-				os.Setenv(k, *v)
+				_ = os.Setenv(k, *v)
 			}
 		}
 	}

@@ -482,7 +482,7 @@ func TestDeliverNetworkError(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		must(t, err)
 		addr := ln.Addr().String()
-		ln.Close()
+		_ = ln.Close()
 		return addr
 	}
 	t.Run("retried until the destination is up", func(t *testing.T) {
@@ -510,7 +510,7 @@ func TestDeliverNetworkError(t *testing.T) {
 		}
 		s := &sink{}
 		s.srv = httptest.NewUnstartedServer(s.handler())
-		s.srv.Listener.Close()
+		_ = s.srv.Listener.Close()
 		s.srv.Listener = ln
 		s.srv.Start()
 		t.Cleanup(s.srv.Close)

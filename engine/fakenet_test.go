@@ -58,7 +58,7 @@ func testServer(t *testing.T, h http.Handler) *httptest.Server {
 		return srv
 	}
 	srv := httptest.NewUnstartedServer(h)
-	srv.Listener.Close() // its loopback listener: replaced
+	_ = srv.Listener.Close() // its loopback listener: replaced
 	srv.Listener = n.listen()
 	srv.Start()
 	t.Cleanup(srv.Close)

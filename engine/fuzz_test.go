@@ -157,7 +157,7 @@ func givenSecrets(data []byte) []string {
 				if !walk(k, "", false, underEvent) {
 					return false
 				}
-				sec := inSecret || (secretKeys[k.Value] && !(underEvent && k.Value == "key")) || key == "users"
+				sec := inSecret || (secretKeys[k.Value] && (!underEvent || k.Value != "key")) || key == "users"
 				if !walk(v, k.Value, sec, underEvent || k.Value == "event") {
 					return false
 				}

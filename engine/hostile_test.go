@@ -412,7 +412,7 @@ func rawExchange(t *testing.T, addr string, msg []byte) hostileAnswer {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	must(t, err)
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	must(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
 	// Write while reading: the server may answer (431) before it has read all.
 	go func() { _, _ = conn.Write(msg) }()
@@ -605,7 +605,7 @@ func TestHostileSlowLoris(t *testing.T) {
 				errs <- err.Error()
 				return
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			msg := head
 			if i%2 == 1 { // headers at once, then the body one byte at a time
 				if _, err := io.WriteString(conn, head+"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"); err != nil {

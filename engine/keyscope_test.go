@@ -141,7 +141,7 @@ func unscopeSpool(t *testing.T, path string) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	must(t, err)
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	// cut removes the uvarint-prefixed string at b[at:].
 	cut := func(b []byte, at int) []byte {
 		n, k := binary.Uvarint(b[at:])

@@ -140,7 +140,7 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 	// Values are known now unless a secret is missing (polling is then off):
 	// a URL that starts with {{ values.api_url }} is checked here for where
 	// {{ key }} lands, not first when a key is polled.
-	valuesKnown := p.Disabled == "" && p.pollOff == "" && !(s.registerValues && p.registerOff != "")
+	valuesKnown := p.Disabled == "" && p.pollOff == "" && (!s.registerValues || p.registerOff == "")
 	if pc.Request.URL == "" {
 		errs.Add(doc, "poll.request.url", "poll.request.url: required")
 	} else if s.url = compileWith("poll.request.url", pc.Request.URL, transforms.CompileURLTemplate); s.url != nil && s.url.Constant() {

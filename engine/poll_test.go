@@ -75,7 +75,7 @@ func (f *fakeResurs) serve(w http.ResponseWriter, r *http.Request) {
 	status := f.status[key]
 	f.mu.Unlock()
 
-	var waiting, signed, paid string = "false", "", "false"
+	waiting, signed, paid := "false", "", "false"
 	switch status {
 	case "waiting":
 		waiting = "true"

@@ -177,10 +177,10 @@ func TestPrivacyKomparAtRestAndErasure(t *testing.T) {
 	must(t, err)
 	ks, err := seal.Open(keysPath, master)
 	must(t, err)
-	defer ks.Close()
+	defer func() { _ = ks.Close() }()
 	old, err := spool.Open(backup, spool.Options{Sealer: ks})
 	must(t, err)
-	defer old.Close()
+	defer func() { _ = old.Close() }()
 	for _, id := range ids[erased] {
 		if ev, err := old.Event(id); !errors.Is(err, seal.ErrShredded) {
 			t.Errorf("backup: event %s of the erased key: %v, %v; want seal.ErrShredded", id, ev, err)
@@ -194,7 +194,7 @@ func TestPrivacyKomparAtRestAndErasure(t *testing.T) {
 	must(t, os.WriteFile(backup+".copy", b, 0o600))
 	bare, err := spool.Open(backup+".copy", spool.Options{})
 	must(t, err)
-	defer bare.Close()
+	defer func() { _ = bare.Close() }()
 	if _, err := bare.Event(ids[kept][0]); !errors.Is(err, spool.ErrSealed) {
 		t.Errorf("backup without the keystore: %v, want spool.ErrSealed", err)
 	}

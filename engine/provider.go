@@ -129,7 +129,7 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 		p.maxBody = int64(c.Spool.MaxBody)
 	}
 
-	p.Pipeline.Compile(pc, p.File, doc, p.missing, func(d string) bool { _, ok := c.Dests[d]; return ok }, errs, &p.warnings)
+	p.Compile(pc, p.File, doc, p.missing, func(d string) bool { _, ok := c.Dests[d]; return ok }, errs, &p.warnings)
 	p.verifiers = p.Verifiers
 	p.sensitive = compileSensitive(pc.Sensitive, doc, errs)
 	p.dedup = pc.Dedup

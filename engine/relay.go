@@ -73,15 +73,15 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	}
 	sp, err := spool.Open(cfg.Spool.Path, opts)
 	if err != nil {
-		r.closeKeys()
+		_ = r.closeKeys()
 		return nil, err
 	}
 	r.spool = sp
 	r.dispatch = newDispatcher(sp, newSender(), log, r.m)
 	mux, err := r.newIngestMux(cfg)
 	if err != nil {
-		sp.Close()
-		r.closeKeys()
+		_ = sp.Close()
+		_ = r.closeKeys()
 		return nil, err
 	}
 	r.ingestMux.Store(&mux)
@@ -257,7 +257,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			for _, l := range lns {
-				l.Close()
+				_ = l.Close()
 			}
 			return err
 		}
@@ -266,12 +266,12 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	r, err := Open(cfg, log)
 	if err == nil {
 		if err = r.Start(); err != nil {
-			r.Close(0)
+			_ = r.Close(0)
 		}
 	}
 	if err != nil {
 		for _, l := range lns {
-			l.Close()
+			_ = l.Close()
 		}
 		return err
 	}

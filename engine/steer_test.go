@@ -26,10 +26,9 @@ import (
 // uriRecorder is a destination that records each request's Host and
 // RequestURI as they came off the wire.
 type uriRecorder struct {
-	url  string
-	mu   sync.Mutex
-	got  []string // "host requestURI authorization"
-	hits map[string]int
+	url string
+	mu  sync.Mutex
+	got []string // "host requestURI authorization"
 }
 
 func newURIRecorder(t *testing.T) *uriRecorder {
