@@ -290,11 +290,34 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	return []*cobra.Command{statusCmd, events, deadCmd, destinations, providers, quarantine, rejections, reloadCmd, eraseCmd}
 }
 
-// eventFilter is the selection of events list and dead retry; zero values
-// select everything.
+// eventFilter is the selection of the events, quarantine and rejections
+// lists and of dead retry; zero values select everything.
 type eventFilter struct {
 	status, provider, destination, ty, key, cursor string
 	limit                                          int
+}
+
+// query is f as a list's query, and again the flags that select the same
+// list (all but --cursor), for the next page's hint.
+func (f eventFilter) query() (q url.Values, again []string) {
+	q = url.Values{}
+	for _, p := range []struct{ name, v string }{
+		{"status", f.status}, {"provider", f.provider}, {"destination", f.destination},
+		{"type", f.ty}, {"key", f.key},
+	} {
+		if p.v != "" {
+			q.Set(p.name, p.v)
+			again = append(again, "--"+p.name, p.v)
+		}
+	}
+	if f.limit > 0 {
+		q.Set("limit", strconv.Itoa(f.limit))
+		again = append(again, "--limit", strconv.Itoa(f.limit))
+	}
+	if f.cursor != "" {
+		q.Set("cursor", f.cursor)
+	}
+	return q, again
 }
 
 // adminClient talks to one admin API.
@@ -438,23 +461,8 @@ func (c *cli) decode(data []byte, v any) error {
 }
 
 func (c *cli) eventsList(f eventFilter, again []string) int {
-	q := url.Values{}
-	for _, p := range []struct{ name, v string }{
-		{"status", f.status}, {"provider", f.provider}, {"destination", f.destination},
-		{"type", f.ty}, {"key", f.key},
-	} {
-		if p.v != "" {
-			q.Set(p.name, p.v)
-			again = append(again, "--"+p.name, p.v)
-		}
-	}
-	if f.limit > 0 {
-		q.Set("limit", strconv.Itoa(f.limit))
-		again = append(again, "--limit", strconv.Itoa(f.limit))
-	}
-	if f.cursor != "" {
-		q.Set("cursor", f.cursor)
-	}
+	q, selected := f.query()
+	again = append(again, selected...)
 	data, err := c.client.do(http.MethodGet, "/admin/events", q, nil)
 	if err != nil {
 		return c.fail(err)
