@@ -125,18 +125,14 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	list.Flags().StringVar(&f.key, "key", "", "only events of this key")
 	list.Flags().IntVar(&f.limit, "limit", 0, "at most this many events (default: the server's, 50)")
 	list.Flags().StringVar(&f.cursor, "cursor", "", "continue from a previous page's next_cursor")
-	list.RunE = func(cmd *cobra.Command, args []string) error {
-		if cmd.Flags().Changed("limit") && f.limit < 1 {
-			return usagef("events list: --limit: must be a positive number")
+	list.PreRunE = positiveLimit(&f.limit)
+	list.RunE = ev.run(stdout, stderr, func(c *cli, _ []string) int {
+		var again []string // the flags that select this list, for the next page's hint
+		if ev.cmd.PersistentFlags().Changed("admin") {
+			again = append(again, "--admin", ev.admin)
 		}
-		return ev.run(stdout, stderr, func(c *cli, _ []string) int {
-			var again []string // the flags that select this list, for the next page's hint
-			if ev.cmd.PersistentFlags().Changed("admin") {
-				again = append(again, "--admin", ev.admin)
-			}
-			return c.eventsList(f, again)
-		})(cmd, args)
-	}
+		return c.eventsList(f, again)
+	})
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show an event (or a quarantined request), its deliveries and their attempts",
 		Long: "Show an event, its deliveries with their attempts and, for a pending delivery, the time\n" +
@@ -238,12 +234,8 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	quarList.Flags().StringVar(&qf.provider, "provider", "", "only this provider's requests")
 	quarList.Flags().IntVar(&qf.limit, "limit", 0, "at most this many (default: the server's, 50)")
 	quarList.Flags().StringVar(&qf.cursor, "cursor", "", "continue from a previous page's next_cursor")
-	quarList.RunE = func(cmd *cobra.Command, args []string) error {
-		if cmd.Flags().Changed("limit") && qf.limit < 1 {
-			return usagef("quarantine list: --limit: must be a positive number")
-		}
-		return quar.run(stdout, stderr, func(c *cli, _ []string) int { return c.quarantineList(qf) })(cmd, args)
-	}
+	quarList.PreRunE = positiveLimit(&qf.limit)
+	quarList.RunE = quar.run(stdout, stderr, func(c *cli, _ []string) int { return c.quarantineList(qf) })
 	var rf eventFilter
 	reprocess := &cobra.Command{
 		Use: "reprocess [ID...]", Short: "Run quarantined requests through the current configuration", Args: cobra.ArbitraryArgs,
@@ -262,12 +254,8 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	}
 	rejList.Flags().StringVar(&jf.provider, "provider", "", "only this provider's rejections")
 	rejList.Flags().IntVar(&jf.limit, "limit", 0, "at most this many (default: the server's, 100)")
-	rejList.RunE = func(cmd *cobra.Command, args []string) error {
-		if cmd.Flags().Changed("limit") && jf.limit < 1 {
-			return usagef("rejections list: --limit: must be a positive number")
-		}
-		return rej.run(stdout, stderr, func(c *cli, _ []string) int { return c.rejectionsList(jf) })(cmd, args)
-	}
+	rejList.PreRunE = positiveLimit(&jf.limit)
+	rejList.RunE = rej.run(stdout, stderr, func(c *cli, _ []string) int { return c.rejectionsList(jf) })
 	rejections := group("rejections", "List rejected requests", &rej, rejList)
 
 	eraseCmd := &cobra.Command{
@@ -288,6 +276,17 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	er.declare(eraseCmd)
 
 	return []*cobra.Command{statusCmd, events, deadCmd, destinations, providers, quarantine, rejections, reloadCmd, eraseCmd}
+}
+
+// positiveLimit is the PreRunE of a list with --limit: a --limit given must
+// be at least 1 (without one the server's default stands).
+func positiveLimit(limit *int) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("limit") && *limit < 1 {
+			return usagef("%s %s: --limit: must be a positive number", cmd.Parent().Name(), cmd.Name())
+		}
+		return nil
+	}
 }
 
 // eventFilter is the selection of the events, quarantine and rejections
