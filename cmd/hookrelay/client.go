@@ -283,7 +283,7 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 func positiveLimit(limit *int) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
 		if cmd.Flags().Changed("limit") && *limit < 1 {
-			return usagef("%s %s: --limit: must be a positive number", cmd.Parent().Name(), cmd.Name())
+			return usagef("%s: --limit: must be a positive number", name(cmd))
 		}
 		return nil
 	}
