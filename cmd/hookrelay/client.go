@@ -55,6 +55,14 @@ func (f *adminFlags) declare(cmd *cobra.Command) {
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the server's JSON answer")
 }
 
+// given is --admin as given, for a next page's hint: the same admin API.
+func (f *adminFlags) given() []string {
+	if f.cmd.PersistentFlags().Changed("admin") {
+		return []string{"--admin", f.admin}
+	}
+	return nil
+}
+
 // cli connects to the admin API the flags and environment select.
 func (f *adminFlags) cli(stdout, stderr io.Writer) (*cli, error) {
 	base := f.admin
@@ -126,13 +134,7 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	list.Flags().IntVar(&f.limit, "limit", 0, "at most this many events (default: the server's, 50)")
 	list.Flags().StringVar(&f.cursor, "cursor", "", "continue from a previous page's next_cursor")
 	list.PreRunE = positiveLimit(&f.limit)
-	list.RunE = ev.run(stdout, stderr, func(c *cli, _ []string) int {
-		var again []string // the flags that select this list, for the next page's hint
-		if ev.cmd.PersistentFlags().Changed("admin") {
-			again = append(again, "--admin", ev.admin)
-		}
-		return c.eventsList(f, again)
-	})
+	list.RunE = ev.run(stdout, stderr, func(c *cli, _ []string) int { return c.eventsList(f, ev.given()) })
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show an event (or a quarantined request), its deliveries and their attempts",
 		Long: "Show an event, its deliveries with their attempts and, for a pending delivery, the time\n" +
@@ -235,7 +237,7 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	quarList.Flags().IntVar(&qf.limit, "limit", 0, "at most this many (default: the server's, 50)")
 	quarList.Flags().StringVar(&qf.cursor, "cursor", "", "continue from a previous page's next_cursor")
 	quarList.PreRunE = positiveLimit(&qf.limit)
-	quarList.RunE = quar.run(stdout, stderr, func(c *cli, _ []string) int { return c.quarantineList(qf) })
+	quarList.RunE = quar.run(stdout, stderr, func(c *cli, _ []string) int { return c.quarantineList(qf, quar.given()) })
 	var rf eventFilter
 	reprocess := &cobra.Command{
 		Use: "reprocess [ID...]", Short: "Run quarantined requests through the current configuration", Args: cobra.ArbitraryArgs,
@@ -459,6 +461,8 @@ func (c *cli) decode(data []byte, v any) error {
 	return nil
 }
 
+// eventsList prints a page of events; again are the flags to repeat in the
+// next page's hint besides the filter's.
 func (c *cli) eventsList(f eventFilter, again []string) int {
 	q, selected := f.query()
 	again = append(again, selected...)

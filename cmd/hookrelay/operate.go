@@ -157,8 +157,11 @@ func providersTable(items []object) string {
 	return table("NAME\tPATHS\tSTATE", rows)
 }
 
-func (c *cli) quarantineList(f eventFilter) int {
-	q, again := f.query()
+// quarantineList prints a page of the quarantine; again are the flags to
+// repeat in the next page's hint besides the filter's.
+func (c *cli) quarantineList(f eventFilter, again []string) int {
+	q, selected := f.query()
+	again = append(again, selected...)
 	return c.do(http.MethodGet, "/admin/quarantine", q, nil, func(data []byte) string {
 		items, next, err := c.items(data)
 		if err != nil {
