@@ -278,16 +278,14 @@ func sendCommand(stdout, stderr io.Writer) *cobra.Command {
 			"  hookrelay send acme body.json --url http://127.0.0.1:8080 --json",
 		Args: exactArgs(2, "PROVIDER and BODY_FILE"),
 	}
-	cfg := configFlag(c)
 	o := signOptions{method: http.MethodPost}
 	c.Flags().StringVar(&o.keyFile, "key", "", "private key file (PEM or JWK) for a jws verifier")
 	c.Flags().StringVar(&o.path, "path", "", "request path (default: the provider's first path)")
 	target := c.Flags().String("url", "", "the relay's ingest listener (default: listen from the configuration)")
 	asJSON := c.Flags().Bool("json", false, "print the status and answer as JSON")
-	c.RunE = func(_ *cobra.Command, a []string) error {
-		path, explicit := cfg()
-		return status(send(path, explicit, a[0], a[1], o, *target, *asJSON, stdout, stderr))
-	}
+	runWithConfig(c, func(path string, explicit bool, a []string) int {
+		return send(path, explicit, a[0], a[1], o, *target, *asJSON, stdout, stderr)
+	})
 	return c
 }
 

@@ -55,6 +55,14 @@ func (f *adminFlags) declare(cmd *cobra.Command) {
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the server's JSON answer")
 }
 
+// given is --admin as given, for a next page's hint: the same admin API.
+func (f *adminFlags) given() []string {
+	if f.cmd.PersistentFlags().Changed("admin") {
+		return []string{"--admin", f.admin}
+	}
+	return nil
+}
+
 // cli connects to the admin API the flags and environment select.
 func (f *adminFlags) cli(stdout, stderr io.Writer) (*cli, error) {
 	base := f.admin
@@ -125,18 +133,8 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	list.Flags().StringVar(&f.key, "key", "", "only events of this key")
 	list.Flags().IntVar(&f.limit, "limit", 0, "at most this many events (default: the server's, 50)")
 	list.Flags().StringVar(&f.cursor, "cursor", "", "continue from a previous page's next_cursor")
-	list.RunE = func(cmd *cobra.Command, args []string) error {
-		if cmd.Flags().Changed("limit") && f.limit < 1 {
-			return usagef("events list: --limit: must be a positive number")
-		}
-		return ev.run(stdout, stderr, func(c *cli, _ []string) int {
-			var again []string // the flags that select this list, for the next page's hint
-			if ev.cmd.PersistentFlags().Changed("admin") {
-				again = append(again, "--admin", ev.admin)
-			}
-			return c.eventsList(f, again)
-		})(cmd, args)
-	}
+	list.PreRunE = positiveLimit(&f.limit)
+	list.RunE = ev.run(stdout, stderr, func(c *cli, _ []string) int { return c.eventsList(f, ev.given()) })
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show an event (or a quarantined request), its deliveries and their attempts",
 		Long: "Show an event, its deliveries with their attempts and, for a pending delivery, the time\n" +
@@ -238,12 +236,8 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	quarList.Flags().StringVar(&qf.provider, "provider", "", "only this provider's requests")
 	quarList.Flags().IntVar(&qf.limit, "limit", 0, "at most this many (default: the server's, 50)")
 	quarList.Flags().StringVar(&qf.cursor, "cursor", "", "continue from a previous page's next_cursor")
-	quarList.RunE = func(cmd *cobra.Command, args []string) error {
-		if cmd.Flags().Changed("limit") && qf.limit < 1 {
-			return usagef("quarantine list: --limit: must be a positive number")
-		}
-		return quar.run(stdout, stderr, func(c *cli, _ []string) int { return c.quarantineList(qf) })(cmd, args)
-	}
+	quarList.PreRunE = positiveLimit(&qf.limit)
+	quarList.RunE = quar.run(stdout, stderr, func(c *cli, _ []string) int { return c.quarantineList(qf, quar.given()) })
 	var rf eventFilter
 	reprocess := &cobra.Command{
 		Use: "reprocess [ID...]", Short: "Run quarantined requests through the current configuration", Args: cobra.ArbitraryArgs,
@@ -262,12 +256,8 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	}
 	rejList.Flags().StringVar(&jf.provider, "provider", "", "only this provider's rejections")
 	rejList.Flags().IntVar(&jf.limit, "limit", 0, "at most this many (default: the server's, 100)")
-	rejList.RunE = func(cmd *cobra.Command, args []string) error {
-		if cmd.Flags().Changed("limit") && jf.limit < 1 {
-			return usagef("rejections list: --limit: must be a positive number")
-		}
-		return rej.run(stdout, stderr, func(c *cli, _ []string) int { return c.rejectionsList(jf) })(cmd, args)
-	}
+	rejList.PreRunE = positiveLimit(&jf.limit)
+	rejList.RunE = rej.run(stdout, stderr, func(c *cli, _ []string) int { return c.rejectionsList(jf) })
 	rejections := group("rejections", "List rejected requests", &rej, rejList)
 
 	eraseCmd := &cobra.Command{
@@ -290,11 +280,45 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 	return []*cobra.Command{statusCmd, events, deadCmd, destinations, providers, quarantine, rejections, reloadCmd, eraseCmd}
 }
 
-// eventFilter is the selection of events list and dead retry; zero values
-// select everything.
+// positiveLimit is the PreRunE of a list with --limit: a --limit given must
+// be at least 1 (without one the server's default stands).
+func positiveLimit(limit *int) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("limit") && *limit < 1 {
+			return usagef("%s: --limit: must be a positive number", name(cmd))
+		}
+		return nil
+	}
+}
+
+// eventFilter is the selection of the events, quarantine and rejections
+// lists and of dead retry; zero values select everything.
 type eventFilter struct {
 	status, provider, destination, ty, key, cursor string
 	limit                                          int
+}
+
+// query is f as a list's query, and again the flags that select the same
+// list (all but --cursor), for the next page's hint.
+func (f eventFilter) query() (q url.Values, again []string) {
+	q = url.Values{}
+	for _, p := range []struct{ name, v string }{
+		{"status", f.status}, {"provider", f.provider}, {"destination", f.destination},
+		{"type", f.ty}, {"key", f.key},
+	} {
+		if p.v != "" {
+			q.Set(p.name, p.v)
+			again = append(again, "--"+p.name, p.v)
+		}
+	}
+	if f.limit > 0 {
+		q.Set("limit", strconv.Itoa(f.limit))
+		again = append(again, "--limit", strconv.Itoa(f.limit))
+	}
+	if f.cursor != "" {
+		q.Set("cursor", f.cursor)
+	}
+	return q, again
 }
 
 // adminClient talks to one admin API.
@@ -437,24 +461,11 @@ func (c *cli) decode(data []byte, v any) error {
 	return nil
 }
 
+// eventsList prints a page of events; again are the flags to repeat in the
+// next page's hint besides the filter's.
 func (c *cli) eventsList(f eventFilter, again []string) int {
-	q := url.Values{}
-	for _, p := range []struct{ name, v string }{
-		{"status", f.status}, {"provider", f.provider}, {"destination", f.destination},
-		{"type", f.ty}, {"key", f.key},
-	} {
-		if p.v != "" {
-			q.Set(p.name, p.v)
-			again = append(again, "--"+p.name, p.v)
-		}
-	}
-	if f.limit > 0 {
-		q.Set("limit", strconv.Itoa(f.limit))
-		again = append(again, "--limit", strconv.Itoa(f.limit))
-	}
-	if f.cursor != "" {
-		q.Set("cursor", f.cursor)
-	}
+	q, selected := f.query()
+	again = append(again, selected...)
 	data, err := c.client.do(http.MethodGet, "/admin/events", q, nil)
 	if err != nil {
 		return c.fail(err)

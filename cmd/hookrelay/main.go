@@ -175,12 +175,15 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// configFlag declares --config on cmd and returns its value and whether it
-// was given, so that a --config naming a missing file is an error rather
-// than a silent fall back to defaults.
-func configFlag(cmd *cobra.Command) func() (string, bool) {
+// runWithConfig declares --config on cmd and makes its RunE call run with
+// the path and whether it was given (so that a --config naming a missing
+// file is an error rather than a silent fall back to defaults); run's
+// result is the exit status.
+func runWithConfig(cmd *cobra.Command, run func(path string, explicit bool, args []string) int) {
 	path := cmd.Flags().String("config", "relay.yaml", "path of relay.yaml")
-	return func() (string, bool) { return *path, cmd.Flags().Changed("config") }
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		return status(run(*path, cmd.Flags().Changed("config"), args))
+	}
 }
 
 // configCommands are the commands that read relay.yaml.
@@ -191,11 +194,9 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 			"(which drain for shutdown_timeout). SIGHUP reloads the configuration.",
 		Example: "  hookrelay serve\n  hookrelay serve --config /etc/hookrelay/relay.yaml",
 	}
-	serveConfig := configFlag(serveCmd)
-	serveCmd.RunE = func(*cobra.Command, []string) error {
-		path, explicit := serveConfig()
-		return status(serve(path, explicit, stderr))
-	}
+	runWithConfig(serveCmd, func(path string, explicit bool, _ []string) int {
+		return serve(path, explicit, stderr)
+	})
 
 	checkCmd := &cobra.Command{
 		Use: "check", Short: "Load and validate the configuration", GroupID: "run", Args: noArgs,
@@ -203,23 +204,19 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 			"disabled, and why) and destinations; exit 1 with file:line errors when it is refused.",
 		Example: "  hookrelay check\n  hookrelay check --config deploy/relay.yaml --json",
 	}
-	checkConfig := configFlag(checkCmd)
 	checkJSON := checkCmd.Flags().Bool("json", false, "print the result as JSON")
-	checkCmd.RunE = func(*cobra.Command, []string) error {
-		path, explicit := checkConfig()
-		return status(check(path, explicit, *checkJSON, stdout, stderr))
-	}
+	runWithConfig(checkCmd, func(path string, explicit bool, _ []string) int {
+		return check(path, explicit, *checkJSON, stdout, stderr)
+	})
 
 	compactCmd := &cobra.Command{
 		Use: "compact", Short: "Shrink the spool file of a stopped relay", GroupID: "run", Args: noArgs,
 		Example: "  hookrelay compact --config relay.yaml",
 	}
-	compactConfig := configFlag(compactCmd)
 	compactJSON := compactCmd.Flags().Bool("json", false, "print the sizes as JSON")
-	compactCmd.RunE = func(*cobra.Command, []string) error {
-		path, explicit := compactConfig()
-		return status(compact(path, explicit, *compactJSON, stdout, stderr))
-	}
+	runWithConfig(compactCmd, func(path string, explicit bool, _ []string) int {
+		return compact(path, explicit, *compactJSON, stdout, stderr)
+	})
 
 	tryCmd := &cobra.Command{
 		Use: "try PROVIDER REQUEST_FILE", Short: "Dry run of a saved request: the event and its destinations", GroupID: "author",
@@ -229,12 +226,10 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 			"  hookrelay try acme req.json --no-verify",
 		Args: exactArgs(2, "PROVIDER and REQUEST_FILE"),
 	}
-	tryConfig := configFlag(tryCmd)
 	noVerify := tryCmd.Flags().Bool("no-verify", false, "skip verification")
-	tryCmd.RunE = func(_ *cobra.Command, a []string) error {
-		path, explicit := tryConfig()
-		return status(try(path, explicit, a[0], a[1], !*noVerify, stdout, stderr))
-	}
+	runWithConfig(tryCmd, func(path string, explicit bool, a []string) int {
+		return try(path, explicit, a[0], a[1], !*noVerify, stdout, stderr)
+	})
 
 	testCmd := &cobra.Command{
 		Use: "test [PROVIDER...]", Short: "Run the providers' recorded cases (providers.d/NAME.tests/)", GroupID: "author",
@@ -243,13 +238,11 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 		Example: "  hookrelay test\n  hookrelay test acme --json\n  hookrelay test --junit report.xml",
 		Args:    cobra.ArbitraryArgs,
 	}
-	testConfig := configFlag(testCmd)
 	testJSON := testCmd.Flags().Bool("json", false, "print the results as JSON")
 	testJUnit := testCmd.Flags().String("junit", "", "also write the results as JUnit XML to this file (for CI)")
-	testCmd.RunE = func(_ *cobra.Command, a []string) error {
-		path, explicit := testConfig()
-		return status(test(path, explicit, a, *testJSON, *testJUnit, stdout, stderr))
-	}
+	runWithConfig(testCmd, func(path string, explicit bool, a []string) int {
+		return test(path, explicit, a, *testJSON, *testJUnit, stdout, stderr)
+	})
 
 	signCmd := &cobra.Command{
 		Use: "sign PROVIDER BODY_FILE", Short: "Print a request signed as PROVIDER's verify expects", GroupID: "author",
@@ -259,16 +252,14 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 			"  hookrelay sign jwsprov body.json --key private.pem --path /in/jwsprov/tenant-1",
 		Args: exactArgs(2, "PROVIDER and BODY_FILE"),
 	}
-	signConfig := configFlag(signCmd)
 	so := signOptions{}
 	signCmd.Flags().StringVar(&so.keyFile, "key", "", "private key file (PEM or JWK) for a jws verifier")
 	signCmd.Flags().StringVar(&so.path, "path", "", "request path (default: the provider's first path)")
 	signCmd.Flags().StringVar(&so.method, "method", "POST", "request method")
 	signCmd.Flags().BoolVar(&so.curl, "curl", false, "print a curl command instead of the raw request")
-	signCmd.RunE = func(_ *cobra.Command, a []string) error {
-		path, explicit := signConfig()
-		return status(sign(path, explicit, a[0], a[1], so, stdout, stderr))
-	}
+	runWithConfig(signCmd, func(path string, explicit bool, a []string) int {
+		return sign(path, explicit, a[0], a[1], so, stdout, stderr)
+	})
 
 	sendCmd := sendCommand(stdout, stderr)
 	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, tryCmd, testCmd, signCmd, sendCmd, sinkCommand(stdout, stderr)}
@@ -286,13 +277,11 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 		} else {
 			c.Short = "Remove that registration"
 		}
-		cfg := configFlag(c)
 		c.ValidArgsFunction = completeProvider(c, 0)
 		asJSON := c.Flags().Bool("json", false, "print the result as JSON")
-		c.RunE = func(_ *cobra.Command, a []string) error {
-			path, explicit := cfg()
-			return status(register(path, explicit, a[0], verb == "unregister", *asJSON, stdout, stderr))
-		}
+		runWithConfig(c, func(path string, explicit bool, a []string) int {
+			return register(path, explicit, a[0], verb == "unregister", *asJSON, stdout, stderr)
+		})
 		cmds = append(cmds, c)
 	}
 	return cmds

@@ -157,17 +157,11 @@ func providersTable(items []object) string {
 	return table("NAME\tPATHS\tSTATE", rows)
 }
 
-func (c *cli) quarantineList(f eventFilter) int {
-	q := url.Values{}
-	if f.provider != "" {
-		q.Set("provider", f.provider)
-	}
-	if f.limit > 0 {
-		q.Set("limit", strconv.Itoa(f.limit))
-	}
-	if f.cursor != "" {
-		q.Set("cursor", f.cursor)
-	}
+// quarantineList prints a page of the quarantine; again are the flags to
+// repeat in the next page's hint besides the filter's.
+func (c *cli) quarantineList(f eventFilter, again []string) int {
+	q, selected := f.query()
+	again = append(again, selected...)
 	return c.do(http.MethodGet, "/admin/quarantine", q, nil, func(data []byte) string {
 		items, next, err := c.items(data)
 		if err != nil {
@@ -182,13 +176,6 @@ func (c *cli) quarantineList(f eventFilter) int {
 			out = table("ID\tRECEIVED\tPROVIDER\tPATH\tREASON", rows)
 		}
 		if next != "" {
-			again := []string{}
-			if f.provider != "" {
-				again = append(again, "--provider", f.provider)
-			}
-			if f.limit > 0 {
-				again = append(again, "--limit", strconv.Itoa(f.limit))
-			}
 			out += "\nnext: hookrelay quarantine list " + shellJoin(append(again, "--cursor", next)) + "\n"
 		}
 		return out
@@ -234,13 +221,7 @@ func (c *cli) reprocess(provider string, ids []string) int {
 }
 
 func (c *cli) rejectionsList(f eventFilter) int {
-	q := url.Values{}
-	if f.provider != "" {
-		q.Set("provider", f.provider)
-	}
-	if f.limit > 0 {
-		q.Set("limit", strconv.Itoa(f.limit))
-	}
+	q, _ := f.query()
 	return c.do(http.MethodGet, "/admin/rejections", q, nil, func(data []byte) string {
 		items, _, err := c.items(data)
 		if err != nil {

@@ -6,6 +6,7 @@ package buildinfo
 import (
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // version and revision are set at link time by `make build`:
@@ -79,14 +80,14 @@ func get(ldVersion string, bi *debug.BuildInfo) Info {
 // short is a revision as git abbreviates it, keeping a -dirty suffix.
 func short(rev string) string {
 	const n = 12
-	dirty := ""
-	if len(rev) > 6 && rev[len(rev)-6:] == "-dirty" {
-		rev, dirty = rev[:len(rev)-6], "-dirty"
-	}
+	rev, dirty := strings.CutSuffix(rev, "-dirty")
 	if len(rev) > n {
 		rev = rev[:n]
 	}
-	return rev + dirty
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
 }
 
 // String is the line `hookrelay version` prints.
