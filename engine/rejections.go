@@ -35,11 +35,12 @@ type rejectionLog struct {
 
 func newRejectionLog(size int) *rejectionLog { return &rejectionLog{ring: make([]Rejection, size)} }
 
+// add keeps one refused request. The log is for people to read: reason
+// comes masked (Provider.maskRefused), and credential headers are masked here.
 func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	sum := sha256.Sum256(req.Body)
-	// The log is for people to read: the reason is masked as it is kept.
 	rj := Rejection{
-		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: p.maskRefused(reason, req.Body, req.Header),
+		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: reason,
 		Headers: maskHeaders(req.Header, credentialsOf(p)), BodySHA256: hex.EncodeToString(sum[:]), RemoteAddr: req.RemoteAddr,
 	}
 	l.mu.Lock()
