@@ -221,7 +221,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verif
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
 		return provider.Failed
 	}
-	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskText(q.Reason, v.Body, vr.Header))
+	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.maskVerified(q.Reason, v))
 	respond(w, p)
 	return provider.Quarantined
 }
