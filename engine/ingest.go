@@ -163,8 +163,11 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 // records the rejection.
 func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, res *provider.Result) provider.Outcome {
 	reason := res.Reason()
-	r.rejections.add(p, vr, reason)
-	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", p.maskRefused(reason, vr.Body, vr.Header))
+	// Masked once, for both the rejection log and the log line: finding the
+	// sensitive values decodes the body.
+	masked := p.maskRefused(reason, vr.Body, vr.Header)
+	r.rejections.add(p, vr, masked)
+	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", masked)
 	if res.Outcome == provider.Unavailable {
 		// Not the sender's fault: ask it to come back rather than count a
 		// failure. Why the keys cannot be had (the JWKS fetch's error) is
@@ -218,7 +221,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verif
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
 		return provider.Failed
 	}
-	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskText(q.Reason, v.Body, vr.Header))
+	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.maskVerified(q.Reason, v))
 	respond(w, p)
 	return provider.Quarantined
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/internal/redact"
-	"github.com/hookrelay/hookrelay/verifiers"
 )
 
 // Provider is a loaded, compiled provider file: its pipeline (verify,
@@ -29,9 +28,9 @@ type Provider struct {
 	Paths   []string
 	methods []string
 	maxBody int64
-	// verifiers are the pipeline's Verifiers, for credentialsOf (which
-	// reads them to mask credentials in the rejection log).
-	verifiers []verifiers.Verifier
+	// creds are where its verifiers and `sensitive:` headers put
+	// credentials, found once at load for every masking (credentialsOf).
+	creds     credentialNames
 	dedup     time.Duration
 	reorder   time.Duration
 	respBody  []byte
@@ -130,8 +129,8 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 	}
 
 	p.Compile(pc, p.File, doc, p.missing, func(d string) bool { _, ok := c.Dests[d]; return ok }, errs, &p.warnings)
-	p.verifiers = p.Verifiers
 	p.sensitive = compileSensitive(pc.Sensitive, doc, errs)
+	p.creds = readCredentials(p.Verifiers, p.sensitive)
 	p.dedup = pc.Dedup
 	if p.dedup == 0 {
 		p.dedup = 72 * time.Hour

@@ -35,11 +35,12 @@ type rejectionLog struct {
 
 func newRejectionLog(size int) *rejectionLog { return &rejectionLog{ring: make([]Rejection, size)} }
 
+// add keeps one refused request. The log is for people to read: reason
+// comes masked (Provider.maskRefused), and credential headers are masked here.
 func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	sum := sha256.Sum256(req.Body)
-	// The log is for people to read: the reason is masked as it is kept.
 	rj := Rejection{
-		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: p.maskRefused(reason, req.Body, req.Header),
+		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: reason,
 		Headers: maskHeaders(req.Header, credentialsOf(p)), BodySHA256: hex.EncodeToString(sum[:]), RemoteAddr: req.RemoteAddr,
 	}
 	l.mu.Lock()
@@ -89,18 +90,23 @@ func (l *rejectionLog) list(provider string, limit int) []Rejection {
 // canonical header names, exact query parameter names.
 type credentialNames struct{ headers, query map[string]bool }
 
-// credentialsOf asks p's verifiers where they read credentials; p may be nil
-// (a quarantined request of a provider no longer configured).
+// credentialsOf is where p's verifiers read credentials; p may be nil (a
+// quarantined request of a provider no longer configured): none then.
 func credentialsOf(p *Provider) credentialNames {
-	c := credentialNames{headers: map[string]bool{}, query: map[string]bool{}}
 	if p == nil {
-		return c
+		return credentialNames{}
 	}
-	// A header the provider declares sensitive is masked like a credential.
-	for _, h := range p.sensitive.HeaderNames() {
+	return p.creds
+}
+
+// readCredentials asks vs where they read credentials; a header that
+// sensitive declares is masked like a credential.
+func readCredentials(vs []verifiers.Verifier, sensitive *redact.Paths) credentialNames {
+	c := credentialNames{headers: map[string]bool{}, query: map[string]bool{}}
+	for _, h := range sensitive.HeaderNames() {
 		c.headers[http.CanonicalHeaderKey(h)] = true
 	}
-	for _, v := range p.verifiers {
+	for _, v := range vs {
 		if cr, ok := v.(verifiers.CredentialReader); ok {
 			hs, qs := cr.CredentialNames()
 			for _, h := range hs {

@@ -47,11 +47,7 @@ func (r *Relay) purge(now time.Time) {
 	if dp, ok := r.spool.(deadPurger); ok {
 		if ret.Dead > 0 {
 			out, err := dp.PurgeDead(context.Background(), now.Add(-ret.Dead))
-			for _, d := range out.Dropped {
-				if l := r.dispatch.lane(d.Destination); l != nil {
-					l.release(d.EventID, d.Provider, d.Key, d.Dead)
-				}
-			}
+			r.releaseDropped(out.Dropped)
 			if err != nil {
 				r.log.Error("purge failed", "kind", "dead", "error", err)
 			}

@@ -82,6 +82,19 @@ func (p *Provider) MaskText(text string, body []byte, header map[string][]string
 	return redact.MaskText(text, p.sensitiveValues(p.plaintext(body, header), header))
 }
 
+// maskVerified is MaskText for a request that Build has seen: the body it
+// decrypted is not decrypted again, nor one it could not decrypt.
+func (p *Provider) maskVerified(text string, v *provider.Verified) string {
+	if p == nil || p.sensitive.Empty() {
+		return text
+	}
+	body := v.Plain
+	if body == nil {
+		body = v.Body
+	}
+	return redact.MaskText(text, p.sensitiveValues(body, v.Req.Header))
+}
+
 // maskRefused is MaskText for a refused request: its body is not decrypted
 // (it was not verified), so only a plain body's and the headers' values are
 // found; a refusal's reason does not quote a decrypted document.

@@ -326,7 +326,11 @@ func (v *JWS) VerifyPayload(ctx context.Context, req *Request) (*Payload, error)
 			return nil, reject(ErrMissing, "no JWS in the %s header", v.from.header)
 		}
 	} else {
-		if body, repeated, err = jsonfast.DecodeNumbers(string(req.Body)); err != nil {
+		var ok bool
+		if body, repeated, ok = req.takeDecoded(); !ok {
+			body, repeated, err = jsonfast.DecodeNumbers(string(req.Body))
+		}
+		if err != nil {
 			return nil, reject(ErrMalformed, "body is not JSON, so it has no %s", v.from.name)
 		}
 		if raw, err = v.from.lookup(body); err != nil {
@@ -983,10 +987,12 @@ func (v *JWS) kidOf(req *Request) string {
 	if v.from.header != "" {
 		raw = strings.TrimSpace(req.Header.Get(v.from.header))
 	} else {
-		body, err := jsonfast.Decode(string(req.Body))
+		// Decoded as VerifyPayload decodes it, which takes it (takeDecoded).
+		body, repeated, err := jsonfast.DecodeNumbers(string(req.Body))
 		if err != nil {
 			return ""
 		}
+		req.decoded = &decodedBody{src: req.Body, v: body, repeated: repeated}
 		if raw, err = v.from.lookup(body); err != nil {
 			return ""
 		}

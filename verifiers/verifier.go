@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// Request is one inbound webhook as received. Verifiers must not modify it.
+// Request is one inbound webhook as received. Verifiers must not modify its
+// exported fields.
 type Request struct {
 	Method string
 	Path   string
@@ -28,6 +29,28 @@ type Request struct {
 	// Received is when the request arrived; timestamp tolerances are
 	// measured from it so that tests can fix the clock.
 	Received time.Time
+
+	// decoded is Body as a jws verifier's FetchKeys decoded it to read the
+	// kid, for a VerifyPayload to take instead of decoding it again.
+	decoded *decodedBody
+}
+
+// decodedBody is a request body decoded by jsonfast.DecodeNumbers.
+type decodedBody struct {
+	src      []byte // the Body decoded: a body replaced since is decoded anew
+	v        any
+	repeated bool
+}
+
+// takeDecoded returns the body decoded by FetchKeys, once: the taker may
+// change it. ok is false when there is none for the current Body.
+func (r *Request) takeDecoded() (v any, repeated, ok bool) {
+	d := r.decoded
+	r.decoded = nil
+	if d == nil || len(d.src) != len(r.Body) || len(d.src) == 0 || &d.src[0] != &r.Body[0] {
+		return nil, false, false
+	}
+	return d.v, d.repeated, true
 }
 
 // Verifier authenticates one inbound request. It returns nil when the request

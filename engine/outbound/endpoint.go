@@ -26,6 +26,9 @@ type Endpoint struct {
 	signer   *standardSigner
 	bodyMode string // envelope | raw | expr
 	body     *transforms.Program
+	// needEnv: the body, the url or a header reads the event, so that a
+	// send decodes the stored one; false when all are constant.
+	needEnv bool
 	// secrets are the credentials sent to the destination, masked in what
 	// it answers and in errors before an attempt is recorded.
 	secrets *redact.Secrets
@@ -92,6 +95,10 @@ func NewEndpoint(c *config.DestinationConfig) (*Endpoint, error) {
 		if e.body, err = transforms.Compile(c.Body); err != nil {
 			return nil, config.FieldErr("body", err.Error())
 		}
+	}
+	e.needEnv = e.bodyMode == "expr" || !e.url.Constant()
+	for _, h := range e.headers {
+		e.needEnv = e.needEnv || !h.Value.Constant()
 	}
 	e.secrets = e.secretsOf(c)
 	return e, nil

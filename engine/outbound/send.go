@@ -81,11 +81,7 @@ func (e *Endpoint) Send(c *retryablehttp.Client, m *Message, attempt int) Result
 // request renders m as e wants it.
 func (e *Endpoint) request(m *Message, attempt int) (*retryablehttp.Request, error) {
 	var env *transforms.Env
-	needEnv := e.bodyMode == "expr" || !e.url.Constant()
-	for _, h := range e.headers {
-		needEnv = needEnv || !h.Value.Constant()
-	}
-	if needEnv {
+	if e.needEnv {
 		var ev transforms.Event
 		if err := json.Unmarshal(m.Envelope, &ev); err != nil {
 			return nil, fmt.Errorf("stored event: %w", err)

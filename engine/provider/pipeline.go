@@ -71,6 +71,9 @@ type Verified struct {
 	// Unverified: the verifiers were skipped (try --no-verify), and so is
 	// `require`, which is part of verification.
 	Unverified bool
+	// Plain is Body decrypted, once Build has decrypted it; nil before,
+	// when it cannot be, and without decrypt.
+	Plain []byte
 }
 
 // RequirementError is a request that one of its provider's `require`
@@ -192,7 +195,7 @@ func (p *Pipeline) Build(v *Verified) (*spool.Event, error) {
 		if !json.Valid(pt) {
 			return nil, fmt.Errorf("decrypt: the plaintext is not JSON")
 		}
-		body = pt
+		body, v.Plain = pt, pt
 		parse(body, env)
 	}
 	if !v.Unverified {
