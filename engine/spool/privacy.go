@@ -349,15 +349,7 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 			return out, err
 		}
 		if len(found) > 0 {
-			err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
-				for _, k := range found {
-					if err := tx.Bucket(bucketQuarantine).Delete(k); err != nil {
-						return nil, err
-					}
-				}
-				return nil, nil
-			})
-			if err != nil {
+			if err := b.deleteQuarantined(ctx, found); err != nil {
 				return out, err
 			}
 			out.Quarantined += len(found)

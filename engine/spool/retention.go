@@ -127,15 +127,7 @@ func (b *Bolt) PurgeQuarantined(ctx context.Context, cutoff time.Time) (int, err
 		if err != nil || len(found) == 0 {
 			return total, err
 		}
-		err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
-			for _, k := range found {
-				if err := tx.Bucket(bucketQuarantine).Delete(k); err != nil {
-					return nil, err
-				}
-			}
-			return nil, nil
-		})
-		if err != nil {
+		if err := b.deleteQuarantined(ctx, found); err != nil {
 			return total, err
 		}
 		total += len(found)
@@ -143,4 +135,18 @@ func (b *Bolt) PurgeQuarantined(ctx context.Context, cutoff time.Time) (int, err
 			return total, nil
 		}
 	}
+}
+
+// deleteQuarantined deletes the quarantined requests with the ids keys in one
+// write.
+func (b *Bolt) deleteQuarantined(ctx context.Context, keys [][]byte) error {
+	return b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+		q := tx.Bucket(bucketQuarantine)
+		for _, k := range keys {
+			if err := q.Delete(k); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
 }
