@@ -325,9 +325,10 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 			break
 		}
 	}
-	// Quarantined requests stored with the key.
+	// Quarantined requests stored with the key; those without one are kept
+	// under their provider only, so an empty key has none to scan for.
 	after = nil
-	for {
+	for key != "" {
 		var found [][]byte
 		visited := 0
 		err := b.view(func(tx *bolt.Tx) error {
@@ -339,7 +340,7 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 				if err != nil {
 					return fmt.Errorf("spool: erase: quarantined %s: %w", ulid.ULID(k), err)
 				}
-				if p == provider && qk == key && key != "" {
+				if p == provider && qk == key {
 					found = append(found, bytes.Clone(k))
 				}
 			}
