@@ -233,6 +233,12 @@ func wrapAAD(provider, key string, id []byte) []byte {
 	return append([]byte("hookrelay data key v1\x00"+provider+"\x00"+key+"\x00"), id...)
 }
 
+// wrappedByCurrent reports whether keystore entry v is wrapped by the
+// current master key.
+func (k *Keystore) wrappedByCurrent(v []byte) bool {
+	return len(v) == entryLen && bytes.Equal(v[1:1+idLen], k.current.id[:])
+}
+
 // master returns the master key with the given id.
 func (k *Keystore) master(id [idLen]byte) (*MasterKey, error) {
 	if id == k.current.id {
@@ -549,7 +555,7 @@ func (k *Keystore) Rewrap(ctx context.Context, progress func(RewrapProgress)) (R
 			for ; ek != nil && visited < rewrapChunk; ek, v = c.Next() {
 				visited++
 				last = bytes.Clone(ek)
-				if len(v) == entryLen && bytes.Equal(v[1:1+idLen], k.current.id[:]) {
+				if k.wrappedByCurrent(v) {
 					cur++
 					continue
 				}
