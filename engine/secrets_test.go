@@ -25,6 +25,37 @@ import (
 	"time"
 )
 
+// ingestUntilDead posts one event to the plain provider and waits until its
+// n deliveries are all dead; it returns the event's id.
+func ingestUntilDead(t *testing.T, tr *testRelay, n int) string {
+	t.Helper()
+	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
+		t.Fatalf("ingest: %d", code)
+	}
+	var id string
+	waitFor(t, 10*time.Second, fmt.Sprintf("all %d deliveries dead", n), func() bool {
+		_, body := adminGet(t, tr, "/admin/events?status=dead")
+		var l struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		_ = json.Unmarshal([]byte(body), &l)
+		if len(l.Items) == 0 {
+			return false
+		}
+		id = l.Items[0].ID
+		ds, _ := tr.spool.Deliveries(id)
+		for _, d := range ds {
+			if d.Status.String() != "dead" {
+				return false
+			}
+		}
+		return len(ds) == n
+	})
+	return id
+}
+
 // syncBuffer is a log sink the relay's goroutines write concurrently.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -124,30 +155,7 @@ func TestDestinationURLSecretsMasked(t *testing.T) {
 		"  slow:\n    url: \"" + slowURL + "\"\n    timeout: 50ms\n    retry: { max_attempts: 2, schedule: [10ms] }\n"
 	provider := strings.Replace(plainProvider, "to: [dest]", "to: [closed, slow]", 1)
 	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
-	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
-		t.Fatalf("ingest: %d", code)
-	}
-	var id string
-	waitFor(t, 10*time.Second, "both deliveries dead", func() bool {
-		_, body := adminGet(t, tr, "/admin/events?status=dead")
-		var l struct {
-			Items []struct {
-				ID string `json:"id"`
-			} `json:"items"`
-		}
-		_ = json.Unmarshal([]byte(body), &l)
-		if len(l.Items) == 0 {
-			return false
-		}
-		id = l.Items[0].ID
-		ds, _ := tr.spool.Deliveries(id)
-		for _, d := range ds {
-			if d.Status.String() != "dead" {
-				return false
-			}
-		}
-		return true
-	})
+	id := ingestUntilDead(t, tr, 2)
 	_, detail := adminGet(t, tr, "/admin/events/"+id)
 	for _, want := range []string{`http://***@127.0.0.1:`, `/hook?token=***`, "connection refused", "deadline exceeded"} {
 		if !strings.Contains(detail, want) {
@@ -395,30 +403,7 @@ func TestDestinationEchoedCredentialsMasked(t *testing.T) {
 		dest("padded", echo+"/padded", "    auth: { kind: bearer, token: "+token+" }\n")
 	provider := strings.Replace(plainProvider, "to: [dest]", "to: [basic, bearer, header, query, userinfo, headers, padded]", 1)
 	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
-	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
-		t.Fatalf("ingest: %d", code)
-	}
-	var id string
-	waitFor(t, 10*time.Second, "every delivery dead", func() bool {
-		_, body := adminGet(t, tr, "/admin/events?status=dead")
-		var l struct {
-			Items []struct {
-				ID string `json:"id"`
-			} `json:"items"`
-		}
-		_ = json.Unmarshal([]byte(body), &l)
-		if len(l.Items) == 0 {
-			return false
-		}
-		id = l.Items[0].ID
-		ds, _ := tr.spool.Deliveries(id)
-		for _, d := range ds {
-			if d.Status.String() != "dead" {
-				return false
-			}
-		}
-		return len(ds) == 7
-	})
+	id := ingestUntilDead(t, tr, 7)
 	_, detail := adminGet(t, tr, "/admin/events/"+id)
 	if strings.Count(detail, "refused POST") != 7 {
 		t.Errorf("want the seven refusals recorded:\n%s", detail)
@@ -477,25 +462,7 @@ func TestSecretDestinationURLPathMasked(t *testing.T) {
 		"  plain:\n    url: \"http://" + closedPort(t) + "/shown/path\"\n    retry: { max_attempts: 1 }\n"
 	provider := strings.Replace(plainProvider, "to: [dest]", "to: [dest, plain]", 1)
 	tr, logs := startRelayLogged(t, relay, map[string]string{"plain": provider})
-	if code := tr.post("/in/plain", `{"id":"e1","key":"k1","type":"t"}`, authPlain).StatusCode; code != 200 {
-		t.Fatalf("ingest: %d", code)
-	}
-	var id string
-	waitFor(t, 10*time.Second, "both deliveries dead", func() bool {
-		_, body := adminGet(t, tr, "/admin/events?status=dead")
-		var l struct {
-			Items []struct {
-				ID string `json:"id"`
-			} `json:"items"`
-		}
-		_ = json.Unmarshal([]byte(body), &l)
-		if len(l.Items) == 0 {
-			return false
-		}
-		id = l.Items[0].ID
-		ds, _ := tr.spool.Deliveries(id)
-		return len(ds) == 2 && ds[0].Status.String() == "dead" && ds[1].Status.String() == "dead"
-	})
+	id := ingestUntilDead(t, tr, 2)
 	_, detail := adminGet(t, tr, "/admin/events/"+id)
 	if strings.Count(detail, "connection refused") != 2 || !strings.Contains(detail, "/shown/path") {
 		t.Errorf("want both network errors, the plain URL's path shown:\n%s", detail)

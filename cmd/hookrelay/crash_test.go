@@ -247,7 +247,14 @@ destinations:
 	for name, body := range providers {
 		must(t, os.WriteFile(filepath.Join(dir, "providers.d", name+".yaml"), []byte(body), 0o644))
 	}
-	f, err := os.Create(filepath.Join(dir, "relay.log"))
+	return logTo(t, r, filepath.Join(dir, "relay.log"))
+}
+
+// logTo gives r a log file at path and, when the test ends, stops r and
+// shows the log's last 8 KiB if the test failed.
+func logTo(t *testing.T, r *relayProc, path string) *relayProc {
+	t.Helper()
+	f, err := os.Create(path)
 	must(t, err)
 	r.log = f
 	t.Cleanup(func() {
@@ -1104,23 +1111,13 @@ func TestDefaults(t *testing.T) {
 		sub := t.TempDir()
 		copyDir(t, filepath.Join(dir, "providers.d"), filepath.Join(sub, "providers.d"))
 		in, adm := freePorts(t)
-		f, err := os.Create(filepath.Join(t.TempDir(), "relay.log"))
-		must(t, err)
-		r := &relayProc{
-			dir: sub, log: f, timeout: 20 * time.Second, args: []string{"serve"},
+		r := logTo(t, &relayProc{
+			dir: sub, timeout: 20 * time.Second, args: []string{"serve"},
 			ingest: fmt.Sprintf("http://127.0.0.1:%d", in), admin: fmt.Sprintf("http://127.0.0.1:%d", adm),
 			env: append(childEnv("EXAMPLE_WEBHOOK_SECRET="+secret),
 				fmt.Sprintf("HOOKRELAY_LISTEN=127.0.0.1:%d", in), fmt.Sprintf("HOOKRELAY_ADMIN__LISTEN=127.0.0.1:%d", adm),
 				"HOOKRELAY_DESTINATIONS__BROKER__URL="+dest.URL+"/lender-events", "HOOKRELAY_LOG__LEVEL=warn"),
-		}
-		t.Cleanup(func() {
-			r.stopHard()
-			_ = f.Close() // the relay wrote the log through its own descriptor
-			if t.Failed() {
-				b, _ := os.ReadFile(f.Name())
-				t.Logf("relay log:\n%s", tail(b, 8<<10))
-			}
-		})
+		}, filepath.Join(t.TempDir(), "relay.log"))
 		must(t, r.start())
 		if !fileExists(filepath.Join(sub, "data", "hookrelay.db")) {
 			t.Errorf("spool not at ./data/hookrelay.db")

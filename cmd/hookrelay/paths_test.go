@@ -90,20 +90,10 @@ destinations:
 		}
 	}
 
-	f, err := os.Create(filepath.Join(t.TempDir(), "relay.log"))
-	must(t, err)
-	r := &relayProc{
-		dir: "/", log: f, timeout: 10 * time.Second, args: []string{"serve", "--config", cfg}, env: env,
+	r := logTo(t, &relayProc{
+		dir: "/", timeout: 10 * time.Second, args: []string{"serve", "--config", cfg}, env: env,
 		ingest: fmt.Sprintf("http://127.0.0.1:%d", in), admin: fmt.Sprintf("http://127.0.0.1:%d", adm),
-	}
-	t.Cleanup(func() {
-		r.stopHard()
-		_ = f.Close() // the relay wrote the log through its own descriptor
-		if t.Failed() {
-			b, _ := os.ReadFile(f.Name())
-			t.Logf("relay log:\n%s", tail(b, 8<<10))
-		}
-	})
+	}, filepath.Join(t.TempDir(), "relay.log"))
 	must(t, r.start())
 	if !fileExists(filepath.Join(conf, "spool", "hookrelay.db")) {
 		t.Errorf("serve from /: spool not at conf/spool/hookrelay.db")

@@ -61,23 +61,13 @@ func TestFirstRunWalkthrough(t *testing.T) {
 	broker := freePort(t)
 	stopRefusing, refused := startSink(t, broker, 400)
 
-	f, err := os.Create(filepath.Join(t.TempDir(), "relay.log"))
-	must(t, err)
 	relayEnv := append(childEnv("EXAMPLE_WEBHOOK_SECRET=dev-only-example-secret"),
 		fmt.Sprintf("HOOKRELAY_LISTEN=127.0.0.1:%d", in), fmt.Sprintf("HOOKRELAY_ADMIN__LISTEN=127.0.0.1:%d", adm),
 		fmt.Sprintf("HOOKRELAY_DESTINATIONS__BROKER__URL=http://127.0.0.1:%d/lender-events", broker))
-	r := &relayProc{
-		dir: sub, log: f, timeout: 20 * time.Second, args: []string{"serve"}, env: relayEnv,
+	r := logTo(t, &relayProc{
+		dir: sub, timeout: 20 * time.Second, args: []string{"serve"}, env: relayEnv,
 		ingest: fmt.Sprintf("http://127.0.0.1:%d", in), admin: fmt.Sprintf("http://127.0.0.1:%d", adm),
-	}
-	t.Cleanup(func() {
-		r.stopHard()
-		_ = f.Close() // the relay wrote the log through its own descriptor
-		if t.Failed() {
-			b, _ := os.ReadFile(f.Name())
-			t.Logf("relay log:\n%s", tail(b, 8<<10))
-		}
-	})
+	}, filepath.Join(t.TempDir(), "relay.log"))
 	must(t, r.start())
 
 	cli := func(args ...string) string {

@@ -1,7 +1,6 @@
 package seal
 
 import (
-	"bytes"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,7 +15,7 @@ func (k *Keystore) Census() (total, current int, err error) {
 	err = k.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
 			total++
-			if len(v) == entryLen && bytes.Equal(v[1:1+idLen], k.current.id[:]) {
+			if k.wrappedByCurrent(v) {
 				current++
 			}
 			return nil

@@ -233,6 +233,12 @@ func wrapAAD(provider, key string, id []byte) []byte {
 	return append([]byte("hookrelay data key v1\x00"+provider+"\x00"+key+"\x00"), id...)
 }
 
+// wrappedByCurrent reports whether keystore entry v is wrapped by the
+// current master key.
+func (k *Keystore) wrappedByCurrent(v []byte) bool {
+	return len(v) == entryLen && bytes.Equal(v[1:1+idLen], k.current.id[:])
+}
+
 // master returns the master key with the given id.
 func (k *Keystore) master(id [idLen]byte) (*MasterKey, error) {
 	if id == k.current.id {
@@ -246,27 +252,36 @@ func (k *Keystore) master(id [idLen]byte) (*MasterKey, error) {
 
 // unwrap reads a keystore entry.
 func (k *Keystore) unwrap(provider, key string, v []byte) (*dataKey, error) {
-	if len(v) != entryLen || v[0] != entryFormat {
-		return nil, fmt.Errorf("seal: keystore entry %s/%s: bad format", provider, key)
-	}
-	dk := &dataKey{}
-	var mid [idLen]byte
-	copy(mid[:], v[1:])
-	copy(dk.id[:], v[1+idLen:])
-	m, err := k.master(mid)
+	id, raw, err := k.unwrapRaw(provider, key, v)
 	if err != nil {
 		return nil, err
-	}
-	nonce := v[1+2*idLen : 1+2*idLen+nonceLen]
-	raw, err := m.aead.Open(nil, nonce, v[1+2*idLen+nonceLen:], wrapAAD(provider, key, dk.id[:]))
-	if err != nil {
-		return nil, fmt.Errorf("seal: keystore entry %s/%s: cannot unwrap: %w", provider, key, err)
 	}
 	defer clear(raw)
-	if dk.aead, err = newAEAD(raw); err != nil {
+	aead, err := newAEAD(raw)
+	if err != nil {
 		return nil, err
 	}
-	return dk, nil
+	return &dataKey{id: id, aead: aead}, nil
+}
+
+// unwrapRaw opens a keystore entry with the master key that wrapped it and
+// returns the data key's id and its raw bytes, which the caller clears.
+func (k *Keystore) unwrapRaw(provider, key string, v []byte) (id [idLen]byte, raw []byte, err error) {
+	if len(v) != entryLen || v[0] != entryFormat {
+		return id, nil, fmt.Errorf("seal: keystore entry %s/%s: bad format", provider, key)
+	}
+	var mid [idLen]byte
+	copy(mid[:], v[1:])
+	copy(id[:], v[1+idLen:])
+	m, err := k.master(mid)
+	if err != nil {
+		return id, nil, err
+	}
+	raw, err = m.aead.Open(nil, v[1+2*idLen:1+2*idLen+nonceLen], v[1+2*idLen+nonceLen:], wrapAAD(provider, key, id[:]))
+	if err != nil {
+		return id, nil, fmt.Errorf("seal: keystore entry %s/%s: cannot unwrap: %w", provider, key, err)
+	}
+	return id, raw, nil
 }
 
 // wrap makes a keystore entry of raw under m.
@@ -540,7 +555,7 @@ func (k *Keystore) Rewrap(ctx context.Context, progress func(RewrapProgress)) (R
 			for ; ek != nil && visited < rewrapChunk; ek, v = c.Next() {
 				visited++
 				last = bytes.Clone(ek)
-				if len(v) == entryLen && bytes.Equal(v[1:1+idLen], k.current.id[:]) {
+				if k.wrappedByCurrent(v) {
 					cur++
 					continue
 				}
@@ -581,20 +596,10 @@ func (k *Keystore) Rewrap(ctx context.Context, progress func(RewrapProgress)) (R
 // rewrapEntry unwraps v with its master key and wraps the data key under
 // the current one, keeping its id.
 func (k *Keystore) rewrapEntry(provider, key string, v []byte) ([]byte, error) {
-	if len(v) != entryLen || v[0] != entryFormat {
-		return nil, fmt.Errorf("keystore entry %s/%s: bad format", provider, key)
-	}
-	var mid, did [idLen]byte
-	copy(mid[:], v[1:])
-	copy(did[:], v[1+idLen:])
-	m, err := k.master(mid)
+	id, raw, err := k.unwrapRaw(provider, key, v)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := m.aead.Open(nil, v[1+2*idLen:1+2*idLen+nonceLen], v[1+2*idLen+nonceLen:], wrapAAD(provider, key, did[:]))
-	if err != nil {
-		return nil, fmt.Errorf("keystore entry %s/%s: cannot unwrap: %w", provider, key, err)
-	}
 	defer clear(raw)
-	return wrap(k.current, provider, key, did, raw), nil
+	return wrap(k.current, provider, key, id, raw), nil
 }

@@ -266,20 +266,21 @@ func deliveryHead(v []byte, d *Delivery) ([]byte, error) {
 	return v[:len(v)-len(r.b)], nil
 }
 
-// deliveryStatus reads a delivery's status, for purging and erasure: a
-// sealed one's is in clear after its head.
+// deliveryStatus reads a delivery's status, for purging and erasure. In
+// every binary form the status is the byte after the head (a sealed one's
+// is kept clear there), so the attempts are not decoded.
 func deliveryStatus(v []byte) (Status, error) {
 	var d Delivery
-	if len(v) > 0 && v[0] == deliveryFormatSealed {
-		r, err := readDeliveryHead(v, &d)
-		if err != nil {
-			return "", err
-		}
-		st := r.status()
-		return st, r.err
+	if len(v) > 0 && v[0] == '{' {
+		err := json.Unmarshal(v, &d)
+		return d.Status, err
 	}
-	err := decodeDelivery(v, &d)
-	return d.Status, err
+	r, err := readDeliveryHead(v, &d)
+	if err != nil {
+		return "", err
+	}
+	st := r.status()
+	return st, r.err
 }
 
 func appendString(b []byte, s string) []byte {

@@ -278,14 +278,10 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 			return out, fmt.Errorf("spool: erase %s/%s: %w", provider, key, err)
 		}
 	}
-	type doomed struct {
-		id   []byte
-		idem string
-	}
 	// Events: the meta is clear in every format.
 	var after []byte
 	for {
-		var found []doomed
+		var found []doomedEvent
 		visited := 0
 		err := b.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketEvents).Cursor()
@@ -297,7 +293,7 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 					return fmt.Errorf("spool: erase: event %s: %w", ulid.ULID(k), err)
 				}
 				if m.Provider == provider && m.Key == key {
-					found = append(found, doomed{bytes.Clone(k), m.IdempotencyID})
+					found = append(found, doomedEvent{bytes.Clone(k), provider, m.IdempotencyID})
 				}
 			}
 			return nil
@@ -305,29 +301,17 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 		if err != nil {
 			return out, err
 		}
-		if len(found) > 0 {
-			var n Erased
-			err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
-				n = Erased{}
-				for _, d := range found {
-					if err := eraseEvent(tx, provider, d.id, d.idem, &n); err != nil {
-						return nil, err
-					}
-				}
-				return nil, nil
-			})
-			if err != nil {
-				return out, err
-			}
-			out.addEvents(n)
+		if err := b.eraseEvents(ctx, found, nil, &out); err != nil {
+			return out, err
 		}
 		if visited < eraseChunk {
 			break
 		}
 	}
-	// Quarantined requests stored with the key.
+	// Quarantined requests stored with the key; those without one are kept
+	// under their provider only, so an empty key has none to scan for.
 	after = nil
-	for {
+	for key != "" {
 		var found [][]byte
 		visited := 0
 		err := b.view(func(tx *bolt.Tx) error {
@@ -339,7 +323,7 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 				if err != nil {
 					return fmt.Errorf("spool: erase: quarantined %s: %w", ulid.ULID(k), err)
 				}
-				if p == provider && qk == key && key != "" {
+				if p == provider && qk == key {
 					found = append(found, bytes.Clone(k))
 				}
 			}
@@ -349,15 +333,7 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 			return out, err
 		}
 		if len(found) > 0 {
-			err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
-				for _, k := range found {
-					if err := tx.Bucket(bucketQuarantine).Delete(k); err != nil {
-						return nil, err
-					}
-				}
-				return nil, nil
-			})
-			if err != nil {
+			if err := b.deleteQuarantined(ctx, found); err != nil {
 				return out, err
 			}
 			out.Quarantined += len(found)
@@ -391,6 +367,45 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 		return nil, nil
 	})
 	return out, err
+}
+
+// doomedEvent is an event found for deletion, with what eraseEvent needs.
+type doomedEvent struct {
+	id             []byte
+	provider, idem string
+}
+
+// eraseEvents deletes the events found in one write, except those that
+// skip (when not nil) says no longer qualify, and adds what it removed to
+// out.
+func (b *Bolt) eraseEvents(ctx context.Context, found []doomedEvent, skip func(tx *bolt.Tx, id []byte) (bool, error), out *Erased) error {
+	if len(found) == 0 {
+		return nil
+	}
+	var n Erased
+	err := b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+		n = Erased{}
+		for _, d := range found {
+			if skip != nil {
+				no, err := skip(tx, d.id)
+				if err != nil {
+					return nil, err
+				}
+				if no {
+					continue
+				}
+			}
+			if err := eraseEvent(tx, d.provider, d.id, d.idem, &n); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	out.addEvents(n)
+	return nil
 }
 
 // eraseEvent deletes one event with its deliveries, their queue entries and

@@ -20,13 +20,9 @@ import (
 // deliveries, for the dispatcher to release their keys.
 func (b *Bolt) PurgeDead(ctx context.Context, cutoff time.Time) (Erased, error) {
 	var out Erased
-	type doomed struct {
-		id             []byte
-		provider, idem string
-	}
 	var after []byte
 	for {
-		var found []doomed
+		var found []doomedEvent
 		visited, done := 0, false
 		err := b.view(func(tx *bolt.Tx) error {
 			deliveries := tx.Bucket(bucketDeliveries)
@@ -50,35 +46,20 @@ func (b *Bolt) PurgeDead(ctx context.Context, cutoff time.Time) (Erased, error) 
 					return fmt.Errorf("spool: purge: event %s: %w", ulid.ULID(k), err)
 				}
 				if m.ReceivedAt.Before(cutoff) {
-					found = append(found, doomed{bytes.Clone(k), m.Provider, m.IdempotencyID})
+					found = append(found, doomedEvent{bytes.Clone(k), m.Provider, m.IdempotencyID})
 				}
 			}
 		})
 		if err != nil {
 			return out, err
 		}
-		if len(found) > 0 {
-			var n Erased
-			err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
-				n = Erased{}
-				for _, d := range found {
-					// Still only dead: an operator may have retried it meanwhile.
-					if dead, err := deadOnly(tx.Bucket(bucketDeliveries), d.id); err != nil || !dead {
-						if err != nil {
-							return nil, err
-						}
-						continue
-					}
-					if err := eraseEvent(tx, d.provider, d.id, d.idem, &n); err != nil {
-						return nil, err
-					}
-				}
-				return nil, nil
-			})
-			if err != nil {
-				return out, err
-			}
-			out.addEvents(n)
+		// Still only dead: an operator may have retried it meanwhile.
+		retried := func(tx *bolt.Tx, id []byte) (bool, error) {
+			dead, err := deadOnly(tx.Bucket(bucketDeliveries), id)
+			return !dead, err
+		}
+		if err := b.eraseEvents(ctx, found, retried, &out); err != nil {
+			return out, err
 		}
 		if done {
 			break
@@ -127,15 +108,7 @@ func (b *Bolt) PurgeQuarantined(ctx context.Context, cutoff time.Time) (int, err
 		if err != nil || len(found) == 0 {
 			return total, err
 		}
-		err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
-			for _, k := range found {
-				if err := tx.Bucket(bucketQuarantine).Delete(k); err != nil {
-					return nil, err
-				}
-			}
-			return nil, nil
-		})
-		if err != nil {
+		if err := b.deleteQuarantined(ctx, found); err != nil {
 			return total, err
 		}
 		total += len(found)
@@ -143,4 +116,18 @@ func (b *Bolt) PurgeQuarantined(ctx context.Context, cutoff time.Time) (int, err
 			return total, nil
 		}
 	}
+}
+
+// deleteQuarantined deletes the quarantined requests with the ids keys in one
+// write.
+func (b *Bolt) deleteQuarantined(ctx context.Context, keys [][]byte) error {
+	return b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+		q := tx.Bucket(bucketQuarantine)
+		for _, k := range keys {
+			if err := q.Delete(k); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
 }
