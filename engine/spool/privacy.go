@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hookrelay/hookrelay/engine/internal/scrub"
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
@@ -366,7 +367,15 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 		}
 		return nil, nil
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	// The deleted records' bytes, the key's name among them, stay on the
+	// pages the deletions freed until bbolt reuses them: overwrite them now.
+	if _, err := scrub.Free(b.db); err != nil {
+		return out, fmt.Errorf("spool: erase %s/%s: scrub: %w", provider, key, err)
+	}
+	return out, nil
 }
 
 // doomedEvent is an event found for deletion, with what eraseEvent needs.

@@ -212,6 +212,11 @@ func TestEraseKeyShredsBackups(t *testing.T) {
 	if ev, err := b.Event(evB.ID); err != nil || !bytes.Equal(ev.Raw, evB.Raw) {
 		t.Errorf("other key: %v", err)
 	}
+	// Nothing of the erased key is left in the file, not even its name on
+	// the pages the deletions freed; the other key's records are there.
+	if raw, err := os.ReadFile(path); err != nil || bytes.Contains(raw, []byte("APP-A")) || !bytes.Contains(raw, []byte("APP-B")) {
+		t.Errorf("after the erasure the file holds APP-A: %t, APP-B: %t (%v)", bytes.Contains(raw, []byte("APP-A")), bytes.Contains(raw, []byte("APP-B")), err)
+	}
 	// The same idempotency id is new again.
 	again := personal("APP-A", 3, "crm")
 	again.IdempotencyID = evA.IdempotencyID
