@@ -54,6 +54,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/internal/scrub"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -150,8 +151,9 @@ type Keystore struct {
 	current  *MasterKey
 	previous map[[idLen]byte]*MasterKey
 
-	// mu guards db: Destroy holds it to delete a key and swap the file for
-	// a rewritten copy; every other use of db holds it for reading.
+	// mu orders Destroy against everything else: Destroy holds it to delete
+	// a key and scrub the file, every other use of db holds it for reading,
+	// so that no reader caches a data key Destroy is removing.
 	mu sync.RWMutex
 	db *bolt.DB
 	// cacheMu guards cache, the unwrapped data keys.
@@ -444,9 +446,9 @@ func RecordMaster(record []byte) string {
 // Destroy removes the data key of provider's key: every record sealed under
 // it, in this spool or in any copy of it, can no longer be opened. The next
 // Seal for the key draws a new data key. Since bbolt leaves a deleted value's
-// bytes on the freed page, the keystore is then rewritten into a fresh file
-// (it is small: about 90 bytes per key), so that the wrapped key is not left
-// in keys.db either. Destroying a key that has none is not an error.
+// bytes on the freed page, the keystore's free pages are then overwritten in
+// place (scrub.Free; it is small: about 90 bytes per key), so that the
+// wrapped key is not left in keys.db either. Destroying a key that has none is not an error.
 func (k *Keystore) Destroy(provider, key string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -468,46 +470,9 @@ func (k *Keystore) Destroy(provider, key string) error {
 	if !found {
 		return nil
 	}
-	return k.rewriteLocked()
-}
-
-// rewriteLocked copies the keystore into a new file and renames it over the
-// old one, so that no freed page keeps a destroyed key. k.mu is held.
-func (k *Keystore) rewriteLocked() error {
-	tmp := k.path + ".rewrite"
-	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, nil)
-	if err != nil {
-		return fmt.Errorf("seal: keystore: rewrite: %w", err)
+	if _, err := scrub.Free(k.db); err != nil {
+		return fmt.Errorf("seal: keystore: destroy %s/%s: scrub: %w", provider, key, err)
 	}
-	if err := bolt.Compact(dst, k.db, 0); err != nil {
-		_ = dst.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("seal: keystore: rewrite: %w", err)
-	}
-	if err := dst.Sync(); err != nil {
-		_ = dst.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("seal: keystore: rewrite: %w", err)
-	}
-	if err := dst.Close(); err != nil {
-		return fmt.Errorf("seal: keystore: rewrite: %w", err)
-	}
-	if err := k.db.Close(); err != nil {
-		return fmt.Errorf("seal: keystore: rewrite: %w", err)
-	}
-	if err := os.Rename(tmp, k.path); err != nil {
-		return fmt.Errorf("seal: keystore: rewrite: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(k.path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	db, err := openDB(k.path)
-	if err != nil {
-		return err
-	}
-	k.db = db
 	return nil
 }
 

@@ -143,25 +143,38 @@ func (b *Bolt) PollSave(ctx context.Context, provider, key string, st *PollState
 	if provider == "" || key == "" {
 		return fmt.Errorf("spool: poll key: empty provider or key")
 	}
+	// Only a tracked key has a state to save: one erased while it was being
+	// polled stays erased, and gets no new data key either.
+	tracked := false
+	err := b.view(func(tx *bolt.Tx) error {
+		pb := tx.Bucket(bucketPoll).Bucket([]byte(provider))
+		tracked = pb != nil && pb.Get([]byte(key)) != nil
+		return nil
+	})
+	if err != nil || !tracked {
+		return err
+	}
 	if err := b.prepare(provider, key); err != nil {
 		return fmt.Errorf("spool: poll key %s/%s: %w", provider, key, err)
 	}
 	save := *st
 	return b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
-		pb, err := tx.Bucket(bucketPoll).CreateBucketIfNotExists([]byte(provider))
-		if err != nil {
-			return nil, err
+		pb := tx.Bucket(bucketPoll).Bucket([]byte(provider))
+		var v []byte
+		if pb != nil {
+			v = pb.Get([]byte(key))
+		}
+		if v == nil {
+			return nil, nil
+		}
+		var cur PollState
+		if err := decodePollState(b.sealer, provider, key, v, &cur); err != nil {
+			return nil, fmt.Errorf("spool: decode poll state %s/%s: %w", provider, key, err)
 		}
 		out := save
-		if v := pb.Get([]byte(key)); v != nil {
-			var cur PollState
-			if err := decodePollState(b.sealer, provider, key, v, &cur); err != nil {
-				return nil, fmt.Errorf("spool: decode poll state %s/%s: %w", provider, key, err)
-			}
-			// A webhook may have made the key final while it was being polled.
-			out.Final = out.Final || cur.Final
-			out.Since = cur.Since
-		}
+		// A webhook may have made the key final while it was being polled.
+		out.Final = out.Final || cur.Final
+		out.Since = cur.Since
 		if out.Since.IsZero() {
 			out.Since = time.Now().UTC()
 		}

@@ -81,3 +81,18 @@ func mustTrack(t *testing.T, b *Bolt, keys ...TrackedKey) []PollState {
 	}
 	return st
 }
+
+// TestPollSaveUntrackedKey: a poll that was under way when its key was
+// erased saves its answer after the erasure; the key must stay erased.
+func TestPollSaveUntrackedKey(t *testing.T) {
+	ctx := context.Background()
+	b := mustOpen(t)
+	mustTrack(t, b, TrackedKey{"resurs", "A", false})
+	_, err := b.EraseKey(ctx, "resurs", "A")
+	must(t, err)
+	must(t, b.PollSave(ctx, "resurs", "A", &PollState{Last: "sum1"}))
+	must(t, b.PollSave(ctx, "resurs", "never-tracked", &PollState{Last: "sum2"}))
+	if got := pollKeys(t, b, "resurs"); len(got) != 0 {
+		t.Fatalf("keys after saving untracked ones: %+v", got)
+	}
+}

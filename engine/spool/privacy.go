@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hookrelay/hookrelay/engine/internal/scrub"
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
@@ -351,22 +352,46 @@ func (b *Bolt) EraseKey(ctx context.Context, provider, key string) (Erased, erro
 				return nil, err
 			}
 		}
-		suffix := []byte("\x00" + provider + "\x00" + key)
-		var doomed [][]byte
-		c := tx.Bucket(bucketLastSeq).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if bytes.HasSuffix(k, suffix) && bytes.IndexByte(k[:len(k)-len(suffix)], 0) < 0 {
-				doomed = append(doomed, bytes.Clone(k))
-			}
+		if err := deleteDestKeys(tx.Bucket(bucketLastSeq), provider+"\x00"+key); err != nil {
+			return nil, err
 		}
-		for _, k := range doomed {
-			if err := tx.Bucket(bucketLastSeq).Delete(k); err != nil {
-				return nil, err
-			}
+		// A spool written before keys were scoped by provider keeps one
+		// record per destination and key name, shared by the providers: it
+		// names the key too, so it goes, and a same-named key of another
+		// provider falls back to its own record.
+		if err := deleteDestKeys(tx.Bucket(bucketLastSeqShared), key); err != nil {
+			return nil, err
 		}
 		return nil, nil
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	// The deleted records' bytes, the key's name among them, stay on the
+	// pages the deletions freed until bbolt reuses them: overwrite them now.
+	if _, err := scrub.Free(b.db); err != nil {
+		return out, fmt.Errorf("spool: erase %s/%s: scrub: %w", provider, key, err)
+	}
+	return out, nil
+}
+
+// deleteDestKeys deletes the records of b keyed destination 0x00 rest, for
+// every destination.
+func deleteDestKeys(b *bolt.Bucket, rest string) error {
+	suffix := []byte("\x00" + rest)
+	var doomed [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if bytes.HasSuffix(k, suffix) && bytes.IndexByte(k[:len(k)-len(suffix)], 0) < 0 {
+			doomed = append(doomed, bytes.Clone(k))
+		}
+	}
+	for _, k := range doomed {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // doomedEvent is an event found for deletion, with what eraseEvent needs.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Canary personal data: Swedish test personal numbers and names, which
@@ -211,6 +212,11 @@ func TestEraseKeyShredsBackups(t *testing.T) {
 	}
 	if ev, err := b.Event(evB.ID); err != nil || !bytes.Equal(ev.Raw, evB.Raw) {
 		t.Errorf("other key: %v", err)
+	}
+	// Nothing of the erased key is left in the file, not even its name on
+	// the pages the deletions freed; the other key's records are there.
+	if raw, err := os.ReadFile(path); err != nil || bytes.Contains(raw, []byte("APP-A")) || !bytes.Contains(raw, []byte("APP-B")) {
+		t.Errorf("after the erasure the file holds APP-A: %t, APP-B: %t (%v)", bytes.Contains(raw, []byte("APP-A")), bytes.Contains(raw, []byte("APP-B")), err)
 	}
 	// The same idempotency id is new again.
 	again := personal("APP-A", 3, "crm")
@@ -426,5 +432,26 @@ func TestEraseKeyPlaintext(t *testing.T) {
 	}
 	if got, err := b.EraseKey(context.Background(), "kompar", "APP-A"); err != nil || got.Events+got.Quarantined+got.PollStates != 0 {
 		t.Errorf("second erasure: %+v %v", got, err)
+	}
+}
+
+// TestEraseKeySharedSequence: a spool written before keys were scoped by
+// provider has sequence records named by key alone; erasing the key takes
+// them too, and leaves other keys' records.
+func TestEraseKeySharedSequence(t *testing.T) {
+	b := mustOpen(t)
+	must(t, b.db.Update(func(tx *bolt.Tx) error {
+		sh := tx.Bucket(bucketLastSeqShared)
+		if err := sh.Put([]byte("ledger\x00loan-1"), u64(6)); err != nil {
+			return err
+		}
+		return sh.Put([]byte("ledger\x00loan-2"), u64(3))
+	}))
+	_, err := b.EraseKey(context.Background(), "acme", "loan-1")
+	must(t, err)
+	for key, want := range map[string]int64{"loan-1": 0, "loan-2": 3} {
+		if seq, err := b.LastSequence("ledger", "acme", key); err != nil || seq != want {
+			t.Errorf("LastSequence of %s after erasing loan-1 = %d, %v; want %d", key, seq, err, want)
+		}
 	}
 }

@@ -186,8 +186,10 @@ type Poller interface {
 	// PollKeys calls fn, in key order, with every key of provider that is not
 	// final. It reads in short transactions and calls fn outside them.
 	PollKeys(provider string, fn func(key string, st *PollState) error) error
-	// PollSave stores st as the state of provider's key. Final, once stored,
-	// sticks; Since keeps its first value.
+	// PollSave stores st as the state of provider's key, when the key is
+	// tracked (PollTrack); an untracked key, such as one erased while it was
+	// being polled, is left alone. Final, once stored, sticks; Since keeps
+	// its first value.
 	PollSave(ctx context.Context, provider, key string, st *PollState) error
 }
 
