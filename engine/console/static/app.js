@@ -292,7 +292,8 @@ const views = {
       node,
       async refresh() {
         const ps = await api("GET", "/admin/providers");
-        if (document.activeElement && document.activeElement.closest && document.activeElement.closest("#providers form")) return;
+        const typing = document.activeElement;
+        if (typing && typing.matches("#providers .poll-key") && typing.value) return; // keep what is being typed
         body.replaceChildren(...(ps.items || []).map((p) => {
           let polling = "";
           if (p.poll || p.polling_unavailable) {
@@ -309,6 +310,7 @@ const views = {
               ev.preventDefault();
               const key = input.value.trim();
               if (!key) return;
+              input.value = "";
               act("Poll key " + key + " of " + p.name + "?", "POST", "/admin/providers/" + encodeURIComponent(p.name) + "/poll",
                 { key }, (v) => "Polling " + v.key + " of " + v.provider + ".");
             });
@@ -548,30 +550,27 @@ function svg(tag, attrs) {
   return n;
 }
 
-// chart draws lines over the last SAMPLES readings, scaled to the largest value.
+// chart draws lines over the last SAMPLES readings, newest on the right,
+// scaled to the largest value (stretched to the box's width).
 function chart(c) {
-  const W = 400, H = 160, L = 40, B = 16;
+  const W = 400, H = 160;
   const max = Math.max(1e-9, ...c.lines.flatMap(([, s]) => s));
-  const s = svg("svg", { viewBox: `0 0 ${W} ${H + B}`, role: "img", "aria-label": c.title });
-  s.append(svg("line", { x1: L, y1: H, x2: W, y2: H, stroke: "#9aa5b5" }), svg("line", { x1: L, y1: 0, x2: L, y2: H, stroke: "#9aa5b5" }));
-  const top = svg("text", { x: 2, y: 10, "font-size": 10, fill: "#5b6677" });
-  top.textContent = max < 10 ? max.toFixed(2) : Math.round(max);
-  const zero = svg("text", { x: 2, y: H, "font-size": 10, fill: "#5b6677" });
-  zero.textContent = "0";
-  s.append(top, zero);
-  const step = (W - L) / Math.max(1, SAMPLES - 1);
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img", "aria-label": c.title });
+  for (const y of [0, H / 2, H - 1]) s.append(svg("line", { x1: 0, y1: y, x2: W, y2: y, stroke: "#d9dee6", "vector-effect": "non-scaling-stroke" }));
+  const step = W / Math.max(1, SAMPLES - 1);
   c.lines.forEach(([, points], i) => {
     if (!points.length) return;
     const off = SAMPLES - points.length;
-    const d = points.map((v, j) => `${(L + (off + j) * step).toFixed(1)},${(H - (v / max) * (H - 4)).toFixed(1)}`).join(" ");
-    s.append(svg("polyline", { points: d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.6, class: "series" }));
+    const d = points.map((v, j) => `${((off + j) * step).toFixed(1)},${(H - 2 - (v / max) * (H - 6)).toFixed(1)}`).join(" ");
+    s.append(svg("polyline", { points: d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.8,
+      "vector-effect": "non-scaling-stroke", class: "series" }));
   });
   const legend = el("div", { class: "legend" }, c.lines.map(([name, points], i) => {
     const sw = el("i");
     sw.style.background = COLORS[i % COLORS.length];
     return el("span", {}, sw, name + " " + (points.length ? fmt(points[points.length - 1]) : "–"));
   }));
-  return el("div", { class: "chart", id: c.id }, el("strong", {}, c.title), s, legend);
+  return el("div", { class: "chart", id: c.id }, el("strong", {}, c.title), el("span", { class: "muted scale" }, " top of scale " + fmt(max)), s, legend);
 }
 
 function fmt(v) { return v < 10 ? v.toFixed(2) : Math.round(v) + ""; }
