@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -413,7 +414,7 @@ func TestConsoleBrowser(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#f-destination"), "broker"), chromedp.SetValue(chromedp.CSS("#f-status"), "delivered"),
 		chromedp.SendKeys(chromedp.CSS("#f-type"), "order.paid"), chromedp.Click(chromedp.CSS("#apply")))
 	p.wait("order-42's two events", `location.hash.includes("key=order-42") && document.querySelectorAll("#events tr[data-id]").length === 2`)
-	if got := p.eval(`[...document.querySelectorAll("#events tr[data-id]")].map(r => r.dataset.id).sort().join(",")`); got != strings.Join(sortedIDs(dead, held), ",") {
+	if got := p.eval(`[...document.querySelectorAll("#events tr[data-id]")].map(r => r.dataset.id).sort().join(",")`); got != strings.Join(slices.Sorted(slices.Values([]string{dead, held})), ",") {
 		t.Errorf("filtered events %s, want %s and %s", got, dead, held)
 	}
 
@@ -490,16 +491,4 @@ func TestConsoleBrowser(t *testing.T) {
 	if authorized == 0 || unauthorized > 1 { // the first, wrong token's
 		t.Errorf("%d API requests with the token, %d without", authorized, unauthorized)
 	}
-}
-
-func sortedIDs(ids ...string) []string {
-	out := append([]string(nil), ids...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
