@@ -180,6 +180,12 @@ func TestConsoleFiles(t *testing.T) {
 			t.Errorf("GET %s: X-Frame-Options %q, X-Content-Type-Options %q", c.path, h.Get("X-Frame-Options"), h.Get("X-Content-Type-Options"))
 		}
 	}
+	resp, err := http.Get(tr.Admin.URL + "/ui")
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/ui/" {
+		t.Errorf("GET /ui: %d at %s, want the console at /ui/", resp.StatusCode, resp.Request.URL.Path)
+	}
 	if status, _ := tr.browser(browserReq{method: "GET", path: "/admin/destinations",
 		header: map[string]string{"Sec-Fetch-Site": "same-origin"}}); status != http.StatusUnauthorized {
 		t.Errorf("the API without the token, from the console's origin: %d, want 401", status)
