@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sort"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookrelay/hookrelay/engine/admin"
+	"github.com/hookrelay/hookrelay/engine/console"
 	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
@@ -16,7 +18,7 @@ import (
 
 // AdminHandler serves the admin API (SPEC 6, engine/admin) of this relay.
 func (r *Relay) AdminHandler() http.Handler {
-	return admin.Handler(adminRelay{r}, r.spool, r.log)
+	return admin.Handler(adminRelay{r}, r.spool, r.log, console.Handler())
 }
 
 // adminRelay is the relay as the admin API sees it (admin.Relay): what it
@@ -48,9 +50,37 @@ func (a adminRelay) Providers() []admin.Provider {
 		if st, ok := registrations[p.Name]; ok {
 			v.Registration = &st
 		}
+		if p.poll != nil {
+			v.Poll = a.pollSummary(p.Name)
+		}
 		out = append(out, v)
 	}
 	return out
+}
+
+// pollSummary counts a provider's polled keys from the spool, at most
+// admin.MaxPollKeys of them: the console asks every few seconds.
+func (a adminRelay) pollSummary(provider string) *admin.PollSummary {
+	var s admin.PollSummary
+	errEnough := errors.New("enough")
+	err := a.r.spool.PollKeys(provider, func(_ string, st *spool.PollState) error {
+		if s.Keys == admin.MaxPollKeys {
+			s.More = true
+			return errEnough
+		}
+		s.Keys++
+		if st.Errors > 0 {
+			s.Failing++
+		}
+		if !st.NextAt.IsZero() && (s.NextAt.IsZero() || st.NextAt.Before(s.NextAt)) {
+			s.NextAt = st.NextAt
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		a.r.log.Warn("poll keys not counted", "provider", provider, "error", err)
+	}
+	return &s
 }
 
 func (a adminRelay) Destinations() []admin.Destination {

@@ -92,6 +92,15 @@ func TestAdminBrowserGuard(t *testing.T) {
 				{"rebound Host, healthz", browserReq{method: "GET", path: "/healthz", host: "evil.example:" + port}, http.StatusForbidden},
 				{"rebound Host, readyz", browserReq{method: "GET", path: "/readyz", host: "evil.example"}, http.StatusForbidden},
 				{"rebound Host, localhost suffix", browserReq{method: "GET", path: "/readyz", host: "localhost.evil.example"}, http.StatusForbidden},
+				// Without Origin, a browser still names the site a request comes from.
+				{"cross-site GET", browserReq{method: "GET", path: "/admin/events",
+					header: with(map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"})}, http.StatusForbidden},
+				{"cross-site navigation to the API", browserReq{method: "GET", path: "/admin/events",
+					header: with(map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})}, http.StatusForbidden},
+				{"same-site POST", browserReq{method: "POST", path: pause,
+					header: with(map[string]string{"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"})}, http.StatusForbidden},
+				{"cross-site console script", browserReq{method: "GET", path: "/ui/app.js",
+					header: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}}, http.StatusForbidden},
 			}
 			for _, c := range refused {
 				if status, body := tr.browser(c.req); status != c.want || !strings.Contains(body, `"error"`) {
@@ -122,6 +131,15 @@ func TestAdminBrowserGuard(t *testing.T) {
 					header: with(map[string]string{"Content-Type": "application/json"})}},
 				{"JSON pause", browserReq{method: "POST", path: pause, body: `{}`,
 					header: with(map[string]string{"Content-Type": "application/json"})}},
+				// The console's own calls: same-origin, with Origin on a POST.
+				{"console GET", browserReq{method: "GET", path: "/admin/events",
+					header: with(map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})}},
+				{"console POST", browserReq{method: "POST", path: "/admin/dead/retry", body: `{"dry_run":true}`,
+					header: with(map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": tr.Admin.URL, "Content-Type": "application/json"})}},
+				{"typed-in URL", browserReq{method: "GET", path: "/admin/events",
+					header: with(map[string]string{"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"})}},
+				{"console opened from a link elsewhere, no token", browserReq{method: "GET", path: "/ui/",
+					header: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}}},
 			}
 			for _, c := range allowed {
 				if status, body := tr.browser(c.req); status != http.StatusOK {
@@ -132,5 +150,47 @@ func TestAdminBrowserGuard(t *testing.T) {
 				t.Error("a JSON pause from the CLI's side did not pause")
 			}
 		})
+	}
+}
+
+// TestConsoleFiles: the console's files are served under /ui/ without the
+// token (they hold no data) and with headers that keep them from loading
+// anything from elsewhere or being framed; the API beside them still wants
+// the token.
+func TestConsoleFiles(t *testing.T) {
+	tr := startRelay(t, adminRelayYAML("http://127.0.0.1:1/x", ""), map[string]string{"plain": plainProvider})
+	for _, c := range []struct{ path, ctype, has string }{
+		{"/ui/", "text/html", `<script src="app.js"`},
+		{"/ui/app.js", "javascript", "sessionStorage"},
+		{"/ui/app.css", "text/css", "table"},
+	} {
+		resp, err := http.Get(tr.Admin.URL + c.path)
+		must(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h := resp.Header
+		if resp.StatusCode != http.StatusOK || !strings.Contains(h.Get("Content-Type"), c.ctype) || !strings.Contains(string(b), c.has) {
+			t.Errorf("GET %s: %d %s, want 200 %s with %q", c.path, resp.StatusCode, h.Get("Content-Type"), c.ctype, c.has)
+		}
+		csp := h.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "unsafe") {
+			t.Errorf("GET %s: Content-Security-Policy %q", c.path, csp)
+		}
+		if h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: X-Frame-Options %q, X-Content-Type-Options %q", c.path, h.Get("X-Frame-Options"), h.Get("X-Content-Type-Options"))
+		}
+	}
+	resp, err := http.Get(tr.Admin.URL + "/ui")
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/ui/" {
+		t.Errorf("GET /ui: %d at %s, want the console at /ui/", resp.StatusCode, resp.Request.URL.Path)
+	}
+	if status, _ := tr.browser(browserReq{method: "GET", path: "/admin/destinations",
+		header: map[string]string{"Sec-Fetch-Site": "same-origin"}}); status != http.StatusUnauthorized {
+		t.Errorf("the API without the token, from the console's origin: %d, want 401", status)
+	}
+	if status, _ := tr.browser(browserReq{method: "GET", path: "/ui/../admin/destinations"}); status != http.StatusUnauthorized {
+		t.Errorf("a path out of /ui/: %d, want 401", status)
 	}
 }

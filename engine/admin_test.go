@@ -551,6 +551,15 @@ func TestAdminDeadLetter(t *testing.T) {
 				t.Errorf("%s: %v, want requeued 0", body, got)
 			}
 		}
+		// A dry run counts what a retry would requeue, and requeues nothing.
+		for body, want := range map[string]float64{`{"dry_run":true}`: 1, `{"dry_run":true,"key":"k","destination":"dest"}`: 1,
+			`{"dry_run":true,"provider":"plain"}`: 1, `{"dry_run":true,"key":"j"}`: 0, `{"dry_run":true,"provider":"nobody"}`: 0} {
+			var got map[string]any
+			tr.do("POST", "/admin/dead/retry", body, 200, &got)
+			if got["matching"] != want || got["dry_run"] != true || got["requeued"] != nil {
+				t.Errorf("%s: %v, want matching %v", body, got, want)
+			}
+		}
 		tr.do("POST", "/admin/dead/retry", `{"nonsense":1}`, 400, nil)
 		// Retrying an event that is not dead requeues nothing.
 		var got map[string]int

@@ -300,6 +300,25 @@ func TestPollKeyAdmin(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("an unknown provider: %d, want 404", resp.StatusCode)
 	}
+	// The providers listing sums up the poller's keys.
+	var ps struct {
+		Items []struct {
+			Name string
+			Poll *struct {
+				Keys, Failing int
+				NextAt        time.Time `json:"next_at"`
+			}
+		}
+	}
+	tr.do("GET", "/admin/providers", "", 200, &ps)
+	for _, p := range ps.Items {
+		switch {
+		case p.Name == "resurs" && (p.Poll == nil || p.Poll.Keys != 1 || p.Poll.Failing != 0):
+			t.Errorf("resurs poll summary %+v, want 1 key, none failing", p.Poll)
+		case p.Name == "nopoll" && p.Poll != nil:
+			t.Errorf("nopoll has a poll summary %+v", p.Poll)
+		}
+	}
 	start := time.Now()
 	got := waitPolled(t, rec, "APP-2", 1)
 	if got[0]["type"] != "application.signed" {

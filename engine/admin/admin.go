@@ -36,11 +36,17 @@ type api struct {
 }
 
 // Handler serves the admin API (SPEC 6) of relay, reading sp: everything but
-// /healthz and /readyz needs the bearer token when one is configured, and
-// nothing answers a web page (browserGuard).
-func Handler(relay Relay, sp Reader, log *slog.Logger) http.Handler {
+// /healthz, /readyz and the console's pages needs the bearer token when one
+// is configured, and nothing answers another site's web page
+// (browserGuard). console, when not nil, serves the operator console
+// (SPEC 13) under /ui/: its files hold no data, and every call it makes
+// goes through the token like any other client's.
+func Handler(relay Relay, sp Reader, log *slog.Logger, console http.Handler) http.Handler {
 	r := &api{relay: relay, spool: sp, log: log}
 	mux := http.NewServeMux()
+	if console != nil {
+		mux.Handle("GET /ui/", console)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -172,6 +178,9 @@ func (r *api) listProviders(*http.Request) (any, error) {
 			if p.PollOff != "" {
 				item["polling_unavailable"] = p.PollOff
 			}
+		}
+		if p.Poll != nil {
+			item["poll"] = p.Poll
 		}
 		items = append(items, item)
 	}
@@ -378,6 +387,9 @@ func (r *api) retryDead(req *http.Request) (any, error) {
 		Destination string `json:"destination"`
 		Provider    string `json:"provider"`
 		Key         string `json:"key"`
+		// DryRun counts what would be requeued: the console shows the
+		// count before the operator confirms.
+		DryRun bool `json:"dry_run"`
 	}
 	if err := readBody(req, &f); err != nil {
 		return nil, err
@@ -405,11 +417,18 @@ func (r *api) retryDead(req *http.Request) (any, error) {
 			if f.Provider != "" && ev.Provider != f.Provider {
 				continue
 			}
+			if f.DryRun {
+				n++
+				continue
+			}
 			if err := r.relay.Requeue(ev, d); err != nil {
 				return nil, err
 			}
 			n++
 		}
+	}
+	if f.DryRun {
+		return map[string]any{"dry_run": true, "matching": n}, nil
 	}
 	return map[string]int{"requeued": n}, nil
 }

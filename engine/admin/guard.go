@@ -28,6 +28,15 @@ func (r *api) browserGuard(next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, "requests from another origin (a web page) are refused")
 			return
 		}
+		// A browser names the site a request comes from even where it sends
+		// no Origin (a GET, an <img>): only the console's own pages
+		// (same-origin) and what the operator typed (none) pass. Opening
+		// the console from a link elsewhere is a navigation to pages that
+		// hold no data, so it may be cross-site.
+		if !fetchSiteAllowed(req) {
+			writeError(w, http.StatusForbidden, "requests from another site (a web page) are refused")
+			return
+		}
 		// A browser can send a body cross-site without asking first only as
 		// a form or text/plain; JSON needs a preflight, which gets no CORS
 		// answer here. 415 rather than 403: the client sent the wrong type.
@@ -74,6 +83,18 @@ func adminHostAllowed(host, listen string, hosts []string) bool {
 		}
 	}
 	return false
+}
+
+// fetchSiteAllowed reports whether Sec-Fetch-Site (sent by browsers only)
+// allows the request: absent, same-origin, none (typed in), or a navigation
+// to the console's pages under /ui/.
+func fetchSiteAllowed(req *http.Request) bool {
+	switch req.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return true
+	}
+	return req.Method == http.MethodGet && req.Header.Get("Sec-Fetch-Mode") == "navigate" &&
+		(req.URL.Path == "/ui" || strings.HasPrefix(req.URL.Path, "/ui/"))
 }
 
 // sameOrigin reports whether an Origin header names the host the request

@@ -11,6 +11,7 @@ package admin
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
@@ -118,7 +119,24 @@ type Provider struct {
 	Registration *string
 	// RegisterOff and PollOff say why registration or polling cannot run.
 	RegisterOff, PollOff string
+	// Poll sums up the keys its poller tracks; nil when it does not poll.
+	Poll *PollSummary
 }
+
+// PollSummary is the state of one provider's poller as the spool holds it.
+type PollSummary struct {
+	// Keys counts the keys still polled (not final), up to MaxPollKeys.
+	Keys int `json:"keys"`
+	// Failing counts those whose last poll failed.
+	Failing int `json:"failing"`
+	// NextAt is when the soonest key is due (zero: none scheduled).
+	NextAt time.Time `json:"next_at"`
+	// More is set when there were more than MaxPollKeys keys to count.
+	More bool `json:"more,omitempty"`
+}
+
+// MaxPollKeys bounds how many poll keys one providers listing reads.
+const MaxPollKeys = 10000
 
 // Destination is a destination in force as the API lists it.
 type Destination struct {
