@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hookrelay/hookrelay/engine/admin"
+	"github.com/hookrelay/hookrelay/engine/internal/dueheap"
 	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
@@ -188,10 +189,10 @@ func (r *Relay) startLoops() {
 				r.refusePollKey(p.Name, len(key), "spool")
 				return nil
 			}
-			ks := &pollKeyState{key: key, st: *st, timerSlot: timerSlot{at: st.NextAt}}
-			if ks.at.Before(now) {
+			ks := &pollKeyState{key: key, st: *st, Slot: dueheap.Slot{At: st.NextAt}}
+			if ks.At.Before(now) {
 				// Never polled, or overdue after a restart: spread over one interval.
-				ks.at = now.Add(rand.N(p.poll.interval))
+				ks.At = now.Add(rand.N(p.poll.interval))
 			}
 			l.keys[key] = ks
 			heap.Push(&l.due, ks)
@@ -316,12 +317,12 @@ type pollLoop struct {
 type trackMsg struct{ final, now bool }
 
 type pollKeyState struct {
-	key       string
-	st        spool.PollState
-	timerSlot      // when the key is polled next, and its place in due
-	busy      bool // being polled: not in due
-	final     bool // made final while busy
-	now       bool // asked for while busy
+	key          string
+	st           spool.PollState
+	dueheap.Slot      // when the key is polled next, and its place in due
+	busy         bool // being polled: not in due
+	final        bool // made final while busy
+	now          bool // asked for while busy
 }
 
 type pollResult struct {
@@ -353,7 +354,7 @@ func (l *pollLoop) run(ctx context.Context) {
 	inflight := 0
 	for {
 		now := time.Now()
-		for inflight < l.s.concurrency && len(l.due) > 0 && !l.due[0].at.After(now) {
+		for inflight < l.s.concurrency && len(l.due) > 0 && !l.due[0].At.After(now) {
 			ks := heap.Pop(&l.due).(*pollKeyState)
 			ks.busy = true
 			inflight++
@@ -365,7 +366,7 @@ func (l *pollLoop) run(ctx context.Context) {
 		}
 		wait := time.Hour
 		if inflight < l.s.concurrency && len(l.due) > 0 {
-			wait = time.Until(l.due[0].at)
+			wait = time.Until(l.due[0].At)
 		}
 		timer.Reset(wait)
 		select {
@@ -389,9 +390,9 @@ func (l *pollLoop) finish(res pollResult, now time.Time) {
 		delete(l.keys, ks.key)
 		return
 	}
-	ks.at = ks.st.NextAt
+	ks.At = ks.st.NextAt
 	if ks.now {
-		ks.at, ks.now = now, false
+		ks.At, ks.now = now, false
 	}
 	heap.Push(&l.due, ks)
 }
@@ -409,20 +410,20 @@ func (l *pollLoop) take(now time.Time) {
 		case m.final && ks.busy:
 			ks.final = true
 		case m.final:
-			heap.Remove(&l.due, ks.idx)
+			heap.Remove(&l.due, ks.Idx)
 			delete(l.keys, key)
 		case !known:
-			ks = &pollKeyState{key: key, timerSlot: timerSlot{at: now.Add(rand.N(l.s.interval))}}
+			ks = &pollKeyState{key: key, Slot: dueheap.Slot{At: now.Add(rand.N(l.s.interval))}}
 			if m.now {
-				ks.at = now
+				ks.At = now
 			}
 			l.keys[key] = ks
 			heap.Push(&l.due, ks)
 		case m.now && ks.busy:
 			ks.now = true
 		case m.now:
-			ks.at = now
-			heap.Fix(&l.due, ks.idx)
+			ks.At = now
+			heap.Fix(&l.due, ks.Idx)
 		}
 	}
 }
@@ -499,4 +500,4 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // keyHeap orders keys by their next poll.
-type keyHeap = dueHeap[*pollKeyState]
+type keyHeap = dueheap.Heap[*pollKeyState]
