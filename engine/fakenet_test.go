@@ -158,7 +158,7 @@ func (c *pipeConn) RemoteAddr() net.Addr { return c.remote }
 // go to the network: a test that verifies JWS stays on real time.)
 func useNetwork(r *Relay, n *fakeNet) {
 	r.client.HTTPClient.Transport = n.transport()
-	r.poll.transport = n.transport()
+	r.poll.Transport = n.transport()
 }
 
 // advance moves the bubble's clock d forward and returns once every

@@ -135,7 +135,7 @@ func (r *Relay) eraseKey(ctx context.Context, provider, key string) (spool.Erase
 	if !ok {
 		return spool.Erased{}, errors.New("erase: this spool cannot erase by key")
 	}
-	r.forgetPollKey(provider, key) // before the erasure, so that no later poll stores the key again
+	r.poll.Forget(provider, key) // before the erasure, so that no later poll stores the key again
 	out, err := er.EraseKey(ctx, provider, key)
 	r.dispatch.Release(out.Dropped)
 	if err != nil {

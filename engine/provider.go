@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/lender"
 	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/internal/redact"
 )
@@ -35,9 +37,9 @@ type Provider struct {
 	reorder   time.Duration
 	respBody  []byte
 	respType  string
-	poll      *pollSpec     // nil: the provider does not poll
-	register  *registration // nil: the provider does not register
-	sensitive *redact.Paths // what is masked where people read (SPEC 11)
+	poll      *lender.Poll         // nil: the provider does not poll
+	register  *lender.Registration // nil: the provider does not register
+	sensitive *redact.Paths        // what is masked where people read (SPEC 11)
 	// registerOff and pollOff, when not empty, say why registration or
 	// polling cannot run (their own secrets are missing) while ingest does.
 	registerOff, pollOff string
@@ -148,10 +150,14 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 		p.respType = "application/json"
 	}
 	if pc.Register != nil {
-		p.compileRegister(pc.Register, errs)
+		written := ""
+		if p.Config.Register != nil {
+			written = p.Config.Register.PublicURL
+		}
+		p.register = lender.CompileRegister(p.Name, doc, pc.Register, written, p.RegistrationOff(), errs)
 	}
 	if pc.Poll != nil {
-		p.compilePoll(pc.Poll, pc.Register, errs)
+		p.poll = lender.CompilePoll(p.Name, doc, pc.Poll, pc.Register, p.maxBody, cmp.Or(p.Disabled, p.pollOff), p.registerOff, errs)
 	}
 }
 

@@ -1,15 +1,15 @@
 // Package engine is hookrelay's composition root, being split along the data
 // flow (issue 14). It compiles what engine/config decodes (providers with
 // their verifiers and mappings, destinations) and wires the rooms together:
-// Load, Open, Start, Reload, Serve. It still holds ingest, the spool
-// hand-off, registration and polling; the dispatcher and delivery are
-// engine/dispatch, the admin API is engine/admin, given the relay as an
-// admin.Relay (adminRelay).
+// Load, Open, Start, Reload, Serve. It still holds ingest and the spool
+// hand-off; the dispatcher and delivery are engine/dispatch, registration
+// and polling engine/lender, the admin API is engine/admin, given the relay
+// as an admin.Relay (adminRelay).
 // One webhook's path: ingest -> verify -> map -> route -> spool (group
 // commit) -> answer -> dispatcher -> destination.
 //
 // It may import its own subpackages (engine/config, engine/admin,
-// engine/dispatch, engine/spool, engine/internal/...), verifiers, transforms
+// engine/dispatch, engine/lender, engine/spool, engine/internal/...), verifiers, transforms
 // and internal/; none of those imports engine.
 package engine
 
@@ -31,6 +31,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/dispatch"
+	"github.com/hookrelay/hookrelay/engine/lender"
 	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/hookrelay/hookrelay/engine/spool"
@@ -48,12 +49,12 @@ type Relay struct {
 	purged        *prometheus.CounterVec // hookrelay_purged_total{kind}
 	ingestMux     atomic.Pointer[http.Handler]
 	ready         atomic.Bool
-	reloadMu      sync.Mutex     // one reload at a time
-	inflight      atomic.Int64   // ingest requests past admit (see max_inflight)
-	poll          pollers        // status polling (SPEC 9); its zero value is ready
-	registrations regStatus      // automatic registrations (SPEC 9)
-	keys          *seal.Keystore // privacy: the data keys; nil without privacy
-	rotation      rotation       // privacy: the background rewrap's progress
+	reloadMu      sync.Mutex       // one reload at a time
+	inflight      atomic.Int64     // ingest requests past admit (see max_inflight)
+	poll          lender.Pollers   // status polling (SPEC 9); ready once newLenders wired it
+	registrations lender.Registrar // automatic registrations (SPEC 9)
+	keys          *seal.Keystore   // privacy: the data keys; nil without privacy
+	rotation      rotation         // privacy: the background rewrap's progress
 
 	stop context.CancelFunc
 	bg   sync.WaitGroup
@@ -82,6 +83,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 		return nil, err
 	}
 	r.spool = sp
+	r.newLenders()
 	r.client = outbound.NewClient(256)
 	r.dispatch = dispatch.New(sp, r.client, log, r.m)
 	mux, err := r.newIngestMux(cfg)
@@ -118,7 +120,7 @@ func (r *Relay) Start() error {
 		r.purgeLoop(ctx)
 	}()
 	r.startRegistrations(ctx)
-	r.startPollers(ctx)
+	r.poll.Start(ctx, &r.bg, pollSources(r.Config()))
 	r.startRewrap(ctx)
 	r.ready.Store(true)
 	return nil
@@ -171,7 +173,7 @@ func (r *Relay) Reload() error {
 	}
 	r.cfg.Store(cfg)
 	r.ingestMux.Store(&mux)
-	r.configurePollers()
+	r.poll.Configure(pollSources(cfg))
 	for _, w := range cfg.Warnings {
 		r.log.Warn(w)
 	}
