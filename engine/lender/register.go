@@ -31,6 +31,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/outbound"
+	"github.com/hookrelay/hookrelay/internal/httpout"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -299,10 +300,7 @@ func (reg *Registration) do(ctx context.Context, rq *regRequest, env *transforms
 	resp, err := registerClient().Do(req.WithContext(ctx))
 	if err != nil {
 		// url.Error would quote the whole URL, query and all.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
+		err = httpout.TransportError(err)
 		return fmt.Errorf("%s: no answer: %s", shown, reg.mask(err.Error(), masks))
 	}
 	defer resp.Body.Close()
