@@ -57,8 +57,8 @@ func (a adminRelay) Providers() []admin.Provider {
 func (a adminRelay) Destinations() []admin.Destination {
 	cfg := a.r.Config()
 	shown, _ := cfg.AsWritten()["destinations"].(map[string]any)
-	names := make([]string, 0, len(cfg.Dests))
-	for name := range cfg.Dests {
+	names := make([]string, 0, len(cfg.Destinations))
+	for name := range cfg.Destinations {
 		names = append(names, name)
 	}
 	sort.Strings(names)

@@ -20,8 +20,10 @@ type Config struct {
 
 	// Providers are the loaded provider files, sorted by name.
 	Providers []*Provider
-	// Dests are the compiled destinations, by name.
-	Dests map[string]*dispatch.Destination
+	// Destinations are the compiled destinations, by name, each with its
+	// relay.yaml entry (Destination.Config): the one map of them. It
+	// shadows config.Config's decoded map, which only Load reads.
+	Destinations map[string]*dispatch.Destination
 	// Warnings are problems that do not stop the relay (a provider loaded
 	// disabled, a weak key), logged at start and on reload.
 	Warnings []string
@@ -49,8 +51,8 @@ func Load(path string, mustExist bool) (*Config, error) {
 	cfg := &Config{Config: *written}
 	doc := cfg.Doc()
 	errs := &config.Errors{}
-	cfg.Dests = map[string]*dispatch.Destination{}
-	for name, dc := range cfg.Destinations {
+	cfg.Destinations = map[string]*dispatch.Destination{}
+	for name, dc := range written.Destinations {
 		d, err := dispatch.NewDestination(name, dc)
 		if err != nil {
 			errs.AddField(doc, "destinations."+name, err)
@@ -69,7 +71,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 			warns.Add(doc, at, "%s: the key is shorter than %d bytes, which makes it guessable", at, verifiers.MinHMACKey)
 			cfg.Weak = append(cfg.Weak, warns.Problems()...)
 		}
-		cfg.Dests[name] = d
+		cfg.Destinations[name] = d
 	}
 	cfg.loadPrivacy(errs)
 	cfg.loadProviders(errs)

@@ -108,7 +108,7 @@ func (r *Relay) Start() error {
 	paused, err := r.spool.Paused()
 	if err == nil {
 		cfg := r.Config()
-		err = r.dispatch.Start(ctx, cfg.Dests, reorderWindows(cfg.Providers), paused)
+		err = r.dispatch.Start(ctx, cfg.Destinations, reorderWindows(cfg.Providers), paused)
 	}
 	if err != nil {
 		cancel()
@@ -167,7 +167,7 @@ func (r *Relay) Reload() error {
 		r.log.Error("reload failed to read paused destinations", "error", err)
 		return err
 	}
-	if err := r.dispatch.Configure(cfg.Dests, reorderWindows(cfg.Providers), paused); err != nil {
+	if err := r.dispatch.Configure(cfg.Destinations, reorderWindows(cfg.Providers), paused); err != nil {
 		r.log.Error("reload failed to rebuild delivery queues", "error", err)
 		return err
 	}
@@ -177,7 +177,7 @@ func (r *Relay) Reload() error {
 	for _, w := range cfg.Warnings {
 		r.log.Warn(w)
 	}
-	r.log.Info("configuration reloaded", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
+	r.log.Info("configuration reloaded", "providers", len(cfg.Providers), "destinations", len(cfg.Destinations))
 	return nil
 }
 
@@ -316,7 +316,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if off := cfg.PrivacyOff(); off != "" {
 		log.Warn(off)
 	}
-	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
+	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Destinations))
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -492,7 +492,7 @@ func TestSecretDestinationShownURL(t *testing.T) {
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
 	for name, want := range map[string]string{"dest": "https://hooks.example/***?x=***", "plain": "https://broker.example/in?token=***"} {
-		if got := cfg.Dests[name].ShownURL(); got != want {
+		if got := cfg.Destinations[name].ShownURL(); got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
 		}
 	}

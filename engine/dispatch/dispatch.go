@@ -189,8 +189,11 @@ func (d *Dispatcher) Backlog() (pending, dead int) {
 	return pending, dead
 }
 
+// reorderWindow is provider's reorder_window: the one place its default
+// applies, to a provider that left it unset (0) and to one no longer
+// configured whose events are still queued.
 func (d *Dispatcher) reorderWindow(provider string) time.Duration {
-	if w, ok := (*d.reorder.Load())[provider]; ok {
+	if w := (*d.reorder.Load())[provider]; w != 0 {
 		return w
 	}
 	return config.DefaultReorderWindow
