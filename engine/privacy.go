@@ -138,6 +138,7 @@ func (r *Relay) eraseKey(ctx context.Context, provider, key string) (spool.Erase
 	r.poll.Forget(provider, key) // before the erasure, so that no later poll stores the key again
 	out, err := er.EraseKey(ctx, provider, key)
 	r.dispatch.Release(out.Dropped)
+	r.dispatch.Forget(provider, key)
 	if err != nil {
 		return out, fmt.Errorf("erase %s/%s: %w", provider, key, err)
 	}

@@ -72,6 +72,7 @@ func (d *Dispatcher) Pause(name string, paused bool) error {
 // that holds one finds it gone and moves on.
 func (d *Dispatcher) Release(dropped []spool.Dropped) {
 	for _, r := range dropped {
+		d.events.forgetID(r.EventID)
 		if l := d.lane(r.Destination); l != nil {
 			l.release(r.EventID, r.Provider, r.Key, r.Dead)
 		}

@@ -56,7 +56,7 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 	case time.Until(dl.NextAt) > 0 && !outage.cut(dl):
 		return result{next: retryAt, at: dl.NextAt}
 	}
-	ev, err := d.spool.Event(eventID)
+	ev, msg, err := d.event(eventID)
 	if err != nil {
 		d.log.Error("spool read failed", "destination", dest.Name, "event_id", eventID, "error", err)
 		return result{next: retryAt, at: time.Now().Add(time.Second)}
@@ -80,7 +80,7 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 	case <-l.ctx.Done():
 		return result{next: retryAt}
 	}
-	att, retryAfter, sendErr := send(d.client, dest, ev, dl.Tries()+1)
+	att, retryAfter, sendErr := send(d.client, dest, msg, dl.Tries()+1)
 	<-slots
 	dl.Attempts = append(dl.Attempts, att)
 	out := dest.retry.Classify(att.Status, sendErr)

@@ -64,6 +64,8 @@ type Dispatcher struct {
 	lanes map[string]*lane
 	// reorder is each provider's reorder_window (SPEC 5.3).
 	reorder atomic.Pointer[map[string]time.Duration]
+	// events are the events being delivered, read and parsed once.
+	events *eventCache
 	// OutageMin is how long a run of down-like failures to a destination
 	// must last for its end to cut the waiting keys' backoff short
 	// (lane.track, lane.recover). 5 s unless set before Start.
@@ -74,7 +76,8 @@ type Dispatcher struct {
 // on its own: the spool owns the retries' schedule, so that they survive a
 // restart).
 func New(sp Spool, client *retryablehttp.Client, log *slog.Logger, m Metrics) *Dispatcher {
-	d := &Dispatcher{spool: sp, client: client, log: log, m: m, lanes: map[string]*lane{}, OutageMin: 5 * time.Second}
+	d := &Dispatcher{spool: sp, client: client, log: log, m: m, lanes: map[string]*lane{},
+		events: newEventCache(eventCacheBytes), OutageMin: 5 * time.Second}
 	d.reorder.Store(&map[string]time.Duration{})
 	return d
 }

@@ -9,16 +9,13 @@ import (
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
-// send makes attempt number `attempt` of ev to dest, a single attempt:
+// send makes attempt number `attempt` of msg to dest, a single attempt:
 // retries are not the client's business (see New). It returns the recorded
 // attempt, the destination's Retry-After (0 when none), and the error when
 // no response came: an *outbound.RenderError when no request was made,
 // otherwise the transport's.
-func send(client *retryablehttp.Client, dest *Destination, ev *spool.Event, attempt int) (spool.Attempt, time.Duration, error) {
-	res := dest.out.Send(client, &outbound.Message{
-		ID: ev.ID, IdempotencyID: ev.IdempotencyID, Provider: ev.Provider, Type: ev.Type,
-		Envelope: ev.Envelope, Raw: ev.Raw,
-	}, attempt)
+func send(client *retryablehttp.Client, dest *Destination, msg *outbound.Message, attempt int) (spool.Attempt, time.Duration, error) {
+	res := dest.out.Send(client, msg, attempt)
 	att := spool.Attempt{At: res.At, DurationMS: res.Duration.Milliseconds(), Status: res.Status,
 		Response: res.Response, Error: res.Error}
 	return att, res.RetryAfter, res.Err
