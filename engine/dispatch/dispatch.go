@@ -6,9 +6,10 @@
 // the spool and the queues in memory in one place.
 //
 // It may import engine/spool, engine/outbound, engine/config (a
-// destination as written), engine/internal and the standard library; never
-// engine, engine/admin or engine/provider. What it needs of the relay
-// (metrics) comes through the Metrics interface.
+// destination as written), engine/internal, the standard library,
+// x/time/rate, go-retryablehttp and ulid; never engine, engine/admin,
+// engine/lender or engine/provider. What it needs of the relay (metrics)
+// comes through the Metrics interface.
 package dispatch
 
 import (
