@@ -5,12 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"sort"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookrelay/hookrelay/engine/admin"
 	"github.com/hookrelay/hookrelay/engine/console"
+	"github.com/hookrelay/hookrelay/engine/dispatch"
 	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
@@ -86,19 +86,19 @@ func (a adminRelay) pollSummary(provider string) *admin.PollSummary {
 func (a adminRelay) Destinations() []admin.Destination {
 	cfg := a.r.Config()
 	shown, _ := cfg.AsWritten()["destinations"].(map[string]any)
-	names := make([]string, 0, len(cfg.Dests))
-	for name := range cfg.Dests {
+	names := make([]string, 0, len(cfg.Destinations))
+	for name := range cfg.Destinations {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	out := make([]admin.Destination, 0, len(names))
 	for _, name := range names {
 		d := admin.Destination{Name: name, Config: shown[name]}
-		if l := a.r.dispatch.lane(name); l != nil {
-			st := l.stats()
+		if st, ok := a.r.dispatch.Stats(name); ok {
 			d.Lane = &admin.Lane{
 				Paused: st.Paused, Pending: st.Pending, Dead: st.Dead, HeldKeys: st.HeldKeys,
-				OldestPendingSeconds: st.OldestPendingSeconds, LastFailure: st.LastFailure, Held: l.heldKeys(100),
+				OldestPendingSeconds: st.OldestPendingSeconds, LastFailure: st.LastFailure,
+				Held: a.r.dispatch.HeldKeys(name, 100),
 			}
 		}
 		out = append(out, d)
@@ -106,23 +106,13 @@ func (a adminRelay) Destinations() []admin.Destination {
 	return out
 }
 
-func (a adminRelay) Lanes() []string {
-	var names []string
-	for _, l := range a.r.dispatch.allLanes() {
-		names = append(names, l.destination().Name)
-	}
-	return names
-}
+func (a adminRelay) Lanes() []string { return a.r.dispatch.Lanes() }
 
 // DeliveryStatus: a pending delivery waiting behind another event's dead
-// delivery is held.
+// delivery is held, as the dispatcher knows.
 func (a adminRelay) DeliveryStatus(ev *spool.Event, d *spool.Delivery) string {
-	if d.Status == spool.Pending {
-		if l := a.r.dispatch.lane(d.Destination); l != nil {
-			if by, held := l.heldBy(l.queueKeyOf(ev.ID, ev.Provider, ev.Key)); held && by != ev.ID {
-				return "held"
-			}
-		}
+	if a.r.dispatch.Held(ev, d) {
+		return "held"
 	}
 	return string(d.Status)
 }
@@ -141,50 +131,22 @@ func (a adminRelay) MaskReason(q *spool.Quarantined) string {
 
 func (a adminRelay) Rejections(provider string, n int) any { return a.r.rejections.list(provider, n) }
 
-// Requeue keeps the key's order: the delivery keeps its place in the spool.
+// Requeue, Skip and Pause are the dispatcher's: it writes the spool and
+// its queues in one place.
 func (a adminRelay) Requeue(ev *spool.Event, d *spool.Delivery) error {
-	r := a.r
-	d.Status, d.NextAt, d.AttemptsBefore = spool.Pending, time.Time{}, len(d.Attempts)
-	if err := r.spool.Update(context.Background(), d); err != nil {
-		return err
-	}
-	if l := r.dispatch.lane(d.Destination); l != nil {
-		l.requeue(ev.ID, ev.Provider, ev.Key, ev.Sequence)
-	}
-	r.log.Info("delivery requeued by operator", "event_id", ev.ID, "destination", d.Destination, "key", ev.Key)
-	return nil
+	return a.r.dispatch.Requeue(ev, d)
 }
 
 func (a adminRelay) Skip(ev *spool.Event, d *spool.Delivery, dead bool) error {
-	r := a.r
-	d.Status = spool.Skipped
-	if err := r.spool.Update(context.Background(), d); err != nil {
-		return err
-	}
-	if l := r.dispatch.lane(d.Destination); l != nil {
-		l.release(ev.ID, ev.Provider, ev.Key, dead)
-	}
-	r.m.skipped(d.Destination)
-	r.log.Info("delivery skipped by operator", "event_id", ev.ID, "destination", d.Destination, "key", ev.Key)
-	return nil
+	return a.r.dispatch.Skip(ev, d, dead)
 }
 
 func (a adminRelay) Pause(name string, paused bool) error {
-	r := a.r
-	l := r.dispatch.lane(name)
-	if l == nil {
+	err := a.r.dispatch.Pause(name, paused)
+	if errors.Is(err, dispatch.ErrNoDestination) {
 		return admin.NotFound("no destination " + name)
 	}
-	if err := r.spool.SetPaused(name, paused); err != nil {
-		return err
-	}
-	l.setPaused(paused)
-	if paused {
-		r.log.Info("destination paused by operator", "destination", name)
-	} else {
-		r.log.Info("destination resumed by operator", "destination", name)
-	}
-	return nil
+	return err
 }
 
 func (a adminRelay) Reload() error {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/dispatch"
 	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
@@ -19,8 +20,10 @@ type Config struct {
 
 	// Providers are the loaded provider files, sorted by name.
 	Providers []*Provider
-	// Dests are the compiled destinations, by name.
-	Dests map[string]*Destination
+	// Destinations are the compiled destinations, by name, each with its
+	// relay.yaml entry (Destination.Config): the one map of them. It
+	// shadows config.Config's decoded map, which only Load reads.
+	Destinations map[string]*dispatch.Destination
 	// Warnings are problems that do not stop the relay (a provider loaded
 	// disabled, a weak key), logged at start and on reload.
 	Warnings []string
@@ -48,9 +51,9 @@ func Load(path string, mustExist bool) (*Config, error) {
 	cfg := &Config{Config: *written}
 	doc := cfg.Doc()
 	errs := &config.Errors{}
-	cfg.Dests = map[string]*Destination{}
-	for name, dc := range cfg.Destinations {
-		d, err := newDestination(name, dc)
+	cfg.Destinations = map[string]*dispatch.Destination{}
+	for name, dc := range written.Destinations {
+		d, err := dispatch.NewDestination(name, dc)
 		if err != nil {
 			errs.AddField(doc, "destinations."+name, err)
 			continue
@@ -58,17 +61,17 @@ func Load(path string, mustExist bool) (*Config, error) {
 		if shown, _ := cfg.AsWritten()["destinations"].(map[string]any); shown != nil {
 			if dm, _ := shown[name].(map[string]any); dm != nil {
 				if u, _ := dm["url"].(string); strings.HasPrefix(u, "env:") || strings.HasPrefix(u, "file:") {
-					d.secretPath()
+					d.SecretPath()
 				}
 			}
 		}
-		if d.out.WeakSignKey() {
+		if d.WeakSignKey() {
 			warns := &config.Errors{}
 			at := "destinations." + name + ".sign.secret"
 			warns.Add(doc, at, "%s: the key is shorter than %d bytes, which makes it guessable", at, verifiers.MinHMACKey)
 			cfg.Weak = append(cfg.Weak, warns.Problems()...)
 		}
-		cfg.Dests[name] = d
+		cfg.Destinations[name] = d
 	}
 	cfg.loadPrivacy(errs)
 	cfg.loadProviders(errs)

@@ -100,7 +100,7 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := cfg.Dests["dest"]
+	d := cfg.Destinations["dest"]
 	if d.Config.URL != "http://127.0.0.1:2/overridden" {
 		t.Errorf("env override of url: got %q", d.Config.URL)
 	}
@@ -130,7 +130,7 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 		t.Errorf("warnings: %q", cfg.Warnings)
 	}
 	// The display copy keeps the reference, never the secret.
-	if v := byName["p"].Config.Verify.([]any)[0].(map[string]any)["token"]; v != "env:HOOKRELAY_TEST_TOKEN" {
+	if v := byName["p"].display["verify"].([]any)[0].(map[string]any)["token"]; v != "env:HOOKRELAY_TEST_TOKEN" {
 		t.Errorf("display config holds %q", v)
 	}
 }
@@ -148,8 +148,8 @@ func TestConfigDefaultsWithoutFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != ":8080" || cfg.Admin.Listen != "127.0.0.1:9090" || cfg.Dests["broker"] == nil {
-		t.Errorf("defaults: listen %q admin %q dests %v", cfg.Listen, cfg.Admin.Listen, cfg.Dests)
+	if cfg.Listen != ":8080" || cfg.Admin.Listen != "127.0.0.1:9090" || cfg.Destinations["broker"] == nil {
+		t.Errorf("defaults: listen %q admin %q dests %v", cfg.Listen, cfg.Admin.Listen, cfg.Destinations)
 	}
 	if _, err := Load(filepath.Join(dir, "relay.yaml"), true); err == nil {
 		t.Error("an explicit missing config file must be an error")
@@ -164,7 +164,8 @@ func TestConfigDottedTypeKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Providers[0].Config.Event.Types["invoice.paid"]; got != "billing.paid" {
+	types, _ := cfg.Providers[0].display["event"].(map[string]any)["types"].(map[string]any)
+	if got := types["invoice.paid"]; got != "billing.paid" {
 		t.Errorf("types[invoice.paid] = %q; keys with dots must stay whole", got)
 	}
 }

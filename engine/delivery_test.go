@@ -22,7 +22,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/dispatch"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -134,10 +134,17 @@ func (tr *testRelay) delivery(eventID string) *spool.Delivery {
 
 // heldKeys is the dispatcher's count of keys held behind a dead event.
 func (tr *testRelay) heldKeys(dest string) int {
-	l := tr.dispatch.lane(dest)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.held
+	st, _ := tr.dispatch.Stats(dest)
+	return st.HeldKeys
+}
+
+// laneStats is the state of dest's lane; a test that asks has one.
+func laneStats(tr *testRelay, dest string) dispatch.Stats {
+	st, ok := tr.dispatch.Stats(dest)
+	if !ok {
+		tr.t.Fatalf("no lane %s", dest)
+	}
+	return st
 }
 
 // envelope decodes a delivered envelope's key and data.n.
@@ -904,32 +911,6 @@ func testDeliverShutdown(t *testing.T) {
 	}
 	if len(seen) != events {
 		t.Errorf("%d events sent, want %d", len(seen), events)
-	}
-}
-
-// TestDestinationConfigErrors: values that would break delivery at run time
-// are refused at load, naming their field.
-func TestDestinationConfigErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		c    config.DestinationConfig
-		want string
-	}{
-		{"negative timeout", config.DestinationConfig{Timeout: -time.Second}, "timeout"},
-		{"negative rate", config.DestinationConfig{Rate: -1}, "rate"},
-		{"negative concurrency", config.DestinationConfig{Concurrency: -1}, "concurrency"},
-		{"negative initial", config.DestinationConfig{Retry: config.RetryConfig{Initial: -time.Second}}, "retry.initial"},
-		{"negative max", config.DestinationConfig{Retry: config.RetryConfig{Max: -time.Second}}, "retry.max"},
-		{"negative schedule", config.DestinationConfig{Retry: config.RetryConfig{Schedule: []time.Duration{time.Second, -time.Second}}}, "retry.schedule[1]"},
-		{"bad retry_on", config.DestinationConfig{Retry: config.RetryConfig{RetryOn: []string{"5xx", "often"}}}, "retry.retry_on[1]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.c.URL = "http://127.0.0.1:1/"
-			_, err := newDestination("d", &tc.c)
-			if err == nil || !strings.HasPrefix(err.Error(), tc.want+": ") {
-				t.Fatalf("error %v, want one about %s", err, tc.want)
-			}
-		})
 	}
 }
 

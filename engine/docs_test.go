@@ -285,8 +285,8 @@ func TestRelayExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("relay.example.yaml: %v", err)
 	}
-	if len(cfg.Providers) == 0 || cfg.Dests["broker"] == nil {
-		t.Fatalf("relay.example.yaml: %d providers, destinations %v; want the shipped providers and broker", len(cfg.Providers), cfg.Dests)
+	if len(cfg.Providers) == 0 || cfg.Destinations["broker"] == nil {
+		t.Fatalf("relay.example.yaml: %d providers, destinations %v; want the shipped providers and broker", len(cfg.Providers), cfg.Destinations)
 	}
 }
 

@@ -157,8 +157,8 @@ func (c *pipeConn) RemoteAddr() net.Addr { return c.remote }
 // Open and Start, before any request. (A JWS verifier's key set fetches still
 // go to the network: a test that verifies JWS stays on real time.)
 func useNetwork(r *Relay, n *fakeNet) {
-	r.dispatch.sender.client.HTTPClient.Transport = n.transport()
-	r.poll.transport = n.transport()
+	r.client.HTTPClient.Transport = n.transport()
+	r.poll.Transport = n.transport()
 }
 
 // advance moves the bubble's clock d forward and returns once every

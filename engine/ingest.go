@@ -14,7 +14,6 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
-	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/internal/httpjson"
 	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
@@ -228,11 +227,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verif
 
 // admit takes one of max_inflight places, or reports that there is none.
 func (r *Relay) admit() bool {
-	limit := int64(r.Config().MaxInflight)
-	if limit <= 0 {
-		limit = config.DefaultMaxInflight
-	}
-	if r.inflight.Add(1) > limit {
+	if r.inflight.Add(1) > int64(r.Config().MaxInflight) {
 		r.inflight.Add(-1)
 		return false
 	}

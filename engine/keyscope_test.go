@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookrelay/hookrelay/engine/dispatch"
 )
 
 // scopeProviders are two lenders that both key their events by body.key.
@@ -38,11 +40,11 @@ func deliveredN(t *testing.T, rec *recorder, provider string) []int {
 }
 
 // heldKeys reads the held keys of destination dest from the admin API.
-func heldKeysOf(tr *testRelay, dest string) []heldKey {
+func heldKeysOf(tr *testRelay, dest string) []dispatch.HeldKey {
 	var page struct {
 		Items []struct {
-			Name string    `json:"name"`
-			Held []heldKey `json:"held"`
+			Name string             `json:"name"`
+			Held []dispatch.HeldKey `json:"held"`
 		} `json:"items"`
 	}
 	tr.get("/admin/destinations", &page)
@@ -217,11 +219,8 @@ func TestSequenceScopedByProvider(t *testing.T) {
 		if len(deliveredN(t, rec, "nordiska")) > 0 {
 			return true
 		}
-		l := tr.dispatch.lane("dest")
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		kq := l.keys[l.queueKey("", "nordiska", "ON-9")]
-		return kq != nil && !kq.inflight && kq.at.After(time.Now())
+		at, ok := tr.dispatch.Due("dest", "nordiska", "ON-9")
+		return ok && at.After(time.Now())
 	})
 	if got := deliveredN(t, rec, "nordiska"); len(got) > 0 {
 		t.Fatalf("nordiska's #2 went at once (delivered %v): avida's #1 counted as nordiska's", got)

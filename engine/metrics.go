@@ -68,16 +68,18 @@ func (m *metrics) ingested(provider, outcome string, d time.Duration) {
 	m.ingestDur.WithLabelValues(provider).Observe(d.Seconds())
 }
 
-func (m *metrics) delivered(dest, outcome string, d time.Duration) {
+// Delivered counts one recorded attempt (dispatch.Metrics).
+func (m *metrics) Delivered(dest, outcome string, d time.Duration) {
 	m.deliveries.WithLabelValues(dest, outcome).Inc()
 	m.deliverDur.WithLabelValues(dest).Observe(d.Seconds())
 }
 
-// skipped counts a delivery an operator gave up on: an outcome, not an
+// Skipped counts a delivery an operator gave up on: an outcome, not an
 // attempt, so no duration is observed.
-func (m *metrics) skipped(dest string) { m.deliveries.WithLabelValues(dest, "skipped").Inc() }
+func (m *metrics) Skipped(dest string) { m.deliveries.WithLabelValues(dest, "skipped").Inc() }
 
-func (m *metrics) sequenceGap(dest string) { m.gaps.WithLabelValues(dest).Inc() }
+// SequenceGap counts an event sent past a gap (dispatch.Metrics).
+func (m *metrics) SequenceGap(dest string) { m.gaps.WithLabelValues(dest).Inc() }
 
 func (m *metrics) shed(provider string) { m.sheds.WithLabelValues(provider).Inc() }
 
@@ -120,8 +122,11 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.r.dispatch == nil {
 		return
 	}
-	for _, l := range c.r.dispatch.allLanes() {
-		st, name := l.stats(), l.destination().Name
+	for _, name := range c.r.dispatch.Lanes() {
+		st, ok := c.r.dispatch.Stats(name)
+		if !ok {
+			continue // removed by a reload meanwhile
+		}
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending), name)
 		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(st.Dead), name)
 		ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(st.HeldKeys), name)

@@ -330,7 +330,7 @@ func TestPollKeyAdmin(t *testing.T) {
 
 	// A key made final by its webhook is never polled.
 	resursWebhook(t, tr, k, "APP-3", "PAID_OUT")
-	waitFor(t, 5*time.Second, "tracked keys stored", func() bool { return trackedAll(&tr.poll) })
+	waitFor(t, 5*time.Second, "tracked keys stored", func() bool { return tr.poll.Settled() })
 	var ae *admin.Error
 	if err := tr.pollKey("resurs", "APP-3"); !errors.As(err, &ae) || ae.Status != http.StatusConflict {
 		t.Errorf("pollKey of a final key: %v, want status 409", err)
@@ -420,16 +420,6 @@ func testPollSOAP(t *testing.T) {
 	f.check(t)
 }
 
-// trackedAll reports whether every key tracked by ingest is stored and
-// handed to its loop (flushTracked holds mu from taking a batch to handing it over).
-func trackedAll(ps *pollers) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.pendMu.Lock()
-	defer ps.pendMu.Unlock()
-	return len(ps.pending) == 0
-}
-
 func pollState(t *testing.T, tr *testRelay, key string) spool.PollState {
 	t.Helper()
 	var st spool.PollState
@@ -487,10 +477,10 @@ func TestPollRequestShape(t *testing.T) {
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
 	p := cfg.Provider("resurs")
-	if p == nil || p.poll == nil || p.poll.interval != 5*time.Minute || !p.poll.final["application.paid_out"] || !p.poll.final["application.rejected"] {
+	if p == nil || p.poll == nil || p.poll.Interval() != 5*time.Minute || !p.poll.IsFinal("application.paid_out") || !p.poll.IsFinal("application.rejected") {
 		t.Fatalf("resurs poll spec: %+v", p)
 	}
-	req, err := p.poll.request(context.Background(), "resurs", "ABC-123", time.Now())
+	req, err := p.poll.Request(context.Background(), "resurs", "ABC-123", time.Now())
 	must(t, err)
 	body, err := req.BodyBytes()
 	must(t, err)

@@ -135,25 +135,16 @@ func (r *Relay) eraseKey(ctx context.Context, provider, key string) (spool.Erase
 	if !ok {
 		return spool.Erased{}, errors.New("erase: this spool cannot erase by key")
 	}
-	r.forgetPollKey(provider, key) // before the erasure, so that no later poll stores the key again
+	r.poll.Forget(provider, key) // before the erasure, so that no later poll stores the key again
 	out, err := er.EraseKey(ctx, provider, key)
-	r.releaseDropped(out.Dropped)
+	r.dispatch.Release(out.Dropped)
+	r.dispatch.Forget(provider, key)
 	if err != nil {
 		return out, fmt.Errorf("erase %s/%s: %w", provider, key, err)
 	}
 	r.log.Info("key erased by operator", "provider", provider, "key", key, "events", out.Events,
 		"deliveries", out.Deliveries, "pending", out.Pending, "quarantined", out.Quarantined)
 	return out, nil
-}
-
-// releaseDropped drops from the queues in memory the pending deliveries
-// that the spool deleted (an erasure, a purge of dead events).
-func (r *Relay) releaseDropped(dropped []spool.Dropped) {
-	for _, d := range dropped {
-		if l := r.dispatch.lane(d.Destination); l != nil {
-			l.release(d.EventID, d.Provider, d.Key, d.Dead)
-		}
-	}
 }
 
 // privacyCollector exposes encryption at rest and a rotation's progress at

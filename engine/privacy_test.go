@@ -242,7 +242,7 @@ func TestEraseKeyDropsQueuedDeliveries(t *testing.T) {
 	}
 	waitFor(t, seedWait, "dead-k dead and wait-k tried", func() bool {
 		// The backlog too: ok-k's answer is recorded before its delivery is.
-		st := tr.dispatch.lane("dest").stats()
+		st := laneStats(tr, "dest")
 		p, d := tr.Backlog()
 		return st.Dead == 1 && st.HeldKeys == 1 && len(rec.requests()) == 3 && p == 3 && d == 1
 	})
@@ -252,7 +252,7 @@ func TestEraseKeyDropsQueuedDeliveries(t *testing.T) {
 		answer.Events != 2 || answer.Deliveries != 2 || answer.Pending != 2 || answer.Quarantined != 1 {
 		t.Fatalf("erase dead-k: %d %+v; want 2 events, 2 deliveries both pending, 1 quarantined", code, answer)
 	}
-	st := tr.dispatch.lane("dest").stats()
+	st := laneStats(tr, "dest")
 	if st.Pending != 1 || st.Dead != 0 || st.HeldKeys != 0 {
 		t.Errorf("after erasing dead-k: %+v; want wait-k's delivery only", st)
 	}

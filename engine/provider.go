@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/lender"
 	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/internal/redact"
 )
@@ -20,8 +22,6 @@ import (
 type Provider struct {
 	provider.Pipeline
 	File string
-	// Config is the file as written, secrets unresolved, for display.
-	Config config.ProviderConfig
 	// Disabled, when not empty, says why the provider answers 503.
 	Disabled string
 
@@ -35,9 +35,9 @@ type Provider struct {
 	reorder   time.Duration
 	respBody  []byte
 	respType  string
-	poll      *pollSpec     // nil: the provider does not poll
-	register  *registration // nil: the provider does not register
-	sensitive *redact.Paths // what is masked where people read (SPEC 11)
+	poll      *lender.Poll         // nil: the provider does not poll
+	register  *lender.Registration // nil: the provider does not register
+	sensitive *redact.Paths        // what is masked where people read (SPEC 11)
 	// registerOff and pollOff, when not empty, say why registration or
 	// polling cannot run (their own secrets are missing) while ingest does.
 	registerOff, pollOff string
@@ -60,7 +60,7 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	}
 	errs := &config.Errors{}
 	doc := pf.Doc
-	p := &Provider{File: file, doc: doc, Config: pf.Written, display: pf.AsWritten}
+	p := &Provider{File: file, doc: doc, display: pf.AsWritten}
 	pc, missing := pf.Resolved, pf.Missing
 	if pc.Required && len(missing) > 0 {
 		for _, m := range missing {
@@ -98,14 +98,16 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	if strings.IndexFunc(p.Name, unicode.IsControl) >= 0 {
 		errs.Add(p.doc, "name", "name: %q holds a control character", p.Name)
 	}
-	p.compile(&pc, c, errs)
+	p.compile(&pc, pf.WrittenString("register", "public_url"), c, errs)
 	if !errs.Empty() {
 		return nil, errs
 	}
 	return p, nil
 }
 
-func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Errors) {
+// compile compiles the decoded file pc; publicURL is register.public_url
+// as written (env:NAME where pc has the value, possibly missing).
+func (p *Provider) compile(pc *config.ProviderConfig, publicURL string, c *Config, errs *config.Errors) {
 	doc := p.doc
 	if len(pc.Paths) == 0 {
 		errs.Add(doc, "paths", "paths: at least one path is required")
@@ -128,17 +130,14 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 		p.maxBody = int64(c.Spool.MaxBody)
 	}
 
-	p.Compile(pc, p.File, doc, p.missing, func(d string) bool { _, ok := c.Dests[d]; return ok }, errs, &p.warnings)
+	p.Compile(pc, p.File, doc, p.missing, func(d string) bool { _, ok := c.Destinations[d]; return ok }, errs, &p.warnings)
 	p.sensitive = compileSensitive(pc.Sensitive, doc, errs)
 	p.creds = readCredentials(p.Verifiers, p.sensitive)
 	p.dedup = pc.Dedup
 	if p.dedup == 0 {
 		p.dedup = 72 * time.Hour
 	}
-	p.reorder = pc.ReorderWindow
-	if p.reorder == 0 {
-		p.reorder = config.DefaultReorderWindow
-	}
+	p.reorder = pc.ReorderWindow // 0: the default, which the dispatcher applies
 	p.respBody = []byte(`{"success":true}`)
 	if pc.Respond.Body != nil {
 		p.respBody = []byte(*pc.Respond.Body)
@@ -148,10 +147,10 @@ func (p *Provider) compile(pc *config.ProviderConfig, c *Config, errs *config.Er
 		p.respType = "application/json"
 	}
 	if pc.Register != nil {
-		p.compileRegister(pc.Register, errs)
+		p.register = lender.CompileRegister(p.Name, doc, pc.Register, publicURL, p.RegistrationOff(), errs)
 	}
 	if pc.Poll != nil {
-		p.compilePoll(pc.Poll, pc.Register, errs)
+		p.poll = lender.CompilePoll(p.Name, doc, pc.Poll, pc.Register, p.maxBody, cmp.Or(p.Disabled, p.pollOff), p.registerOff, errs)
 	}
 }
 

@@ -49,7 +49,7 @@ func testRecoveryCutsBackoffShort(t *testing.T) {
 // given retry block, counting 200 ms of failures as an outage.
 func recoveryRelay(t *testing.T, rec *recorder, retry string) *testRelay {
 	tr := startRelay(t, relayYAML(rec.srv.URL, "    retry: "+retry+"\n"), map[string]string{"plain": plainProvider})
-	tr.dispatch.outageMin = 200 * time.Millisecond
+	tr.dispatch.OutageMin = 200 * time.Millisecond
 	return tr
 }
 
@@ -61,13 +61,7 @@ func sendPlain(t *testing.T, tr *testRelay, id, key, typ string) {
 
 // waiting counts the keys waiting out a backoff: their failure is taken in.
 func waiting(tr *testRelay) int {
-	n := 0
-	for _, l := range tr.dispatch.allLanes() {
-		l.mu.Lock()
-		n += len(l.timers)
-		l.mu.Unlock()
-	}
-	return n
+	return tr.dispatch.Waiting()
 }
 
 // TestRecoveryNeedsAnOutage: an event the destination refuses, or paces

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/engine/lender"
 )
 
 // Secrets of the tests: none may appear in an error or in output.
@@ -368,9 +370,9 @@ register:
 // Automatic registration retries with backoff: two 500s, then the lender
 // accepts; the status goes pending -> failing -> ok.
 func TestRegisterAuto(t *testing.T) {
-	initial, max := registerRetryInitial, registerRetryMax
-	registerRetryInitial, registerRetryMax = 5*time.Millisecond, 20*time.Millisecond
-	t.Cleanup(func() { registerRetryInitial, registerRetryMax = initial, max })
+	initial, max := lender.RegisterRetryInitial, lender.RegisterRetryMax
+	lender.RegisterRetryInitial, lender.RegisterRetryMax = 5*time.Millisecond, 20*time.Millisecond
+	t.Cleanup(func() { lender.RegisterRetryInitial, lender.RegisterRetryMax = initial, max })
 
 	first, third := make(chan struct{}), make(chan struct{})
 	arrived := make(chan int, 10)
@@ -447,9 +449,9 @@ register:
 
 // With several requests, a retry resumes at the one that failed.
 func TestRegisterAutoResumes(t *testing.T) {
-	initial := registerRetryInitial
-	registerRetryInitial = time.Millisecond
-	t.Cleanup(func() { registerRetryInitial = initial })
+	initial := lender.RegisterRetryInitial
+	lender.RegisterRetryInitial = time.Millisecond
+	t.Cleanup(func() { lender.RegisterRetryInitial = initial })
 	lender := newFakeLender(t, func(n int, c lenderCall) (int, string) {
 		if c.path == "/b" && n == 2 {
 			return 503, ""

@@ -1,15 +1,16 @@
 // Package engine is hookrelay's composition root, being split along the data
 // flow (issue 14). It compiles what engine/config decodes (providers with
 // their verifiers and mappings, destinations) and wires the rooms together:
-// Load, Open, Start, Reload, Serve. It still holds ingest, the spool
-// hand-off, the dispatcher and delivery, registration and polling; the admin
-// API is engine/admin, given the relay as an admin.Relay (adminRelay).
+// Load, Open, Start, Reload, Serve. It still holds ingest and the spool
+// hand-off; the dispatcher and delivery are engine/dispatch, registration
+// and polling engine/lender, the admin API is engine/admin, given the relay
+// as an admin.Relay (adminRelay).
 // One webhook's path: ingest -> verify -> map -> route -> spool (group
 // commit) -> answer -> dispatcher -> destination.
 //
 // It may import its own subpackages (engine/config, engine/admin,
-// engine/spool, engine/internal/...), verifiers, transforms and internal/;
-// none of those imports engine.
+// engine/dispatch, engine/lender, engine/spool, engine/internal/...), verifiers, transforms
+// and internal/; none of those imports engine.
 package engine
 
 import (
@@ -25,9 +26,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/dispatch"
+	"github.com/hookrelay/hookrelay/engine/lender"
+	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
@@ -37,18 +42,19 @@ type Relay struct {
 	cfg           atomic.Pointer[Config] // replaced whole by a reload
 	log           *slog.Logger
 	spool         spool.Store
-	dispatch      *dispatcher
+	dispatch      *dispatch.Dispatcher
+	client        *retryablehttp.Client // the deliveries' (the tests' fake network replaces its transport)
 	m             *metrics
 	rejections    *rejectionLog
 	purged        *prometheus.CounterVec // hookrelay_purged_total{kind}
 	ingestMux     atomic.Pointer[http.Handler]
 	ready         atomic.Bool
-	reloadMu      sync.Mutex     // one reload at a time
-	inflight      atomic.Int64   // ingest requests past admit (see max_inflight)
-	poll          pollers        // status polling (SPEC 9); its zero value is ready
-	registrations regStatus      // automatic registrations (SPEC 9)
-	keys          *seal.Keystore // privacy: the data keys; nil without privacy
-	rotation      rotation       // privacy: the background rewrap's progress
+	reloadMu      sync.Mutex       // one reload at a time
+	inflight      atomic.Int64     // ingest requests past admit (see max_inflight)
+	poll          lender.Pollers   // status polling (SPEC 9); ready once newLenders wired it
+	registrations lender.Registrar // automatic registrations (SPEC 9)
+	keys          *seal.Keystore   // privacy: the data keys; nil without privacy
+	rotation      rotation         // privacy: the background rewrap's progress
 
 	stop context.CancelFunc
 	bg   sync.WaitGroup
@@ -62,7 +68,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	r.purged = newPurgedTotal()
 	r.m.reg.MustRegister(r.purged)
 	opts := spool.Options{Committed: func(refs []spool.Ref) {
-		r.dispatch.committed(refs)
+		r.dispatch.Committed(refs)
 	}, Warn: log.Warn}
 	if cfg.master != nil {
 		ks, err := seal.Open(cfg.Privacy.Keystore, cfg.master, cfg.previous...)
@@ -77,7 +83,9 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 		return nil, err
 	}
 	r.spool = sp
-	r.dispatch = newDispatcher(sp, newSender(), log, r.m)
+	r.newLenders()
+	r.client = outbound.NewClient(256)
+	r.dispatch = dispatch.New(sp, r.client, log, r.m)
 	mux, err := r.newIngestMux(cfg)
 	if err != nil {
 		_ = sp.Close()
@@ -100,7 +108,7 @@ func (r *Relay) Start() error {
 	paused, err := r.spool.Paused()
 	if err == nil {
 		cfg := r.Config()
-		err = r.dispatch.start(ctx, cfg.Dests, cfg.Providers, paused)
+		err = r.dispatch.Start(ctx, cfg.Destinations, reorderWindows(cfg.Providers), paused)
 	}
 	if err != nil {
 		cancel()
@@ -112,7 +120,7 @@ func (r *Relay) Start() error {
 		r.purgeLoop(ctx)
 	}()
 	r.startRegistrations(ctx)
-	r.startPollers(ctx)
+	r.poll.Start(ctx, &r.bg, pollSources(r.Config()))
 	r.startRewrap(ctx)
 	r.ready.Store(true)
 	return nil
@@ -159,19 +167,36 @@ func (r *Relay) Reload() error {
 		r.log.Error("reload failed to read paused destinations", "error", err)
 		return err
 	}
-	if err := r.dispatch.configure(cfg.Dests, cfg.Providers, paused); err != nil {
+	if err := r.dispatch.Configure(cfg.Destinations, reorderWindows(cfg.Providers), paused); err != nil {
 		r.log.Error("reload failed to rebuild delivery queues", "error", err)
 		return err
 	}
 	r.cfg.Store(cfg)
 	r.ingestMux.Store(&mux)
-	r.configurePollers()
+	r.poll.Configure(pollSources(cfg))
 	for _, w := range cfg.Warnings {
 		r.log.Warn(w)
 	}
-	r.log.Info("configuration reloaded", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
+	r.log.Info("configuration reloaded", "providers", len(cfg.Providers), "destinations", len(cfg.Destinations))
 	return nil
 }
+
+// reorderWindows is each provider's reorder_window, for the dispatcher.
+func reorderWindows(providers []*Provider) map[string]time.Duration {
+	out := make(map[string]time.Duration, len(providers))
+	for _, p := range providers {
+		out[p.Name] = p.reorder
+	}
+	return out
+}
+
+// Backlog is how many deliveries the relay's lanes hold in memory: pending,
+// queued and not yet recorded final in the spool (a lane drops one only
+// after the spool's update of its outcome committed), and dead, the dead
+// ones among them that a key waits behind. It is what the load harness
+// (engine/loadtest) waits on; operators see the same per destination on
+// /metrics.
+func (r *Relay) Backlog() (pending, dead int) { return r.dispatch.Backlog() }
 
 // listenersKept refuses a configuration that moves a listener.
 func listenersKept(old, cfg *Config) error {
@@ -208,7 +233,7 @@ func (r *Relay) Close(timeout time.Duration) error {
 	}
 	done := make(chan struct{})
 	go func() {
-		r.dispatch.wait()
+		r.dispatch.Wait()
 		r.bg.Wait()
 		close(done)
 	}()
@@ -291,7 +316,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if off := cfg.PrivacyOff(); off != "" {
 		log.Warn(off)
 	}
-	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Dests))
+	log.Info("hookrelay serving", "providers", len(cfg.Providers), "destinations", len(cfg.Destinations))
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -47,7 +47,7 @@ func (r *Relay) purge(now time.Time) {
 	if dp, ok := r.spool.(deadPurger); ok {
 		if ret.Dead > 0 {
 			out, err := dp.PurgeDead(context.Background(), now.Add(-ret.Dead))
-			r.releaseDropped(out.Dropped)
+			r.dispatch.Release(out.Dropped)
 			if err != nil {
 				r.log.Error("purge failed", "kind", "dead", "error", err)
 			}

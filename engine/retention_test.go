@@ -38,7 +38,7 @@ func TestRetentionPerKind(t *testing.T) {
 	}
 	waitFor(t, seedWait, "dead-k dead, wait-k tried, ok-k delivered", func() bool {
 		// The backlog too: ok-k's answer is recorded before its delivery is.
-		st := tr.dispatch.lane("dest").stats()
+		st := laneStats(tr, "dest")
 		p, d := tr.Backlog()
 		return st.Dead == 1 && len(rec.requests()) == 3 && p == 2 && d == 1
 	})
@@ -64,7 +64,7 @@ func TestRetentionPerKind(t *testing.T) {
 	if p, d := tr.Backlog(); p != 1 || d != 0 {
 		t.Errorf("backlog after the purge: %d pending, %d dead; want wait-k's 1 and none", p, d)
 	}
-	if st := tr.dispatch.lane("dest").stats(); st.Dead != 0 || st.HeldKeys != 0 {
+	if st := laneStats(tr, "dest"); st.Dead != 0 || st.HeldKeys != 0 {
 		t.Errorf("lane after the purge: %+v; want no dead, no held key", st)
 	}
 	resp, err := http.Get(tr.Admin.URL + "/metrics")

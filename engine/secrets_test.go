@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/engine/lender"
 )
 
 // ingestUntilDead posts one event to the plain provider and waits until its
@@ -178,9 +180,9 @@ func TestDestinationURLSecretsMasked(t *testing.T) {
 // its hex and its URL escaping back in its refusal; with auto: true the
 // same reaches the log, and /readyz says nothing of it.
 func TestRegisterMasksDerivedForms(t *testing.T) {
-	initial := registerRetryInitial
-	registerRetryInitial = time.Millisecond
-	t.Cleanup(func() { registerRetryInitial = initial })
+	initial := lender.RegisterRetryInitial
+	lender.RegisterRetryInitial = time.Millisecond
+	t.Cleanup(func() { lender.RegisterRetryInitial = initial })
 	const user, pass = "broker-user", "reg-password-c4nary/+"
 	lender := newFakeLender(t, func(_ int, c lenderCall) (int, string) {
 		cred := strings.TrimPrefix(c.header.Get("Authorization"), "Basic ")
@@ -490,7 +492,7 @@ func TestSecretDestinationShownURL(t *testing.T) {
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
 	for name, want := range map[string]string{"dest": "https://hooks.example/***?x=***", "plain": "https://broker.example/in?token=***"} {
-		if got := cfg.Dests[name].ShownURL(); got != want {
+		if got := cfg.Destinations[name].ShownURL(); got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/httpout"
 	"github.com/hookrelay/hookrelay/internal/jsonfast"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -1080,20 +1081,18 @@ func newRemoteKeys(c JWSConfig) (*remoteKeys, error) {
 		return r, nil
 	}
 	host := u.Host
-	r.client = &http.Client{
-		Timeout: JWKSFetchTimeout,
-		// jwks_headers may carry an API key: never send it to another host
-		// or over plain http after https.
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			switch {
-			case len(via) >= 5:
-				return errors.New("too many redirects")
-			case req.URL.Host != host || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https"):
-				return errors.New("redirect to another host or to http")
-			}
-			return nil
-		},
-	}
+	// jwks_headers may carry an API key: never send it to another host or
+	// over plain http after https.
+	r.client = httpout.Client(0, func(req *http.Request, via []*http.Request) error {
+		switch {
+		case len(via) >= 5:
+			return errors.New("too many redirects")
+		case req.URL.Host != host || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https"):
+			return errors.New("redirect to another host or to http")
+		}
+		return nil
+	})
+	r.client.Timeout = JWKSFetchTimeout
 	return r, nil
 }
 
@@ -1236,21 +1235,17 @@ func (r *remoteKeys) get(ctx context.Context) (*keySet, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := r.client.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("jwks_url fetch failed: %s", redact.Error(err))
+		return nil, fmt.Errorf("jwks_url fetch failed: %s", redact.Error(httpout.TransportError(err)))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("jwks_url answered %s", resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, JWKSMaxBytes+1))
+	data, whole, err := httpout.ReadAnswer(resp.Body, JWKSMaxBytes)
 	switch {
 	case err != nil:
 		return nil, errors.New("jwks_url fetch failed while reading the body")
-	case len(data) > JWKSMaxBytes:
+	case !whole:
 		return nil, fmt.Errorf("jwks_url served more than %d bytes", JWKSMaxBytes)
 	}
 	keys, err := parseKeySet(data)

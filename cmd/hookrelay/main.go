@@ -372,8 +372,8 @@ func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int
 		}
 		res.Providers = append(res.Providers, cp)
 	}
-	for _, name := range sortedKeys(cfg.Dests) {
-		res.Destinations = append(res.Destinations, checkDestination{name, cfg.Dests[name].ShownURL()})
+	for _, name := range sortedKeys(cfg.Destinations) {
+		res.Destinations = append(res.Destinations, checkDestination{name, cfg.Destinations[name].ShownURL()})
 	}
 	if asJSON {
 		return printValue(stdout, res)

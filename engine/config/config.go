@@ -165,7 +165,6 @@ func defaults() map[string]any {
 		"spool":            map[string]any{"path": "./data/hookrelay.db", "retention": "168h", "max_body": "1MiB"},
 		"providers_dir":    "./providers.d",
 		"shutdown_timeout": "20s",
-		"max_inflight":     DefaultMaxInflight,
 		"log":              map[string]any{"level": "info", "format": "json"},
 	}
 }
@@ -244,6 +243,10 @@ func Decode(path string, mustExist bool) (*Config, error) {
 	if !errs.Empty() {
 		return nil, errs
 	}
+	if cfg.MaxInflight <= 0 {
+		// Unset, or 0: the one place the default is applied.
+		cfg.MaxInflight = DefaultMaxInflight
+	}
 	cfg.Spool.Path = RelTo(base, cfg.Spool.Path)
 	cfg.ProvidersDir = RelTo(base, cfg.ProvidersDir)
 	if cfg.Privacy != nil {
@@ -267,7 +270,7 @@ const AdminTokenEnv = "HOOKRELAY_ADMIN_TOKEN"
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "HOOKRELAY_"))
 	top, _, _ := strings.Cut(k, "__")
-	if _, known := defaults()[top]; !known && top != "destinations" && top != "privacy" {
+	if _, known := defaults()[top]; !known && top != "destinations" && top != "privacy" && top != "max_inflight" {
 		return "", nil
 	}
 	return strings.ReplaceAll(k, "__", delim), v

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDecodeIsTheWrittenPart: Decode reads relay.yaml alone (no provider
@@ -47,6 +48,58 @@ func TestDecodeIsTheWrittenPart(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("problems do not say %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestReadProviderDecodesOnce: a provider file is decoded once, with its
+// secrets resolved, and that decode's error is the answer: a value a
+// secret gives that does not fit its field is refused at its line, quoting
+// the file as written, never the secret; one that fits is taken.
+func TestReadProviderDecodesOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.yaml")
+	yaml := "name: p\npaths: [/in]\ndedup: env:HOOKRELAY_TEST_DEDUP\nregister:\n  public_url: env:HOOKRELAY_TEST_URL\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOOKRELAY_TEST_URL", "https://relay.example")
+	t.Setenv("HOOKRELAY_TEST_DEDUP", "not-a-duration-s3cret")
+	_, err := ReadProvider(path)
+	if err == nil || !strings.Contains(err.Error(), ":3: ") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a secret that is no duration: %v; want an error at line 3 that does not quote it", err)
+	}
+	t.Setenv("HOOKRELAY_TEST_DEDUP", "90m")
+	pf, err := ReadProvider(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pf.Resolved.Dedup != 90*time.Minute || pf.Resolved.Register.PublicURL != "https://relay.example" {
+		t.Errorf("resolved: dedup %v, public_url %q", pf.Resolved.Dedup, pf.Resolved.Register.PublicURL)
+	}
+	if got := pf.WrittenString("register", "public_url"); got != "env:HOOKRELAY_TEST_URL" {
+		t.Errorf("public_url as written: %q", got)
+	}
+}
+
+// TestMaxInflightDefault: max_inflight unset or 0 is DefaultMaxInflight,
+// applied here once; ingest reads the number as decoded.
+func TestMaxInflightDefault(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want int
+	}{{"", DefaultMaxInflight}, {"max_inflight: 0\n", DefaultMaxInflight}, {"max_inflight: 7\n", 7}} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "relay.yaml")
+		if err := os.WriteFile(path, []byte("providers_dir: ./nowhere\n"+tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Decode(path, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.MaxInflight != tc.want {
+			t.Errorf("%q: max_inflight %d, want %d", tc.yaml, cfg.MaxInflight, tc.want)
 		}
 	}
 }

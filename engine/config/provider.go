@@ -120,14 +120,12 @@ type RouteConfig struct {
 	To   []string `koanf:"to"`
 }
 
-// ProviderFile is one provider file read and decoded: as written, for
-// display, and with its secrets resolved, for compiling.
+// ProviderFile is one provider file read and decoded once, its secrets
+// resolved, for compiling; and its map as written, for display.
 type ProviderFile struct {
 	File string
 	// Doc is the file's line index, for errors about its keys.
 	Doc *Doc
-	// Written is the file as written, env: and file: references unresolved.
-	Written ProviderConfig
 	// Resolved is the file with every secret that could be read resolved;
 	// the ones that could not are "" and listed in Missing.
 	Resolved ProviderConfig
@@ -146,13 +144,30 @@ func ReadProvider(file string) (*ProviderFile, error) {
 	}
 	// The display copy keeps env:/file: references; the working copy resolves them.
 	pf := &ProviderFile{File: file, Doc: doc, AsWritten: ko.Raw()}
-	if err := DecodeMap(ko.Raw(), &pf.Written); err != nil {
+	raw := ko.Raw()
+	pf.Missing = ResolveSecrets(raw, nil, filepath.Dir(file))
+	if err := DecodeMap(raw, &pf.Resolved); err != nil {
+		// The messages quote values: those of the file as written, so that
+		// a resolved secret is never echoed. The failure path alone decodes
+		// a second time.
+		if werr := DecodeMap(ko.Raw(), &ProviderConfig{}); werr != nil {
+			err = werr
+		}
 		errs := &Errors{}
 		errs.AddDecode(doc, "", err)
 		return nil, errs
 	}
-	raw := ko.Raw()
-	pf.Missing = ResolveSecrets(raw, nil, filepath.Dir(file))
-	_ = DecodeMap(raw, &pf.Resolved) // same shape as above, already checked
 	return pf, nil
+}
+
+// WrittenString is the string at path in the file as written (an env: or
+// file: reference unresolved), "" when there is none.
+func (pf *ProviderFile) WrittenString(path ...string) string {
+	var v any = pf.AsWritten
+	for _, k := range path {
+		m, _ := v.(map[string]any)
+		v = m[k]
+	}
+	s, _ := v.(string)
+	return s
 }

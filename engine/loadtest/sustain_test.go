@@ -255,7 +255,7 @@ func sustained(t *testing.T, rate float64, dur time.Duration) sustainResult {
 	spec := specOf(hmacSource(srv.URL+"/in/example", 0, warmN+int(rate*dur.Seconds())+1), warmN)
 	spec.Rate, spec.Dur = rate, dur
 	s := sustainResult{rate: rate, concurrency: 16}
-	if c := relay.Config().Destinations["dest"].Concurrency; c > 0 {
+	if c := relay.Config().Destinations["dest"].Config.Concurrency; c > 0 {
 		s.concurrency = c
 	}
 	var before int64

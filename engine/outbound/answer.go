@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/hookrelay/hookrelay/internal/httpout"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -50,11 +51,7 @@ func MaskText(s *redact.Secrets, text string) string { return redact.Text(s.Repl
 // ReadAnswer reads an answer's body up to limit bytes. whole is false when
 // the body is longer: raw then holds its first limit bytes.
 func ReadAnswer(r io.Reader, limit int64) (raw []byte, whole bool, err error) {
-	raw, err = io.ReadAll(io.LimitReader(r, limit+1))
-	if int64(len(raw)) > limit {
-		return raw[:limit], false, err
-	}
-	return raw, true, err
+	return httpout.ReadAnswer(r, limit)
 }
 
 // ParseAnswer is an answer as templates and expressions see it: status,

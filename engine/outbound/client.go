@@ -4,8 +4,9 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/hookrelay/hookrelay/internal/httpout"
 )
 
 // NewClient is the HTTP client of everything the relay sends (deliveries,
@@ -16,13 +17,8 @@ import (
 // request and its credentials must not go elsewhere. idlePerHost is how many
 // idle connections it keeps per host; 0 keeps go-cleanhttp's default.
 func NewClient(idlePerHost int) *retryablehttp.Client {
-	hc := cleanhttp.DefaultPooledClient()
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if idlePerHost > 0 {
-		hc.Transport.(*http.Transport).MaxIdleConnsPerHost = idlePerHost
-	}
 	c := retryablehttp.NewClient()
-	c.HTTPClient = hc
+	c.HTTPClient = httpout.Client(idlePerHost, httpout.NoRedirect)
 	c.Logger = nil
 	c.RetryMax = 0
 	c.CheckRetry = func(context.Context, *http.Response, error) (bool, error) { return false, nil }

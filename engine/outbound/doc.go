@@ -11,9 +11,10 @@
 // its retry policy.
 //
 // It may import engine/config, transforms, verifiers (for the signer),
-// engine/internal/headers, internal/redact, the standard library,
-// go-retryablehttp (with go-cleanhttp) and x/net's httpguts. It never
-// imports engine: the engine wires it in. verifiers cannot import it back
-// (it imports verifiers), so the JWKS fetch keeps its own client until the
-// HTTP helpers it shares move below both.
+// engine/internal/headers, internal/redact, internal/httpout, the standard
+// library, go-retryablehttp and x/net's httpguts. It never imports engine:
+// the engine wires it in. verifiers cannot import it back (it imports
+// verifiers), so what the JWK set fetch shares with it (the pooled client,
+// the bounded answer read, the transport error without its quoted URL) is
+// internal/httpout, below both.
 package outbound

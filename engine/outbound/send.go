@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -18,10 +19,34 @@ import (
 )
 
 // Message is one event as a delivery sends it: the spooled event's
-// identifiers, its envelope and its raw body.
+// identifiers, its envelope and its raw body. The templates' view of them
+// is parsed on the first send that needs it and kept: a Message reused for
+// the event's other destinations and its retries is not parsed again. Use
+// it by pointer; sends may share it concurrently.
 type Message struct {
 	ID, IdempotencyID, Provider, Type string
 	Envelope, Raw                     []byte
+
+	parse sync.Once
+	event *transforms.Event // the envelope parsed; nil when it is not an event
+	body  any               // Raw parsed as JSON; nil when it is not JSON
+	raw   string
+	err   error
+}
+
+// parsed is the envelope and body as templates see them, parsed once.
+// Templates read them and never change them.
+func (m *Message) parsed() (*transforms.Event, any, string, error) {
+	m.parse.Do(func() {
+		var ev transforms.Event
+		if err := json.Unmarshal(m.Envelope, &ev); err != nil {
+			m.err = fmt.Errorf("stored event: %w", err)
+			return
+		}
+		m.event, m.raw = &ev, string(m.Raw)
+		_ = json.Unmarshal(m.Raw, &m.body)
+	})
+	return m.event, m.body, m.raw, m.err
 }
 
 // Result is one attempt as it is recorded, its texts already masked.
@@ -82,13 +107,11 @@ func (e *Endpoint) Send(c *retryablehttp.Client, m *Message, attempt int) Result
 func (e *Endpoint) request(m *Message, attempt int) (*retryablehttp.Request, error) {
 	var env *transforms.Env
 	if e.needEnv {
-		var ev transforms.Event
-		if err := json.Unmarshal(m.Envelope, &ev); err != nil {
-			return nil, fmt.Errorf("stored event: %w", err)
+		ev, body, raw, err := m.parsed()
+		if err != nil {
+			return nil, err
 		}
-		env = &transforms.Env{Event: &ev, Provider: m.Provider, Now: time.Now()}
-		_ = json.Unmarshal(m.Raw, &env.Body)
-		env.Raw = string(m.Raw)
+		env = &transforms.Env{Event: ev, Body: body, Raw: raw, Provider: m.Provider, Now: time.Now()}
 	}
 	var body []byte
 	switch e.bodyMode {

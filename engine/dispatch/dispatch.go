@@ -1,63 +1,101 @@
-package engine
+// Package dispatch is the step of the flow after the spool: it forwards
+// spooled deliveries to their destinations. One lane per destination, and
+// in a lane one FIFO per key (SPEC 5.2), of which at most one delivery is
+// in flight; retries on the spool's schedule (SPEC 5.4); and the operator's
+// commands on the queues (retry, skip, pause, resume, SPEC 6), which write
+// the spool and the queues in memory in one place.
+//
+// It may import engine/spool, engine/outbound, engine/config (a
+// destination as written), engine/internal, the standard library,
+// x/time/rate, go-retryablehttp and ulid; never engine, engine/admin,
+// engine/lender or engine/provider. What it needs of the relay (metrics)
+// comes through the Metrics interface.
+package dispatch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
 	"golang.org/x/time/rate"
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
-// dispatcher forwards spooled deliveries: one lane per destination, and in a
-// lane one FIFO per key, of which at most one delivery is in flight.
-type dispatcher struct {
-	spool  spool.Spool
-	sender *sender
+// Metrics is what the dispatcher counts (SPEC 8); the relay's metrics
+// implement it.
+type Metrics interface {
+	// Delivered counts one recorded attempt: outcome success, retry or dead.
+	Delivered(dest, outcome string, d time.Duration)
+	// Skipped counts an operator's skip.
+	Skipped(dest string)
+	// SequenceGap counts a sequenced event sent with earlier numbers missing.
+	SequenceGap(dest string)
+}
+
+// Spool is what the dispatcher needs of the spool: its deliveries and the
+// paused destinations' record.
+type Spool interface {
+	spool.Spool
+	SetPaused(dest string, paused bool) error
+}
+
+// ErrNoDestination is Pause's answer for a destination with no lane.
+var ErrNoDestination = errors.New("dispatch: no such destination")
+
+// Dispatcher forwards spooled deliveries: one lane per destination, and in
+// a lane one FIFO per key, of which at most one delivery is in flight.
+type Dispatcher struct {
+	spool  Spool
+	client *retryablehttp.Client
 	log    *slog.Logger
-	m      *metrics
+	m      Metrics
 
 	ctx context.Context // ends when the relay stops delivering
 	wg  sync.WaitGroup  // every worker of every lane
 
-	// mu guards lanes; committed holds it while it queues, so that a lane
+	// mu guards lanes; Committed holds it while it queues, so that a lane
 	// being rebuilt from the spool misses no commit.
 	mu    sync.Mutex
 	lanes map[string]*lane
 	// reorder is each provider's reorder_window (SPEC 5.3).
 	reorder atomic.Pointer[map[string]time.Duration]
-	// outageMin is how long a run of down-like failures to a destination
+	// events are the events being delivered, read and parsed once.
+	events *eventCache
+	// OutageMin is how long a run of down-like failures to a destination
 	// must last for its end to cut the waiting keys' backoff short
-	// (lane.track, lane.recover).
-	outageMin time.Duration
+	// (lane.track, lane.recover). 5 s unless set before Start.
+	OutageMin time.Duration
 }
 
-func newDispatcher(sp spool.Spool, s *sender, log *slog.Logger, m *metrics) *dispatcher {
-	d := &dispatcher{spool: sp, sender: s, log: log, m: m, lanes: map[string]*lane{}, outageMin: 5 * time.Second}
+// New is a dispatcher over sp that sends with client (which must not retry
+// on its own: the spool owns the retries' schedule, so that they survive a
+// restart).
+func New(sp Spool, client *retryablehttp.Client, log *slog.Logger, m Metrics) *Dispatcher {
+	d := &Dispatcher{spool: sp, client: client, log: log, m: m, lanes: map[string]*lane{},
+		events: newEventCache(eventCacheBytes), OutageMin: 5 * time.Second}
 	d.reorder.Store(&map[string]time.Duration{})
 	return d
 }
 
-// start opens a lane per destination and starts delivering; paused names
-// the destinations an operator paused. Everything stops when ctx ends.
-func (d *dispatcher) start(ctx context.Context, dests map[string]*Destination, providers []*Provider, paused map[string]bool) error {
+// Start opens a lane per destination and starts delivering; reorder is
+// each provider's reorder window, paused names the destinations an operator
+// paused. Everything stops when ctx ends.
+func (d *Dispatcher) Start(ctx context.Context, dests map[string]*Destination, reorder map[string]time.Duration, paused map[string]bool) error {
 	d.ctx = ctx
-	return d.configure(dests, providers, paused)
+	return d.Configure(dests, reorder, paused)
 }
 
-// configure applies a (re)loaded configuration: new destinations get a lane
+// Configure applies a (re)loaded configuration: new destinations get a lane
 // rebuilt from the spool, changed ones take their new settings, removed ones
 // stop (their deliveries stay in the spool). paused names the destinations
 // an operator paused: a lane opens paused, before its workers start.
-func (d *dispatcher) configure(dests map[string]*Destination, providers []*Provider, paused map[string]bool) error {
-	reorder := make(map[string]time.Duration, len(providers))
-	for _, p := range providers {
-		reorder[p.Name] = p.reorder
-	}
+func (d *Dispatcher) Configure(dests map[string]*Destination, reorder map[string]time.Duration, paused map[string]bool) error {
 	d.reorder.Store(&reorder)
 
 	d.mu.Lock()
@@ -86,11 +124,10 @@ func (d *dispatcher) configure(dests map[string]*Destination, providers []*Provi
 
 // openLane rebuilds a destination's queues from the spool and starts its
 // workers. d.mu is held, so no commit slips between the scan and the lane.
-func (d *dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
+func (d *Dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
 	ctx, cancel := context.WithCancel(d.ctx)
-	l := &lane{d: d, ctx: ctx, cancel: cancel, keys: map[string]*keyQueue{}, wake: make(chan struct{}, 1),
-		reconf: make(chan struct{}), paused: paused}
-	l.setDestination(dest)
+	l := newLane(ctx, cancel, d, dest)
+	l.paused = paused
 	// The queue entries alone: no delivery is read or decoded, which keeps a
 	// restart with a large backlog quick.
 	err := d.spool.Pending(dest.Name, func(q *spool.QueuedDelivery) error {
@@ -108,12 +145,12 @@ func (d *dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
 	return l, nil
 }
 
-// wait blocks until every worker has stopped.
-func (d *dispatcher) wait() { d.wg.Wait() }
+// Wait blocks until every worker has stopped.
+func (d *Dispatcher) Wait() { d.wg.Wait() }
 
-// committed is the spool's hook: called in commit order, so each key's
+// Committed is the spool's hook: called in commit order, so each key's
 // queue is in ingest order.
-func (d *dispatcher) committed(refs []spool.Ref) {
+func (d *Dispatcher) Committed(refs []spool.Ref) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range refs {
@@ -123,14 +160,14 @@ func (d *dispatcher) committed(refs []spool.Ref) {
 	}
 }
 
-func (d *dispatcher) lane(name string) *lane {
+func (d *Dispatcher) lane(name string) *lane {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.lanes[name]
 }
 
-// allLanes returns the lanes, for metrics and the admin API.
-func (d *dispatcher) allLanes() []*lane {
+// allLanes returns the lanes.
+func (d *Dispatcher) allLanes() []*lane {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]*lane, 0, len(d.lanes))
@@ -140,14 +177,14 @@ func (d *dispatcher) allLanes() []*lane {
 	return out
 }
 
-// Backlog is how many deliveries the relay's lanes hold in memory: pending,
+// Backlog is how many deliveries the lanes hold in memory: pending,
 // queued and not yet recorded final in the spool (a lane drops one only
 // after the spool's update of its outcome committed), and dead, the dead
 // ones among them that a key waits behind. Each lane is read under its
 // lock. It is what the load harness (engine/loadtest) waits on; operators
 // see the same per destination on /metrics.
-func (r *Relay) Backlog() (pending, dead int) {
-	for _, l := range r.dispatch.allLanes() {
+func (d *Dispatcher) Backlog() (pending, dead int) {
+	for _, l := range d.allLanes() {
 		l.mu.Lock()
 		pending += l.pending
 		dead += l.dead
@@ -156,11 +193,24 @@ func (r *Relay) Backlog() (pending, dead int) {
 	return pending, dead
 }
 
-func (d *dispatcher) reorderWindow(provider string) time.Duration {
-	if w, ok := (*d.reorder.Load())[provider]; ok {
+// reorderWindow is provider's reorder_window: the one place its default
+// applies, to a provider that left it unset (0) and to one no longer
+// configured whose events are still queued.
+func (d *Dispatcher) reorderWindow(provider string) time.Duration {
+	if w := (*d.reorder.Load())[provider]; w != 0 {
 		return w
 	}
 	return config.DefaultReorderWindow
+}
+
+// newLane is an empty lane of dest's, not yet started (reconfigure starts
+// its workers).
+func newLane(ctx context.Context, cancel context.CancelFunc, d *Dispatcher, dest *Destination) *lane {
+	l := &lane{d: d, ctx: ctx, cancel: cancel, keys: map[string]*keyQueue{}, wake: make(chan struct{}, 1),
+		reconf: make(chan struct{})}
+	l.idle.L = &l.mu
+	l.setDestination(dest)
+	return l
 }
 
 // setDestination installs dest's settings. l.mu held, or l not yet shared.

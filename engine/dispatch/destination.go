@@ -1,8 +1,7 @@
-package engine
+package dispatch
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/outbound"
@@ -19,11 +18,12 @@ type Destination struct {
 	ordered     bool
 	concurrency int
 	rate        float64
-	retry       retryPolicy
+	retry       *outbound.Policy
 	hold        bool
 }
 
-func newDestination(name string, c *config.DestinationConfig) (*Destination, error) {
+// NewDestination compiles the destination name as written.
+func NewDestination(name string, c *config.DestinationConfig) (*Destination, error) {
 	d := &Destination{Name: name, Config: c}
 	var err error
 	if d.out, err = outbound.NewEndpoint(c); err != nil {
@@ -54,36 +54,17 @@ func newDestination(name string, c *config.DestinationConfig) (*Destination, err
 	default:
 		return nil, config.FieldErr("on_exhausted", fmt.Sprintf("%q is not one of hold, skip", c.OnExhausted))
 	}
-	p, err := outbound.NewPolicy(c.Retry)
-	d.retry = retryPolicy{p}
+	d.retry, err = outbound.NewPolicy(c.Retry)
 	return d, err
 }
 
-// secretPath masks the path of a URL given as a secret (see
+// SecretPath masks the path of a URL given as a secret (see
 // outbound.Endpoint.SecretPath).
-func (d *Destination) secretPath() { d.out.SecretPath() }
+func (d *Destination) SecretPath() { d.out.SecretPath() }
+
+// WeakSignKey says whether its signing key is too short to be safe.
+func (d *Destination) WeakSignKey() bool { return d.out.WeakSignKey() }
 
 // ShownURL is the URL as output may show it (check): redact.URL's masking,
 // and the path masked too when the URL was given as a secret.
 func (d *Destination) ShownURL() string { return d.out.ShownURL() }
-
-// retryPolicy is the dispatcher's view of outbound.Policy.
-type retryPolicy struct{ *outbound.Policy }
-
-// outcome of one attempt.
-type outcome = outbound.Outcome
-
-const (
-	success   = outbound.Success
-	retryable = outbound.Retry
-	permanent = outbound.Permanent
-)
-
-// classify decides what one attempt's result means (outbound.Policy.Classify).
-func (p retryPolicy) classify(status int, err error) outcome { return p.Classify(status, err) }
-
-// next is the time of the next attempt, or ok false when the delivery is
-// dead (outbound.Policy.Next).
-func (p retryPolicy) next(tries int, born, now time.Time, retryAfter time.Duration) (time.Time, bool) {
-	return p.Next(tries, born, now, retryAfter)
-}

@@ -1,8 +1,9 @@
-package engine
+package dispatch
 
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -11,14 +12,13 @@ import (
 // due order; a key that comes due sooner than the one waited for wakes the
 // worker; a paused lane gives nothing, however overdue, and gives it at once
 // when resumed.
-func TestLaneTakesKeysWhenDue(t *testing.T) { inBubble(t, testLaneTakesKeysWhenDue) }
+func TestLaneTakesKeysWhenDue(t *testing.T) { synctest.Test(t, testLaneTakesKeysWhenDue) }
 
 func testLaneTakesKeysWhenDue(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	l := &lane{ctx: ctx, cancel: cancel, keys: map[string]*keyQueue{}, wake: make(chan struct{}, 1),
-		reconf: make(chan struct{}), workers: 1}
-	l.setDestination(&Destination{Name: "dest", ordered: true, concurrency: 1})
+	l := newLane(ctx, cancel, nil, &Destination{Name: "dest", ordered: true, concurrency: 1})
+	l.workers = 1
 	start := time.Now()
 	push := func(key string, after time.Duration) {
 		at := time.Time{} // due now
@@ -84,4 +84,50 @@ func testLaneTakesKeysWhenDue(t *testing.T) {
 	if l.workers != 0 {
 		t.Errorf("%d workers counted after the lane stopped, want 0", l.workers)
 	}
+}
+
+// advance moves the bubble's clock d forward and returns once every
+// goroutine of the bubble is blocked again.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
+}
+
+// TestCommandWaitsForTheWorker: an operator's retry of a delivery whose
+// worker has yet to take in its outcome (dead, key held) waits for it and
+// then applies on top: the key ends released, not held by a stale outcome.
+func TestCommandWaitsForTheWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		l := newLane(ctx, cancel, nil, &Destination{Name: "dest", ordered: true, concurrency: 1, hold: true})
+		l.workers = 1
+		l.push(item{eventID: "ev-1"}, "p", "k", false, time.Time{})
+		kq := l.take() // the worker holds ev-1
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.requeue("ev-1", "p", "k", 0)
+		}()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("the retry applied while the worker held the delivery")
+		default:
+		}
+		// The worker's outcome: dead, and the destination holds.
+		l.mu.Lock()
+		kq.inflight, kq.held, kq.scheduled = false, true, false
+		l.held++
+		l.dead++
+		l.idle.Broadcast()
+		l.mu.Unlock()
+		<-done
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if kq.held || l.held != 0 || l.dead != 0 || !kq.scheduled || len(l.ready) != 1 {
+			t.Errorf("after the retry: held %v (lane %d), dead %d, scheduled %v, ready %d; want the key released and ready",
+				kq.held, l.held, l.dead, kq.scheduled, len(l.ready))
+		}
+	})
 }

@@ -1,10 +1,9 @@
-package engine
+package lender
 
 import (
 	"container/heap"
 	"context"
-	"errors"
-	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -12,14 +11,41 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
-	"github.com/hookrelay/hookrelay/engine/admin"
+	"github.com/hookrelay/hookrelay/engine/internal/dueheap"
 	"github.com/hookrelay/hookrelay/engine/outbound"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
-// pollers runs the relay's poll loops and writes tracked keys to the spool.
-// Its zero value is ready: ingest may track keys before Start.
-type pollers struct {
+// PollSpool is what the pollers need of the spool: the keys' state and
+// the events they make.
+type PollSpool interface {
+	spool.Poller
+	Append(ctx context.Context, ev *spool.Event, dedup time.Duration) (dupOf string, err error)
+}
+
+// Source is a provider as polling sees it: an enabled provider with a poll
+// block.
+type Source struct {
+	// Pipeline maps an answer into the event to spool (BuildPolled).
+	Pipeline *provider.Pipeline
+	Poll     *Poll
+	Dedup    time.Duration // the provider's dedup window, for Append
+}
+
+// Pollers runs the relay's poll loops and writes tracked keys to the spool.
+// Its zero value is ready once Spool, Log and Refused are set: ingest may
+// track keys before Start.
+type Pollers struct {
+	Spool PollSpool
+	Log   *slog.Logger
+	// Refused counts what polling refuses (hookrelay_poll_refused_total):
+	// reason key_pattern or too_large.
+	Refused func(provider, reason string)
+	// Transport, when set before Start, carries the polls instead of the
+	// network: tests on a synctest clock poll a fake lender in memory.
+	Transport http.RoundTripper
+
 	// mu guards ctx, client and loops. It is held while loops are replaced
 	// and while keys are written and handed to the loops, so that a loop
 	// either loaded a key from the spool or is told about it.
@@ -27,9 +53,6 @@ type pollers struct {
 	ctx    context.Context // the relay's; nil before startPollers
 	client *retryablehttp.Client
 	loops  map[string]*pollLoop // by provider
-	// transport, when set before Start, carries the polls instead of the
-	// network: tests on a synctest clock poll a fake lender in memory.
-	transport http.RoundTripper
 
 	// Keys tracked by ingest wait here, coalesced, for the tracker.
 	pendMu  sync.Mutex
@@ -40,7 +63,7 @@ type pollers struct {
 type trackedID struct{ provider, key string }
 
 // wakeChan returns the tracker's wake-up channel, made on first use.
-func (ps *pollers) wakeChan() chan struct{} {
+func (ps *Pollers) wakeChan() chan struct{} {
 	ps.pendMu.Lock()
 	defer ps.pendMu.Unlock()
 	if ps.wake == nil {
@@ -49,8 +72,8 @@ func (ps *pollers) wakeChan() chan struct{} {
 	return ps.wake
 }
 
-// trackPollKey makes an ingested event's key known to its provider's poller,
-// final when the event's type is one of the provider's final types.
+// Track makes an ingested event's key known to its provider's poller
+// (src, which polls), final when typ is one of the provider's final types.
 //
 // It runs on the ingest path before the lender's answer, so it never waits
 // for the disk: the key joins a set that the tracker goroutine writes, as
@@ -60,22 +83,18 @@ func (ps *pollers) wakeChan() chan struct{} {
 // price is a short window (milliseconds) in which a crash loses a key that
 // the event itself did not lose; the key's next webhook tracks it again, and
 // the operator can add it with POST /admin/providers/{name}/poll.
-func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
-	if p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
+func (ps *Pollers) Track(name string, s *Poll, key, typ string) {
+	if !s.Pollable(key) {
+		ps.Refuse(name, len(key), "webhook")
 		return
 	}
-	if !p.poll.pollable(ev.Key) {
-		r.refusePollKey(p.Name, len(ev.Key), "webhook")
-		return
-	}
-	ps := &r.poll
 	wake := ps.wakeChan()
-	id := trackedID{p.Name, ev.Key}
+	id := trackedID{name, key}
 	ps.pendMu.Lock()
 	if ps.pending == nil {
 		ps.pending = map[trackedID]bool{}
 	}
-	ps.pending[id] = ps.pending[id] || p.poll.final[ev.Type]
+	ps.pending[id] = ps.pending[id] || s.final[typ]
 	ps.pendMu.Unlock()
 	select {
 	case wake <- struct{}{}:
@@ -83,132 +102,119 @@ func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
 	}
 }
 
-// refusePollKey counts and logs a key that poll.key_pattern (or maxPollKey)
+// Refuse counts and logs a key that poll.key_pattern (or MaxPollKey)
 // refuses: a sender's key that could steer the lender's request is never
-// polled. The key itself is not logged: it is the sender's text.
-func (r *Relay) refusePollKey(provider string, bytes int, from string) {
-	r.m.pollRefusal(provider, "key_pattern")
-	r.log.Warn("poll: key refused by poll.key_pattern; not polled", "provider", provider, "from", from, "bytes", bytes)
+// polled. The key itself is not logged: it is the sender's text. from says
+// where the key came from (webhook, admin, spool).
+func (ps *Pollers) Refuse(provider string, bytes int, from string) {
+	ps.Refused(provider, "key_pattern")
+	ps.Log.Warn("poll: key refused by poll.key_pattern; not polled", "provider", provider, "from", from, "bytes", bytes)
 }
 
-// startPollers starts polling for every provider with a poll block, and the
-// tracker that writes keys tracked by ingest. Both stop when ctx ends.
-func (r *Relay) startPollers(ctx context.Context) {
-	ps := &r.poll
+// Start starts polling for every source, and the tracker that writes keys
+// tracked by ingest; wg counts the tracker, which ends with ctx once the
+// loops have.
+func (ps *Pollers) Start(ctx context.Context, wg *sync.WaitGroup, sources []Source) {
 	ps.mu.Lock()
 	ps.ctx = ctx
 	ps.client = outbound.NewClient(0)
-	if ps.transport != nil {
-		ps.client.HTTPClient.Transport = ps.transport
+	if ps.Transport != nil {
+		ps.client.HTTPClient.Transport = ps.Transport
 	}
 	ps.loops = map[string]*pollLoop{}
-	r.startLoops()
+	ps.startLoops(sources)
 	ps.mu.Unlock()
-	r.bg.Add(1)
+	wg.Add(1)
 	go func() {
-		defer r.bg.Done()
-		r.trackKeys(ctx)
+		defer wg.Done()
+		ps.trackKeys(ctx)
 		// Loops write to the spool: they end before Close closes it.
 		ps.mu.Lock()
-		r.stopLoops()
+		ps.stopLoops()
 		ps.mu.Unlock()
 	}()
 }
 
-// configurePollers applies a reloaded configuration to the pollers: every
-// loop is stopped (requests in flight are abandoned; their keys are polled
-// again) and loops for the new configuration start from the spool's state.
-func (r *Relay) configurePollers() {
-	ps := &r.poll
+// Configure applies a reloaded configuration: every loop is stopped
+// (requests in flight are abandoned; their keys are polled again) and
+// loops for the new sources start from the spool's state.
+func (ps *Pollers) Configure(sources []Source) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.ctx == nil || ps.ctx.Err() != nil {
 		return
 	}
-	r.stopLoops()
-	r.startLoops()
+	ps.stopLoops()
+	ps.startLoops(sources)
 }
 
-// pollKey adds a key to a provider's poller (POST /admin/providers/{name}/poll)
-// and polls it now. The key is stored before it returns.
-func (r *Relay) pollKey(provider, key string) error {
-	p := r.Config().Provider(provider)
-	switch {
-	case p == nil:
-		return admin.NotFound("no provider " + provider)
-	case p.poll == nil:
-		return admin.BadRequest("provider " + provider + " has no poll block")
-	case p.PollingOff() != "":
-		return admin.Conflict("provider " + provider + " cannot poll: " + p.PollingOff())
-	case key == "":
-		return admin.BadRequest("key: required")
-	case len(key) > maxPollKey:
-		r.refusePollKey(p.Name, len(key), "admin")
-		return admin.BadRequest(fmt.Sprintf("key: longer than %d bytes", maxPollKey))
-	case !p.poll.pollable(key):
-		r.refusePollKey(p.Name, len(key), "admin")
-		return admin.BadRequest("key: does not match poll.key_pattern")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ps := &r.poll
+// Now adds key to provider's poller (POST /admin/providers/{name}/poll) and
+// polls it now; the caller has checked that the provider polls and the key
+// is pollable. The key is stored before it returns. final is set, with the
+// type that made it so, when the key is final and no longer polled.
+func (ps *Pollers) Now(ctx context.Context, provider, key string) (finalType string, final bool, err error) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	st, err := r.spool.PollTrack(ctx, []spool.TrackedKey{{Provider: p.Name, Key: key}})
+	st, err := ps.Spool.PollTrack(ctx, []spool.TrackedKey{{Provider: provider, Key: key}})
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	if st[0].Final {
-		return admin.Conflict("key " + key + " reached a final type (" + st[0].LastType + "); it is no longer polled")
+		return st[0].LastType, true, nil
 	}
-	if l := ps.loops[p.Name]; l != nil {
+	if l := ps.loops[provider]; l != nil {
 		l.track(key, trackMsg{now: true})
 	}
-	return nil
+	return "", false, nil
 }
 
-// startLoops starts a loop per enabled provider with a poll block, each
-// with its keys loaded from the spool. ps.mu is held.
-func (r *Relay) startLoops() {
-	ps := &r.poll
-	for _, p := range r.Config().Providers {
-		if p.poll == nil || p.PollingOff() != "" {
-			continue
-		}
+// Settled reports whether every key tracked by ingest is stored and handed
+// to its loop (flushTracked holds mu from taking a batch to handing it over).
+func (ps *Pollers) Settled() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.pendMu.Lock()
+	defer ps.pendMu.Unlock()
+	return len(ps.pending) == 0
+}
+
+// startLoops starts a loop per source, each with its keys loaded from the
+// spool. ps.mu is held.
+func (ps *Pollers) startLoops(sources []Source) {
+	for _, src := range sources {
 		ctx, cancel := context.WithCancel(ps.ctx)
 		l := &pollLoop{
-			r: r, p: p, s: p.poll, client: ps.client, cancel: cancel, done: make(chan struct{}),
+			ps: ps, src: src, s: src.Poll, client: ps.client, cancel: cancel, done: make(chan struct{}),
 			wake: make(chan struct{}, 1), keys: map[string]*pollKeyState{},
-			results: make(chan pollResult, p.poll.concurrency),
+			results: make(chan pollResult, src.Poll.concurrency),
 		}
 		now := time.Now()
-		err := r.spool.PollKeys(p.Name, func(key string, st *spool.PollState) error {
-			if !p.poll.pollable(key) {
+		err := ps.Spool.PollKeys(src.Pipeline.Name, func(key string, st *spool.PollState) error {
+			if !src.Poll.Pollable(key) {
 				// Stored before key_pattern existed or was narrowed.
-				r.refusePollKey(p.Name, len(key), "spool")
+				ps.Refuse(src.Pipeline.Name, len(key), "spool")
 				return nil
 			}
-			ks := &pollKeyState{key: key, st: *st, timerSlot: timerSlot{at: st.NextAt}}
-			if ks.at.Before(now) {
+			ks := &pollKeyState{key: key, st: *st, Slot: dueheap.Slot{At: st.NextAt}}
+			if ks.At.Before(now) {
 				// Never polled, or overdue after a restart: spread over one interval.
-				ks.at = now.Add(rand.N(p.poll.interval))
+				ks.At = now.Add(rand.N(src.Poll.interval))
 			}
 			l.keys[key] = ks
 			heap.Push(&l.due, ks)
 			return nil
 		})
 		if err != nil {
-			r.log.Error("poll: cannot load keys; polling only keys tracked from now on", "provider", p.Name, "error", err)
+			ps.Log.Error("poll: cannot load keys; polling only keys tracked from now on", "provider", src.Pipeline.Name, "error", err)
 		}
-		r.log.Info("poll started", "provider", p.Name, "keys", len(l.keys), "interval", p.poll.interval)
-		ps.loops[p.Name] = l
+		ps.Log.Info("poll started", "provider", src.Pipeline.Name, "keys", len(l.keys), "interval", src.Poll.interval)
+		ps.loops[src.Pipeline.Name] = l
 		go l.run(ctx)
 	}
 }
 
 // stopLoops stops every loop and waits for it. ps.mu is held.
-func (r *Relay) stopLoops() {
-	ps := &r.poll
+func (ps *Pollers) stopLoops() {
 	for _, l := range ps.loops {
 		l.cancel()
 	}
@@ -219,19 +225,19 @@ func (r *Relay) stopLoops() {
 }
 
 // trackKeys writes the keys tracked by ingest until ctx ends, then once more.
-func (r *Relay) trackKeys(ctx context.Context) {
-	wake := r.poll.wakeChan()
+func (ps *Pollers) trackKeys(ctx context.Context) {
+	wake := ps.wakeChan()
 	for {
 		select {
 		case <-ctx.Done():
-			if err := r.flushTracked(context.WithoutCancel(ctx)); err != nil {
-				r.log.Error("poll: cannot store tracked keys at shutdown", "error", err)
+			if err := ps.flushTracked(context.WithoutCancel(ctx)); err != nil {
+				ps.Log.Error("poll: cannot store tracked keys at shutdown", "error", err)
 			}
 			return
 		case <-wake:
 		}
-		if err := r.flushTracked(ctx); err != nil {
-			r.log.Error("poll: cannot store tracked keys; retrying", "error", err)
+		if err := ps.flushTracked(ctx); err != nil {
+			ps.Log.Error("poll: cannot store tracked keys; retrying", "error", err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(trackRetry):
@@ -246,8 +252,7 @@ func (r *Relay) trackKeys(ctx context.Context) {
 
 // flushTracked writes the pending keys in one transaction and hands them to
 // their loops. On error the keys stay pending.
-func (r *Relay) flushTracked(ctx context.Context) error {
-	ps := &r.poll
+func (ps *Pollers) flushTracked(ctx context.Context) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.pendMu.Lock()
@@ -261,7 +266,7 @@ func (r *Relay) flushTracked(ctx context.Context) error {
 	for id, final := range batch {
 		keys = append(keys, spool.TrackedKey{Provider: id.provider, Key: id.key, Final: final})
 	}
-	states, err := r.spool.PollTrack(ctx, keys)
+	states, err := ps.Spool.PollTrack(ctx, keys)
 	if err != nil {
 		ps.pendMu.Lock()
 		if ps.pending == nil {
@@ -281,10 +286,9 @@ func (r *Relay) flushTracked(ctx context.Context) error {
 	return nil
 }
 
-// forgetPollKey stops polling provider's key, as a key made final is
-// dropped: erasure removed its records, and a poll would bring some back.
-func (r *Relay) forgetPollKey(provider, key string) {
-	ps := &r.poll
+// Forget stops polling provider's key, as a key made final is dropped:
+// erasure removed its records, and a poll would bring some back.
+func (ps *Pollers) Forget(provider, key string) {
 	ps.mu.Lock()
 	l := ps.loops[provider]
 	ps.mu.Unlock()
@@ -296,9 +300,9 @@ func (r *Relay) forgetPollKey(provider, key string) {
 // pollLoop polls one provider's keys. Its state is the loop goroutine's
 // alone; others reach it through track.
 type pollLoop struct {
-	r      *Relay
-	p      *Provider
-	s      *pollSpec
+	ps     *Pollers
+	src    Source
+	s      *Poll
 	client *retryablehttp.Client
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run has returned and its polls ended
@@ -316,12 +320,12 @@ type pollLoop struct {
 type trackMsg struct{ final, now bool }
 
 type pollKeyState struct {
-	key       string
-	st        spool.PollState
-	timerSlot      // when the key is polled next, and its place in due
-	busy      bool // being polled: not in due
-	final     bool // made final while busy
-	now       bool // asked for while busy
+	key          string
+	st           spool.PollState
+	dueheap.Slot      // when the key is polled next, and its place in due
+	busy         bool // being polled: not in due
+	final        bool // made final while busy
+	now          bool // asked for while busy
 }
 
 type pollResult struct {
@@ -353,7 +357,7 @@ func (l *pollLoop) run(ctx context.Context) {
 	inflight := 0
 	for {
 		now := time.Now()
-		for inflight < l.s.concurrency && len(l.due) > 0 && !l.due[0].at.After(now) {
+		for inflight < l.s.concurrency && len(l.due) > 0 && !l.due[0].At.After(now) {
 			ks := heap.Pop(&l.due).(*pollKeyState)
 			ks.busy = true
 			inflight++
@@ -365,7 +369,7 @@ func (l *pollLoop) run(ctx context.Context) {
 		}
 		wait := time.Hour
 		if inflight < l.s.concurrency && len(l.due) > 0 {
-			wait = time.Until(l.due[0].at)
+			wait = time.Until(l.due[0].At)
 		}
 		timer.Reset(wait)
 		select {
@@ -389,9 +393,9 @@ func (l *pollLoop) finish(res pollResult, now time.Time) {
 		delete(l.keys, ks.key)
 		return
 	}
-	ks.at = ks.st.NextAt
+	ks.At = ks.st.NextAt
 	if ks.now {
-		ks.at, ks.now = now, false
+		ks.At, ks.now = now, false
 	}
 	heap.Push(&l.due, ks)
 }
@@ -409,20 +413,20 @@ func (l *pollLoop) take(now time.Time) {
 		case m.final && ks.busy:
 			ks.final = true
 		case m.final:
-			heap.Remove(&l.due, ks.idx)
+			heap.Remove(&l.due, ks.Idx)
 			delete(l.keys, key)
 		case !known:
-			ks = &pollKeyState{key: key, timerSlot: timerSlot{at: now.Add(rand.N(l.s.interval))}}
+			ks = &pollKeyState{key: key, Slot: dueheap.Slot{At: now.Add(rand.N(l.s.interval))}}
 			if m.now {
-				ks.at = now
+				ks.At = now
 			}
 			l.keys[key] = ks
 			heap.Push(&l.due, ks)
 		case m.now && ks.busy:
 			ks.now = true
 		case m.now:
-			ks.at = now
-			heap.Fix(&l.due, ks.idx)
+			ks.At = now
+			heap.Fix(&l.due, ks.Idx)
 		}
 	}
 }
@@ -432,7 +436,7 @@ func (l *pollLoop) take(now time.Time) {
 // a key whose answer cannot be had backs off, one whose answer cannot be
 // mapped is polled again after the interval.
 func (l *pollLoop) poll(ctx context.Context, key string, st spool.PollState) spool.PollState {
-	p, start := l.p, time.Now()
+	p, start := l.src.Pipeline, time.Now()
 	out := st
 	// The spool writes finish even when the loop is being stopped: the
 	// event and the state that says it was sent belong together.
@@ -441,14 +445,14 @@ func (l *pollLoop) poll(ctx context.Context, key string, st spool.PollState) spo
 		if out.Last == st.Last && out.Final == st.Final && out.Errors == st.Errors && !st.NextAt.IsZero() {
 			return // only the schedule moved: not worth a write
 		}
-		if err := l.r.spool.PollSave(wctx, p.Name, key, &out); err != nil {
-			l.r.log.Error("poll: cannot store state", "provider", p.Name, "key", key, "error", err)
+		if err := l.ps.Spool.PollSave(wctx, p.Name, key, &out); err != nil {
+			l.ps.Log.Error("poll: cannot store state", "provider", p.Name, "key", key, "error", err)
 		}
 	}
 	fail := func(msg string, err error) spool.PollState {
 		out.Errors++
 		out.NextAt = start.Add(jitter(l.s.interval * time.Duration(min(1<<min(out.Errors, 3), maxPollBackoff))))
-		l.r.log.Warn(msg, "provider", p.Name, "key", key, "errors", out.Errors, "next_at", out.NextAt, "error", err)
+		l.ps.Log.Warn(msg, "provider", p.Name, "key", key, "errors", out.Errors, "next_at", out.NextAt, "error", err)
 		save()
 		return out
 	}
@@ -461,21 +465,23 @@ func (l *pollLoop) poll(ctx context.Context, key string, st spool.PollState) spo
 	}
 	out.Errors = 0
 	out.NextAt = start.Add(jitter(l.s.interval))
-	ev, sum, err := p.buildPolled(key, resp, body, start)
-	if errors.Is(err, errPolledTooLarge) {
-		l.r.m.pollRefusal(p.Name, "too_large")
-		l.r.log.Warn("poll event refused; not spooled", "provider", p.Name, "key", key, "error", err)
+	res, sum := p.BuildPolled(l.s.mapping, l.s.maxEvent, key, resp, body, start)
+	switch res.Outcome {
+	case provider.Accepted:
+	case provider.Rejected: // larger than max_body (provider.ErrPolledTooLarge)
+		l.ps.Refused(p.Name, "too_large")
+		l.ps.Log.Warn("poll event refused; not spooled", "provider", p.Name, "key", key, "error", res.Err)
 		save()
 		return out
-	}
-	if err != nil {
+	default:
 		// Our configuration cannot read this answer; the body is not logged.
-		l.r.log.Warn("poll response unmappable", "provider", p.Name, "key", key, "status", resp.Status, "error", err)
+		l.ps.Log.Warn("poll response unmappable", "provider", p.Name, "key", key, "status", resp.Status, "error", res.Err)
 		save()
 		return out
 	}
+	ev := res.Event
 	if sum != st.Last {
-		dupOf, err := l.r.spool.Append(wctx, ev, p.dedup)
+		dupOf, err := l.ps.Spool.Append(wctx, ev, l.src.Dedup)
 		if err != nil {
 			out.Errors = st.Errors
 			return fail("poll: spool append failed", err)
@@ -484,7 +490,7 @@ func (l *pollLoop) poll(ctx context.Context, key string, st spool.PollState) spo
 		if dupOf != "" {
 			outcome, ev.ID = "duplicate", dupOf
 		}
-		l.r.log.Info("poll "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
+		l.ps.Log.Info("poll "+outcome, "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
 			"destinations", ev.Destinations)
 		out.Last, out.LastType = sum, ev.Type
 	}
@@ -499,4 +505,4 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // keyHeap orders keys by their next poll.
-type keyHeap = dueHeap[*pollKeyState]
+type keyHeap = dueheap.Heap[*pollKeyState]

@@ -1,4 +1,4 @@
-package engine
+package lender
 
 // Status polling (SPEC 9). Each provider with a poll block gets one loop
 // that polls every key not yet final, once per interval, and turns a changed
@@ -8,7 +8,7 @@ package engine
 // Keys, their last poll result, their schedule and error count live in the
 // spool (spool.Poller), so a restart neither forgets a key nor sends an
 // unchanged status again. Keys come from webhook events of the provider
-// (trackPollKey, on the ingest path) and from the admin API (pollKey).
+// (Pollers.Track, on the ingest path) and from the admin API (Pollers.Now).
 
 import (
 	"context"
@@ -26,8 +26,6 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/outbound"
-	"github.com/hookrelay/hookrelay/engine/provider"
-	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -39,8 +37,8 @@ const (
 	maxPollResponse = 4 << 20
 	// maxPollBackoff is how many intervals a failing key waits at most.
 	maxPollBackoff = 8
-	// maxPollKey bounds a polled key, in bytes; longer keys are not tracked.
-	maxPollKey = 1024
+	// MaxPollKey bounds a polled key, in bytes; longer keys are not tracked.
+	MaxPollKey = 1024
 	// defaultKeyPatternSrc is poll.key_pattern's default (SPEC 9).
 	defaultKeyPatternSrc = `^[A-Za-z0-9._:-]{1,128}$`
 	// trackRetry is how long the tracker waits after a failed write.
@@ -53,18 +51,14 @@ var defaultKeyPattern = regexp.MustCompile(defaultKeyPatternSrc)
 // never polled.
 var errKeyPattern = errors.New("the key does not match poll.key_pattern")
 
-// errPolledTooLarge is provider.ErrPolledTooLarge, by the name the poller
-// checks.
-var errPolledTooLarge = provider.ErrPolledTooLarge
-
-// pollable reports whether key may be polled: it matches poll.key_pattern
-// and fits maxPollKey.
-func (s *pollSpec) pollable(key string) bool {
-	return len(key) <= maxPollKey && s.keyPattern.MatchString(key)
+// Pollable reports whether key may be polled: it matches poll.key_pattern
+// and fits MaxPollKey.
+func (s *Poll) Pollable(key string) bool {
+	return len(key) <= MaxPollKey && s.keyPattern.MatchString(key)
 }
 
-// pollSpec is a compiled poll block.
-type pollSpec struct {
+// Poll is a compiled poll block.
+type Poll struct {
 	interval    time.Duration
 	concurrency int
 	final       map[string]bool // canonical types after which a key is not polled
@@ -88,14 +82,18 @@ type pollSpec struct {
 	registerValues bool
 }
 
-// compilePoll compiles a provider's poll block (SPEC 9).
-func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig, errs *config.Errors) {
-	doc := p.doc
-	s := &pollSpec{
+// CompilePoll compiles provider name's poll block pc (SPEC 9), of the file
+// doc; rc is its register block (nil when none), whose values the poll
+// block uses when it has none. maxBody is the provider's max_body. off and
+// registerOff say why the provider cannot poll or register (a missing
+// secret, disabled): the values are then not all known, and a templated
+// URL is not checked.
+func CompilePoll(name string, doc *config.Doc, pc *config.PollConfig, rc *config.RegisterConfig, maxBody int64, off, registerOff string, errs *config.Errors) *Poll {
+	s := &Poll{
 		interval: pc.Interval, concurrency: pc.Concurrency, final: map[string]bool{},
 		method: strings.ToUpper(pc.Request.Method), response: pc.Response, values: pc.Values,
 	}
-	s.maxAnswer, s.maxEvent = min(maxPollResponse, p.maxBody), p.maxBody
+	s.maxAnswer, s.maxEvent = min(maxPollResponse, maxBody), maxBody
 	switch {
 	case s.interval == 0:
 		s.interval = 5 * time.Minute
@@ -140,7 +138,7 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 	// Values are known now unless a secret is missing (polling is then off):
 	// a URL that starts with {{ values.api_url }} is checked here for where
 	// {{ key }} lands, not first when a key is polled.
-	valuesKnown := p.Disabled == "" && p.pollOff == "" && (!s.registerValues || p.registerOff == "")
+	valuesKnown := off == "" && (!s.registerValues || registerOff == "")
 	if pc.Request.URL == "" {
 		errs.Add(doc, "poll.request.url", "poll.request.url: required")
 	} else if s.url = compileWith("poll.request.url", pc.Request.URL, transforms.CompileURLTemplate); s.url != nil && s.url.Constant() {
@@ -148,7 +146,7 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 			errs.Add(doc, "poll.request.url", "poll.request.url: %v", err)
 		}
 	} else if s.url != nil && valuesKnown {
-		if err := s.url.CheckURL(&transforms.Env{Values: s.values, Provider: p.Name}); err != nil {
+		if err := s.url.CheckURL(&transforms.Env{Values: s.values, Provider: name}); err != nil {
 			errs.Add(doc, "poll.request.url", "poll.request.url: %v", err)
 		}
 	}
@@ -195,8 +193,19 @@ func (p *Provider) compilePoll(pc *config.PollConfig, rc *config.RegisterConfig,
 		errs.AddField(doc, "poll.event", err)
 	}
 	s.mapping = m
-	p.poll = s
+	return s
 }
+
+// Interval is how often a key is polled.
+func (s *Poll) Interval() time.Duration { return s.interval }
+
+// IsFinal says whether typ is one of final_types: a key is not polled
+// after an event of it.
+func (s *Poll) IsFinal(typ string) bool { return s.final[typ] }
+
+// RegisterValues says whether the block uses the register block's values,
+// so that their missing secrets stop polling too.
+func (s *Poll) RegisterValues() bool { return s.registerValues }
 
 // httpURL parses an http or https URL (outbound.ParseURL). Its error never
 // quotes the URL, which may carry a secret.
@@ -208,9 +217,9 @@ func httpURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// request renders the status request of key.
-func (s *pollSpec) request(ctx context.Context, provider, key string, now time.Time) (*retryablehttp.Request, error) {
-	if !s.pollable(key) {
+// Request renders the status request of key.
+func (s *Poll) Request(ctx context.Context, provider, key string, now time.Time) (*retryablehttp.Request, error) {
+	if !s.Pollable(key) {
 		return nil, errKeyPattern
 	}
 	env := &transforms.Env{Key: key, Values: s.values, Provider: provider, Now: now}
@@ -246,10 +255,10 @@ func (s *pollSpec) request(ctx context.Context, provider, key string, now time.T
 
 // fetch asks the lender for key's status and parses the answer as the
 // configuration says. An error means no usable answer: the key backs off.
-func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider, key string, now time.Time) (*transforms.Response, []byte, error) {
+func (s *Poll) fetch(ctx context.Context, c *retryablehttp.Client, provider, key string, now time.Time) (*transforms.Response, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
-	req, err := s.request(ctx, provider, key, now)
+	req, err := s.Request(ctx, provider, key, now)
 	if err != nil {
 		if m := outbound.MaskText(s.secrets, err.Error()); m != err.Error() {
 			err = errors.New(m)
@@ -287,26 +296,4 @@ func (s *pollSpec) fetch(ctx context.Context, c *retryablehttp.Client, provider,
 		r.Body = r.XML
 	}
 	return r, body, nil
-}
-
-// buildPolled maps an answer into the event to spool, through the
-// provider's pipeline (Pipeline.BuildPolled). sum identifies the mapped type
-// and data: an answer whose sum is the key's last one makes no event.
-func (p *Provider) buildPolled(key string, resp *transforms.Response, body []byte, at time.Time) (ev *spool.Event, sum string, err error) {
-	res, sum := p.BuildPolled(p.poll.mapping, p.poll.maxEvent, key, resp, body, at)
-	return res.Event, sum, res.Err
-}
-
-// PollingOff says why p cannot poll: the provider is disabled, or a secret
-// its poll block needs is missing.
-func (p *Provider) PollingOff() string {
-	switch {
-	case p.Disabled != "":
-		return p.Disabled
-	case p.pollOff != "":
-		return p.pollOff
-	case p.poll != nil && p.poll.registerValues:
-		return p.registerOff
-	}
-	return ""
 }

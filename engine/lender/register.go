@@ -1,10 +1,22 @@
-package engine
+// Package lender is the step of the flow that talks to lenders on their
+// side rather than waiting for their webhooks (SPEC 9): registration (the
+// relay tells a lender where to send its callbacks) and status polling
+// (the relay asks for what a webhook would have said, and spools it as an
+// event of the same pipeline).
+//
+// It may import engine/config, engine/provider (the pipeline's typed
+// Result), engine/outbound (every outgoing request), engine/spool,
+// engine/internal, transforms and internal/; never engine, engine/admin or
+// engine/dispatch. What it needs of the relay comes in as values and small
+// seams: the providers as Registrant and Source, metrics as a func.
+package lender
 
 import (
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,6 +31,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/outbound"
+	"github.com/hookrelay/hookrelay/internal/httpout"
 	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
@@ -32,8 +45,8 @@ import (
 // The automatic registration's backoff: the first wait after a failure,
 // doubled after each further failure up to the longest. Tests shorten them.
 var (
-	registerRetryInitial = time.Second
-	registerRetryMax     = 5 * time.Minute
+	RegisterRetryInitial = time.Second
+	RegisterRetryMax     = 5 * time.Minute
 )
 
 const (
@@ -45,8 +58,8 @@ const (
 	registerAnswerShown = 200
 )
 
-// registration is a provider's compiled register block.
-type registration struct {
+// Registration is a provider's compiled register block.
+type Registration struct {
 	auto      bool
 	publicURL string // trailing slash trimmed
 	calls     []regCall
@@ -74,13 +87,14 @@ type regRequest struct {
 // valueRef finds the values a template uses: values.NAME or values["NAME"].
 var valueRef = regexp.MustCompile(`\bvalues(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']*)["']\s*\])`)
 
-// compileRegister compiles a provider's register block (SPEC 9). For a
-// disabled provider, whose missing secrets are empty, only the shape is
-// checked; registering it is then refused with the reason.
-func (p *Provider) compileRegister(rc *config.RegisterConfig, errs *config.Errors) {
-	doc := p.doc
-	disabled := p.RegistrationOff() != ""
-	reg := &registration{auto: rc.Auto, values: rc.Values}
+// CompileRegister compiles provider name's register block rc (SPEC 9), of
+// the file doc; writtenURL is its public_url as written (env:NAME where rc
+// has the value, possibly missing). off says why the provider cannot
+// register (disabled, a missing secret): then, its missing secrets being
+// empty, only the shape is checked.
+func CompileRegister(name string, doc *config.Doc, rc *config.RegisterConfig, writtenURL, off string, errs *config.Errors) *Registration {
+	disabled := off != ""
+	reg := &Registration{auto: rc.Auto, values: rc.Values}
 	if reg.values == nil {
 		reg.values = map[string]string{}
 	}
@@ -102,10 +116,7 @@ func (p *Provider) compileRegister(rc *config.RegisterConfig, errs *config.Error
 
 	// The display copy still says env:NAME where the working copy has the
 	// (possibly missing) value: "absent" and "missing secret" differ.
-	written := ""
-	if p.Config.Register != nil {
-		written = p.Config.Register.PublicURL
-	}
+	written := writtenURL
 	reg.publicURL = strings.TrimRight(rc.PublicURL, "/")
 	switch {
 	case written == "":
@@ -116,7 +127,7 @@ func (p *Provider) compileRegister(rc *config.RegisterConfig, errs *config.Error
 		}
 	}
 
-	c := &regCompiler{p: p, reg: reg, errs: errs, check: !disabled}
+	c := &regCompiler{name: name, doc: doc, reg: reg, errs: errs, check: !disabled}
 	switch {
 	case rc.Request != nil && len(rc.Requests) > 0:
 		errs.Add(doc, "register.requests", "register: request and requests are exclusive; give one of them")
@@ -149,13 +160,22 @@ func (p *Provider) compileRegister(rc *config.RegisterConfig, errs *config.Error
 		}
 		reg.success = prog
 	}
-	p.register = reg
+	return reg
+}
+
+// Auto says whether the relay registers on its own at start (auto: true).
+func (reg *Registration) Auto() bool { return reg.auto }
+
+// HasUnregister says whether some request of the block can be undone.
+func (reg *Registration) HasUnregister() bool {
+	return slices.ContainsFunc(reg.calls, func(c regCall) bool { return c.unreg != nil })
 }
 
 // regCompiler compiles the requests of one register block.
 type regCompiler struct {
-	p     *Provider
-	reg   *registration
+	name  string
+	doc   *config.Doc
+	reg   *Registration
 	errs  *config.Errors
 	check bool // render at load: the values are all there
 }
@@ -173,7 +193,7 @@ func (c *regCompiler) request(at string, rc *config.RequestConfig, of *regReques
 	case of != nil:
 		rq.url = of.url
 	default:
-		c.errs.Add(c.p.doc, at+".url", "%s.url: required", at)
+		c.errs.Add(c.doc, at+".url", "%s.url: required", at)
 	}
 	if rc.Body != "" {
 		ct, ok := headerValue(rc.Headers, "Content-Type")
@@ -202,15 +222,15 @@ func (c *regCompiler) request(at string, rc *config.RequestConfig, of *regReques
 	if c.check && rq.url != nil {
 		// Values and public_url are fixed at load, so the request is too:
 		// what would fail at the lender fails here, with file and line.
-		env := c.reg.env(c.p.Name)
+		env := c.reg.env(c.name)
 		if _, err := rq.renderMethod(env, of != nil); err != nil {
-			c.errs.Add(c.p.doc, at+".method", "%s.method: %s", at, c.reg.mask(err.Error(), nil))
+			c.errs.Add(c.doc, at+".method", "%s.method: %s", at, c.reg.mask(err.Error(), nil))
 		}
 		if u, err := rq.url.Execute(env); err == nil { // a failing template is reported already
 			if _, err := requestURL(u); err != nil {
-				c.errs.Add(c.p.doc, at+".url", "%s.url: %s", at, err)
+				c.errs.Add(c.doc, at+".url", "%s.url: %s", at, err)
 			} else if err := rq.url.CheckURL(env); err != nil {
-				c.errs.Add(c.p.doc, at+".url", "%s.url: %s", at, c.reg.mask(err.Error(), nil))
+				c.errs.Add(c.doc, at+".url", "%s.url: %s", at, c.reg.mask(err.Error(), nil))
 			}
 		}
 	}
@@ -222,53 +242,33 @@ func (c *regCompiler) request(at string, rc *config.RequestConfig, of *regReques
 func (c *regCompiler) template(at, src string, compile func(string) (*transforms.Template, error)) *transforms.Template {
 	t, err := compile(src)
 	if err != nil {
-		c.errs.Add(c.p.doc, at, "%s: %v", at, err)
+		c.errs.Add(c.doc, at, "%s: %v", at, err)
 		return nil
 	}
 	for _, m := range valueRef.FindAllStringSubmatch(src, -1) {
 		name := cmp.Or(m[1], m[2])
 		if _, ok := c.reg.values[name]; !ok {
-			c.errs.Add(c.p.doc, at, "%s: values.%s is not in register.values", at, name)
+			c.errs.Add(c.doc, at, "%s: values.%s is not in register.values", at, name)
 			return nil
 		}
 	}
 	if c.check {
-		if _, err := t.Execute(c.reg.env(c.p.Name)); err != nil {
-			c.errs.Add(c.p.doc, at, "%s: %s", at, c.reg.mask(err.Error(), nil))
+		if _, err := t.Execute(c.reg.env(c.name)); err != nil {
+			c.errs.Add(c.doc, at, "%s: %s", at, c.reg.mask(err.Error(), nil))
 			return nil
 		}
 	}
 	return t
 }
 
-// Register registers this relay's callback URL with the lender, as the
-// provider's register block says (SPEC 9), or removes it when unregister is
-// set: each request in order, stopping at the first the lender refuses. The
-// error names the provider, the request (without its query) and the answer's
-// status and first bytes, and never holds a secret of the block.
-func (p *Provider) Register(ctx context.Context, unregister bool) error {
-	_, err := p.registerFrom(ctx, unregister, 0)
-	return err
-}
-
-// registerFrom sends the requests from index from on and returns how many are
-// done, so that a retry does not repeat those the lender accepted.
-func (p *Provider) registerFrom(ctx context.Context, unregister bool, from int) (int, error) {
-	verb := "register"
-	if unregister {
-		verb = "unregister"
-	}
-	reg := p.register
-	switch {
-	case reg == nil:
-		return from, fmt.Errorf("%s %s: the provider has no register block", verb, p.Name)
-	case p.RegistrationOff() != "":
-		return from, fmt.Errorf("%s %s: cannot register: %s", verb, p.Name, p.RegistrationOff())
-	}
-	if unregister && !slices.ContainsFunc(reg.calls, func(c regCall) bool { return c.unreg != nil }) {
-		return from, fmt.Errorf("unregister %s: the register block has no unregister request", p.Name)
-	}
-	env := reg.env(p.Name)
+// Run registers provider name's callback URL with the lender, or removes
+// it when unregister is set: the requests from index from on, in order,
+// stopping at the first the lender refuses. It returns how many are done,
+// so that a retry does not repeat those the lender accepted. The error
+// names the request (without its query) and the answer's status and first
+// bytes, and never holds a secret of the block.
+func (reg *Registration) Run(ctx context.Context, name string, unregister bool, from int) (int, error) {
+	env := reg.env(name)
 	for i := from; i < len(reg.calls); i++ {
 		rq := reg.calls[i].reg
 		if unregister {
@@ -277,19 +277,19 @@ func (p *Provider) registerFrom(ctx context.Context, unregister bool, from int) 
 			}
 		}
 		if err := reg.do(ctx, rq, env, unregister); err != nil {
-			return i, fmt.Errorf("%s %s: %w", verb, p.Name, err)
+			return i, err
 		}
 	}
 	return len(reg.calls), nil
 }
 
 // env is what the templates see: public_url, provider and values.
-func (reg *registration) env(provider string) *transforms.Env {
+func (reg *Registration) env(provider string) *transforms.Env {
 	return &transforms.Env{PublicURL: reg.publicURL, Provider: provider, Values: reg.values}
 }
 
 // do sends one request and judges the answer.
-func (reg *registration) do(ctx context.Context, rq *regRequest, env *transforms.Env, unregister bool) error {
+func (reg *Registration) do(ctx context.Context, rq *regRequest, env *transforms.Env, unregister bool) error {
 	req, shown, masks, err := rq.render(env, unregister)
 	if err != nil {
 		return errors.New(reg.mask(err.Error(), masks))
@@ -300,10 +300,7 @@ func (reg *registration) do(ctx context.Context, rq *regRequest, env *transforms
 	resp, err := registerClient().Do(req.WithContext(ctx))
 	if err != nil {
 		// url.Error would quote the whole URL, query and all.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
+		err = httpout.TransportError(err)
 		return fmt.Errorf("%s: no answer: %s", shown, reg.mask(err.Error(), masks))
 	}
 	defer resp.Body.Close()
@@ -427,7 +424,7 @@ func newResponse(resp *http.Response, raw []byte) *transforms.Response {
 
 // mask replaces every secret of the block, and the extra ones, in s, with
 // the forms derived from them; URLs in s are shown as redact.URL shows them.
-func (reg *registration) mask(s string, extra *redact.Secrets) string {
+func (reg *Registration) mask(s string, extra *redact.Secrets) string {
 	secrets := reg.secrets
 	if !extra.Empty() {
 		secrets = secrets.Merge(extra)
@@ -473,14 +470,31 @@ func sortedNames(m map[string]string) []string {
 // registerClient makes registration requests (see outbound.NewClient).
 var registerClient = sync.OnceValue(func() *retryablehttp.Client { return outbound.NewClient(0) })
 
-// regStatus is each auto-registering provider's state: "pending", "ok" or
-// "failing: <reason>".
-type regStatus struct {
+// Registrant is a provider as automatic registration sees it: looked up
+// in the configuration in force before each attempt, so a reload that
+// fixes a token is used by the next one.
+type Registrant interface {
+	// Registration is its register block; nil when it has none.
+	Registration() *Registration
+	// RegisterFrom sends the requests from index from on (Registration.Run
+	// after the provider's own checks) and returns how many are done.
+	RegisterFrom(ctx context.Context, unregister bool, from int) (int, error)
+}
+
+// Registrar runs the automatic registrations and keeps each one's state:
+// "pending", "ok" or "failing: <reason>". Its zero value is ready once Log
+// and Lookup are set.
+type Registrar struct {
+	Log *slog.Logger
+	// Lookup finds a provider in the configuration in force; nil when
+	// there is none of that name.
+	Lookup func(name string) Registrant
+
 	mu sync.Mutex
 	m  map[string]string
 }
 
-func (s *regStatus) set(provider, state string) {
+func (s *Registrar) set(provider, state string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
@@ -493,19 +507,16 @@ func (s *regStatus) set(provider, state string) {
 	s.m[provider] = state
 }
 
-// startRegistrations registers, in the background and with backoff, every
-// provider whose register block says auto: true and that is not disabled.
-func (r *Relay) startRegistrations(ctx context.Context) {
-	st := &r.registrations
-	for _, p := range r.Config().Providers {
-		if reg := p.register; reg == nil || !reg.auto || p.RegistrationOff() != "" {
-			continue
-		}
-		st.set(p.Name, "pending")
-		r.bg.Add(1)
+// Start registers, in the background and with backoff, each of the named
+// providers (those whose register block says auto: true and that can
+// register); wg counts the goroutines, which end with ctx.
+func (s *Registrar) Start(ctx context.Context, wg *sync.WaitGroup, names []string) {
+	for _, name := range names {
+		s.set(name, "pending")
+		wg.Add(1)
 		go func() {
-			defer r.bg.Done()
-			r.autoRegister(ctx, p.Name, st)
+			defer wg.Done()
+			s.autoRegister(ctx, name)
 		}()
 	}
 }
@@ -513,39 +524,39 @@ func (r *Relay) startRegistrations(ctx context.Context) {
 // autoRegister registers one provider, retrying until the lender accepts or
 // ctx ends. Each attempt uses the provider as currently configured, so a
 // reload that fixes a token is used by the next attempt.
-func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
-	backoff := outbound.Backoff{Initial: registerRetryInitial, Max: registerRetryMax, Multiplier: 2, Jitter: "equal"}
+func (s *Registrar) autoRegister(ctx context.Context, name string) {
+	backoff := outbound.Backoff{Initial: RegisterRetryInitial, Max: RegisterRetryMax, Multiplier: 2, Jitter: "equal"}
 	failures := 0
-	var last *registration
+	var last *Registration
 	done := 0
 	for {
-		p := r.Config().Provider(name)
-		reg := (*registration)(nil)
+		p := s.Lookup(name)
+		var reg *Registration
 		if p != nil {
-			reg = p.register
+			reg = p.Registration()
 		}
 		if reg == nil || !reg.auto {
-			st.set(name, "")
-			r.log.Info("automatic registration stopped: no longer configured", "provider", name)
+			s.set(name, "")
+			s.Log.Info("automatic registration stopped: no longer configured", "provider", name)
 			return
 		}
 		if reg != last {
 			last, done = reg, 0
 		}
 		var err error
-		done, err = p.registerFrom(ctx, false, done)
+		done, err = p.RegisterFrom(ctx, false, done)
 		if err == nil {
-			st.set(name, "ok")
-			r.log.Info("registered callback URL", "provider", name)
+			s.set(name, "ok")
+			s.Log.Info("registered callback URL", "provider", name)
 			return
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		st.set(name, "failing: "+err.Error())
+		s.set(name, "failing: "+err.Error())
 		failures++
 		wait := backoff.Delay(failures)
-		r.log.Warn("registration failed", "provider", name, "error", err.Error(), "retry_in", wait.String())
+		s.Log.Warn("registration failed", "provider", name, "error", err.Error(), "retry_in", wait.String())
 		select {
 		case <-ctx.Done():
 			return
@@ -554,24 +565,14 @@ func (r *Relay) autoRegister(ctx context.Context, name string, st *regStatus) {
 	}
 }
 
-// registrationStatus reports each auto-registering provider's state for
-// /admin/providers: "pending", "ok" or "failing: <reason>".
-func (r *Relay) registrationStatus() map[string]string {
-	st := &r.registrations
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	out := make(map[string]string, len(st.m))
-	for k, v := range st.m {
+// Status reports each auto-registering provider's state for
+// /admin/providers: "pending", "ok" or "failing: <reason>". The map is a copy.
+func (s *Registrar) Status() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.m))
+	for k, v := range s.m {
 		out[k] = v
 	}
 	return out
-}
-
-// RegistrationOff says why p cannot register: the provider is disabled, or
-// a secret of its register block is missing.
-func (p *Provider) RegistrationOff() string {
-	if p.Disabled != "" {
-		return p.Disabled
-	}
-	return p.registerOff
 }

@@ -1,4 +1,4 @@
-package engine
+package dispatch
 
 import (
 	"container/heap"
@@ -8,15 +8,20 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/hookrelay/hookrelay/engine/internal/dueheap"
 )
 
 // lane is one destination's queues and workers.
 type lane struct {
-	d      *dispatcher
+	d      *Dispatcher
 	ctx    context.Context // ends when the lane closes or the relay stops
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// idle is signalled (on mu) whenever a worker lets go of a key: an
+	// operator's command on a delivery in flight waits for it (settled).
+	idle    sync.Cond
 	dest    *Destination  // replaced on reload
 	limiter *rate.Limiter // nil: unlimited
 	slots   chan struct{} // one per request in flight to the destination
@@ -41,11 +46,11 @@ type lane struct {
 	outage outageSpan
 	// lastFailure is the newest failed attempt, for `hookrelay status`: a
 	// delivery that keeps failing is not dead for long under the defaults.
-	lastFailure *failedAttempt
+	lastFailure *FailedAttempt
 }
 
-// failedAttempt is one failed attempt of a delivery.
-type failedAttempt struct {
+// FailedAttempt is one failed attempt of a delivery.
+type FailedAttempt struct {
 	At       time.Time `json:"at"`
 	EventID  string    `json:"event_id"`
 	Status   int       `json:"status"`
@@ -57,17 +62,14 @@ type failedAttempt struct {
 // order, except that events with a sequence number go in sequence order.
 // A key is its provider's: two lenders' keys of one name are two queues.
 type keyQueue struct {
-	key       string // its name in lane.keys (queueKey)
-	provider  string // the provider and the key as the events carry them
-	eventKey  string
-	items     []item
-	scheduled bool // in ready, in timers or in flight
-	inflight  bool // a worker holds the head
-	// overruled is set when an operator retried or skipped the head while it
-	// was in flight: the worker's outcome is stale, the spool has the last word.
-	overruled bool
-	held      bool // the head is dead and the destination holds
-	timerSlot      // when the head may be tried again, and the place in timers
+	key          string // its name in lane.keys (queueKey)
+	provider     string // the provider and the key as the events carry them
+	eventKey     string
+	items        []item
+	scheduled    bool // in ready, in timers or in flight
+	inflight     bool // a worker holds the head
+	held         bool // the head is dead and the destination holds
+	dueheap.Slot      // when the head may be tried again, and the place in timers
 	// lastSeq is the highest sequence released for the key; loaded from the
 	// spool when the first sequenced head comes up.
 	lastSeq   int64
@@ -98,7 +100,7 @@ func (l *lane) queueOf(eventID, provider, key string) *keyQueue {
 	qk := l.queueKey(eventID, provider, key)
 	kq := l.keys[qk]
 	if kq == nil {
-		kq = &keyQueue{key: qk, provider: provider, eventKey: key, timerSlot: timerSlot{idx: -1}}
+		kq = &keyQueue{key: qk, provider: provider, eventKey: key, Slot: dueheap.Slot{Idx: -1}}
 		l.keys[qk] = kq
 	}
 	return kq
@@ -128,9 +130,9 @@ func (l *lane) push(it item, provider, key string, dead bool, at time.Time) {
 
 // newHead schedules kq for its new head, whatever the old head was waiting for.
 func (l *lane) newHead(kq *keyQueue, at time.Time) {
-	kq.at = at
-	if kq.idx >= 0 {
-		heap.Remove(&l.timers, kq.idx)
+	kq.At = at
+	if kq.Idx >= 0 {
+		heap.Remove(&l.timers, kq.Idx)
 		kq.scheduled = false
 	}
 	l.schedule(kq)
@@ -156,7 +158,7 @@ func (l *lane) schedule(kq *keyQueue) {
 		return
 	}
 	kq.scheduled = true
-	if time.Until(kq.at) > 0 {
+	if time.Until(kq.At) > 0 {
 		heap.Push(&l.timers, kq)
 	} else {
 		l.ready = append(l.ready, kq)
@@ -186,12 +188,12 @@ func (l *lane) take() *keyQueue {
 			return nil
 		}
 		now := time.Now()
-		for len(l.timers) > 0 && !l.timers[0].at.After(now) {
+		for len(l.timers) > 0 && !l.timers[0].At.After(now) {
 			l.ready = append(l.ready, heap.Pop(&l.timers).(*keyQueue))
 		}
 		wait := time.Hour
 		if len(l.timers) > 0 {
-			wait = l.timers[0].at.Sub(now)
+			wait = l.timers[0].At.Sub(now)
 		}
 		for !l.paused && len(l.ready) > 0 {
 			kq := l.ready[0]
@@ -242,12 +244,7 @@ func (l *lane) work() {
 		res := l.d.deliver(l, head, last)
 		l.mu.Lock()
 		kq.inflight = false
-		if kq.overruled {
-			// Look at the head again: the operator's retry makes it pending,
-			// a skip makes it final (popped on that visit).
-			kq.overruled = false
-			res.next, res.at = retryAt, time.Time{}
-		}
+		l.idle.Broadcast() // an operator's command may wait for this head
 		if head.sequence > 0 && !loaded {
 			kq.lastSeq, kq.seqLoaded = max(kq.lastSeq, last), true
 		}
@@ -255,24 +252,24 @@ func (l *lane) work() {
 		case popHead:
 			kq.items[0] = item{}
 			kq.items = kq.items[1:]
-			kq.at = time.Time{}
+			kq.At = time.Time{}
 			kq.lastSeq = max(kq.lastSeq, head.sequence)
 			l.pending--
 		case holdKey:
 			kq.held = true
 			l.held++
 		case retryAt:
-			kq.at = res.at
+			kq.At = res.at
 			if res.down && l.outage.holds(res.sent) {
 				// Its answer came after the recovery it was part of: go now,
 				// as the keys recover released.
-				kq.at = time.Time{}
+				kq.At = time.Time{}
 			}
 			// An earlier number that came while the head was out goes first.
 			if len(kq.items) > 1 && head.sequence > 0 && kq.items[1].sequence > 0 && kq.items[1].sequence < head.sequence {
 				kq.items = kq.items[1:]
 				kq.insert(head, 0)
-				kq.at = time.Time{}
+				kq.At = time.Time{}
 			}
 		}
 		if res.dead {
@@ -303,7 +300,7 @@ func (l *lane) track(res result, key string) {
 		// An outage: failures from more than one key, over outageMin,
 		// with no success between. One event the destination refuses, or
 		// failures that are not spread over time, are not one.
-		if d.many && d.last.Sub(d.first) >= l.d.outageMin {
+		if d.many && d.last.Sub(d.first) >= l.d.OutageMin {
 			l.recover(d.first)
 		}
 		d.first = time.Time{} // the run ends
@@ -333,7 +330,7 @@ func maxTime(a, b time.Time) time.Time {
 func (l *lane) recover(from time.Time) {
 	l.outage = outageSpan{from: from, to: time.Now()}
 	for _, kq := range l.timers {
-		kq.idx, kq.at = -1, time.Time{}
+		kq.Idx, kq.At = -1, time.Time{}
 		l.ready = append(l.ready, kq)
 	}
 	clear(l.timers)
@@ -342,4 +339,4 @@ func (l *lane) recover(from time.Time) {
 }
 
 // timerHeap orders keys by their head's next attempt.
-type timerHeap = dueHeap[*keyQueue]
+type timerHeap = dueheap.Heap[*keyQueue]

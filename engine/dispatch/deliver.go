@@ -1,4 +1,4 @@
-package engine
+package dispatch
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/outbound"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -32,7 +33,7 @@ const (
 // destination and records it. last is the highest sequence released for the
 // key: a sequenced event beyond last+1 waits for the gap to fill, up to its
 // provider's reorder window.
-func (d *dispatcher) deliver(l *lane, it item, last int64) result {
+func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 	l.mu.Lock()
 	dest, limiter, slots, outage := l.dest, l.limiter, l.slots, l.outage
 	l.mu.Unlock()
@@ -55,7 +56,7 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	case time.Until(dl.NextAt) > 0 && !outage.cut(dl):
 		return result{next: retryAt, at: dl.NextAt}
 	}
-	ev, err := d.spool.Event(eventID)
+	ev, msg, err := d.event(eventID)
 	if err != nil {
 		d.log.Error("spool read failed", "destination", dest.Name, "event_id", eventID, "error", err)
 		return result{next: retryAt, at: time.Now().Add(time.Second)}
@@ -66,7 +67,7 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		}
 		d.log.Warn("sequence gap: sending without the missing events", "provider", ev.Provider, "key", ev.Key,
 			"destination", dest.Name, "event_id", eventID, "sequence", it.sequence, "expected", last+1)
-		d.m.sequenceGap(dest.Name)
+		d.m.SequenceGap(dest.Name)
 	}
 	if limiter != nil {
 		if err := limiter.Wait(l.ctx); err != nil {
@@ -79,23 +80,23 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 	case <-l.ctx.Done():
 		return result{next: retryAt}
 	}
-	att, retryAfter, sendErr := d.sender.send(dest, ev, dl.Tries()+1)
+	att, retryAfter, sendErr := send(d.client, dest, msg, dl.Tries()+1)
 	<-slots
 	dl.Attempts = append(dl.Attempts, att)
-	out := dest.retry.classify(att.Status, sendErr)
-	if out != success {
+	out := dest.retry.Classify(att.Status, sendErr)
+	if out != outbound.Success {
 		l.noteFailure(eventID, att)
 	}
-	res := result{next: popHead, ok: out == success, sent: att.At,
-		down: out == retryable && retryAfter == 0 && att.Status != http.StatusTooManyRequests}
+	res := result{next: popHead, ok: out == outbound.Success, sent: att.At,
+		down: out == outbound.Retry && retryAfter == 0 && att.Status != http.StatusTooManyRequests}
 	metric := "success"
 	var nextAt time.Time
 	again := false
-	if out == retryable {
-		nextAt, again = dest.retry.next(dl.Tries(), born(dl, ev), time.Now(), retryAfter)
+	if out == outbound.Retry {
+		nextAt, again = dest.retry.Next(dl.Tries(), born(dl, ev), time.Now(), retryAfter)
 	}
 	switch {
-	case out == success:
+	case out == outbound.Success:
 		dl.Status, dl.NextAt = spool.Delivered, time.Time{}
 	case again:
 		dl.NextAt = nextAt
@@ -113,7 +114,7 @@ func (d *dispatcher) deliver(l *lane, it item, last int64) result {
 		d.log.Error("spool update failed", "destination", dest.Name, "event_id", eventID, "error", err)
 		return result{next: retryAt, at: time.Now().Add(time.Second)}
 	}
-	d.m.delivered(dest.Name, metric, time.Duration(att.DurationMS)*time.Millisecond)
+	d.m.Delivered(dest.Name, metric, time.Duration(att.DurationMS)*time.Millisecond)
 	if metric != "retry" {
 		lvl := slog.LevelInfo
 		if metric == "dead" {

@@ -1,0 +1,119 @@
+package dispatch
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/hookrelay/hookrelay/engine/outbound"
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// eventCacheBytes bounds the events the dispatcher keeps read and decoded,
+// counted as their envelope and raw body.
+const eventCacheBytes = 16 << 20
+
+// eventCache keeps the events being delivered, read from the spool and
+// parsed once: an event's deliveries to several destinations and its
+// retries share them. It holds the most recently used up to
+// eventCacheBytes; an erasure drops its events at once (forget), so no
+// erased event stays in memory.
+type eventCache struct {
+	mu   sync.Mutex
+	max  int
+	size int
+	byID map[string]*list.Element
+	lru  list.List // of *cachedEvent, most recent first
+}
+
+type cachedEvent struct {
+	ev  *spool.Event
+	msg *outbound.Message
+}
+
+func newEventCache(max int) *eventCache {
+	return &eventCache{max: max, byID: map[string]*list.Element{}}
+}
+
+func (c *eventCache) get(id string) (*spool.Event, *outbound.Message, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byID[id]
+	if !ok {
+		return nil, nil, false
+	}
+	c.lru.MoveToFront(e)
+	ce := e.Value.(*cachedEvent)
+	return ce.ev, ce.msg, true
+}
+
+// put keeps ev and its message; an event larger than the whole cache is
+// not kept. It returns the message kept for ev's id, which may be one
+// another worker put first.
+func (c *eventCache) put(ev *spool.Event, msg *outbound.Message) (*spool.Event, *outbound.Message) {
+	n := len(ev.Envelope) + len(ev.Raw)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[ev.ID]; ok {
+		ce := e.Value.(*cachedEvent)
+		return ce.ev, ce.msg
+	}
+	if n > c.max {
+		return ev, msg
+	}
+	for c.size+n > c.max {
+		c.drop(c.lru.Back())
+	}
+	c.byID[ev.ID] = c.lru.PushFront(&cachedEvent{ev, msg})
+	c.size += n
+	return ev, msg
+}
+
+// drop removes e. c.mu held.
+func (c *eventCache) drop(e *list.Element) {
+	ce := c.lru.Remove(e).(*cachedEvent)
+	delete(c.byID, ce.ev.ID)
+	c.size -= len(ce.ev.Envelope) + len(ce.ev.Raw)
+}
+
+// forget drops the events of provider's key.
+func (c *eventCache) forget(provider, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e := c.lru.Front(); e != nil; {
+		next := e.Next()
+		if ev := e.Value.(*cachedEvent).ev; ev.Provider == provider && ev.Key == key {
+			c.drop(e)
+		}
+		e = next
+	}
+}
+
+// forgetID drops one event.
+func (c *eventCache) forgetID(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[id]; ok {
+		c.drop(e)
+	}
+}
+
+// event is the event id, read from the spool and kept parsed on first use.
+func (d *Dispatcher) event(id string) (*spool.Event, *outbound.Message, error) {
+	if ev, msg, ok := d.events.get(id); ok {
+		return ev, msg, nil
+	}
+	ev, err := d.spool.Event(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	msg := &outbound.Message{
+		ID: ev.ID, IdempotencyID: ev.IdempotencyID, Provider: ev.Provider, Type: ev.Type,
+		Envelope: ev.Envelope, Raw: ev.Raw,
+	}
+	ev, msg = d.events.put(ev, msg)
+	return ev, msg, nil
+}
+
+// Forget drops from memory every event of provider's key that the
+// dispatcher keeps read: an erasure (SPEC 11) leaves none behind.
+func (d *Dispatcher) Forget(provider, key string) { d.events.forget(provider, key) }

@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hookrelay/hookrelay/engine/admin"
+	"github.com/hookrelay/hookrelay/engine/lender"
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// The relay's side of engine/lender: registration and polling wired to the
+// configuration in force, the spool and the metrics.
+
+// Register registers this relay's callback URL with the lender, as the
+// provider's register block says (SPEC 9), or removes it when unregister is
+// set: each request in order, stopping at the first the lender refuses. The
+// error names the provider, the request (without its query) and the answer's
+// status and first bytes, and never holds a secret of the block.
+func (p *Provider) Register(ctx context.Context, unregister bool) error {
+	_, err := p.RegisterFrom(ctx, unregister, 0)
+	return err
+}
+
+// RegisterFrom sends the requests from index from on and returns how many
+// are done, so that a retry does not repeat those the lender accepted
+// (lender.Registrant).
+func (p *Provider) RegisterFrom(ctx context.Context, unregister bool, from int) (int, error) {
+	verb := "register"
+	if unregister {
+		verb = "unregister"
+	}
+	reg := p.register
+	switch {
+	case reg == nil:
+		return from, fmt.Errorf("%s %s: the provider has no register block", verb, p.Name)
+	case p.RegistrationOff() != "":
+		return from, fmt.Errorf("%s %s: cannot register: %s", verb, p.Name, p.RegistrationOff())
+	case unregister && !reg.HasUnregister():
+		return from, fmt.Errorf("unregister %s: the register block has no unregister request", p.Name)
+	}
+	done, err := reg.Run(ctx, p.Name, unregister, from)
+	if err != nil {
+		return done, fmt.Errorf("%s %s: %w", verb, p.Name, err)
+	}
+	return done, nil
+}
+
+// Registration is its compiled register block; nil when it has none
+// (lender.Registrant).
+func (p *Provider) Registration() *lender.Registration { return p.register }
+
+// RegistrationOff says why p cannot register: the provider is disabled, or
+// a secret of its register block is missing.
+func (p *Provider) RegistrationOff() string {
+	if p.Disabled != "" {
+		return p.Disabled
+	}
+	return p.registerOff
+}
+
+// PollingOff says why p cannot poll: the provider is disabled, or a secret
+// its poll block needs is missing.
+func (p *Provider) PollingOff() string {
+	switch {
+	case p.Disabled != "":
+		return p.Disabled
+	case p.pollOff != "":
+		return p.pollOff
+	case p.poll != nil && p.poll.RegisterValues():
+		return p.registerOff
+	}
+	return ""
+}
+
+// newLenders wires registration and polling to the relay.
+func (r *Relay) newLenders() {
+	r.registrations.Log = r.log
+	r.registrations.Lookup = func(name string) lender.Registrant {
+		if p := r.Config().Provider(name); p != nil {
+			return p
+		}
+		return nil
+	}
+	r.poll.Spool, r.poll.Log, r.poll.Refused = r.spool, r.log, r.m.pollRefusal
+}
+
+// startRegistrations registers, in the background and with backoff, every
+// provider whose register block says auto: true and that is not disabled.
+func (r *Relay) startRegistrations(ctx context.Context) {
+	var names []string
+	for _, p := range r.Config().Providers {
+		if reg := p.register; reg != nil && reg.Auto() && p.RegistrationOff() == "" {
+			names = append(names, p.Name)
+		}
+	}
+	r.registrations.Start(ctx, &r.bg, names)
+}
+
+// registrationStatus reports each auto-registering provider's state for
+// /admin/providers: "pending", "ok" or "failing: <reason>".
+func (r *Relay) registrationStatus() map[string]string { return r.registrations.Status() }
+
+// pollSources are the providers of cfg that poll.
+func pollSources(cfg *Config) []lender.Source {
+	var out []lender.Source
+	for _, p := range cfg.Providers {
+		if p.poll == nil || p.PollingOff() != "" {
+			continue
+		}
+		out = append(out, lender.Source{Pipeline: &p.Pipeline, Poll: p.poll, Dedup: p.dedup})
+	}
+	return out
+}
+
+// trackPollKey makes an ingested event's key known to its provider's
+// poller (lender.Pollers.Track), final when the event's type is one of the
+// provider's final types.
+func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
+	if p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
+		return
+	}
+	r.poll.Track(p.Name, p.poll, ev.Key, ev.Type)
+}
+
+// pollKey adds a key to a provider's poller (POST /admin/providers/{name}/poll)
+// and polls it now. The key is stored before it returns.
+func (r *Relay) pollKey(provider, key string) error {
+	p := r.Config().Provider(provider)
+	switch {
+	case p == nil:
+		return admin.NotFound("no provider " + provider)
+	case p.poll == nil:
+		return admin.BadRequest("provider " + provider + " has no poll block")
+	case p.PollingOff() != "":
+		return admin.Conflict("provider " + provider + " cannot poll: " + p.PollingOff())
+	case key == "":
+		return admin.BadRequest("key: required")
+	case len(key) > lender.MaxPollKey:
+		r.poll.Refuse(p.Name, len(key), "admin")
+		return admin.BadRequest(fmt.Sprintf("key: longer than %d bytes", lender.MaxPollKey))
+	case !p.poll.Pollable(key):
+		r.poll.Refuse(p.Name, len(key), "admin")
+		return admin.BadRequest("key: does not match poll.key_pattern")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	finalType, final, err := r.poll.Now(ctx, p.Name, key)
+	if err != nil {
+		return err
+	}
+	if final {
+		return admin.Conflict("key " + key + " reached a final type (" + finalType + "); it is no longer polled")
+	}
+	return nil
+}
