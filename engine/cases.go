@@ -168,7 +168,7 @@ func runCase(configPath string, explicit bool, provider, file string) ([]string,
 		}
 	}
 	t := p.Try(context.Background(), req, body, now, true)
-	return p.maskFailures(c.Expect.diff(t), t, body, req.Header), nil
+	return p.MaskFailures(c.Expect.diff(t), t.Event, body, req.Header), nil
 }
 
 func loadCase(file string) (*Case, error) {

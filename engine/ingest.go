@@ -73,7 +73,7 @@ func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 
 // ingest is one provider's handler: SPEC 5.1, steps 1 to 5.
 func (r *Relay) ingest(p *Provider) http.HandlerFunc {
-	allow := strings.Join(p.methods, ", ")
+	allow := strings.Join(p.Methods, ", ")
 	return func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		outcome := r.ingestOne(w, req, p, allow, start)
@@ -82,7 +82,7 @@ func (r *Relay) ingest(p *Provider) http.HandlerFunc {
 }
 
 func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) provider.Outcome {
-	if !p.allows(req.Method) {
+	if !p.Allows(req.Method) {
 		w.Header().Set("Allow", allow)
 		httpjson.Error(w, http.StatusMethodNotAllowed, "method not allowed")
 		return provider.Rejected
@@ -92,15 +92,15 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		httpjson.Error(w, http.StatusServiceUnavailable, "provider disabled: its configuration is incomplete")
 		return provider.Failed
 	}
-	if req.ContentLength > p.maxBody {
-		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+	if req.ContentLength > p.MaxBody {
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.MaxBody, 10)+" bytes")
 		return provider.Rejected
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.MaxBody, 10)+" bytes")
 			return provider.Rejected
 		}
 		httpjson.Error(w, http.StatusBadRequest, "cannot read body")
@@ -129,7 +129,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		return r.quarantine(w, p, v, res.Err)
 	}
 	ev := res.Event
-	dupOf, err := r.spool.Append(req.Context(), ev, p.dedup)
+	dupOf, err := r.spool.Append(req.Context(), ev, p.Dedup)
 	if err != nil && req.Context().Err() != nil {
 		// The lender hung up before the event was stored: nothing failed
 		// here, and it will send the request again.
@@ -164,7 +164,7 @@ func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request
 	reason := res.Reason()
 	// Masked once, for both the rejection log and the log line: finding the
 	// sensitive values decodes the body.
-	masked := p.maskRefused(reason, vr.Body, vr.Header)
+	masked := p.MaskRefused(reason, vr.Body, vr.Header)
 	r.rejections.add(p, vr, masked)
 	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", masked)
 	if res.Outcome == provider.Unavailable {
@@ -180,9 +180,7 @@ func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request
 }
 
 func respond(w http.ResponseWriter, p *Provider) {
-	w.Header().Set("Content-Type", p.respType)
-	w.WriteHeader(p.RespondStatus)
-	_, _ = w.Write(p.respBody)
+	p.Respond(w)
 }
 
 // pathParams reads the {param} segments of the matched pattern.
@@ -208,7 +206,7 @@ func pathParams(req *http.Request) map[string]string {
 // it again would not help until the configuration is fixed.
 func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verified, cause error) provider.Outcome {
 	vr := v.Req
-	header, query := maskRequest(vr.Header, vr.Query, credentialsOf(p))
+	header, query := p.MaskRequest(vr.Header, vr.Query)
 	q := &spool.Quarantined{
 		ID: ulid.Make().String(), Provider: p.Name, Key: provider.KeyOf(cause), Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
 		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
@@ -220,7 +218,7 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verif
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
 		return provider.Failed
 	}
-	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.maskVerified(q.Reason, v))
+	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskVerified(q.Reason, v))
 	respond(w, p)
 	return provider.Quarantined
 }

@@ -3,14 +3,9 @@ package engine
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"net/http"
-	"net/url"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/hookrelay/hookrelay/engine/internal/headers"
-	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -36,12 +31,12 @@ type rejectionLog struct {
 func newRejectionLog(size int) *rejectionLog { return &rejectionLog{ring: make([]Rejection, size)} }
 
 // add keeps one refused request. The log is for people to read: reason
-// comes masked (Provider.maskRefused), and credential headers are masked here.
+// comes masked (provider.Provider.MaskRefused), and credential headers are masked here.
 func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	sum := sha256.Sum256(req.Body)
 	rj := Rejection{
 		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: reason,
-		Headers: maskHeaders(req.Header, credentialsOf(p)), BodySHA256: hex.EncodeToString(sum[:]), RemoteAddr: req.RemoteAddr,
+		Headers: p.MaskHeaders(req.Header), BodySHA256: hex.EncodeToString(sum[:]), RemoteAddr: req.RemoteAddr,
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -84,87 +79,4 @@ func (l *rejectionLog) list(provider string, limit int) []Rejection {
 		}
 	}
 	return out
-}
-
-// credentialNames are where a provider's verifiers read credentials from:
-// canonical header names, exact query parameter names.
-type credentialNames struct{ headers, query map[string]bool }
-
-// credentialsOf is where p's verifiers read credentials; p may be nil (a
-// quarantined request of a provider no longer configured): none then.
-func credentialsOf(p *Provider) credentialNames {
-	if p == nil {
-		return credentialNames{}
-	}
-	return p.creds
-}
-
-// readCredentials asks vs where they read credentials; a header that
-// sensitive declares is masked like a credential.
-func readCredentials(vs []verifiers.Verifier, sensitive *redact.Paths) credentialNames {
-	c := credentialNames{headers: map[string]bool{}, query: map[string]bool{}}
-	for _, h := range sensitive.HeaderNames() {
-		c.headers[http.CanonicalHeaderKey(h)] = true
-	}
-	for _, v := range vs {
-		if cr, ok := v.(verifiers.CredentialReader); ok {
-			hs, qs := cr.CredentialNames()
-			for _, h := range hs {
-				c.headers[http.CanonicalHeaderKey(h)] = true
-			}
-			for _, q := range qs {
-				c.query[q] = true
-			}
-		}
-	}
-	return c
-}
-
-// secret reports whether header name holds a credential: by what it is
-// called, or because a verifier reads one from it.
-func (c credentialNames) secret(name string) bool {
-	return headers.Secret(name) || c.headers[http.CanonicalHeaderKey(name)]
-}
-
-// maskHeaders returns the first value of each header, credentials masked.
-func maskHeaders(h map[string][]string, c credentialNames) map[string]string {
-	out := make(map[string]string, len(h))
-	for k, v := range h {
-		if len(v) == 0 {
-			continue
-		}
-		out[k] = v[0]
-		if c.secret(k) {
-			out[k] = redact.Mask
-		}
-	}
-	return out
-}
-
-// maskRequest returns copies of h and q with every credential value masked,
-// for what is stored (the quarantine): the spool never holds an inbound
-// credential in clear. Verification has passed; nothing later needs them.
-func maskRequest(h http.Header, q url.Values, c credentialNames) (http.Header, url.Values) {
-	mh := make(http.Header, len(h))
-	for k, vs := range h {
-		mh[k] = slices.Clone(vs)
-		if c.secret(k) {
-			for i := range mh[k] {
-				mh[k][i] = redact.Mask
-			}
-		}
-	}
-	var mq url.Values
-	if q != nil {
-		mq = make(url.Values, len(q))
-		for k, vs := range q {
-			mq[k] = slices.Clone(vs)
-			if c.query[k] {
-				for i := range mq[k] {
-					mq[k][i] = redact.Mask
-				}
-			}
-		}
-	}
-	return mh, mq
 }

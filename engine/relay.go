@@ -1,6 +1,7 @@
 // Package engine is hookrelay's composition root, being split along the data
-// flow (issue 14). It compiles what engine/config decodes (providers with
-// their verifiers and mappings, destinations) and wires the rooms together:
+// flow (issue 14). It compiles what engine/config decodes (providers through
+// engine/provider, each with its register and poll blocks through
+// engine/lender; destinations through engine/dispatch) and wires the rooms together:
 // Load, Open, Start, Reload, Serve. It still holds ingest and the spool
 // hand-off; the dispatcher and delivery are engine/dispatch, registration
 // and polling engine/lender, the admin API is engine/admin, given the relay
@@ -185,7 +186,7 @@ func (r *Relay) Reload() error {
 func reorderWindows(providers []*Provider) map[string]time.Duration {
 	out := make(map[string]time.Duration, len(providers))
 	for _, p := range providers {
-		out[p.Name] = p.reorder
+		out[p.Name] = p.Reorder
 	}
 	return out
 }

@@ -39,6 +39,15 @@ func (c *Config) Provider(name string) *Provider {
 	return nil
 }
 
+// compiled is the compiled provider called name, or nil: masking asks it
+// with a name a record holds, whose provider may be configured no more.
+func (c *Config) compiled(name string) *provider.Provider {
+	if p := c.Provider(name); p != nil {
+		return p.Provider
+	}
+	return nil
+}
+
 // Try runs req through p as ingest would: path and method, body limit,
 // verification and `require` (unless verify is false), decryption, mapping
 // and routes.
@@ -50,8 +59,8 @@ func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, rece
 		return &Trial{Status: status, Outcome: provider.Rejected, Reason: http.StatusText(status)}
 	case p.Disabled != "":
 		return &Trial{Status: http.StatusServiceUnavailable, Outcome: provider.Failed, Reason: "provider disabled: " + p.Disabled}
-	case int64(len(body)) > p.maxBody:
-		return &Trial{Status: http.StatusRequestEntityTooLarge, Outcome: provider.Rejected, Reason: fmt.Sprintf("body larger than %d bytes", p.maxBody)}
+	case int64(len(body)) > p.MaxBody:
+		return &Trial{Status: http.StatusRequestEntityTooLarge, Outcome: provider.Rejected, Reason: fmt.Sprintf("body larger than %d bytes", p.MaxBody)}
 	}
 	vr := &verifiers.Request{
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),
@@ -85,56 +94,26 @@ func (p *Provider) match(req *http.Request) (params map[string]string, status in
 	switch {
 	case status == 0:
 		return nil, http.StatusNotFound
-	case !p.allows(req.Method):
+	case !p.Allows(req.Method):
 		return nil, http.StatusMethodNotAllowed
 	}
 	return params, 0
 }
 
-func (p *Provider) allows(method string) bool {
-	for _, m := range p.methods {
-		if m == method {
-			return true
-		}
+// MaskTrial returns t as `try` and `test` print it: its event masked, its
+// reason without the request's sensitive values. body and header are the
+// request's as sent.
+func (p *Provider) MaskTrial(t *Trial, body []byte, header map[string][]string) *Trial {
+	if !p.Masks() || t == nil {
+		return t
 	}
-	return false
-}
-
-// Sign adds to req what p's verifiers check (SPEC 1, `hookrelay sign`), in
-// their order. A jws verifier signs only with jwsKey, a private key (PEM or
-// JWK); ip checks cannot be signed and are skipped.
-func (p *Provider) Sign(req *verifiers.Request, jwsKey []byte) error {
-	if p.Disabled != "" {
-		return fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
+	out := *t
+	if t.Event != nil {
+		b, _ := json.Marshal(t.Event)
+		out.Event = nil
+		_ = json.Unmarshal(b, &out.Event) // a copy: the caller may compare the real one
+		p.MaskEnvelope(out.Event)
 	}
-	for i, v := range p.Verifiers {
-		switch s := v.(type) {
-		case interface {
-			SignWithKey(*verifiers.Request, []byte, string) error
-		}:
-			if jwsKey == nil {
-				return fmt.Errorf("verify[%d]: a jws verifier signs only with a private key (--key)", i)
-			}
-			if err := s.SignWithKey(req, jwsKey, ""); err != nil {
-				return fmt.Errorf("verify[%d]: %w", i, err)
-			}
-		case verifiers.Signer:
-			if err := s.Sign(req); err != nil {
-				return fmt.Errorf("verify[%d]: %w", i, err)
-			}
-		}
-	}
-	return nil
-}
-
-// Encrypt encrypts a plaintext body as the lender would for a provider with
-// `decrypt:` (`hookrelay send`); without one the body is returned as is.
-func (p *Provider) Encrypt(plaintext []byte) ([]byte, error) {
-	if p.Decrypt == nil {
-		return plaintext, nil
-	}
-	if p.Disabled != "" {
-		return nil, fmt.Errorf("provider %s is disabled: %s", p.Name, p.Disabled)
-	}
-	return p.Decrypt.Encrypt(plaintext)
+	out.Reason = p.MaskText(t.Reason, body, header)
+	return &out
 }

@@ -1,7 +1,6 @@
-package engine
+package provider
 
 import (
-	"cmp"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -11,62 +10,67 @@ import (
 	"unicode"
 
 	"github.com/hookrelay/hookrelay/engine/config"
-	"github.com/hookrelay/hookrelay/engine/lender"
-	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
 // Provider is a loaded, compiled provider file: its pipeline (verify,
-// decrypt, map, route; Name is the pipeline's) and what the relay around it
-// needs (paths, limits, dedup, registration and polling).
+// decrypt, map, route; Name is the pipeline's) and what the HTTP edge around
+// it needs (paths, methods, limits, dedup, the answer, masking). Its
+// register and poll blocks are compiled by engine/lender, which sits above
+// this package; the engine keeps them beside it.
 type Provider struct {
-	provider.Pipeline
+	Pipeline
+	// File is the provider file it was loaded from.
 	File string
 	// Disabled, when not empty, says why the provider answers 503.
 	Disabled string
+	// RegisterMissing and PollMissing, when not empty, say why registration
+	// or polling cannot run (their own secrets are missing) while ingest does.
+	RegisterMissing, PollMissing string
 
-	Paths   []string
-	methods []string
-	maxBody int64
+	// Paths are the ingest paths (ServeMux patterns); Methods the methods
+	// they accept, upper case (default POST).
+	Paths, Methods []string
+	// MaxBody is the largest body accepted, in bytes.
+	MaxBody int64
+	// Dedup is how long an event id is remembered against duplicates.
+	Dedup time.Duration
+	// Reorder is the reorder_window; 0: the dispatcher's default.
+	Reorder time.Duration
+	// Doc is the file's line index, for errors about its keys.
+	Doc *config.Doc
+	// Display is the file as written (env:/file: references kept), for the
+	// admin API.
+	Display map[string]any
+	// Missing are the paths of the secrets that are not set
+	// ("verify[0].secret"), so that a disabled provider is still checked in
+	// everything else.
+	Missing map[string]bool
+	// Warnings are "file:line: message" problems that do not stop the
+	// provider (a short HMAC key).
+	Warnings config.Errors
+
 	// creds are where its verifiers and `sensitive:` headers put
-	// credentials, found once at load for every masking (credentialsOf).
+	// credentials, found once at load for every masking (Credentials).
 	creds     credentialNames
-	dedup     time.Duration
-	reorder   time.Duration
+	sensitive *redact.Paths // what is masked where people read (SPEC 11)
 	respBody  []byte
 	respType  string
-	poll      *lender.Poll         // nil: the provider does not poll
-	register  *lender.Registration // nil: the provider does not register
-	sensitive *redact.Paths        // what is masked where people read (SPEC 11)
-	// registerOff and pollOff, when not empty, say why registration or
-	// polling cannot run (their own secrets are missing) while ingest does.
-	registerOff, pollOff string
-	// warnings are "file:line: message" problems that do not stop the
-	// provider (a short HMAC key).
-	warnings config.Errors
-
-	doc     *config.Doc
-	display map[string]any // the file as written, for the admin API
-	// missing are the paths of the secrets that are not set
-	// ("verify[0].secret"), so that a disabled provider is still checked
-	// in everything else.
-	missing map[string]bool
 }
 
-func loadProvider(file string, c *Config) (*Provider, error) {
-	pf, err := config.ReadProvider(file)
-	if err != nil {
-		return nil, err
-	}
-	errs := &config.Errors{}
-	doc := pf.Doc
-	p := &Provider{File: file, doc: doc, display: pf.AsWritten}
+// New compiles the provider file pf; maxBody is spool.max_body (the default
+// of max_body), known reports whether a destination of that name exists.
+// Each problem is added to errs at its file:line; New returns nil when a
+// required secret is missing (nothing else is then checked).
+func New(pf *config.ProviderFile, maxBody int64, known func(dest string) bool, errs *config.Errors) *Provider {
+	file, doc := pf.File, pf.Doc
+	p := &Provider{File: file, Doc: doc, Display: pf.AsWritten}
 	pc, missing := pf.Resolved, pf.Missing
 	if pc.Required && len(missing) > 0 {
 		for _, m := range missing {
 			errs.Add(doc, m.Path, "%s: %s", m.Path, m.Msg)
 		}
-		return nil, errs
+		return nil
 	}
 	// A secret that only registration or polling needs stops just that:
 	// the lender's webhooks still come in.
@@ -82,10 +86,10 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 			why = append(why, reason)
 		}
 	}
-	p.Disabled, p.registerOff, p.pollOff = joinSorted(why), joinSorted(registerWhy), joinSorted(pollWhy)
-	p.missing = map[string]bool{}
+	p.Disabled, p.RegisterMissing, p.PollMissing = joinSorted(why), joinSorted(registerWhy), joinSorted(pollWhy)
+	p.Missing = map[string]bool{}
 	for _, m := range missing {
-		p.missing[m.Path] = true
+		p.Missing[m.Path] = true
 	}
 
 	p.Name = pc.Name
@@ -96,19 +100,15 @@ func loadProvider(file string, c *Config) (*Provider, error) {
 	// and the sender's key (SPEC 5.2), so a name holding a NUL could share
 	// another provider's queues. It is also written into logs as it is.
 	if strings.IndexFunc(p.Name, unicode.IsControl) >= 0 {
-		errs.Add(p.doc, "name", "name: %q holds a control character", p.Name)
+		errs.Add(p.Doc, "name", "name: %q holds a control character", p.Name)
 	}
-	p.compile(&pc, pf.WrittenString("register", "public_url"), c, errs)
-	if !errs.Empty() {
-		return nil, errs
-	}
-	return p, nil
+	p.compile(&pc, maxBody, known, errs)
+	return p
 }
 
-// compile compiles the decoded file pc; publicURL is register.public_url
-// as written (env:NAME where pc has the value, possibly missing).
-func (p *Provider) compile(pc *config.ProviderConfig, publicURL string, c *Config, errs *config.Errors) {
-	doc := p.doc
+// compile compiles the decoded file pc.
+func (p *Provider) compile(pc *config.ProviderConfig, maxBody int64, known func(string) bool, errs *config.Errors) {
+	doc := p.Doc
 	if len(pc.Paths) == 0 {
 		errs.Add(doc, "paths", "paths: at least one path is required")
 	}
@@ -118,26 +118,26 @@ func (p *Provider) compile(pc *config.ProviderConfig, publicURL string, c *Confi
 		}
 	}
 	p.Paths = pc.Paths
-	p.methods = pc.Methods
-	if len(p.methods) == 0 {
-		p.methods = []string{http.MethodPost}
+	p.Methods = pc.Methods
+	if len(p.Methods) == 0 {
+		p.Methods = []string{http.MethodPost}
 	}
-	for i, m := range p.methods {
-		p.methods[i] = strings.ToUpper(m)
+	for i, m := range p.Methods {
+		p.Methods[i] = strings.ToUpper(m)
 	}
-	p.maxBody = int64(pc.MaxBody)
-	if p.maxBody == 0 {
-		p.maxBody = int64(c.Spool.MaxBody)
+	p.MaxBody = int64(pc.MaxBody)
+	if p.MaxBody == 0 {
+		p.MaxBody = maxBody
 	}
 
-	p.Compile(pc, p.File, doc, p.missing, func(d string) bool { _, ok := c.Destinations[d]; return ok }, errs, &p.warnings)
+	p.Compile(pc, p.File, doc, p.Missing, known, errs, &p.Warnings)
 	p.sensitive = compileSensitive(pc.Sensitive, doc, errs)
 	p.creds = readCredentials(p.Verifiers, p.sensitive)
-	p.dedup = pc.Dedup
-	if p.dedup == 0 {
-		p.dedup = 72 * time.Hour
+	p.Dedup = pc.Dedup
+	if p.Dedup == 0 {
+		p.Dedup = 72 * time.Hour
 	}
-	p.reorder = pc.ReorderWindow // 0: the default, which the dispatcher applies
+	p.Reorder = pc.ReorderWindow // 0: the default, which the dispatcher applies
 	p.respBody = []byte(`{"success":true}`)
 	if pc.Respond.Body != nil {
 		p.respBody = []byte(*pc.Respond.Body)
@@ -146,12 +146,23 @@ func (p *Provider) compile(pc *config.ProviderConfig, publicURL string, c *Confi
 	if p.respType == "" {
 		p.respType = "application/json"
 	}
-	if pc.Register != nil {
-		p.register = lender.CompileRegister(p.Name, doc, pc.Register, publicURL, p.RegistrationOff(), errs)
+}
+
+// Respond writes the provider's answer to a request it took (respond:).
+func (p *Provider) Respond(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", p.respType)
+	w.WriteHeader(p.RespondStatus)
+	_, _ = w.Write(p.respBody)
+}
+
+// Allows reports whether the provider's paths accept method.
+func (p *Provider) Allows(method string) bool {
+	for _, m := range p.Methods {
+		if m == method {
+			return true
+		}
 	}
-	if pc.Poll != nil {
-		p.poll = lender.CompilePoll(p.Name, doc, pc.Poll, pc.Register, p.maxBody, cmp.Or(p.Disabled, p.pollOff), p.registerOff, errs)
-	}
+	return false
 }
 
 func joinSorted(reasons []string) string {
