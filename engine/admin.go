@@ -129,7 +129,7 @@ func (a adminRelay) MaskReason(q *spool.Quarantined) string {
 	return a.r.Config().compiled(q.Provider).MaskText(q.Reason, q.Body, q.Header)
 }
 
-func (a adminRelay) Rejections(provider string, n int) any { return a.r.rejections.list(provider, n) }
+func (a adminRelay) Rejections(provider string, n int) any { return a.r.rejections.List(provider, n) }
 
 // Requeue, Skip and Pause are the dispatcher's: it writes the spool and
 // its queues in one place.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/ingest"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -167,7 +168,7 @@ func runCase(configPath string, explicit bool, provider, file string) ([]string,
 			return nil, err
 		}
 	}
-	t := p.Try(context.Background(), req, body, now, true)
+	t := ingest.Try(context.Background(), p.Provider, req, body, now, true)
 	return p.MaskFailures(c.Expect.diff(t), t.Event, body, req.Header), nil
 }
 
@@ -211,7 +212,7 @@ func setEnv(vars map[string]string, dir string) func() {
 var caseOutcomes = []string{"accepted", "rejected", "quarantined", "error"}
 
 // diff lists how t differs from what e expects.
-func (e *CaseExpect) diff(t *Trial) []string {
+func (e *CaseExpect) diff(t *ingest.Trial) []string {
 	var d []string
 	if e.Status != 0 && t.Status != e.Status {
 		d = append(d, fmt.Sprintf("status: got %d, want %d", t.Status, e.Status))
@@ -335,7 +336,7 @@ func ReadRequest(data []byte) (*http.Request, []byte, error) {
 // SignRequest signs req as p's verifiers expect and returns the signed
 // request and its body (a jws verifier may put the token into the body).
 func SignRequest(p *Provider, req *http.Request, body []byte, now time.Time, jwsKey []byte) (*http.Request, []byte, error) {
-	params, status := p.match(req)
+	params, status := ingest.Match(p.Provider, req)
 	if status != 0 {
 		return nil, nil, fmt.Errorf("%s %s: %s for provider %s", req.Method, req.URL.Path, http.StatusText(status), p.Name)
 	}

@@ -26,6 +26,25 @@ type Provider struct {
 	register *lender.Registration // nil: the provider does not register
 }
 
+// Provider returns the loaded provider called name, or nil.
+func (c *Config) Provider(name string) *Provider {
+	for _, p := range c.Providers {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// compiled is the compiled provider called name, or nil: masking asks it
+// with a name a record holds, whose provider may be configured no more.
+func (c *Config) compiled(name string) *provider.Provider {
+	if p := c.Provider(name); p != nil {
+		return p.Provider
+	}
+	return nil
+}
+
 // loadProvider reads and compiles one provider file with its register and
 // poll blocks.
 func loadProvider(file string, c *Config) (*Provider, error) {
@@ -157,8 +176,9 @@ func pollSources(cfg *Config) []lender.Source {
 // trackPollKey makes an ingested event's key known to its provider's
 // poller (lender.Pollers.Track), final when the event's type is one of the
 // provider's final types.
-func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
-	if p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
+func (r *Relay) trackPollKey(cp *provider.Provider, ev *spool.Event) {
+	p := r.Config().Provider(cp.Name)
+	if p == nil || p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
 		return
 	}
 	r.poll.Track(p.Name, p.poll, ev.Key, ev.Type)

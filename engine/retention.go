@@ -62,7 +62,7 @@ func (r *Relay) purge(now time.Time) {
 		}
 	}
 	if ret.Rejections > 0 {
-		r.counted("rejections", r.rejections.purge(now.Add(-ret.Rejections)))
+		r.counted("rejections", r.rejections.Purge(now.Add(-ret.Rejections)))
 	}
 }
 

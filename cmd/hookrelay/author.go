@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hookrelay/hookrelay/engine"
+	"github.com/hookrelay/hookrelay/engine/ingest"
 	"github.com/hookrelay/hookrelay/engine/provider"
 )
 
@@ -41,8 +42,8 @@ func try(config string, explicit bool, name, file string, verify bool, stdout, s
 		fmt.Fprintln(stderr, "hookrelay try:", err)
 		return 1
 	}
-	t := p.Try(context.Background(), req, body, time.Now(), verify)
-	t = p.MaskTrial(t, body, req.Header) // people read this: sensitive values as *** (SPEC 11)
+	t := ingest.Try(context.Background(), p.Provider, req, body, time.Now(), verify)
+	t = ingest.MaskTrial(p.Provider, t, body, req.Header) // people read this: sensitive values as *** (SPEC 11)
 	out, _ := json.MarshalIndent(t, "", "  ")
 	fmt.Fprintln(stdout, string(out))
 	if t.Outcome != provider.Accepted {

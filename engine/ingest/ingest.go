@@ -1,4 +1,17 @@
-package engine
+// Package ingest is the HTTP edge, the first step of the flow: it routes a
+// lender's request to its provider's path, reads the body within max_body,
+// sheds load past max_inflight, runs the provider's pipeline
+// (engine/provider) and answers from its Result: the event is spooled
+// (engine/spool) and the lender answered as the provider's respond: says, a
+// refusal is answered and kept in the rejection log, an unmappable request
+// is quarantined. `hookrelay try` and `test` run the same steps without
+// storing anything (Try).
+//
+// It may import engine/provider, engine/spool, engine/internal/*,
+// verifiers, internal/* and the standard library; never engine, which
+// wires it to the configuration in force, the metrics and the pollers
+// through Options.
+package ingest
 
 import (
 	"context"
@@ -20,10 +33,51 @@ import (
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
-// newIngestMux routes every provider path to its handler; anything else is 404.
-func (r *Relay) newIngestMux(cfg *Config) (http.Handler, error) {
+// Options are what the edge needs from the relay around it.
+type Options struct {
+	// Spool stores accepted events and quarantined requests.
+	Spool spool.Store
+	// Log gets a line per request (info) and per failure.
+	Log *slog.Logger
+	// Rejections keeps the refused requests for the admin API.
+	Rejections *Rejections
+	// Observe counts one request's outcome and duration (metrics); Shed
+	// one answered 503 because max_inflight was reached.
+	Observe func(provider, outcome string, d time.Duration)
+	Shed    func(provider string)
+	// Admit takes one of max_inflight places, or reports that there is
+	// none; Release gives it back.
+	Admit   func() bool
+	Release func()
+	// Track makes an accepted event's key known to its provider's poller;
+	// nil when nothing polls.
+	Track func(p *provider.Provider, ev *spool.Event)
+}
+
+// Edge serves the lenders: one handler per provider path.
+type Edge struct {
+	spool      spool.Store
+	log        *slog.Logger
+	rejections *Rejections
+	observe    func(provider, outcome string, d time.Duration)
+	shed       func(provider string)
+	admit      func() bool
+	release    func()
+	track      func(p *provider.Provider, ev *spool.Event)
+}
+
+// New returns the edge wired as o says.
+func New(o Options) *Edge {
+	return &Edge{
+		spool: o.Spool, log: o.Log, rejections: o.Rejections, observe: o.Observe, shed: o.Shed,
+		admit: o.Admit, release: o.Release, track: o.Track,
+	}
+}
+
+// Mux routes every path of providers to its handler; anything else is 404.
+func (r *Edge) Mux(providers []*provider.Provider) (http.Handler, error) {
 	mux := http.NewServeMux()
-	for _, p := range cfg.Providers {
+	for _, p := range providers {
 		for _, path := range p.Paths {
 			if err := handle(mux, path, r.ingest(p)); err != nil {
 				return nil, fmt.Errorf("%s: paths: %w", p.File, err)
@@ -72,16 +126,16 @@ func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 }
 
 // ingest is one provider's handler: SPEC 5.1, steps 1 to 5.
-func (r *Relay) ingest(p *Provider) http.HandlerFunc {
+func (r *Edge) ingest(p *provider.Provider) http.HandlerFunc {
 	allow := strings.Join(p.Methods, ", ")
 	return func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		outcome := r.ingestOne(w, req, p, allow, start)
-		r.m.ingested(p.Name, outcome.String(), time.Since(start))
+		r.observe(p.Name, outcome.String(), time.Since(start))
 	}
 }
 
-func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) provider.Outcome {
+func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.Provider, allow string, start time.Time) provider.Outcome {
 	if !p.Allows(req.Method) {
 		w.Header().Set("Allow", allow)
 		httpjson.Error(w, http.StatusMethodNotAllowed, "method not allowed")
@@ -117,7 +171,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	if !r.admit() {
 		w.Header().Set("Retry-After", "1")
 		httpjson.Error(w, http.StatusServiceUnavailable, "overloaded, retry later")
-		r.m.shed(p.Name)
+		r.shed(p.Name)
 		return provider.Failed
 	}
 	defer r.release()
@@ -160,7 +214,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 
 // refuse answers a request that failed verification (or `require`) and
 // records the rejection.
-func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, res *provider.Result) provider.Outcome {
+func (r *Edge) refuse(w http.ResponseWriter, p *provider.Provider, vr *verifiers.Request, res *provider.Result) provider.Outcome {
 	reason := res.Reason()
 	// Masked once, for both the rejection log and the log line: finding the
 	// sensitive values decodes the body.
@@ -179,7 +233,7 @@ func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request
 	return res.Outcome
 }
 
-func respond(w http.ResponseWriter, p *Provider) {
+func respond(w http.ResponseWriter, p *provider.Provider) {
 	p.Respond(w)
 }
 
@@ -204,7 +258,7 @@ func pathParams(req *http.Request) map[string]string {
 // quarantine keeps a verified request that our configuration cannot map,
 // and answers the lender with success: the request is not lost, and sending
 // it again would not help until the configuration is fixed.
-func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verified, cause error) provider.Outcome {
+func (r *Edge) quarantine(w http.ResponseWriter, p *provider.Provider, v *provider.Verified, cause error) provider.Outcome {
 	vr := v.Req
 	header, query := p.MaskRequest(vr.Header, vr.Query)
 	q := &spool.Quarantined{
@@ -223,13 +277,9 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verif
 	return provider.Quarantined
 }
 
-// admit takes one of max_inflight places, or reports that there is none.
-func (r *Relay) admit() bool {
-	if r.inflight.Add(1) > int64(r.Config().MaxInflight) {
-		r.inflight.Add(-1)
-		return false
+// trackPollKey hands an accepted event to its provider's poller (Options.Track).
+func (r *Edge) trackPollKey(p *provider.Provider, ev *spool.Event) {
+	if r.track != nil {
+		r.track(p, ev)
 	}
-	return true
 }
-
-func (r *Relay) release() { r.inflight.Add(-1) }

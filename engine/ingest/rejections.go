@@ -1,4 +1,4 @@
-package engine
+package ingest
 
 import (
 	"crypto/sha256"
@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -20,19 +21,20 @@ type Rejection struct {
 	RemoteAddr string            `json:"remote_addr"`
 }
 
-// rejectionLog keeps the last `size` rejections.
-type rejectionLog struct {
+// Rejections keeps the last refused requests, a fixed number of them.
+type Rejections struct {
 	mu   sync.Mutex
 	ring []Rejection
 	next int
 	full bool
 }
 
-func newRejectionLog(size int) *rejectionLog { return &rejectionLog{ring: make([]Rejection, size)} }
+// NewRejections keeps the last size rejections.
+func NewRejections(size int) *Rejections { return &Rejections{ring: make([]Rejection, size)} }
 
 // add keeps one refused request. The log is for people to read: reason
 // comes masked (provider.Provider.MaskRefused), and credential headers are masked here.
-func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
+func (l *Rejections) add(p *provider.Provider, req *verifiers.Request, reason string) {
 	sum := sha256.Sum256(req.Body)
 	rj := Rejection{
 		At: req.Received.UTC(), Provider: p.Name, Path: req.Path, Reason: reason,
@@ -45,9 +47,9 @@ func (l *rejectionLog) add(p *Provider, req *verifiers.Request, reason string) {
 	l.full = l.full || l.next == 0
 }
 
-// purge drops the rejections received before cutoff (SPEC 11 retention)
+// Purge drops the rejections received before cutoff (SPEC 11 retention)
 // and returns how many.
-func (l *rejectionLog) purge(cutoff time.Time) int {
+func (l *Rejections) Purge(cutoff time.Time) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
@@ -60,8 +62,8 @@ func (l *rejectionLog) purge(cutoff time.Time) int {
 	return n
 }
 
-// list returns up to limit rejections of provider ("" for all), newest first.
-func (l *rejectionLog) list(provider string, limit int) []Rejection {
+// List returns up to limit rejections of name ("" for all), newest first.
+func (l *Rejections) List(name string, limit int) []Rejection {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.next
@@ -74,7 +76,7 @@ func (l *rejectionLog) list(provider string, limit int) []Rejection {
 		if rj.At.IsZero() {
 			continue // purged
 		}
-		if provider == "" || rj.Provider == provider {
+		if name == "" || rj.Provider == name {
 			out = append(out, rj)
 		}
 	}

@@ -1,4 +1,4 @@
-package engine
+package ingest
 
 import (
 	"context"
@@ -29,31 +29,12 @@ type Trial struct {
 	Destinations []string `json:"destinations,omitempty"`
 }
 
-// Provider returns the loaded provider called name, or nil.
-func (c *Config) Provider(name string) *Provider {
-	for _, p := range c.Providers {
-		if p.Name == name {
-			return p
-		}
-	}
-	return nil
-}
-
-// compiled is the compiled provider called name, or nil: masking asks it
-// with a name a record holds, whose provider may be configured no more.
-func (c *Config) compiled(name string) *provider.Provider {
-	if p := c.Provider(name); p != nil {
-		return p.Provider
-	}
-	return nil
-}
-
 // Try runs req through p as ingest would: path and method, body limit,
 // verification and `require` (unless verify is false), decryption, mapping
 // and routes.
 // received is the time the request is taken to arrive (for timestamp checks).
-func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, received time.Time, verify bool) *Trial {
-	params, status := p.match(req)
+func Try(ctx context.Context, p *provider.Provider, req *http.Request, body []byte, received time.Time, verify bool) *Trial {
+	params, status := Match(p, req)
 	switch {
 	case status != 0:
 		return &Trial{Status: status, Outcome: provider.Rejected, Reason: http.StatusText(status)}
@@ -78,9 +59,9 @@ func (p *Provider) Try(ctx context.Context, req *http.Request, body []byte, rece
 	return t
 }
 
-// match routes req against p's paths as the ingest listener does, returning
+// Match routes req against p's paths as the ingest listener does, returning
 // the path parameters, or 404 or 405.
-func (p *Provider) match(req *http.Request) (params map[string]string, status int) {
+func Match(p *provider.Provider, req *http.Request) (params map[string]string, status int) {
 	mux := http.NewServeMux()
 	for _, path := range p.Paths {
 		_ = handle(mux, path, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
@@ -103,7 +84,7 @@ func (p *Provider) match(req *http.Request) (params map[string]string, status in
 // MaskTrial returns t as `try` and `test` print it: its event masked, its
 // reason without the request's sensitive values. body and header are the
 // request's as sent.
-func (p *Provider) MaskTrial(t *Trial, body []byte, header map[string][]string) *Trial {
+func MaskTrial(p *provider.Provider, t *Trial, body []byte, header map[string][]string) *Trial {
 	if !p.Masks() || t == nil {
 		return t
 	}
