@@ -121,7 +121,7 @@ func (a adminRelay) MaskHeaders(provider string, h map[string][]string) map[stri
 	return a.r.Config().compiled(provider).MaskHeaders(h)
 }
 
-func (a adminRelay) MaskEvent(provider string, ev map[string]any) []string {
+func (a adminRelay) MaskEvent(provider string, ev spool.Shown) []string {
 	return a.r.Config().compiled(provider).MaskEnvelope(ev)
 }
 

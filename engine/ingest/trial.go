@@ -2,13 +2,14 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
+
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/provider"
+	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
@@ -23,8 +24,9 @@ type Trial struct {
 	Outcome provider.Outcome `json:"outcome"`
 	// Reason says why a request was rejected or quarantined.
 	Reason string `json:"reason,omitempty"`
-	// Event is the canonical event (SPEC 4.2) of an accepted request.
-	Event map[string]any `json:"event,omitempty"`
+	// Event is the canonical event (SPEC 4.2) of an accepted request, as
+	// the admin API shows a stored one.
+	Event spool.Shown `json:"event,omitempty"`
 	// Destinations are the destinations its routes chose.
 	Destinations []string `json:"destinations,omitempty"`
 }
@@ -54,7 +56,7 @@ func Try(ctx context.Context, p *provider.Provider, req *http.Request, body []by
 	t := &Trial{Status: res.Status, Outcome: res.Outcome, Reason: res.Reason()}
 	if res.Event != nil {
 		t.Destinations = res.Event.Destinations
-		_ = json.Unmarshal(res.Event.Envelope, &t.Event)
+		t.Event = res.Event.Shown()
 	}
 	return t
 }
@@ -90,9 +92,7 @@ func MaskTrial(p *provider.Provider, t *Trial, body []byte, header map[string][]
 	}
 	out := *t
 	if t.Event != nil {
-		b, _ := json.Marshal(t.Event)
-		out.Event = nil
-		_ = json.Unmarshal(b, &out.Event) // a copy: the caller may compare the real one
+		out.Event = t.Event.Clone() // a copy: the caller may compare the real one
 		p.MaskEnvelope(out.Event)
 	}
 	out.Reason = p.MaskText(t.Reason, body, header)

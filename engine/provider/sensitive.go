@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hookrelay/hookrelay/engine/config"
+	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
@@ -54,10 +55,10 @@ func (p *Provider) plaintext(body []byte, header map[string][]string) []byte {
 	return body
 }
 
-// MaskEnvelope masks a canonical event as decoded from its envelope (SPEC
-// 4.2), in place: `raw` by the sensitive body paths, `raw` and `data` by the
-// values found there, which it returns. Ids, key, type and times stay.
-func (p *Provider) MaskEnvelope(ev map[string]any) []string {
+// MaskEnvelope masks a canonical event as people read it (spool.Shown), in
+// place: `raw` by the sensitive body paths, `raw` and `data` by the values
+// found there, which it returns. Ids, key, type and times stay.
+func (p *Provider) MaskEnvelope(ev spool.Shown) []string {
 	if p == nil || p.sensitive.Empty() || ev == nil {
 		return nil
 	}
@@ -112,7 +113,7 @@ func (p *Provider) Masks() bool { return p != nil && !p.sensitive.Empty() }
 // the case wants), by the request's sensitive values and those of the
 // trial's event (nil when it made none): `test` output is read by people
 // and kept by CI.
-func (p *Provider) MaskFailures(failures []string, event map[string]any, body []byte, header map[string][]string) []string {
+func (p *Provider) MaskFailures(failures []string, event spool.Shown, body []byte, header map[string][]string) []string {
 	if p == nil || p.sensitive.Empty() || len(failures) == 0 {
 		return failures
 	}
