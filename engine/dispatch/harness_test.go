@@ -63,7 +63,7 @@ func startLane(t *testing.T, retry config.RetryConfig, reorder map[string]time.D
 	respond func(h http.Header, r *http.Request) int) *testLane {
 	t.Helper()
 	tl := &testLane{}
-	dest, err := NewDestination("dest", &config.DestinationConfig{URL: "http://dest.test/in", Retry: retry})
+	dest, err := NewDestination("dest", &config.DestinationConfig{URL: "http://127.0.0.1:1/in", Retry: retry})
 	if err != nil {
 		t.Fatal(err)
 	}
