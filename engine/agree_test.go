@@ -81,7 +81,7 @@ routes:
 			}
 
 			// try.
-			req, err := NewRequest(http.MethodPost, c.path, c.headers, []byte(c.body))
+			req, err := ingest.NewRequest(http.MethodPost, c.path, c.headers, []byte(c.body))
 			must(t, err)
 			got := ingest.Try(context.Background(), tr.Config().Provider(c.provider).Provider, req, []byte(c.body), time.Now(), true)
 			if got.Status != c.status || got.Outcome != c.outcome {

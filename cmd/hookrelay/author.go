@@ -37,7 +37,7 @@ func try(config string, explicit bool, name, file string, verify bool, stdout, s
 		fmt.Fprintln(stderr, "hookrelay try:", err)
 		return 1
 	}
-	req, body, err := engine.ReadRequest(data)
+	req, body, err := ingest.ReadRequest(data)
 	if err != nil {
 		fmt.Fprintln(stderr, "hookrelay try:", err)
 		return 1
@@ -206,9 +206,9 @@ func signFile(config string, explicit bool, provider, file string, o signOptions
 			return fail(fmt.Errorf("%s has parameters; give the concrete path with --path", path))
 		}
 	}
-	req, err := engine.NewRequest(o.method, path, nil, body)
+	req, err := ingest.NewRequest(o.method, path, nil, body)
 	if err == nil {
-		req, body, err = engine.SignRequest(p, req, body, time.Now(), key)
+		req, body, err = ingest.SignRequest(p.Provider, req, body, time.Now(), key)
 	}
 	if err != nil {
 		return fail(err)
