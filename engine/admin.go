@@ -44,8 +44,8 @@ func (a adminRelay) Providers() []admin.Provider {
 	var out []admin.Provider
 	for _, p := range a.r.Config().Providers {
 		v := admin.Provider{
-			Name: p.Name, File: p.File, Paths: p.Paths, Methods: p.methods, Disabled: p.Disabled,
-			Config: p.display, RegisterOff: p.RegistrationOff(), PollOff: p.PollingOff(),
+			Name: p.Name, File: p.File, Paths: p.Paths, Methods: p.Methods, Disabled: p.Disabled,
+			Config: p.Display, RegisterOff: p.RegistrationOff(), PollOff: p.PollingOff(),
 		}
 		if st, ok := registrations[p.Name]; ok {
 			v.Registration = &st
@@ -118,18 +118,18 @@ func (a adminRelay) DeliveryStatus(ev *spool.Event, d *spool.Delivery) string {
 }
 
 func (a adminRelay) MaskHeaders(provider string, h map[string][]string) map[string]string {
-	return maskHeaders(h, credentialsOf(a.r.Config().Provider(provider)))
+	return a.r.Config().compiled(provider).MaskHeaders(h)
 }
 
-func (a adminRelay) MaskEvent(provider string, ev map[string]any) []string {
-	return a.r.Config().Provider(provider).MaskEnvelope(ev)
+func (a adminRelay) MaskEvent(provider string, ev spool.Shown) []string {
+	return a.r.Config().compiled(provider).MaskEnvelope(ev)
 }
 
 func (a adminRelay) MaskReason(q *spool.Quarantined) string {
-	return a.r.Config().Provider(q.Provider).MaskText(q.Reason, q.Body, q.Header)
+	return a.r.Config().compiled(q.Provider).MaskText(q.Reason, q.Body, q.Header)
 }
 
-func (a adminRelay) Rejections(provider string, n int) any { return a.r.rejections.list(provider, n) }
+func (a adminRelay) Rejections(provider string, n int) any { return a.r.rejections.List(provider, n) }
 
 // Requeue, Skip and Pause are the dispatcher's: it writes the spool and
 // its queues in one place.
@@ -170,7 +170,7 @@ func (a adminRelay) Reprocess(q *spool.Quarantined) (string, error) {
 	if err != nil {
 		return err.Error(), nil
 	}
-	if _, err := r.spool.Append(context.Background(), ev, p.dedup); err != nil {
+	if _, err := r.spool.Append(context.Background(), ev, p.Dedup); err != nil {
 		return "", err
 	}
 	if err := r.spool.DeleteQuarantined(q.ID); err != nil {

@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hookrelay/hookrelay/engine/ingest"
 	"github.com/hookrelay/hookrelay/engine/provider"
 )
 
@@ -80,9 +81,9 @@ routes:
 			}
 
 			// try.
-			req, err := NewRequest(http.MethodPost, c.path, c.headers, []byte(c.body))
+			req, err := ingest.NewRequest(http.MethodPost, c.path, c.headers, []byte(c.body))
 			must(t, err)
-			got := tr.Config().Provider(c.provider).Try(context.Background(), req, []byte(c.body), time.Now(), true)
+			got := ingest.Try(context.Background(), tr.Config().Provider(c.provider).Provider, req, []byte(c.body), time.Now(), true)
 			if got.Status != c.status || got.Outcome != c.outcome {
 				t.Errorf("try: %d %s (%s), want %d %s", got.Status, got.Outcome, got.Reason, c.status, c.outcome)
 			}

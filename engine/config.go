@@ -117,14 +117,14 @@ func (c *Config) loadProviders(errs *config.Errors) {
 		for _, path := range p.Paths {
 			norm := normPattern(path)
 			if prev, dup := byPath[norm]; dup {
-				errs.Add(p.doc, "paths", "paths: %s is also a path of %s", path, prev)
+				errs.Add(p.Doc, "paths", "paths: %s is also a path of %s", path, prev)
 			}
 			byPath[norm] = f
 		}
 		if p.Disabled != "" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: provider %s disabled: %s", f, p.Name, p.Disabled))
 		}
-		c.Weak = append(c.Weak, p.warnings.Problems()...)
+		c.Weak = append(c.Weak, p.Warnings.Problems()...)
 		c.Providers = append(c.Providers, p)
 	}
 }

@@ -130,7 +130,7 @@ func TestConfigSecretsAndOverrides(t *testing.T) {
 		t.Errorf("warnings: %q", cfg.Warnings)
 	}
 	// The display copy keeps the reference, never the secret.
-	if v := byName["p"].display["verify"].([]any)[0].(map[string]any)["token"]; v != "env:HOOKRELAY_TEST_TOKEN" {
+	if v := byName["p"].Display["verify"].([]any)[0].(map[string]any)["token"]; v != "env:HOOKRELAY_TEST_TOKEN" {
 		t.Errorf("display config holds %q", v)
 	}
 }
@@ -164,7 +164,7 @@ func TestConfigDottedTypeKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	types, _ := cfg.Providers[0].display["event"].(map[string]any)["types"].(map[string]any)
+	types, _ := cfg.Providers[0].Display["event"].(map[string]any)["types"].(map[string]any)
 	if got := types["invoice.paid"]; got != "billing.paid" {
 		t.Errorf("types[invoice.paid] = %q; keys with dots must stay whole", got)
 	}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,9 +17,10 @@ import (
 // requests all but surely hit it.
 func TestClientHangUpIsNotASpoolFailure(t *testing.T) {
 	rec := newRecorder(t, nil)
-	tr := startRelay(t, relayYAML(rec.srv.URL, ""), map[string]string{"plain": plainProvider})
+	dir := t.TempDir()
+	writeConfig(t, dir, relayYAML(rec.srv.URL, ""), map[string]string{"plain": plainProvider})
 	logs := &syncBuffer{}
-	tr.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tr := openRelayLogging(t, dir, logs) // the edge takes its logger at Open
 	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithCancel(req.Context())
 		cancel() // the client hung up

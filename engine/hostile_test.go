@@ -438,7 +438,7 @@ func (e *hostileEnv) counts(t *testing.T) hostileCounts {
 	q, err := e.tr.spool.QuarantineList("", 100000)
 	must(t, err)
 	n.quarantined = len(q)
-	n.rejections = len(e.tr.rejections.list("", 100000))
+	n.rejections = len(e.tr.rejections.List("", 100000))
 	return n
 }
 
@@ -506,7 +506,7 @@ func TestHostileCorpus(t *testing.T) {
 				t.Errorf("kept %+v, want %+v (before %+v)", after, want, before)
 			}
 			if c.Outcome == outRejected {
-				rj := e.tr.rejections.list("", 1)[0]
+				rj := e.tr.rejections.List("", 1)[0]
 				if rj.Provider != c.Provider || rj.Reason == "" || !strings.Contains(got.body, jsonString(rj.Reason)) {
 					t.Errorf("rejection recorded as %+v; answer %s", rj, clipBody(got.body))
 				}

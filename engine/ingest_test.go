@@ -69,7 +69,7 @@ func TestIngestStatusCodes(t *testing.T) {
 		})
 	}
 	waitFor(t, 5*time.Second, "the one accepted event", func() bool { return len(rec.requests()) == 1 })
-	if rj := tr.rejections.list("", 100); len(rj) != 2 {
+	if rj := tr.rejections.List("", 100); len(rj) != 2 {
 		t.Errorf("%d rejections recorded, want 2", len(rj))
 	} else if rj[0].Headers["Authorization"] != "***" {
 		t.Errorf("rejection log shows the credential: %q", rj[0].Headers["Authorization"])
@@ -191,7 +191,7 @@ func TestIngestVerifierKinds(t *testing.T) {
 			if n := len(rec.requests()); n != accepted {
 				t.Errorf("%d deliveries, want %d: a refused request got through", n, accepted)
 			}
-			if rj := tr.rejections.list("p", 100); len(rj) != len(c.reqs)-accepted {
+			if rj := tr.rejections.List("p", 100); len(rj) != len(c.reqs)-accepted {
 				t.Errorf("%d rejections recorded, want %d", len(rj), len(c.reqs)-accepted)
 			}
 		})

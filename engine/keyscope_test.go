@@ -200,38 +200,6 @@ func unscopeSpool(t *testing.T, path string) {
 	}
 }
 
-// TestSequenceScopedByProvider: Avida's ON-9 #1 is delivered; Nordiska's
-// ON-9 #2 must then wait for Nordiska's #1 (its reorder window), not go at
-// once as if Avida's #1 were its own (SPEC 5.3 records scoped by provider).
-func TestSequenceScopedByProvider(t *testing.T) {
-	rec := newRecorder(t, nil)
-	providers := map[string]string{}
-	for name, y := range scopeProviders() {
-		providers[name] = strings.Replace(y, "  type: body.type", "  type: body.type\n  sequence: body.seq ?? 0", 1) +
-			"reorder_window: 1m\n"
-	}
-	tr := startRelay(t, relayYAML(rec.srv.URL, ""), providers)
-	must(t, tr.ingestAt("/in/avida", seqBody("ON-9", 1)))
-	waitFor(t, 5*time.Second, "avida's #1", func() bool { return len(deliveredN(t, rec, "avida")) == 1 })
-
-	must(t, tr.ingestAt("/in/nordiska", seqBody("ON-9", 2)))
-	waitFor(t, 5*time.Second, "nordiska's #2 to be sent or to wait for its #1", func() bool {
-		if len(deliveredN(t, rec, "nordiska")) > 0 {
-			return true
-		}
-		at, ok := tr.dispatch.Due("dest", "nordiska", "ON-9")
-		return ok && at.After(time.Now())
-	})
-	if got := deliveredN(t, rec, "nordiska"); len(got) > 0 {
-		t.Fatalf("nordiska's #2 went at once (delivered %v): avida's #1 counted as nordiska's", got)
-	}
-	must(t, tr.ingestAt("/in/nordiska", seqBody("ON-9", 1)))
-	waitFor(t, 5*time.Second, "nordiska's two", func() bool { return len(deliveredN(t, rec, "nordiska")) == 2 })
-	if got := deliveredN(t, rec, "nordiska"); got[0] != 1 || got[1] != 2 {
-		t.Errorf("nordiska delivered %v, want [1 2]", got)
-	}
-}
-
 // TestProviderNameWithNULRefused: queues are keyed by provider, a NUL and
 // the sender's key, so a provider called "a\x00b" would share the queue of
 // provider a's key "b\x00<key>", which a's sender chooses. Such a name (any

@@ -1,17 +1,76 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/hookrelay/hookrelay/engine/admin"
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/lender"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
 // The relay's side of engine/lender: registration and polling wired to the
 // configuration in force, the spool and the metrics.
+
+// Provider is a compiled provider (engine/provider) with its register and
+// poll blocks, which engine/lender compiles: lender runs the provider's
+// pipeline on what it polls, so it sits above engine/provider, and the two
+// meet here.
+type Provider struct {
+	*provider.Provider
+	poll     *lender.Poll         // nil: the provider does not poll
+	register *lender.Registration // nil: the provider does not register
+}
+
+// Provider returns the loaded provider called name, or nil.
+func (c *Config) Provider(name string) *Provider {
+	for _, p := range c.Providers {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// compiled is the compiled provider called name, or nil: masking asks it
+// with a name a record holds, whose provider may be configured no more.
+func (c *Config) compiled(name string) *provider.Provider {
+	if p := c.Provider(name); p != nil {
+		return p.Provider
+	}
+	return nil
+}
+
+// loadProvider reads and compiles one provider file with its register and
+// poll blocks.
+func loadProvider(file string, c *Config) (*Provider, error) {
+	pf, err := config.ReadProvider(file)
+	if err != nil {
+		return nil, err
+	}
+	errs := &config.Errors{}
+	known := func(d string) bool { _, ok := c.Destinations[d]; return ok }
+	cp := provider.New(pf, int64(c.Spool.MaxBody), known, errs)
+	if cp == nil {
+		return nil, errs
+	}
+	p := &Provider{Provider: cp}
+	pc := &pf.Resolved
+	if pc.Register != nil {
+		p.register = lender.CompileRegister(p.Name, p.Doc, pc.Register, pf.WrittenString("register", "public_url"), p.RegistrationOff(), errs)
+	}
+	if pc.Poll != nil {
+		p.poll = lender.CompilePoll(p.Name, p.Doc, pc.Poll, pc.Register, p.MaxBody, cmp.Or(p.Disabled, p.PollMissing), p.RegisterMissing, errs)
+	}
+	if !errs.Empty() {
+		return nil, errs
+	}
+	return p, nil
+}
 
 // Register registers this relay's callback URL with the lender, as the
 // provider's register block says (SPEC 9), or removes it when unregister is
@@ -57,7 +116,7 @@ func (p *Provider) RegistrationOff() string {
 	if p.Disabled != "" {
 		return p.Disabled
 	}
-	return p.registerOff
+	return p.RegisterMissing
 }
 
 // PollingOff says why p cannot poll: the provider is disabled, or a secret
@@ -66,10 +125,10 @@ func (p *Provider) PollingOff() string {
 	switch {
 	case p.Disabled != "":
 		return p.Disabled
-	case p.pollOff != "":
-		return p.pollOff
+	case p.PollMissing != "":
+		return p.PollMissing
 	case p.poll != nil && p.poll.RegisterValues():
-		return p.registerOff
+		return p.RegisterMissing
 	}
 	return ""
 }
@@ -109,7 +168,7 @@ func pollSources(cfg *Config) []lender.Source {
 		if p.poll == nil || p.PollingOff() != "" {
 			continue
 		}
-		out = append(out, lender.Source{Pipeline: &p.Pipeline, Poll: p.poll, Dedup: p.dedup})
+		out = append(out, lender.Source{Pipeline: &p.Pipeline, Poll: p.poll, Dedup: p.Dedup})
 	}
 	return out
 }
@@ -117,8 +176,9 @@ func pollSources(cfg *Config) []lender.Source {
 // trackPollKey makes an ingested event's key known to its provider's
 // poller (lender.Pollers.Track), final when the event's type is one of the
 // provider's final types.
-func (r *Relay) trackPollKey(p *Provider, ev *spool.Event) {
-	if p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
+func (r *Relay) trackPollKey(cp *provider.Provider, ev *spool.Event) {
+	p := r.Config().Provider(cp.Name)
+	if p == nil || p.poll == nil || p.PollingOff() != "" || ev.Key == "" {
 		return
 	}
 	r.poll.Track(p.Name, p.poll, ev.Key, ev.Type)

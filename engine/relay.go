@@ -1,16 +1,18 @@
 // Package engine is hookrelay's composition root, being split along the data
-// flow (issue 14). It compiles what engine/config decodes (providers with
-// their verifiers and mappings, destinations) and wires the rooms together:
-// Load, Open, Start, Reload, Serve. It still holds ingest and the spool
-// hand-off; the dispatcher and delivery are engine/dispatch, registration
+// flow (issue 14). It compiles what engine/config decodes (providers through
+// engine/provider, each with its register and poll blocks through
+// engine/lender; destinations through engine/dispatch) and wires the rooms together:
+// Load, Open, Start, Reload, Serve. The HTTP edge is engine/ingest, the
+// dispatcher and delivery are engine/dispatch, registration
 // and polling engine/lender, the admin API is engine/admin, given the relay
 // as an admin.Relay (adminRelay).
 // One webhook's path: ingest -> verify -> map -> route -> spool (group
 // commit) -> answer -> dispatcher -> destination.
 //
-// It may import its own subpackages (engine/config, engine/admin,
-// engine/dispatch, engine/lender, engine/spool, engine/internal/...), verifiers, transforms
-// and internal/; none of those imports engine.
+// It may import its own subpackages (engine/config, engine/provider,
+// engine/ingest, engine/admin, engine/dispatch, engine/lender,
+// engine/outbound, engine/seal, engine/spool, engine/internal/...),
+// verifiers, transforms and internal/; none of those imports engine.
 package engine
 
 import (
@@ -31,8 +33,10 @@ import (
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/dispatch"
+	"github.com/hookrelay/hookrelay/engine/ingest"
 	"github.com/hookrelay/hookrelay/engine/lender"
 	"github.com/hookrelay/hookrelay/engine/outbound"
+	"github.com/hookrelay/hookrelay/engine/provider"
 	"github.com/hookrelay/hookrelay/engine/seal"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
@@ -45,7 +49,8 @@ type Relay struct {
 	dispatch      *dispatch.Dispatcher
 	client        *retryablehttp.Client // the deliveries' (the tests' fake network replaces its transport)
 	m             *metrics
-	rejections    *rejectionLog
+	rejections    *ingest.Rejections
+	edge          *ingest.Edge           // the HTTP edge (engine/ingest)
 	purged        *prometheus.CounterVec // hookrelay_purged_total{kind}
 	ingestMux     atomic.Pointer[http.Handler]
 	ready         atomic.Bool
@@ -62,7 +67,7 @@ type Relay struct {
 
 // Open opens the spool and builds the handlers; Start begins delivering.
 func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
-	r := &Relay{log: log, rejections: newRejectionLog(1000)}
+	r := &Relay{log: log, rejections: ingest.NewRejections(1000)}
 	r.cfg.Store(cfg)
 	r.m = newMetrics(r)
 	r.purged = newPurgedTotal()
@@ -86,6 +91,10 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 	r.newLenders()
 	r.client = outbound.NewClient(256)
 	r.dispatch = dispatch.New(sp, r.client, log, r.m)
+	r.edge = ingest.New(ingest.Options{
+		Spool: sp, Log: log, Rejections: r.rejections, Observe: r.m.ingested, Shed: r.m.shed,
+		Admit: r.admit, Release: r.release, Track: r.trackPollKey,
+	})
 	mux, err := r.newIngestMux(cfg)
 	if err != nil {
 		_ = sp.Close()
@@ -181,11 +190,31 @@ func (r *Relay) Reload() error {
 	return nil
 }
 
+// newIngestMux is the ingest handler of cfg's providers.
+func (r *Relay) newIngestMux(cfg *Config) (http.Handler, error) {
+	providers := make([]*provider.Provider, len(cfg.Providers))
+	for i, p := range cfg.Providers {
+		providers[i] = p.Provider
+	}
+	return r.edge.Mux(providers)
+}
+
+// admit takes one of max_inflight places, or reports that there is none.
+func (r *Relay) admit() bool {
+	if r.inflight.Add(1) > int64(r.Config().MaxInflight) {
+		r.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (r *Relay) release() { r.inflight.Add(-1) }
+
 // reorderWindows is each provider's reorder_window, for the dispatcher.
 func reorderWindows(providers []*Provider) map[string]time.Duration {
 	out := make(map[string]time.Duration, len(providers))
 	for _, p := range providers {
-		out[p.Name] = p.reorder
+		out[p.Name] = p.Reorder
 	}
 	return out
 }

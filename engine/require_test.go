@@ -117,7 +117,7 @@ func TestRequireConfig(t *testing.T) {
 			t.Errorf("%s: %d, want %d", body, resp.StatusCode, want)
 		}
 	}
-	if n := len(tr.rejections.list("plain", 100)); n != 3 {
+	if n := len(tr.rejections.List("plain", 100)); n != 3 {
 		t.Errorf("%d rejections recorded, want 3", n)
 	}
 }

@@ -35,7 +35,7 @@ func (r *Relay) purge(now time.Time) {
 	ret := cfg.Retention()
 	keep := ret.Delivered
 	for _, p := range cfg.Providers {
-		keep = max(keep, p.dedup) // dedup entries must outlive their window
+		keep = max(keep, p.Dedup) // dedup entries must outlive their window
 	}
 	// One cutoff for delivered events and dedup entries: a delivered event
 	// is kept at least as long as its provider's dedup window.
@@ -62,7 +62,7 @@ func (r *Relay) purge(now time.Time) {
 		}
 	}
 	if ret.Rejections > 0 {
-		r.counted("rejections", r.rejections.purge(now.Add(-ret.Rejections)))
+		r.counted("rejections", r.rejections.Purge(now.Add(-ret.Rejections)))
 	}
 }
 

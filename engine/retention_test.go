@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/engine/ingest"
 )
 
 // TestRetentionPerKind is SPEC 11's retention: with tiny retentions for
@@ -56,7 +58,7 @@ func TestRetentionPerKind(t *testing.T) {
 	if len(page.Items) != 0 {
 		t.Errorf("quarantine after the purge: %v", page.Items)
 	}
-	var rejections struct{ Items []Rejection }
+	var rejections struct{ Items []ingest.Rejection }
 	adminDo(t, tr, http.MethodGet, "/admin/rejections", &rejections)
 	if len(rejections.Items) != 0 {
 		t.Errorf("rejections after the purge: %v", rejections.Items)

@@ -23,8 +23,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hookrelay/hookrelay/engine/lender"
 )
 
 // ingestUntilDead posts one event to the plain provider and waits until its
@@ -180,9 +178,6 @@ func TestDestinationURLSecretsMasked(t *testing.T) {
 // its hex and its URL escaping back in its refusal; with auto: true the
 // same reaches the log, and /readyz says nothing of it.
 func TestRegisterMasksDerivedForms(t *testing.T) {
-	initial := lender.RegisterRetryInitial
-	lender.RegisterRetryInitial = time.Millisecond
-	t.Cleanup(func() { lender.RegisterRetryInitial = initial })
 	const user, pass = "broker-user", "reg-password-c4nary/+"
 	lender := newFakeLender(t, func(_ int, c lenderCall) (int, string) {
 		cred := strings.TrimPrefix(c.header.Get("Authorization"), "Basic ")

@@ -118,14 +118,14 @@ func seedAccept(t *testing.T, tr *testRelay, path, body string, headers map[stri
 // and the rejection recorded with the path and the body's hash.
 func seedRefuse(t *testing.T, tr *testRelay, provider, path, body string, headers map[string]string) {
 	t.Helper()
-	before := len(tr.rejections.list(provider, 1000))
+	before := len(tr.rejections.List(provider, 1000))
 	status, resp := seedPost(t, tr, path, body, headers)
 	var e struct{ Error string }
 	if status != http.StatusUnauthorized || json.Unmarshal([]byte(resp), &e) != nil || e.Error == "" {
 		t.Errorf("POST %s: %d %s, want 401 with a reason", path, status, resp)
 		return
 	}
-	got := tr.rejections.list(provider, 1000)
+	got := tr.rejections.List(provider, 1000)
 	if len(got) != before+1 {
 		t.Errorf("POST %s: %d rejections recorded for %s, want %d", path, len(got), provider, before+1)
 		return

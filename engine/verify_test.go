@@ -262,7 +262,7 @@ func TestJWSMaxAgeThroughListener(t *testing.T) {
 	}
 	old := withIat(time.Now().Add(-time.Hour))
 	seedRefuse(t, tr, "resurs", "/in/resurs", old, resursHeaders)
-	if rj := tr.rejections.list("resurs", 1); len(rj) != 1 || !strings.Contains(rj[0].Reason, "max_age") {
+	if rj := tr.rejections.List("resurs", 1); len(rj) != 1 || !strings.Contains(rj[0].Reason, "max_age") {
 		t.Errorf("rejection %+v, want a max_age reason", rj)
 	}
 	seedAccept(t, tr, "/in/resurs", withIat(time.Now().Add(-time.Minute)), resursHeaders)

@@ -1,6 +1,12 @@
 // Package verifiers authenticates inbound webhook requests. Each kind of check
 // (hmac, token, basic, ...) lives in its own file and registers itself with the
 // default Registry; the engine builds verifiers from provider files by kind.
+// It is the first check of the provider step of the flow (engine/provider
+// runs a provider's verifiers before anything else reads the request).
+//
+// It may import internal/ packages (httpout for JWKS fetches, jsonfast,
+// redact), its JOSE library and the standard library; never engine/...,
+// which build on it.
 package verifiers
 
 import (

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hookrelay/hookrelay/engine"
+	"github.com/hookrelay/hookrelay/engine/ingest"
 	"github.com/hookrelay/hookrelay/engine/provider"
 )
 
@@ -36,13 +37,13 @@ func try(config string, explicit bool, name, file string, verify bool, stdout, s
 		fmt.Fprintln(stderr, "hookrelay try:", err)
 		return 1
 	}
-	req, body, err := engine.ReadRequest(data)
+	req, body, err := ingest.ReadRequest(data)
 	if err != nil {
 		fmt.Fprintln(stderr, "hookrelay try:", err)
 		return 1
 	}
-	t := p.Try(context.Background(), req, body, time.Now(), verify)
-	t = p.MaskTrial(t, body, req.Header) // people read this: sensitive values as *** (SPEC 11)
+	t := ingest.Try(context.Background(), p.Provider, req, body, time.Now(), verify)
+	t = ingest.MaskTrial(p.Provider, t, body, req.Header) // people read this: sensitive values as *** (SPEC 11)
 	out, _ := json.MarshalIndent(t, "", "  ")
 	fmt.Fprintln(stdout, string(out))
 	if t.Outcome != provider.Accepted {
@@ -205,9 +206,9 @@ func signFile(config string, explicit bool, provider, file string, o signOptions
 			return fail(fmt.Errorf("%s has parameters; give the concrete path with --path", path))
 		}
 	}
-	req, err := engine.NewRequest(o.method, path, nil, body)
+	req, err := ingest.NewRequest(o.method, path, nil, body)
 	if err == nil {
-		req, body, err = engine.SignRequest(p, req, body, time.Now(), key)
+		req, body, err = ingest.SignRequest(p.Provider, req, body, time.Now(), key)
 	}
 	if err != nil {
 		return fail(err)

@@ -261,15 +261,15 @@ func slicesContainsDest(ds []*spool.Delivery, dest string) bool {
 
 // eventView is the canonical event with its status, its provider's
 // sensitive values masked (SPEC 11).
-func (r *api) eventView(ev *spool.Event, status string) map[string]any {
+func (r *api) eventView(ev *spool.Event, status string) spool.Shown {
 	m, _ := r.maskedEvent(ev, status)
 	return m
 }
 
-// maskedEvent is eventView and the sensitive values it masked.
-func (r *api) maskedEvent(ev *spool.Event, status string) (map[string]any, []string) {
-	m := map[string]any{}
-	_ = json.Unmarshal(ev.Envelope, &m)
+// maskedEvent is eventView and the sensitive values it masked: the
+// envelope is decoded once for the view, and masked in place.
+func (r *api) maskedEvent(ev *spool.Event, status string) (spool.Shown, []string) {
+	m := ev.Shown()
 	vals := r.relay.MaskEvent(ev.Provider, m)
 	m["status"] = status
 	return m, vals

@@ -40,9 +40,9 @@ type Relay interface {
 	// provider, credentials masked.
 	MaskHeaders(provider string, h map[string][]string) map[string]string
 	// MaskEvent masks, in place, the sensitive values (SPEC 11) of an event
-	// of provider as decoded from its envelope, and returns them, to mask
-	// what else is shown of the event (its attempts' responses).
-	MaskEvent(provider string, ev map[string]any) []string
+	// of provider as shown, and returns them, to mask what else is shown of
+	// the event (its attempts' responses).
+	MaskEvent(provider string, ev spool.Shown) []string
 	// MaskReason is a quarantined request's reason without its sensitive values.
 	MaskReason(q *spool.Quarantined) string
 	// Rejections lists up to n recent refused requests, of provider if set.

@@ -235,9 +235,10 @@ func (d *Dispatcher) Held(ev *spool.Event, dl *spool.Delivery) bool {
 	return kq != nil && kq.held && kq.items[0].eventID != ev.ID
 }
 
-// Due is when the head of provider's key in dest's lane is tried next,
-// with ok false when the key has no queue or its head is in flight.
-func (d *Dispatcher) Due(dest, provider, key string) (at time.Time, ok bool) {
+// due is when the head of provider's key in dest's lane is tried next,
+// with ok false when the key has no queue or its head is in flight (for
+// this package's tests).
+func (d *Dispatcher) due(dest, provider, key string) (at time.Time, ok bool) {
 	l := d.lane(dest)
 	if l == nil {
 		return time.Time{}, false
@@ -251,9 +252,9 @@ func (d *Dispatcher) Due(dest, provider, key string) (at time.Time, ok bool) {
 	return kq.At, true
 }
 
-// Waiting counts the keys, over all lanes, waiting for their head's next
-// attempt (a backoff, a reorder window).
-func (d *Dispatcher) Waiting() int {
+// waiting counts the keys, over all lanes, waiting for their head's next
+// attempt (a backoff, a reorder window), for this package's tests.
+func (d *Dispatcher) waiting() int {
 	n := 0
 	for _, l := range d.allLanes() {
 		l.mu.Lock()

@@ -23,6 +23,10 @@ type eventCache struct {
 	size int
 	byID map[string]*list.Element
 	lru  list.List // of *cachedEvent, most recent first
+	// reading are the events a worker is reading from the spool; the
+	// channel closes when it is done, and the others wait for it rather
+	// than read the same event again (an event's lanes start together).
+	reading map[string]chan struct{}
 }
 
 type cachedEvent struct {
@@ -31,7 +35,7 @@ type cachedEvent struct {
 }
 
 func newEventCache(max int) *eventCache {
-	return &eventCache{max: max, byID: map[string]*list.Element{}}
+	return &eventCache{max: max, byID: map[string]*list.Element{}, reading: map[string]chan struct{}{}}
 }
 
 func (c *eventCache) get(id string) (*spool.Event, *outbound.Message, bool) {
@@ -44,6 +48,26 @@ func (c *eventCache) get(id string) (*spool.Event, *outbound.Message, bool) {
 	c.lru.MoveToFront(e)
 	ce := e.Value.(*cachedEvent)
 	return ce.ev, ce.msg, true
+}
+
+// claim makes the caller the one to read id from the spool, or returns
+// the channel that closes when the worker reading it is done.
+func (c *eventCache) claim(id string) (wait <-chan struct{}, mine bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.reading[id]; ok {
+		return ch, false
+	}
+	c.reading[id] = make(chan struct{})
+	return nil, true
+}
+
+// done ends the caller's claim on id.
+func (c *eventCache) done(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.reading[id])
+	delete(c.reading, id)
 }
 
 // put keeps ev and its message; an event larger than the whole cache is
@@ -98,10 +122,24 @@ func (c *eventCache) forgetID(id string) {
 }
 
 // event is the event id, read from the spool and kept parsed on first use.
+// Workers that want it at once wait for the one reading it; one that then
+// still misses it (an error, an event too large to keep) reads it itself.
 func (d *Dispatcher) event(id string) (*spool.Event, *outbound.Message, error) {
-	if ev, msg, ok := d.events.get(id); ok {
-		return ev, msg, nil
+	for {
+		if ev, msg, ok := d.events.get(id); ok {
+			return ev, msg, nil
+		}
+		wait, mine := d.events.claim(id)
+		if mine {
+			return d.readEvent(id)
+		}
+		<-wait
 	}
+}
+
+// readEvent reads id from the spool and keeps it, under the caller's claim.
+func (d *Dispatcher) readEvent(id string) (*spool.Event, *outbound.Message, error) {
+	defer d.events.done(id)
 	ev, err := d.spool.Event(id)
 	if err != nil {
 		return nil, nil, err

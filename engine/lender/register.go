@@ -43,10 +43,11 @@ import (
 // change of public_url or of the register block, run `hookrelay register`.
 
 // The automatic registration's backoff: the first wait after a failure,
-// doubled after each further failure up to the longest. Tests shorten them.
-var (
-	RegisterRetryInitial = time.Second
-	RegisterRetryMax     = 5 * time.Minute
+// doubled after each further failure up to the longest (a Registrar's
+// retryInitial and retryMax, which this package's tests shorten).
+const (
+	defaultRegisterRetryInitial = time.Second
+	defaultRegisterRetryMax     = 5 * time.Minute
 )
 
 const (
@@ -490,6 +491,9 @@ type Registrar struct {
 	// there is none of that name.
 	Lookup func(name string) Registrant
 
+	// retryInitial and retryMax are the backoff; zero: the defaults.
+	retryInitial, retryMax time.Duration
+
 	mu sync.Mutex
 	m  map[string]string
 }
@@ -525,7 +529,8 @@ func (s *Registrar) Start(ctx context.Context, wg *sync.WaitGroup, names []strin
 // ctx ends. Each attempt uses the provider as currently configured, so a
 // reload that fixes a token is used by the next attempt.
 func (s *Registrar) autoRegister(ctx context.Context, name string) {
-	backoff := outbound.Backoff{Initial: RegisterRetryInitial, Max: RegisterRetryMax, Multiplier: 2, Jitter: "equal"}
+	backoff := outbound.Backoff{Initial: cmp.Or(s.retryInitial, defaultRegisterRetryInitial),
+		Max: cmp.Or(s.retryMax, defaultRegisterRetryMax), Multiplier: 2, Jitter: "equal"}
 	failures := 0
 	var last *Registration
 	done := 0

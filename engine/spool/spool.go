@@ -1,6 +1,13 @@
 // Package spool stores events and their deliveries durably. The engine talks
 // to it through the Spool interface so that another backend can replace bbolt;
-// Bolt is the single-node implementation.
+// Bolt is the single-node implementation. It is the step between ingest
+// (which appends an event and answers once it is committed) and the
+// dispatcher (which takes each committed delivery); admin and the poller
+// read and write it too, and Shown is the one form in which people read an
+// event.
+//
+// It may import engine/internal/scrub, bbolt and the standard library;
+// nothing else of hookrelay, since every other room imports it.
 package spool
 
 import (

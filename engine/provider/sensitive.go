@@ -1,11 +1,11 @@
-package engine
+package provider
 
 import (
 	"encoding/json"
 	"fmt"
 
 	"github.com/hookrelay/hookrelay/engine/config"
-	"github.com/hookrelay/hookrelay/engine/provider"
+	"github.com/hookrelay/hookrelay/engine/spool"
 	"github.com/hookrelay/hookrelay/internal/redact"
 )
 
@@ -49,16 +49,16 @@ func (p *Provider) plaintext(body []byte, header map[string][]string) []byte {
 	if p == nil || p.Decrypt == nil {
 		return body
 	}
-	if pt, err := p.Decrypt.Decrypt(provider.BodyEnv(body, header)); err == nil {
+	if pt, err := p.Decrypt.Decrypt(BodyEnv(body, header)); err == nil {
 		return pt
 	}
 	return body
 }
 
-// MaskEnvelope masks a canonical event as decoded from its envelope (SPEC
-// 4.2), in place: `raw` by the sensitive body paths, `raw` and `data` by the
-// values found there, which it returns. Ids, key, type and times stay.
-func (p *Provider) MaskEnvelope(ev map[string]any) []string {
+// MaskEnvelope masks a canonical event as people read it (spool.Shown), in
+// place: `raw` by the sensitive body paths, `raw` and `data` by the values
+// found there, which it returns. Ids, key, type and times stay.
+func (p *Provider) MaskEnvelope(ev spool.Shown) []string {
 	if p == nil || p.sensitive.Empty() || ev == nil {
 		return nil
 	}
@@ -82,9 +82,9 @@ func (p *Provider) MaskText(text string, body []byte, header map[string][]string
 	return redact.MaskText(text, p.sensitiveValues(p.plaintext(body, header), header))
 }
 
-// maskVerified is MaskText for a request that Build has seen: the body it
+// MaskVerified is MaskText for a request that Build has seen: the body it
 // decrypted is not decrypted again, nor one it could not decrypt.
-func (p *Provider) maskVerified(text string, v *provider.Verified) string {
+func (p *Provider) MaskVerified(text string, v *Verified) string {
 	if p == nil || p.sensitive.Empty() {
 		return text
 	}
@@ -95,44 +95,31 @@ func (p *Provider) maskVerified(text string, v *provider.Verified) string {
 	return redact.MaskText(text, p.sensitiveValues(body, v.Req.Header))
 }
 
-// maskRefused is MaskText for a refused request: its body is not decrypted
+// MaskRefused is MaskText for a refused request: its body is not decrypted
 // (it was not verified), so only a plain body's and the headers' values are
 // found; a refusal's reason does not quote a decrypted document.
-func (p *Provider) maskRefused(text string, body []byte, header map[string][]string) string {
+func (p *Provider) MaskRefused(text string, body []byte, header map[string][]string) string {
 	if p == nil || p.sensitive.Empty() {
 		return text
 	}
 	return redact.MaskText(text, p.sensitiveValues(body, header))
 }
 
-// MaskTrial returns t as `try` and `test` print it: its event masked, its
-// reason without the request's sensitive values. body and header are the
-// request's as sent.
-func (p *Provider) MaskTrial(t *Trial, body []byte, header map[string][]string) *Trial {
-	if p == nil || p.sensitive.Empty() || t == nil {
-		return t
-	}
-	out := *t
-	if t.Event != nil {
-		b, _ := json.Marshal(t.Event)
-		out.Event = nil
-		_ = json.Unmarshal(b, &out.Event) // a copy: the caller may compare the real one
-		p.MaskEnvelope(out.Event)
-	}
-	out.Reason = p.MaskText(t.Reason, body, header)
-	return &out
-}
+// Masks reports whether p has sensitive paths, so that there is anything to
+// mask; p may be nil.
+func (p *Provider) Masks() bool { return p != nil && !p.sensitive.Empty() }
 
-// maskFailures masks a case's failures, which quote what the trial got (and
-// the case wants), by the request's sensitive values: `test` output is read
-// by people and kept by CI.
-func (p *Provider) maskFailures(failures []string, t *Trial, body []byte, header map[string][]string) []string {
+// MaskFailures masks a case's failures, which quote what a trial got (and
+// the case wants), by the request's sensitive values and those of the
+// trial's event (nil when it made none): `test` output is read by people
+// and kept by CI.
+func (p *Provider) MaskFailures(failures []string, event spool.Shown, body []byte, header map[string][]string) []string {
 	if p == nil || p.sensitive.Empty() || len(failures) == 0 {
 		return failures
 	}
 	vals := p.sensitiveValues(p.plaintext(body, header), header)
-	if t != nil && t.Event != nil {
-		vals = append(vals, p.sensitive.Values(t.Event["raw"], nil)...)
+	if event != nil {
+		vals = append(vals, p.sensitive.Values(event["raw"], nil)...)
 	}
 	out := make([]string, len(failures))
 	for i, f := range failures {

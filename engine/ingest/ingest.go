@@ -1,4 +1,17 @@
-package engine
+// Package ingest is the HTTP edge, the first step of the flow: it routes a
+// lender's request to its provider's path, reads the body within max_body,
+// sheds load past max_inflight, runs the provider's pipeline
+// (engine/provider) and answers from its Result: the event is spooled
+// (engine/spool) and the lender answered as the provider's respond: says, a
+// refusal is answered and kept in the rejection log, an unmappable request
+// is quarantined. `hookrelay try` and `test` run the same steps without
+// storing anything (Try).
+//
+// It may import engine/provider, engine/spool, engine/internal/*,
+// verifiers, internal/* and the standard library; never engine, which
+// wires it to the configuration in force, the metrics and the pollers
+// through Options.
+package ingest
 
 import (
 	"context"
@@ -20,10 +33,51 @@ import (
 	"github.com/hookrelay/hookrelay/verifiers"
 )
 
-// newIngestMux routes every provider path to its handler; anything else is 404.
-func (r *Relay) newIngestMux(cfg *Config) (http.Handler, error) {
+// Options are what the edge needs from the relay around it.
+type Options struct {
+	// Spool stores accepted events and quarantined requests.
+	Spool spool.Store
+	// Log gets a line per request (info) and per failure.
+	Log *slog.Logger
+	// Rejections keeps the refused requests for the admin API.
+	Rejections *Rejections
+	// Observe counts one request's outcome and duration (metrics); Shed
+	// one answered 503 because max_inflight was reached.
+	Observe func(provider, outcome string, d time.Duration)
+	Shed    func(provider string)
+	// Admit takes one of max_inflight places, or reports that there is
+	// none; Release gives it back.
+	Admit   func() bool
+	Release func()
+	// Track makes an accepted event's key known to its provider's poller;
+	// nil when nothing polls.
+	Track func(p *provider.Provider, ev *spool.Event)
+}
+
+// Edge serves the lenders: one handler per provider path.
+type Edge struct {
+	spool      spool.Store
+	log        *slog.Logger
+	rejections *Rejections
+	observe    func(provider, outcome string, d time.Duration)
+	shed       func(provider string)
+	admit      func() bool
+	release    func()
+	track      func(p *provider.Provider, ev *spool.Event)
+}
+
+// New returns the edge wired as o says.
+func New(o Options) *Edge {
+	return &Edge{
+		spool: o.Spool, log: o.Log, rejections: o.Rejections, observe: o.Observe, shed: o.Shed,
+		admit: o.Admit, release: o.Release, track: o.Track,
+	}
+}
+
+// Mux routes every path of providers to its handler; anything else is 404.
+func (r *Edge) Mux(providers []*provider.Provider) (http.Handler, error) {
 	mux := http.NewServeMux()
-	for _, p := range cfg.Providers {
+	for _, p := range providers {
 		for _, path := range p.Paths {
 			if err := handle(mux, path, r.ingest(p)); err != nil {
 				return nil, fmt.Errorf("%s: paths: %w", p.File, err)
@@ -72,17 +126,17 @@ func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 }
 
 // ingest is one provider's handler: SPEC 5.1, steps 1 to 5.
-func (r *Relay) ingest(p *Provider) http.HandlerFunc {
-	allow := strings.Join(p.methods, ", ")
+func (r *Edge) ingest(p *provider.Provider) http.HandlerFunc {
+	allow := strings.Join(p.Methods, ", ")
 	return func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		outcome := r.ingestOne(w, req, p, allow, start)
-		r.m.ingested(p.Name, outcome.String(), time.Since(start))
+		r.observe(p.Name, outcome.String(), time.Since(start))
 	}
 }
 
-func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider, allow string, start time.Time) provider.Outcome {
-	if !p.allows(req.Method) {
+func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.Provider, allow string, start time.Time) provider.Outcome {
+	if !p.Allows(req.Method) {
 		w.Header().Set("Allow", allow)
 		httpjson.Error(w, http.StatusMethodNotAllowed, "method not allowed")
 		return provider.Rejected
@@ -92,15 +146,15 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		httpjson.Error(w, http.StatusServiceUnavailable, "provider disabled: its configuration is incomplete")
 		return provider.Failed
 	}
-	if req.ContentLength > p.maxBody {
-		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+	if req.ContentLength > p.MaxBody {
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.MaxBody, 10)+" bytes")
 		return provider.Rejected
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.MaxBody, 10)+" bytes")
 			return provider.Rejected
 		}
 		httpjson.Error(w, http.StatusBadRequest, "cannot read body")
@@ -117,7 +171,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 	if !r.admit() {
 		w.Header().Set("Retry-After", "1")
 		httpjson.Error(w, http.StatusServiceUnavailable, "overloaded, retry later")
-		r.m.shed(p.Name)
+		r.shed(p.Name)
 		return provider.Failed
 	}
 	defer r.release()
@@ -129,7 +183,7 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 		return r.quarantine(w, p, v, res.Err)
 	}
 	ev := res.Event
-	dupOf, err := r.spool.Append(req.Context(), ev, p.dedup)
+	dupOf, err := r.spool.Append(req.Context(), ev, p.Dedup)
 	if err != nil && req.Context().Err() != nil {
 		// The lender hung up before the event was stored: nothing failed
 		// here, and it will send the request again.
@@ -160,11 +214,11 @@ func (r *Relay) ingestOne(w http.ResponseWriter, req *http.Request, p *Provider,
 
 // refuse answers a request that failed verification (or `require`) and
 // records the rejection.
-func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request, res *provider.Result) provider.Outcome {
+func (r *Edge) refuse(w http.ResponseWriter, p *provider.Provider, vr *verifiers.Request, res *provider.Result) provider.Outcome {
 	reason := res.Reason()
 	// Masked once, for both the rejection log and the log line: finding the
 	// sensitive values decodes the body.
-	masked := p.maskRefused(reason, vr.Body, vr.Header)
+	masked := p.MaskRefused(reason, vr.Body, vr.Header)
 	r.rejections.add(p, vr, masked)
 	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", masked)
 	if res.Outcome == provider.Unavailable {
@@ -179,10 +233,8 @@ func (r *Relay) refuse(w http.ResponseWriter, p *Provider, vr *verifiers.Request
 	return res.Outcome
 }
 
-func respond(w http.ResponseWriter, p *Provider) {
-	w.Header().Set("Content-Type", p.respType)
-	w.WriteHeader(p.RespondStatus)
-	_, _ = w.Write(p.respBody)
+func respond(w http.ResponseWriter, p *provider.Provider) {
+	p.Respond(w)
 }
 
 // pathParams reads the {param} segments of the matched pattern.
@@ -206,9 +258,9 @@ func pathParams(req *http.Request) map[string]string {
 // quarantine keeps a verified request that our configuration cannot map,
 // and answers the lender with success: the request is not lost, and sending
 // it again would not help until the configuration is fixed.
-func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verified, cause error) provider.Outcome {
+func (r *Edge) quarantine(w http.ResponseWriter, p *provider.Provider, v *provider.Verified, cause error) provider.Outcome {
 	vr := v.Req
-	header, query := maskRequest(vr.Header, vr.Query, credentialsOf(p))
+	header, query := p.MaskRequest(vr.Header, vr.Query)
 	q := &spool.Quarantined{
 		ID: ulid.Make().String(), Provider: p.Name, Key: provider.KeyOf(cause), Reason: cause.Error(), ReceivedAt: vr.Received.UTC(),
 		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
@@ -220,18 +272,14 @@ func (r *Relay) quarantine(w http.ResponseWriter, p *Provider, v *provider.Verif
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
 		return provider.Failed
 	}
-	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.maskVerified(q.Reason, v))
+	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskVerified(q.Reason, v))
 	respond(w, p)
 	return provider.Quarantined
 }
 
-// admit takes one of max_inflight places, or reports that there is none.
-func (r *Relay) admit() bool {
-	if r.inflight.Add(1) > int64(r.Config().MaxInflight) {
-		r.inflight.Add(-1)
-		return false
+// trackPollKey hands an accepted event to its provider's poller (Options.Track).
+func (r *Edge) trackPollKey(p *provider.Provider, ev *spool.Event) {
+	if r.track != nil {
+		r.track(p, ev)
 	}
-	return true
 }
-
-func (r *Relay) release() { r.inflight.Add(-1) }
