@@ -436,6 +436,15 @@ func serve(path string, explicit bool, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if file := os.Getenv(cpuProfileEnv); file != "" {
+		stopProfile, err := startCPUProfile(file)
+		if err != nil {
+			log.Error("cpu profile not started", "error", err)
+			return 1
+		}
+		defer stopProfile()
+		log.Warn("writing a CPU profile until the relay stops", "file", file)
+	}
 	if err := engine.Serve(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("hookrelay stopped", "error", err)
 		return 1
