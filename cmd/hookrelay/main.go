@@ -428,7 +428,11 @@ func serve(path string, explicit bool, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	log := newLogger(cfg, stderr)
+	// Lines are written by one goroutine, several a write under load (an
+	// access log's cost), and all of them before serve returns.
+	out := newLogWriter(stderr)
+	defer out.Close()
+	log := newLogger(cfg, out)
 	// Weak values only: serve's own line per provider says which are
 	// disabled and why, once.
 	for _, w := range cfg.Weak {
