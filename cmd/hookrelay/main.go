@@ -428,8 +428,8 @@ func serve(path string, explicit bool, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	// Lines are written by one goroutine, several a write under load (an
-	// access log's cost), and all of them before serve returns.
+	// Under load several lines go out in one write (an access log's cost);
+	// all of them before serve returns.
 	out := newLogWriter(stderr)
 	defer out.Close()
 	log := newLogger(cfg, out)
