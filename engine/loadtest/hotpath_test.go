@@ -223,7 +223,7 @@ func TestHotPath(t *testing.T) {
 		}
 		if name == "resurs" {
 			jwksOnce.Do(func() { jwks, _ = benchJWKS(t) })
-			l.env = maps(l.env, map[string]string{"RESURS_JWKS_URL": jwks})
+			l.env = merged(l.env, map[string]string{"RESURS_JWKS_URL": jwks})
 		}
 		for _, mode := range modes {
 			if mode != "alone" && mode != "deliver" {
@@ -356,7 +356,7 @@ func hotRunRelay(t *testing.T, l hotLender, mode, relayBin string, sink *hotProc
 	writeConfig(t, dir, "listen: "+addr+"\nadmin: { listen: \""+admin+"\" }\nspool: { path: ./spool.db }\n"+
 		"log: { level: info, format: json }\ndestinations:\n  broker:\n    url: \"http://"+sinkAddr+"/hook\"\n",
 		map[string]string{l.name: string(shipped)})
-	env := maps(l.env, map[string]string{"HOOKRELAY_ADMIN_TOKEN": ""})
+	env := merged(l.env, map[string]string{"HOOKRELAY_ADMIN_TOKEN": ""})
 	if prof != "" {
 		env["HOOKRELAY_CPUPROFILE"] = prof
 	}
@@ -632,7 +632,7 @@ func countLines(t *testing.T, file, sub string) int {
 	return n
 }
 
-func maps(a, b map[string]string) map[string]string {
+func merged(a, b map[string]string) map[string]string {
 	out := make(map[string]string, len(a)+len(b))
 	for k, v := range a {
 		out[k] = v
