@@ -124,7 +124,7 @@ func hotLenders() map[string]hotLender {
 						i%1024, 100000+i)
 					iv := fmt.Appendf(nil, "%016d", i)
 					n := aes.BlockSize - len(plain)%aes.BlockSize
-					padded := append(plain, bytes.Repeat([]byte{byte(n)}, n)...)
+					padded := slices.Concat(plain, bytes.Repeat([]byte{byte(n)}, n))
 					cipher.NewCBCEncrypter(block, iv).CryptBlocks(padded, padded)
 					body := fmt.Appendf(nil, `{"data":"%s","iv":"%s"}`,
 						base64.StdEncoding.EncodeToString(padded), base64.StdEncoding.EncodeToString(iv))
@@ -619,7 +619,7 @@ func countLines(t *testing.T, file, sub string) int {
 	t.Helper()
 	f, err := os.Open(file)
 	must(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

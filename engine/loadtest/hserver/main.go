@@ -52,7 +52,7 @@ func run(listen, path string) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // after Serve: nothing is left to commit
 	bucket := []byte("events")
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucket)
