@@ -94,10 +94,16 @@ func hotLenders() map[string]hotLender {
 					// 1024 onboardings, each numbering its events from 1 in
 					// the order they are sent.
 					// Event ids as a lender makes them (UUIDs: in no order),
-					// which is what the dedup index's writes cost.
+					// which is what the dedup index's writes cost;
+					// HOOKRELAY_HOTPATH_IDS=ascending numbers them instead,
+					// to measure that cost.
+					id := hotUUID(i)
+					if os.Getenv("HOOKRELAY_HOTPATH_IDS") == "ascending" {
+						id = fmt.Sprintf("evt-%012d", i)
+					}
 					body := fmt.Appendf(nil, `{"eventId":"%s","onboardingId":"onb-%04d","eventType":"SIGNING_SESSION_CREATED",`+
 						`"sequence":%d,"signingUrl":"https://sign.nordiska.example/session/%010d","engagementId":"eng-%04d"}`,
-						hotUUID(i), i%1024, i/1024+1, i, i%1024)
+						id, i%1024, i/1024+1, i, i%1024)
 					h := http.Header{}
 					h.Set("Content-Type", "application/json")
 					h.Set("X-Card-Onboarding-Timestamp", stamp)
@@ -185,7 +191,8 @@ func hotUUID(i int) string {
 // HOOKRELAY_HOTPATH_PROVIDERS (default nordiska,kompar,avida,resurs),
 // HOOKRELAY_HOTPATH_MODES (alone,deliver), HOOKRELAY_HOTPATH_ROUNDS (3),
 // HOOKRELAY_HOTPATH_SECONDS (5 measured after a warm-up),
-// HOOKRELAY_HOTPATH_CLIENTS (64), HOOKRELAY_BIN (a built hookrelay; else
+// HOOKRELAY_HOTPATH_CLIENTS (64), HOOKRELAY_HOTPATH_IDS=ascending
+// (nordiska's event ids numbered in order instead of UUIDs), HOOKRELAY_BIN (a built hookrelay; else
 // it is built), HOOKRELAY_HOTPATH_PROFILE=DIR (each relay run writes a CPU
 // profile there, through HOOKRELAY_CPUPROFILE). Any answer but 200 fails
 // it; the targets are printed, not asserted: on a shared machine they are
