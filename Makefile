@@ -23,7 +23,7 @@ IMAGE ?= hookrelay:$(or $(VERSION),dev)
 IMAGE_BUILDER ?= docker
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: build build-static image-context image deploy-check run test soak fuzz vet lint tidy-check bench bench-short sustain clean
+.PHONY: build build-static image-context image deploy-check run test soak fuzz vet lint tidy-check bench bench-short bench-h sustain clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hookrelay
@@ -107,6 +107,16 @@ bench: build
 bench-short: build
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
 	HOOKRELAY_BENCH_REPORT=1 HOOKRELAY_BENCH_SECONDS=1 $(GO) test -run 'TestBenchReport|TestOpenLoopLatency|TestOverload' -count=1 -v -timeout 20m ./engine/loadtest/
+	HOOKRELAY_HOTPATH=1 HOOKRELAY_BIN=$(CURDIR)/$(BIN) HOOKRELAY_HOTPATH_ROUNDS=1 HOOKRELAY_HOTPATH_SECONDS=1 $(GO) test -run 'TestHotPath$$' -count=1 -v -timeout 20m ./engine/loadtest/
+
+# The hot path as users run it (BENCHMARKS.md): (h), a bare net/http server
+# with a group-committed, fsynced bbolt put, and the built `hookrelay serve`
+# with each shipped lender's provider and info logging to a file, each in a
+# process of its own, in alternating rounds; ingest alone (destination
+# paused) and with deliveries to `hookrelay sink`. About 8 minutes.
+# HOOKRELAY_HOTPATH_ROUNDS, _SECONDS, _PROVIDERS, _MODES, _PROFILE=DIR tune it.
+bench-h: build
+	HOOKRELAY_HOTPATH=1 HOOKRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test -run 'TestHotPath$$' -count=1 -v -timeout 60m ./engine/loadtest/
 
 # (d) held for 60 s at 40% of (h), and the backlog's drain after a 60 s
 # destination outage (about 20 minutes; see BENCHMARKS.md).

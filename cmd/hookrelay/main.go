@@ -428,7 +428,11 @@ func serve(path string, explicit bool, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	log := newLogger(cfg, stderr)
+	// Under load several lines go out in one write (an access log's cost);
+	// all of them before serve returns.
+	out := newLogWriter(stderr)
+	defer out.Close()
+	log := newLogger(cfg, out)
 	// Weak values only: serve's own line per provider says which are
 	// disabled and why, once.
 	for _, w := range cfg.Weak {
@@ -436,6 +440,15 @@ func serve(path string, explicit bool, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if file := os.Getenv(cpuProfileEnv); file != "" {
+		stopProfile, err := startCPUProfile(file)
+		if err != nil {
+			log.Error("cpu profile not started", "error", err)
+			return 1
+		}
+		defer stopProfile()
+		log.Warn("writing a CPU profile until the relay stops", "file", file)
+	}
 	if err := engine.Serve(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("hookrelay stopped", "error", err)
 		return 1

@@ -122,15 +122,17 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 		}
 		// The attempt as X-Hookrelay-Attempt numbered it: counted since the
 		// last operator retry, which the spool's attempts list spans.
-		attrs := []any{"event_id", eventID, "provider", ev.Provider, "key", ev.Key, "destination", dest.Name,
-			"attempt", dl.Tries(), "status", att.Status}
+		// Typed attributes: a delivery's line formats without boxing.
+		attrs := make([]slog.Attr, 0, 8)
+		attrs = append(attrs, slog.String("event_id", eventID), slog.String("provider", ev.Provider), slog.String("key", ev.Key),
+			slog.String("destination", dest.Name), slog.Int("attempt", dl.Tries()), slog.Int("status", att.Status))
 		if dl.AttemptsBefore > 0 {
-			attrs = append(attrs, "attempts_before_retry", dl.AttemptsBefore)
+			attrs = append(attrs, slog.Int("attempts_before_retry", dl.AttemptsBefore))
 		}
 		if att.Error != "" {
-			attrs = append(attrs, "error", att.Error)
+			attrs = append(attrs, slog.String("error", att.Error))
 		}
-		d.log.Log(context.Background(), lvl, "delivery "+dl.Status.String(), attrs...)
+		d.log.LogAttrs(context.Background(), lvl, "delivery "+dl.Status.String(), attrs...)
 	}
 	return res
 }

@@ -205,8 +205,13 @@ func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.P
 	// Enabled first: building the arguments (boxing each, joining the
 	// message) costs allocations even when the level is off.
 	if r.log.Enabled(context.Background(), slog.LevelInfo) {
-		r.log.Info("ingest "+outcome.String(), "provider", p.Name, "event_id", ev.ID, "key", ev.Key, "type", ev.Type,
-			"destinations", ev.Destinations)
+		msg := "ingest accepted"
+		if outcome == provider.Duplicate {
+			msg = "ingest duplicate"
+		}
+		// Typed attributes: the access log's line formats without boxing.
+		r.log.LogAttrs(context.Background(), slog.LevelInfo, msg, slog.String("provider", p.Name), slog.String("event_id", ev.ID),
+			slog.String("key", ev.Key), slog.String("type", ev.Type), slog.Any("destinations", ev.Destinations))
 	}
 	respond(w, p)
 	return outcome

@@ -192,11 +192,14 @@ func (p *Pipeline) Build(v *Verified) (*spool.Event, error) {
 		if err != nil {
 			return nil, WithoutValues(err, env)
 		}
-		if !json.Valid(pt) {
+		parse(pt, env)
+		// The decode is the syntax check (one pass over the plaintext):
+		// json.Valid runs only when it fails, so that valid JSON the decode
+		// refuses (a number out of range) is still taken, undecoded.
+		if env.Body == nil && !json.Valid(pt) {
 			return nil, fmt.Errorf("decrypt: the plaintext is not JSON")
 		}
 		body, v.Plain = pt, pt
-		parse(body, env)
 	}
 	if !v.Unverified {
 		if err := p.checkRequire(env); err != nil {
