@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -71,7 +72,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 		}
 		r.keys, opts.Sealer = ks, ks
 	}
-	sp, err := spool.Open(cfg.Spool.Path, opts)
+	sp, err := openSpool(cfg, opts)
 	if err != nil {
 		_ = r.closeKeys()
 		return nil, err
@@ -141,6 +142,10 @@ func (r *Relay) Reload() error {
 	if cfg.Spool.Path != old.Spool.Path {
 		r.log.Warn("reload: spool.path takes effect only after a restart")
 		cfg.Spool.Path = old.Spool.Path
+	}
+	if cfg.Spool.Kind != old.Spool.Kind || !reflect.DeepEqual(cfg.Spool.NATS, old.Spool.NATS) {
+		r.log.Warn("reload: spool.kind and spool.nats take effect only after a restart")
+		cfg.Spool.Kind, cfg.Spool.NATS = old.Spool.Kind, old.Spool.NATS
 	}
 	if cfg.PrivacyOn() != old.PrivacyOn() {
 		// The keystore is opened with the spool, once: the running master
