@@ -1,0 +1,135 @@
+package jetstream_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
+	"github.com/hookrelay/hookrelay/engine/spool/jetstream"
+	"github.com/hookrelay/hookrelay/engine/spool/jetstream/natstest"
+)
+
+// TestClusterLosesANode: on three servers with replicas 3, the store keeps
+// taking and reading events when the server leading the stream is killed,
+// without losing an acknowledged one, and a second instance (another
+// relay) reads what the first wrote.
+func TestClusterLosesANode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node cluster and a leader election: seconds")
+	}
+	c := natstest.RunCluster(t, 3)
+	if err := c.Ready(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var s *jetstream.Store
+	deadline := time.Now().Add(30 * time.Second)
+	for s == nil {
+		st, err := tryOpen(c.URLs(), "C", 3)
+		if err == nil {
+			s = st
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("open on the cluster: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	entropy := ulid.Monotonic(rand.Reader, 0)
+	newEvent := func(i int) *spool.Event {
+		id := ulid.MustNew(ulid.Now(), entropy).String()
+		return &spool.Event{ID: id, Provider: "bank", Key: fmt.Sprint("app-", i%5), IdempotencyID: "cb-" + id,
+			Envelope: []byte(`{}`), Destinations: []string{"crm"}}
+	}
+	var acked []string
+	for i := range 20 {
+		ev := newEvent(i)
+		if _, err := s.Append(ctx, ev, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, ev.ID)
+	}
+
+	leader, err := jetstream.StreamLeader(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := slices.IndexFunc(c.Servers, func(sv *server.Server) bool { return sv.Name() == leader })
+	if idx < 0 {
+		t.Fatalf("leader %q is none of the servers", leader)
+	}
+	t.Logf("killing %s, the stream's leader", leader)
+	c.Stop(idx)
+
+	// Appends fail while a new leader is elected, then go on; each one
+	// acknowledged is kept.
+	deadline = time.Now().Add(60 * time.Second)
+	for i := 20; len(acked) < 40; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d events acknowledged a minute after the kill", len(acked))
+		}
+		ev := newEvent(i)
+		dup, err := s.Append(ctx, ev, time.Hour)
+		if err != nil {
+			// Not acknowledged: a lender would send it again, under the
+			// same idempotency id.
+			if dup, err = s.Append(ctx, ev, time.Hour); err != nil {
+				continue
+			}
+		}
+		if dup == "" {
+			acked = append(acked, ev.ID)
+		} else {
+			acked = append(acked, dup)
+		}
+	}
+	var queued []string
+	err = s.Pending("crm", func(q *spool.QueuedDelivery) error {
+		queued = append(queued, q.EventID.String())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range acked {
+		if !slices.Contains(queued, id) {
+			t.Fatalf("acknowledged event %s is not queued after the kill (%d queued)", id, len(queued))
+		}
+	}
+	// Another instance, connected to the servers left, sees the same.
+	other, err := tryOpen(c.URLs(), "C", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Close() }()
+	d, err := other.Delivery("crm", acked[len(acked)-1])
+	if err != nil || d.Status != spool.Pending {
+		t.Fatalf("from another instance: %+v, %v", d, err)
+	}
+	d.Status = spool.Delivered
+	if err := other.Update(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Delivery("crm", d.EventID); err != nil || got.Status != spool.Delivered {
+		t.Fatalf("an update by the other instance, read here: %+v, %v", got, err)
+	}
+	c.Restart(idx)
+	if _, err := s.Event(acked[0]); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+}
+
+// tryOpen opens a store on urls, or says why not (a cluster still
+// electing its leaders refuses).
+func tryOpen(urls []string, stream string, replicas int) (*jetstream.Store, error) {
+	return jetstream.Open(context.Background(), jetstream.Options{URLs: urls, Stream: stream, Replicas: replicas, Partitions: 8})
+}
