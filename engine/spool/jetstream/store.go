@@ -386,12 +386,6 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 			return "", fmt.Errorf("spool: dedup %s: %w", ev.ID, err)
 		}
 	}
-	if _, err := s.lookup(ctx, ev.ID); err == nil {
-		return "", fmt.Errorf("%w: event %s", spool.ErrExists, ev.ID)
-	} else if !errors.Is(err, spool.ErrNotFound) {
-		return "", err
-	}
-
 	msg := &nats.Msg{Subject: s.subject(ev.Provider, ev.Key, ev.ID), Data: body, Header: nats.Header{}}
 	if useIdem && dedup >= DuplicateWindow {
 		// Within the duplicate window the server is the check, across
@@ -402,7 +396,12 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 	part := s.Partition(ev.Provider, ev.Key)
 	s.partMu[part].Lock()
 	defer s.partMu[part].Unlock()
-	ack, err := s.js.PublishMsg(ctx, msg)
+	// The subject holds the event id, so that a second event with the
+	// same id is refused by the server, atomically with the write.
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(0))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return "", fmt.Errorf("%w: event %s", spool.ErrExists, ev.ID)
+	}
 	if err != nil {
 		return "", fmt.Errorf("spool: append %s: %w", ev.ID, err)
 	}
@@ -415,7 +414,7 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 			// The copy the server remembers was purged or erased since:
 			// this one is new, under a message id of its own.
 			msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
-			if ack, err = s.js.PublishMsg(ctx, msg); err != nil {
+			if ack, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
 				return "", fmt.Errorf("spool: append %s: %w", ev.ID, err)
 			}
 		case err != nil:
