@@ -58,6 +58,9 @@ func TestClusterLosesANode(t *testing.T) {
 		acked = append(acked, ev.ID)
 	}
 
+	if direct, err := jetstream.DirectBuckets(s); err != nil || len(direct) != 0 {
+		t.Fatalf("buckets read from any replica: %v, %v", direct, err)
+	}
 	leader, err := jetstream.StreamLeader(s)
 	if err != nil {
 		t.Fatal(err)
@@ -91,45 +94,69 @@ func TestClusterLosesANode(t *testing.T) {
 			acked = append(acked, dup)
 		}
 	}
+	// Reads may fail while the buckets whose leader was killed elect
+	// another; each is retried, bounded.
 	var queued []string
-	err = s.Pending("crm", func(q *spool.QueuedDelivery) error {
-		queued = append(queued, q.EventID.String())
-		return nil
+	eventually(t, "pending deliveries read", func() error {
+		queued = queued[:0]
+		return s.Pending("crm", func(q *spool.QueuedDelivery) error {
+			queued = append(queued, q.EventID.String())
+			return nil
+		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, id := range acked {
 		if !slices.Contains(queued, id) {
 			t.Fatalf("acknowledged event %s is not queued after the kill (%d queued)", id, len(queued))
 		}
 	}
 	// Another instance, connected to the servers left, sees the same.
-	other, err := tryOpen(c.URLs(), "C", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var other *jetstream.Store
+	eventually(t, "a second instance opened", func() (err error) {
+		other, err = tryOpen(c.URLs(), "C", 3)
+		return err
+	})
 	defer func() { _ = other.Close() }()
-	d, err := other.Delivery("crm", acked[len(acked)-1])
-	if err != nil || d.Status != spool.Pending {
-		t.Fatalf("from another instance: %+v, %v", d, err)
-	}
-	d.Status = spool.Delivered
-	if err := other.Update(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.Delivery("crm", d.EventID); err != nil || got.Status != spool.Delivered {
+	last := acked[len(acked)-1]
+	eventually(t, "an update by the second instance", func() error {
+		d, err := other.Delivery("crm", last)
+		if err != nil {
+			return err
+		}
+		d.Status = spool.Delivered
+		return other.Update(ctx, d)
+	})
+	if got, err := s.Delivery("crm", last); err != nil || got.Status != spool.Delivered {
 		t.Fatalf("an update by the other instance, read here: %+v, %v", got, err)
 	}
 	// The killed server comes back on its files and the store reads on.
 	c.Restart(idx)
-	if ev, err := s.Event(acked[0]); err != nil || ev.ID != acked[0] {
-		t.Fatalf("after the restart: %v, %v", ev, err)
-	}
+	eventually(t, "an event read after the restart", func() error {
+		ev, err := s.Event(acked[0])
+		if err == nil && ev.ID != acked[0] {
+			err = fmt.Errorf("read %s for %s", ev.ID, acked[0])
+		}
+		return err
+	})
 }
 
 // tryOpen opens a store on urls, or says why not (a cluster still
 // electing its leaders refuses).
 func tryOpen(urls []string, stream string, replicas int) (*jetstream.Store, error) {
 	return jetstream.Open(context.Background(), jetstream.Options{URLs: urls, Stream: stream, Replicas: replicas, Partitions: 8})
+}
+
+// eventually retries fn until it succeeds, for at most 30 seconds.
+func eventually(t *testing.T, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

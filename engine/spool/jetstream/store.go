@@ -186,12 +186,35 @@ func (s *Store) setup(ctx context.Context, replicas int) error {
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1})
 		}
+		if err == nil {
+			kv, err = s.leaderReads(ctx, kv, name)
+		}
 		if err != nil {
 			return fmt.Errorf("jetstream: bucket %s: %w", name, err)
 		}
 		*b.kv = kv
 	}
 	return nil
+}
+
+// leaderReads turns off direct gets on a bucket, which any replica answers,
+// however far behind: a delivery's attempts are read back before its next
+// attempt is recorded, and a stale read would drop one. Reads then go to
+// the bucket's leader.
+func (s *Store) leaderReads(ctx context.Context, kv jetstream.KeyValue, name string) (jetstream.KeyValue, error) {
+	st, err := s.js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return s.js.KeyValue(ctx, name)
 }
 
 // ctx bounds one request to the servers.
