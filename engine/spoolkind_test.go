@@ -3,11 +3,17 @@ package engine
 import (
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool/jetstream/natstest"
@@ -100,4 +106,69 @@ func spoolFile(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("no files of stream %s under %s", stream, root)
 	}
 	return out, nil
+}
+
+// TestJetStreamStandbyTakesOver: on a JetStream spool, a second relay with
+// its own directory and the same stream, started after the first stopped,
+// delivers every event the first took, in per-key order, its attempt
+// counts carried over (README, Scale-out: one relay per stream, a standby
+// takes over).
+func TestJetStreamStandbyTakesOver(t *testing.T) {
+	if testNATS == nil {
+		t.Skip("a JetStream spool only (make test-jetstream)")
+	}
+	const keys, perKey = 4, 5
+	var down atomic.Bool
+	down.Store(true)
+	rec := newRecorder(t, func(int, *http.Request) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	yaml := relayYAML(rec.srv.URL, "    retry: {initial: 1ms, max: 20ms, max_attempts: 1000}\n")
+	first := startRelay(t, yaml, map[string]string{"plain": plainProvider})
+	for n := 1; n <= perKey; n++ {
+		for k := range keys {
+			first.mustIngest(fmt.Sprintf("key-%d", k), n)
+		}
+	}
+	waitFor(t, 10*time.Second, "every key's head tried twice", func() bool { return len(rec.requests()) >= 2*keys })
+	first.stop()
+	tried := len(rec.requests())
+
+	dir := t.TempDir()
+	writeConfig(t, dir, yaml, map[string]string{"plain": plainProvider})
+	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
+	must(t, err)
+	useTestSpool(cfg, first.dir) // the first relay's stream
+	r, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	must(t, err)
+	must(t, r.Start())
+	standby := &testRelay{Relay: r, t: t, dir: dir, Ingest: testServer(t, r.IngestHandler()), Admin: testServer(t, r.AdminHandler())}
+	t.Cleanup(standby.stop)
+	down.Store(false)
+	waitFor(t, 30*time.Second, "every event delivered by the standby", func() bool { return len(rec.delivered(t)) >= keys*perKey })
+	waitFor(t, 10*time.Second, "the standby settled", standby.settled)
+
+	next := map[string]int{}
+	for _, r := range rec.requests() {
+		if r.Status != http.StatusOK {
+			continue
+		}
+		_, key, n := envelope(t, r.Body)
+		if n != next[key]+1 {
+			t.Fatalf("key %s: event %d delivered after %d", key, n, next[key])
+		}
+		next[key] = n
+		if n == 1 {
+			if a, _ := strconv.Atoi(r.Header.Get("X-Hookrelay-Attempt")); a < 3 {
+				t.Errorf("key %s: its head delivered as attempt %d after at least 2 failed on the first relay", key, a)
+			}
+		}
+	}
+	if len(next) != keys || len(rec.delivered(t)) != keys*perKey {
+		t.Fatalf("delivered %d events over %d keys, want %d over %d (%d requests before the switch)",
+			len(rec.delivered(t)), len(next), keys*perKey, keys, tried)
+	}
 }
