@@ -32,6 +32,17 @@ func (s *Store) statuses(ctx context.Context, st *stored) ([]spool.Status, error
 	return out, nil
 }
 
+// errPast ends a purge's scan: the stream is in commit order, so once
+// events are well past the cutoff none before it follows. The margin
+// covers the clocks of instances appending at once.
+var errPast = errors.New("past the cutoff")
+
+// purgeMargin is how far past the cutoff a purge's scan goes.
+const purgeMargin = time.Hour
+
+// past reports whether a purge's scan may stop at m.
+func past(m *meta, cutoff time.Time) bool { return m.ReceivedAt.After(cutoff.Add(purgeMargin)) }
+
 // before reports whether the event was received before cutoff, by its id's
 // time and by its ReceivedAt, as bbolt's purge reads them.
 func before(m *meta, cutoff time.Time) bool {
@@ -87,6 +98,9 @@ func (s *Store) Purge(cutoff time.Time) (int, error) {
 	defer cancel()
 	var out spool.Erased
 	err := s.scan(ctx, func(st *stored) error {
+		if past(st.m, cutoff) {
+			return errPast
+		}
 		if !before(st.m, cutoff) {
 			return nil
 		}
@@ -101,6 +115,9 @@ func (s *Store) Purge(cutoff time.Time) (int, error) {
 		}
 		return s.eraseEvent(ctx, st, false, &out)
 	})
+	if errors.Is(err, errPast) {
+		err = nil
+	}
 	if err != nil {
 		return out.Events, err
 	}
@@ -148,6 +165,9 @@ func (s *Store) PurgeDead(ctx context.Context, cutoff time.Time) (spool.Erased, 
 	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
 	defer cancel()
 	err := s.scan(ctx, func(st *stored) error {
+		if past(st.m, cutoff) {
+			return errPast
+		}
 		if !before(st.m, cutoff) {
 			return nil
 		}
@@ -169,6 +189,9 @@ func (s *Store) PurgeDead(ctx context.Context, cutoff time.Time) (spool.Erased, 
 		}
 		return s.eraseEvent(ctx, st, false, &out)
 	})
+	if errors.Is(err, errPast) {
+		err = nil
+	}
 	return out, err
 }
 
