@@ -66,7 +66,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 		r.dispatch.committed(refs)
 	}, Warn: log.Warn}
 	if cfg.master != nil {
-		ks, err := seal.Open(cfg.Privacy.Keystore, cfg.master, cfg.previous...)
+		ks, err := openKeystore(cfg)
 		if err != nil {
 			return nil, err
 		}

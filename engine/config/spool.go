@@ -95,9 +95,9 @@ func (c *Config) SpoolWarnings() []string {
 		w.Add(c.doc, "spool.nats.replicas", "spool.nats.replicas: %d: each event is stored on %d server(s) only; use 3 in production",
 			c.Spool.NATS.Replicas, c.Spool.NATS.Replicas)
 	}
-	if c.Privacy != nil {
-		w.Add(c.doc, "privacy", "privacy: with spool.kind: jetstream the data keys are still kept in the local file "+
-			"privacy.keystore: relays that share the stream cannot open each other's records; run one relay until the keystore is shared")
+	if p, _ := c.display["privacy"].(map[string]any); p != nil && p["keystore"] != nil {
+		w.Add(c.doc, "privacy.keystore", "privacy.keystore: not used with spool.kind: jetstream: the data keys are kept in the stream %s_KEYS",
+			c.Spool.NATS.Stream)
 	}
 	return w.Problems()
 }

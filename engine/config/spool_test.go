@@ -58,6 +58,16 @@ func TestSpoolKind(t *testing.T) {
 		t.Fatalf("no warning about one replica: %q", w)
 	}
 
+	t.Setenv("HOOKRELAY_TEST_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	write("spool:\n  kind: jetstream\n  nats: { urls: [nats://h:4222], replicas: 3 }\nprivacy:\n  key: env:HOOKRELAY_TEST_KEY\n  keystore: ./keys.db\n")
+	cfg, err = Decode(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(cfg.SpoolWarnings(), "\n"); !strings.Contains(w, ":6: privacy.keystore: not used with spool.kind: jetstream: the data keys are kept in the stream HOOKRELAY_KEYS") {
+		t.Fatalf("no warning about privacy.keystore: %q", w)
+	}
+
 	if cfg, err := Decode(filepath.Join(dir, "absent.yaml"), false); err != nil || cfg.Spool.Kind != SpoolBolt || cfg.SpoolWarnings() != nil {
 		t.Fatalf("default kind: %v, %v", cfg, err)
 	}

@@ -247,9 +247,22 @@ func (s *Store) states(ctx context.Context, dest string) (map[string][]byte, err
 const scanChunk = 256
 
 // scan calls fn, in Seq order, for every event message stored when it
-// began. It reads through an ordered consumer of its own.
+// began.
 func (s *Store) scan(ctx context.Context, fn func(st *stored) error) error {
-	info, err := s.stream.Info(ctx)
+	return consume(ctx, s.stream, s.name+".ev.>", func(seq uint64, subj string, data []byte) error {
+		m, rec, err := splitBody(data)
+		if err != nil {
+			return err
+		}
+		return fn(&stored{seq: seq, m: m, rec: rec, subj: subj})
+	})
+}
+
+// consume calls fn, in stream order, for every message of stream on
+// subjects matching filter that was stored when it began. It reads
+// through an ordered consumer of its own.
+func consume(ctx context.Context, stream jetstream.Stream, filter string, fn func(seq uint64, subj string, data []byte) error) error {
+	info, err := stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("spool: scan: %w", err)
 	}
@@ -257,8 +270,8 @@ func (s *Store) scan(ctx context.Context, fn func(st *stored) error) error {
 		return nil
 	}
 	last := info.State.LastSeq
-	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{s.name + ".ev.>"}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		return fmt.Errorf("spool: scan: %w", err)
 	}
@@ -280,11 +293,7 @@ func (s *Store) scan(ctx context.Context, fn func(st *stored) error) error {
 			if md.Sequence.Stream > last {
 				return nil
 			}
-			m, rec, err := splitBody(msg.Data())
-			if err != nil {
-				return err
-			}
-			if err := fn(&stored{seq: md.Sequence.Stream, m: m, rec: rec, subj: msg.Subject()}); err != nil {
+			if err := fn(md.Sequence.Stream, msg.Subject(), msg.Data()); err != nil {
 				return err
 			}
 			if md.Sequence.Stream == last || md.NumPending == 0 {

@@ -123,7 +123,29 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	copts := []nats.Option{nats.Name("hookrelay"), nats.MaxReconnects(-1), nats.Timeout(opts.Timeout)}
+	nc, err := connect(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{nc: nc, name: opts.Stream, parts: uint32(opts.Partitions), timeout: opts.Timeout,
+		committed: opts.Spool.Committed, sealer: opts.Spool.Sealer, partMu: make([]sync.Mutex, opts.Partitions)}
+	if err := s.setup(ctx, opts.Replicas); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// connect opens a connection to opts.URLs with its credentials.
+func connect(opts Options) (*nats.Conn, error) {
+	if len(opts.URLs) == 0 {
+		return nil, errors.New("jetstream: no server urls")
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	copts := []nats.Option{nats.Name("hookrelay"), nats.MaxReconnects(-1), nats.Timeout(timeout)}
 	switch {
 	case opts.Creds != "":
 		jwt, err := nkeys.ParseDecoratedJWT([]byte(opts.Creds))
@@ -144,13 +166,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: connect: %w", err)
 	}
-	s := &Store{nc: nc, name: opts.Stream, parts: uint32(opts.Partitions), timeout: opts.Timeout,
-		committed: opts.Spool.Committed, sealer: opts.Spool.Sealer, partMu: make([]sync.Mutex, opts.Partitions)}
-	if err := s.setup(ctx, opts.Replicas); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return s, nil
+	return nc, nil
 }
 
 // setup creates or opens the stream and the buckets.
