@@ -393,6 +393,14 @@ func (k *Keystore) Open(provider, key string, record, aad []byte) ([]byte, error
 		return nil, ErrCorrupt
 	}
 	dk, err := k.lookup(provider, key)
+	if err == nil && dk != nil && !bytes.Equal(dk.id[:], record[1+idLen:1+2*idLen]) {
+		// The cached key may be one another relay on a shared store has
+		// destroyed and drawn again since: read the store once more.
+		k.cacheMu.Lock()
+		delete(k.cache, string(entryKey(provider, key)))
+		k.cacheMu.Unlock()
+		dk, err = k.lookup(provider, key)
+	}
 	if err != nil {
 		return nil, err
 	}
