@@ -23,7 +23,7 @@ IMAGE ?= hookrelay:$(or $(VERSION),dev)
 IMAGE_BUILDER ?= docker
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: build build-static image-context image deploy-check run test soak fuzz vet lint tidy-check bench bench-short bench-h sustain clean
+.PHONY: build build-static image-context image deploy-check run test test-jetstream soak fuzz vet lint tidy-check bench bench-short bench-h sustain clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hookrelay
@@ -67,6 +67,13 @@ test: vet build
 	./$(BIN) check
 	./$(BIN) check --config relay.example.yaml
 	./$(BIN) test
+
+# The engine's acceptance tests on a JetStream spool (an embedded NATS
+# server, sync_interval: always; SPEC 12), and the spool conformance suite
+# and 3-node cluster test. Tests that run in a synctest bubble or read the
+# bbolt file itself skip (README, Scale-out).
+test-jetstream:
+	HOOKRELAY_TEST_SPOOL=jetstream $(GO) test -count=1 -timeout 15m ./engine/ ./engine/spool/...
 
 vet:
 	@test -z "$$(gofmt -l cmd engine verifiers transforms internal deploy)" || (gofmt -l cmd engine verifiers transforms internal deploy; exit 1)

@@ -78,6 +78,7 @@ func Load(path string, mustExist bool) (*Config, error) {
 	if !errs.Empty() {
 		return nil, errs
 	}
+	cfg.Weak = append(cfg.Weak, cfg.SpoolWarnings()...)
 	cfg.Warnings = append(cfg.Warnings, cfg.Weak...)
 	return cfg, nil
 }

@@ -97,6 +97,7 @@ func TestKeysScopedByProvider(t *testing.T) {
 // only Avida's key, and Nordiska's pending ON-9 events go, in order, with a
 // new one behind them.
 func TestSpoolWithoutProviderScopeResumes(t *testing.T) {
+	needBolt(t)
 	var up atomic.Bool
 	rec := newRecorder(t, func(_ int, r *http.Request) int {
 		switch {

@@ -77,6 +77,7 @@ func komparApplication(id, name, ssn, guarantor, company string) string {
 // are gone, every byte of them, and a copy of the spool taken before the erasure can no
 // longer be decrypted for that key (the other key still can).
 func TestPrivacyKomparAtRestAndErasure(t *testing.T) {
+	needBolt(t)
 	for k, v := range shippedEnv {
 		t.Setenv(k, v)
 	}
@@ -409,7 +410,7 @@ func TestPrivacyOffSpoolHoldsClear(t *testing.T) {
 	}
 	must(t, tr.ingestAt("/in/plain", `{"key":"k","type":"t","ssn":"193101017771"}`))
 	waitFor(t, seedWait, "the delivery", func() bool { return len(rec.delivered(t)) == 1 })
-	b, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	b, err := spoolFile(tr.dir)
 	must(t, err)
 	if !bytes.Contains(b, []byte("193101017771")) {
 		t.Error("without privacy the canary is not in the spool file: the scan cannot see plaintext")

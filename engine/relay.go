@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -76,13 +77,13 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 		r.dispatch.Committed(refs)
 	}, Warn: log.Warn}
 	if cfg.master != nil {
-		ks, err := seal.Open(cfg.Privacy.Keystore, cfg.master, cfg.previous...)
+		ks, err := openKeystore(cfg)
 		if err != nil {
 			return nil, err
 		}
 		r.keys, opts.Sealer = ks, ks
 	}
-	sp, err := spool.Open(cfg.Spool.Path, opts)
+	sp, err := openSpool(cfg, opts)
 	if err != nil {
 		_ = r.closeKeys()
 		return nil, err
@@ -158,6 +159,10 @@ func (r *Relay) Reload() error {
 	if cfg.Spool.Path != old.Spool.Path {
 		r.log.Warn("reload: spool.path takes effect only after a restart")
 		cfg.Spool.Path = old.Spool.Path
+	}
+	if cfg.Spool.Kind != old.Spool.Kind || !reflect.DeepEqual(cfg.Spool.NATS, old.Spool.NATS) {
+		r.log.Warn("reload: spool.kind and spool.nats take effect only after a restart")
+		cfg.Spool.Kind, cfg.Spool.NATS = old.Spool.Kind, old.Spool.NATS
 	}
 	if cfg.PrivacyOn() != old.PrivacyOn() {
 		// The keystore is opened with the spool, once: the running master

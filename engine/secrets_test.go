@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -84,6 +83,7 @@ func startRelayLogged(t *testing.T, relay string, providers map[string]string) (
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
+	useTestSpool(cfg, dir)
 	logs := &syncBuffer{}
 	r, err := Open(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -167,7 +167,7 @@ func TestDestinationURLSecretsMasked(t *testing.T) {
 		t.Errorf("/admin/destinations does not show the masked URL:\n%s", dests)
 	}
 	tr.stop()
-	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	spoolBytes, err := spoolFile(tr.dir)
 	must(t, err)
 	for where, text := range map[string]string{"event detail": detail, "destinations": dests, "log": logs.String(), "spool file": string(spoolBytes)} {
 		assertHidden(t, where, text, userPass, queryTok)
@@ -350,7 +350,7 @@ routes:
 		t.Errorf("quarantine:\n%s", quarantine)
 	}
 	tr.stop()
-	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	spoolBytes, err := spoolFile(tr.dir)
 	must(t, err)
 	for where, text := range map[string]string{"rejections": rejections, "quarantine": quarantine, "log": logs.String(), "spool file": string(spoolBytes)} {
 		assertHidden(t, where, text, token, apiKey)
@@ -411,7 +411,7 @@ func TestDestinationEchoedCredentialsMasked(t *testing.T) {
 		}
 	}
 	tr.stop()
-	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	spoolBytes, err := spoolFile(tr.dir)
 	must(t, err)
 	for where, text := range map[string]string{"event detail": detail, "log": logs.String(), "spool file": string(spoolBytes)} {
 		assertHidden(t, where, text, password, token, apiKey, urlPass, hdrKey, "relay:"+password, "relay:"+urlPass)
@@ -466,7 +466,7 @@ func TestSecretDestinationURLPathMasked(t *testing.T) {
 	}
 	_, dests := adminGet(t, tr, "/admin/destinations")
 	tr.stop()
-	spoolBytes, err := os.ReadFile(filepath.Join(tr.dir, "spool.db"))
+	spoolBytes, err := spoolFile(tr.dir)
 	must(t, err)
 	for where, text := range map[string]string{"event detail": detail, "destinations": dests, "log": logs.String(), "spool file": string(spoolBytes)} {
 		for _, part := range []string{pathSecret, "xoxc4naryWebhookSecret"} {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
@@ -14,6 +15,10 @@ import (
 func compact(path string, explicit, asJSON bool, stdout, stderr io.Writer) int {
 	cfg, ok := load(path, explicit, stderr)
 	if !ok {
+		return 1
+	}
+	if cfg.Spool.Kind == config.SpoolJetStream {
+		fmt.Fprintln(stderr, "hookrelay compact: spool.kind is jetstream: the NATS servers compact their own files; nothing to do")
 		return 1
 	}
 	before, after, err := spool.Compact(cfg.Spool.Path)

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hookrelay/hookrelay/engine"
+	"github.com/hookrelay/hookrelay/engine/config"
 )
 
 const rootLong = `hookrelay receives lenders' webhooks, verifies and maps them, spools them and
@@ -359,7 +360,11 @@ func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int
 	if src == "" {
 		src = "built-in defaults"
 	}
-	res := checkResult{Config: src, Listen: cfg.Listen, Admin: cfg.Admin.Listen, Spool: cfg.Spool.Path,
+	shownSpool := cfg.Spool.Path
+	if n := cfg.Spool.NATS; cfg.Spool.Kind == config.SpoolJetStream && n != nil {
+		shownSpool = fmt.Sprintf("jetstream stream %s on %s", n.Stream, strings.Join(n.URLs, ","))
+	}
+	res := checkResult{Config: src, Listen: cfg.Listen, Admin: cfg.Admin.Listen, Spool: shownSpool,
 		Providers: []checkProvider{}, Destinations: []checkDestination{}, Warnings: append([]string{}, cfg.Weak...)}
 	if off := cfg.PrivacyOff(); off != "" {
 		res.Warnings = append(res.Warnings, off)
@@ -378,7 +383,7 @@ func check(path string, explicitPath, asJSON bool, stdout, stderr io.Writer) int
 	if asJSON {
 		return printValue(stdout, res)
 	}
-	fmt.Fprintf(stdout, "config %s: ingest %s, admin %s, spool %s\n", src, cfg.Listen, cfg.Admin.Listen, cfg.Spool.Path)
+	fmt.Fprintf(stdout, "config %s: ingest %s, admin %s, spool %s\n", src, cfg.Listen, cfg.Admin.Listen, shownSpool)
 	if on := cfg.PrivacyOn(); on != "" {
 		fmt.Fprintf(stdout, "privacy %s\n", on)
 	}

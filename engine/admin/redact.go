@@ -12,10 +12,10 @@ import (
 // expression.
 var secretFields = map[string]bool{
 	"secret": true, "secrets": true, "token": true, "tokens": true, "password": true, "key": true, "keys": true,
-	"api_key": true, "users": true, "jwks_headers": true,
+	"api_key": true, "users": true, "jwks_headers": true, "creds": true,
 }
 
-var credentialBlocks = map[string]bool{"verify": true, "decrypt": true, "auth": true, "sign": true}
+var credentialBlocks = map[string]bool{"verify": true, "decrypt": true, "auth": true, "sign": true, "nats": true}
 
 // redactConfig copies a configuration map, masking credentials written inline:
 // secret fields of credential blocks, register and poll `values`, and header

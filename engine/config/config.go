@@ -52,6 +52,11 @@ type Config struct {
 		Hosts []string `koanf:"hosts"`
 	} `koanf:"admin"`
 	Spool struct {
+		// Kind is the backend: SpoolBolt (one file) or SpoolJetStream
+		// (a NATS JetStream stream that several relays share, SPEC 12).
+		Kind string `koanf:"kind"`
+		// NATS is where the JetStream spool lives; nil unless written.
+		NATS *NATS `koanf:"nats"`
 		// Path of the bbolt file, relative to the config file's directory.
 		Path string `koanf:"path"`
 		// Retention is how long delivered events are kept.
@@ -84,6 +89,39 @@ type Config struct {
 
 	display map[string]any // the file as written, env: and file: unresolved
 	doc     *Doc           // relay.yaml's lines, for a reload's errors
+}
+
+// The spool backends of spool.kind.
+const (
+	SpoolBolt      = "bbolt"
+	SpoolJetStream = "jetstream"
+)
+
+// Defaults of spool.nats.
+const (
+	DefaultNATSStream     = "HOOKRELAY"
+	DefaultNATSReplicas   = 1
+	DefaultNATSPartitions = 64
+)
+
+// NATS is relay.yaml's spool.nats: block (SPEC 12).
+type NATS struct {
+	// URLs are the servers, nats:// or tls://.
+	URLs []string `koanf:"urls"`
+	// Creds is a NATS credentials file's content (a secret: file:PATH).
+	Creds string `koanf:"creds"`
+	// User and Password, or Token, instead of Creds.
+	User     string `koanf:"user"`
+	Password string `koanf:"password"`
+	Token    string `koanf:"token"`
+	// Stream names the events stream, created if missing; the KV buckets
+	// are named after it.
+	Stream string `koanf:"stream"`
+	// Replicas is how many servers store each event before it is
+	// acknowledged (3 in production).
+	Replicas int `koanf:"replicas"`
+	// Partitions is how many partitions keys are hashed onto.
+	Partitions int `koanf:"partitions"`
 }
 
 // Privacy is relay.yaml's privacy: block (SPEC 11).
@@ -162,7 +200,7 @@ func defaults() map[string]any {
 	return map[string]any{
 		"listen":           ":8080",
 		"admin":            map[string]any{"listen": "127.0.0.1:9090"},
-		"spool":            map[string]any{"path": "./data/hookrelay.db", "retention": "168h", "max_body": "1MiB"},
+		"spool":            map[string]any{"kind": SpoolBolt, "path": "./data/hookrelay.db", "retention": "168h", "max_body": "1MiB"},
 		"providers_dir":    "./providers.d",
 		"shutdown_timeout": "20s",
 		"log":              map[string]any{"level": "info", "format": "json"},
@@ -321,6 +359,7 @@ func (c *Config) validate(doc *Doc, errs *Errors) {
 	if c.Spool.MaxBody <= 0 {
 		errs.Add(doc, "spool.max_body", "spool.max_body: must be positive")
 	}
+	c.validateSpool(doc, errs)
 	if c.Privacy != nil {
 		// A missing secret is reported by ResolveSecrets; this is a block
 		// written without its key.

@@ -1,10 +1,6 @@
 package seal
 
-import (
-	"fmt"
-
-	bolt "go.etcd.io/bbolt"
-)
+import "fmt"
 
 // Census counts the keystore's data keys and how many of them are wrapped by
 // the current master key: the rest wait for a Rewrap. It reads the entries'
@@ -12,14 +8,12 @@ import (
 func (k *Keystore) Census() (total, current int, err error) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	err = k.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-			total++
-			if k.wrappedByCurrent(v) {
-				current++
-			}
-			return nil
-		})
+	err = k.store.Each(func(_, v []byte) error {
+		total++
+		if k.wrappedByCurrent(v) {
+			current++
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("seal: keystore: %w", err)

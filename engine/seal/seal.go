@@ -2,7 +2,7 @@
 // spool stores is encrypted with AES-256-GCM under a data key of its own
 // provider and key, and each data key is wrapped (AES-256-GCM) by a master
 // key. The wrapped data keys live in a keystore of their own, a bbolt file
-// apart from the records, so that destroying one data key (Destroy) makes
+// (or, on the JetStream spool, a stream: OpenStore) apart from the records, so that destroying one data key (Destroy) makes
 // every record of that key unreadable wherever copies of it are
 // (crypto-shredding): a backup of the spool, a replica.
 //
@@ -48,14 +48,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
-
-	"github.com/hookrelay/hookrelay/engine/internal/scrub"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Format is the first byte of every sealed record (record format version 1).
@@ -147,15 +142,14 @@ type dataKey struct {
 // Keystore holds the wrapped data keys and seals and opens records. It is
 // safe for concurrent use. Unwrapped data keys are cached in memory.
 type Keystore struct {
-	path     string
 	current  *MasterKey
 	previous map[[idLen]byte]*MasterKey
 
 	// mu orders Destroy against everything else: Destroy holds it to delete
-	// a key and scrub the file, every other use of db holds it for reading,
-	// so that no reader caches a data key Destroy is removing.
-	mu sync.RWMutex
-	db *bolt.DB
+	// a key, every other use of store holds it for reading, so that no
+	// reader caches a data key Destroy is removing.
+	mu    sync.RWMutex
+	store Store
 	// cacheMu guards cache, the unwrapped data keys.
 	cacheMu sync.Mutex
 	cache   map[string]*dataKey
@@ -165,20 +159,27 @@ type Keystore struct {
 	drawing map[string]chan struct{}
 }
 
-// Open opens or creates the keystore at path (0600, its directory 0700).
-// current seals; previous keys are still read (a rotation in progress).
+// Open opens or creates the keystore file at path (0600, its directory
+// 0700). current seals; previous keys are still read (a rotation in
+// progress).
 func Open(path string, current *MasterKey, previous ...*MasterKey) (*Keystore, error) {
 	if current == nil {
 		return nil, errors.New("seal: no master key")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
-	}
-	db, err := openDB(path)
+	st, err := openBolt(path)
 	if err != nil {
 		return nil, err
 	}
-	k := &Keystore{path: path, current: current, previous: map[[idLen]byte]*MasterKey{}, db: db, cache: map[string]*dataKey{}, drawing: map[string]chan struct{}{}}
+	return OpenStore(st, current, previous...)
+}
+
+// OpenStore is Open on a Store of the caller's (the JetStream spool keeps
+// its data keys in a stream of their own); the Keystore closes it.
+func OpenStore(st Store, current *MasterKey, previous ...*MasterKey) (*Keystore, error) {
+	if current == nil {
+		return nil, errors.New("seal: no master key")
+	}
+	k := &Keystore{current: current, previous: map[[idLen]byte]*MasterKey{}, store: st, cache: map[string]*dataKey{}, drawing: map[string]chan struct{}{}}
 	for _, p := range previous {
 		if p != nil && p.id != current.id {
 			k.previous[p.id] = p
@@ -187,42 +188,15 @@ func Open(path string, current *MasterKey, previous ...*MasterKey) (*Keystore, e
 	return k, nil
 }
 
-func openDB(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("seal: open keystore %s: %w", path, err)
-	}
-	// New data keys wait at most this long to share a commit.
-	db.MaxBatchDelay = time.Millisecond
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketKeys); err != nil {
-			return err
-		}
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if v := meta.Get([]byte("format")); v != nil && !bytes.Equal(v, []byte{entryFormat}) {
-			return fmt.Errorf("unknown keystore format %x", v)
-		}
-		return meta.Put([]byte("format"), []byte{entryFormat})
-	})
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("seal: keystore %s: %w", path, err)
-	}
-	return db, nil
-}
-
-// Close closes the keystore file.
+// Close closes the keystore's store.
 func (k *Keystore) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.db.Close()
+	return k.store.Close()
 }
 
-// Path is the keystore file.
-func (k *Keystore) Path() string { return k.path }
+// Path is where the keystore is: its file, or the stream that holds it.
+func (k *Keystore) Path() string { return k.store.Where() }
 
 // CurrentID is the id of the master key that seals.
 func (k *Keystore) CurrentID() string { return k.current.ID() }
@@ -307,13 +281,9 @@ func (k *Keystore) lookup(provider, key string) (*dataKey, error) {
 	if dk != nil {
 		return dk, nil
 	}
-	var v []byte
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	err := k.db.View(func(tx *bolt.Tx) error {
-		v = bytes.Clone(tx.Bucket(bucketKeys).Get([]byte(ek)))
-		return nil
-	})
+	v, err := k.store.Get([]byte(ek))
 	if err != nil {
 		return nil, fmt.Errorf("seal: keystore: %w", err)
 	}
@@ -370,9 +340,7 @@ func (k *Keystore) dataKey(provider, key string) (*dataKey, error) {
 	dk.aead = aead
 	entry := wrap(k.current, provider, key, dk.id, raw)
 	k.mu.RLock()
-	err = k.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketKeys).Put([]byte(ek), entry)
-	})
+	err = k.store.Put([]byte(ek), entry)
 	if err == nil {
 		// Cached under the read lock's protection from Destroy: a Destroy
 		// waiting for it runs after, and removes this key again.
@@ -381,6 +349,10 @@ func (k *Keystore) dataKey(provider, key string) (*dataKey, error) {
 		k.cacheMu.Unlock()
 	}
 	k.mu.RUnlock()
+	if errors.Is(err, ErrEntryExists) {
+		// Another relay on the same store drew one first: it is the key's.
+		return k.lookup(provider, key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seal: keystore: store data key: %w", err)
 	}
@@ -421,6 +393,14 @@ func (k *Keystore) Open(provider, key string, record, aad []byte) ([]byte, error
 		return nil, ErrCorrupt
 	}
 	dk, err := k.lookup(provider, key)
+	if err == nil && dk != nil && !bytes.Equal(dk.id[:], record[1+idLen:1+2*idLen]) {
+		// The cached key may be one another relay on a shared store has
+		// destroyed and drawn again since: read the store once more.
+		k.cacheMu.Lock()
+		delete(k.cache, string(entryKey(provider, key)))
+		k.cacheMu.Unlock()
+		dk, err = k.lookup(provider, key)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -445,33 +425,16 @@ func RecordMaster(record []byte) string {
 
 // Destroy removes the data key of provider's key: every record sealed under
 // it, in this spool or in any copy of it, can no longer be opened. The next
-// Seal for the key draws a new data key. Since bbolt leaves a deleted value's
-// bytes on the freed page, the keystore's free pages are then overwritten in
-// place (scrub.Free; it is small: about 90 bytes per key), so that the
-// wrapped key is not left in keys.db either. Destroying a key that has none is not an error.
+// Seal for the key draws a new data key. The store leaves no copy of
+// the wrapped key in its files either (Store.Delete). Destroying a key that has none is not an error.
 func (k *Keystore) Destroy(provider, key string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.cacheMu.Lock()
 	delete(k.cache, string(entryKey(provider, key)))
 	k.cacheMu.Unlock()
-	found := false
-	err := k.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketKeys)
-		if b.Get(entryKey(provider, key)) == nil {
-			return nil
-		}
-		found = true
-		return b.Delete(entryKey(provider, key))
-	})
-	if err != nil {
+	if _, err := k.store.Delete(entryKey(provider, key)); err != nil {
 		return fmt.Errorf("seal: keystore: destroy %s/%s: %w", provider, key, err)
-	}
-	if !found {
-		return nil
-	}
-	if _, err := scrub.Free(k.db); err != nil {
-		return fmt.Errorf("seal: keystore: destroy %s/%s: scrub: %w", provider, key, err)
 	}
 	return nil
 }
@@ -501,53 +464,29 @@ func (k *Keystore) Rewrap(ctx context.Context, progress func(RewrapProgress)) (R
 		if err := ctx.Err(); err != nil {
 			return p, err
 		}
-		visited := 0
+		cur, re := 0, 0
 		k.mu.RLock()
-		err := k.db.Update(func(tx *bolt.Tx) error {
-			visited = 0
-			b := tx.Bucket(bucketKeys)
-			c := b.Cursor()
-			ek, v := c.First()
-			if after != nil {
-				if ek, v = c.Seek(after); bytes.Equal(ek, after) {
-					ek, v = c.Next()
-				}
+		last, visited, err := k.store.Update(after, rewrapChunk, func(ek, v []byte) ([]byte, error) {
+			if k.wrappedByCurrent(v) {
+				cur++
+				return nil, nil
 			}
-			type put struct{ k, v []byte }
-			var puts []put
-			cur, re := 0, 0
-			var last []byte
-			for ; ek != nil && visited < rewrapChunk; ek, v = c.Next() {
-				visited++
-				last = bytes.Clone(ek)
-				if k.wrappedByCurrent(v) {
-					cur++
-					continue
-				}
-				provider, key, _ := bytes.Cut(ek, []byte{0})
-				nv, err := k.rewrapEntry(string(provider), string(key), v)
-				if err != nil {
-					return err
-				}
-				puts = append(puts, put{bytes.Clone(ek), nv})
+			provider, key, _ := bytes.Cut(ek, []byte{0})
+			nv, err := k.rewrapEntry(string(provider), string(key), v)
+			if err == nil {
 				re++
 			}
-			for _, pt := range puts {
-				if err := b.Put(pt.k, pt.v); err != nil {
-					return err
-				}
-			}
-			p.Total += visited
-			p.Current += cur
-			p.Rewrapped += re
-			if last != nil {
-				after = last
-			}
-			return nil
+			return nv, err
 		})
 		k.mu.RUnlock()
 		if err != nil {
 			return p, fmt.Errorf("seal: rewrap: %w", err)
+		}
+		p.Total += visited
+		p.Current += cur
+		p.Rewrapped += re
+		if last != nil {
+			after = last
 		}
 		if progress != nil {
 			progress(p)

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 func newKey(t testing.TB) *MasterKey {
@@ -74,11 +72,7 @@ func TestDestroyShredsAndLeavesNoWrappedKey(t *testing.T) {
 	ks := openKS(t, path, m)
 	rec, _ := ks.Seal("kompar", "app-1", []byte("x"), nil)
 	keep, _ := ks.Seal("kompar", "app-2", []byte("y"), nil)
-	var entry []byte
-	_ = ks.db.View(func(tx *bolt.Tx) error {
-		entry = bytes.Clone(tx.Bucket(bucketKeys).Get(entryKey("kompar", "app-1")))
-		return nil
-	})
+	entry, _ := ks.store.Get(entryKey("kompar", "app-1"))
 	if raw, _ := os.ReadFile(path); !bytes.Contains(raw, entry[1+2*idLen:]) {
 		t.Fatal("the wrapped key is not where the test looks for it")
 	}

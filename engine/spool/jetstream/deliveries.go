@@ -1,0 +1,369 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// An S_dlv value: what Pending needs in clear, then the attempts, sealed
+// with privacy (their responses are content):
+//
+//	status (1) | next attempt (8, unix ns BE, 0: none) | record {attempts, attempts_before}
+const dlvHead = 9
+
+var (
+	statusCode = map[spool.Status]byte{spool.Pending: 1, spool.Dead: 2, spool.Delivered: 3, spool.Skipped: 4}
+	codeStatus = [...]spool.Status{1: spool.Pending, 2: spool.Dead, 3: spool.Delivered, 4: spool.Skipped}
+)
+
+// dlvState is the sealed part of an S_dlv value.
+type dlvState struct {
+	Attempts       []spool.Attempt `json:"attempts"`
+	AttemptsBefore int             `json:"attempts_before,omitempty"`
+}
+
+// head reads a value's clear status and next attempt.
+func head(v []byte) (spool.Status, time.Time, error) {
+	if len(v) < dlvHead || int(v[0]) >= len(codeStatus) || codeStatus[v[0]] == "" {
+		return "", time.Time{}, errors.New("jetstream: malformed delivery state")
+	}
+	var at time.Time
+	if ns := binary.BigEndian.Uint64(v[1:9]); ns != 0 {
+		at = time.Unix(0, int64(ns)).UTC()
+	}
+	return codeStatus[v[0]], at, nil
+}
+
+// delivery builds the delivery of the event st to dest, with its state v
+// (nil: pending, never tried).
+func (s *Store) delivery(st *stored, dest string, v []byte, withAttempts bool) (*spool.Delivery, error) {
+	d := &spool.Delivery{EventID: st.m.ID, Destination: dest, Provider: st.m.Provider, Key: st.m.Key, Seq: st.seq,
+		Sequence: st.m.Sequence, Status: spool.Pending, Attempts: []spool.Attempt{}}
+	if v == nil {
+		return d, nil
+	}
+	status, at, err := head(v)
+	if err != nil {
+		return nil, err
+	}
+	d.Status, d.NextAt = status, at
+	if withAttempts {
+		var ds dlvState
+		if err := s.open(st.m.Provider, st.m.Key, deliveryAAD(st.m.ID, dest), v[dlvHead:], &ds); err != nil {
+			return nil, fmt.Errorf("spool: decode delivery %s to %s: %w", st.m.ID, dest, err)
+		}
+		if ds.Attempts != nil {
+			d.Attempts = ds.Attempts
+		}
+		d.AttemptsBefore = ds.AttemptsBefore
+	}
+	return d, nil
+}
+
+// Update stores d's status, attempts and NextAt; the other fields of d are
+// ignored. It returns ErrNotFound when the delivery is not stored.
+func (s *Store) Update(ctx context.Context, d *spool.Delivery) error {
+	code, ok := statusCode[d.Status]
+	if !ok {
+		return fmt.Errorf("spool: delivery %s/%s: unknown status %q", d.EventID, d.Destination, d.Status)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	st, err := s.lookup(ctx, d.EventID)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(st.m.Destinations, d.Destination) {
+		return fmt.Errorf("%w: delivery %s to %s", spool.ErrNotFound, d.EventID, d.Destination)
+	}
+	v := make([]byte, dlvHead, 256)
+	v[0] = code
+	if !d.NextAt.IsZero() {
+		binary.BigEndian.PutUint64(v[1:9], uint64(d.NextAt.UnixNano()))
+	}
+	rec, err := s.seal(st.m.Provider, st.m.Key, deliveryAAD(d.EventID, d.Destination), dlvState{d.Attempts, d.AttemptsBefore})
+	if err != nil {
+		return fmt.Errorf("spool: seal delivery %s to %s: %w", d.EventID, d.Destination, err)
+	}
+	if _, err := s.dlv.Put(ctx, dlvKey(d.EventID, d.Destination), append(v, rec...)); err != nil {
+		return fmt.Errorf("spool: update delivery %s to %s: %w", d.EventID, d.Destination, err)
+	}
+	if st.m.Sequence > 0 && d.Status != spool.Pending {
+		return s.raiseLastSequence(ctx, d.Destination, st.m.Provider, st.m.Key, st.m.Sequence)
+	}
+	return nil
+}
+
+func lastSeqKey(dest, provider, key string) string {
+	return enc(dest) + "." + enc(provider) + "." + enc(key)
+}
+
+// raiseLastSequence records that seq was released to dest for provider's
+// key, with a revision check: two instances may release at once.
+func (s *Store) raiseLastSequence(ctx context.Context, dest, provider, key string, seq int64) error {
+	k := lastSeqKey(dest, provider, key)
+	val := []byte(strconv.FormatInt(seq, 10))
+	for range 16 {
+		e, err := s.lastSeq.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if _, err = s.lastSeq.Create(ctx, k, val); err == nil {
+				return nil
+			}
+		case err != nil:
+		default:
+			if cur, _ := strconv.ParseInt(string(e.Value()), 10, 64); cur >= seq {
+				return nil
+			}
+			if _, err = s.lastSeq.Update(ctx, k, val, e.Revision()); err == nil {
+				return nil
+			}
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("spool: last sequence %s: %w", dest, err)
+		}
+	}
+	return fmt.Errorf("spool: last sequence %s: too many concurrent writers", dest)
+}
+
+// LastSequence returns the highest sequence released to dest for
+// provider's key, 0 when none.
+func (s *Store) LastSequence(dest, provider, key string) (int64, error) {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	e, err := s.lastSeq.Get(ctx, lastSeqKey(dest, provider, key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("spool: last sequence %s: %w", dest, err)
+	}
+	return strconv.ParseInt(string(e.Value()), 10, 64)
+}
+
+// Delivery returns the delivery of event eventID to dest, or ErrNotFound.
+func (s *Store) Delivery(dest, eventID string) (*spool.Delivery, error) {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	st, err := s.lookup(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(st.m.Destinations, dest) {
+		return nil, fmt.Errorf("%w: delivery %s to %s", spool.ErrNotFound, eventID, dest)
+	}
+	v, err := s.state(ctx, eventID, dest)
+	if err != nil {
+		return nil, err
+	}
+	return s.delivery(st, dest, v, true)
+}
+
+// state reads a delivery's S_dlv value, nil when it has none.
+func (s *Store) state(ctx context.Context, eventID, dest string) ([]byte, error) {
+	e, err := s.dlv.Get(ctx, dlvKey(eventID, dest))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: read delivery %s to %s: %w", eventID, dest, err)
+	}
+	return e.Value(), nil
+}
+
+// Event returns the event with the given ULID, or ErrNotFound.
+func (s *Store) Event(id string) (*spool.Event, error) {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	st, err := s.lookup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.openEvent(st)
+}
+
+func (s *Store) openEvent(st *stored) (*spool.Event, error) {
+	ev := new(spool.Event)
+	if err := s.open(st.m.Provider, st.m.Key, eventAAD(st.m.ID), st.rec, ev); err != nil {
+		return nil, fmt.Errorf("spool: decode event %s: %w", st.m.ID, err)
+	}
+	return ev, nil
+}
+
+// deliveriesOf reads every delivery of the event st, by destination name.
+func (s *Store) deliveriesOf(ctx context.Context, st *stored) ([]*spool.Delivery, error) {
+	dests := slices.Clone(st.m.Destinations)
+	slices.Sort(dests)
+	ds := make([]*spool.Delivery, 0, len(dests))
+	for _, dest := range dests {
+		v, err := s.state(ctx, st.m.ID, dest)
+		if err != nil {
+			return nil, err
+		}
+		d, err := s.delivery(st, dest, v, true)
+		if err != nil {
+			return nil, err
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// states reads every S_dlv value of dest, by key.
+func (s *Store) states(ctx context.Context, dest string) (map[string][]byte, error) {
+	w, err := s.dlv.Watch(ctx, "*."+enc(dest), jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string][]byte{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("spool: read deliveries to %s: watch ended", dest)
+			}
+			if e == nil { // every current value was sent
+				return out, nil
+			}
+			out[e.Key()] = e.Value()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, ctx.Err())
+		}
+	}
+}
+
+// scanChunk is how many event messages one fetch of a scan asks for.
+const scanChunk = 256
+
+// scan calls fn, in Seq order, for every event message stored when it
+// began.
+func (s *Store) scan(ctx context.Context, fn func(st *stored) error) error {
+	return consume(ctx, s.stream, s.name+".ev.>", func(seq uint64, subj string, data []byte) error {
+		m, rec, err := splitBody(data)
+		if err != nil {
+			return err
+		}
+		return fn(&stored{seq: seq, m: m, rec: rec, subj: subj})
+	})
+}
+
+// consume calls fn, in stream order, for every message of stream on
+// subjects matching filter that was stored when it began. It reads
+// through an ordered consumer of its own.
+func consume(ctx context.Context, stream jetstream.Stream, filter string, fn func(seq uint64, subj string, data []byte) error) error {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("spool: scan: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	last := info.State.LastSeq
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return fmt.Errorf("spool: scan: %w", err)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("spool: scan: %w", err)
+		}
+		batch, err := cons.Fetch(scanChunk, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("spool: scan: %w", err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			md, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("spool: scan: %w", err)
+			}
+			if md.Sequence.Stream > last {
+				return nil
+			}
+			if err := fn(md.Sequence.Stream, msg.Subject(), msg.Data()); err != nil {
+				return err
+			}
+			if md.Sequence.Stream == last || md.NumPending == 0 {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("spool: scan: %w", err)
+		}
+		if n == 0 {
+			return nil // the messages left were deleted meanwhile
+		}
+	}
+}
+
+// scanTimeout bounds a whole scan of the stream (Pending, Queue, Purge).
+const scanTimeout = 10 * time.Minute
+
+// Pending calls fn, in Seq order, for every delivery to dest that is not
+// final.
+func (s *Store) Pending(dest string, fn func(q *spool.QueuedDelivery) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
+	defer cancel()
+	states, err := s.states(ctx, dest)
+	if err != nil {
+		return err
+	}
+	var q spool.QueuedDelivery
+	return s.scan(ctx, func(st *stored) error {
+		if !slices.Contains(st.m.Destinations, dest) {
+			return nil
+		}
+		status, at := spool.Pending, time.Time{}
+		if v := states[dlvKey(st.m.ID, dest)]; v != nil {
+			var err error
+			if status, at, err = head(v); err != nil {
+				return err
+			}
+		}
+		if status.Final() {
+			return nil
+		}
+		id, err := ulid.ParseStrict(st.m.ID)
+		if err != nil {
+			return err
+		}
+		q = spool.QueuedDelivery{Seq: st.seq, EventID: id, Provider: st.m.Provider, Key: st.m.Key, Sequence: st.m.Sequence, Status: status, NextAt: at}
+		return fn(&q)
+	})
+}
+
+// Queue is Pending with whole deliveries, attempts included.
+func (s *Store) Queue(dest string, fn func(d *spool.Delivery) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
+	defer cancel()
+	states, err := s.states(ctx, dest)
+	if err != nil {
+		return err
+	}
+	return s.scan(ctx, func(st *stored) error {
+		if !slices.Contains(st.m.Destinations, dest) {
+			return nil
+		}
+		d, err := s.delivery(st, dest, states[dlvKey(st.m.ID, dest)], true)
+		if err != nil {
+			return err
+		}
+		if d.Status.Final() {
+			return nil
+		}
+		return fn(d)
+	})
+}

@@ -1,0 +1,36 @@
+package jetstream
+
+import "context"
+
+// StreamLeader names the server leading the events stream, for the
+// cluster test's kill.
+func StreamLeader(s *Store) (string, error) {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if info.Cluster == nil {
+		return "", nil
+	}
+	return info.Cluster.Leader, nil
+}
+
+// DirectBuckets names the store's buckets that any replica may answer
+// reads of (none should).
+func DirectBuckets(s *Store) ([]string, error) {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	var out []string
+	for _, b := range []string{"dlv", "idem", "quar", "poll", "lastseq", "paused"} {
+		st, err := s.js.Stream(ctx, "KV_"+s.name+"_"+b)
+		if err != nil {
+			return nil, err
+		}
+		if st.CachedInfo().Config.AllowDirect {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}

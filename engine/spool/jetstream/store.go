@@ -1,0 +1,635 @@
+// Package jetstream is the spool on NATS JetStream (SPEC 12): the same
+// spool.Store as the bbolt file, shared by every relay instance that names
+// the same stream, so that any of them takes a webhook and any answers the
+// admin API.
+//
+// Layout, for a stream named S:
+//
+//	stream S          subjects S.ev.<partition>.<event ULID>: one message per event,
+//	                  its stream sequence the event's Seq (commit order); the
+//	                  body is a clear meta record (id, provider, key, sequence,
+//	                  destinations, received) and the event, sealed with privacy
+//	KV S_dlv          <event ULID>.<dest>          -> status, next attempt (clear),
+//	                                                  attempts (sealed with privacy)
+//	KV S_idem         <provider>.<idempotency id>  -> received, event id
+//	KV S_quar         <ULID>                       -> quarantined request
+//	KV S_poll         <provider>.<key>             -> poller state
+//	KV S_lastseq      <dest>.<provider>.<key>      -> highest sequence released
+//	KV S_paused       <dest>                       -> paused destination
+//
+// KV key parts are base64url, since destination names, providers and keys
+// may hold characters KV keys may not. An event's deliveries are pending
+// until S_dlv says otherwise, so that the event message alone, acknowledged
+// before the lender is answered, is what makes them durable: no second write
+// can be lost between the two.
+//
+// Keys are hashed onto partitions in the subject so that partitions can be
+// leased to instances (issue 16, item 2); this package delivers nothing
+// itself, the engine's dispatcher does.
+package jetstream
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/hookrelay/hookrelay/engine/spool"
+)
+
+// Options configure Open.
+type Options struct {
+	// URLs are the NATS servers to connect to.
+	URLs []string
+	// Creds is the content of a NATS credentials file (a user JWT and its
+	// seed), already read from its secret reference; "" for none.
+	Creds string
+	// User and Password, or Token, authenticate without credentials.
+	User, Password, Token string
+	// Stream names the events stream; the KV buckets are named after it.
+	Stream string
+	// Replicas is how many servers store each message (1 or 3, mostly).
+	Replicas int
+	// Partitions is how many partitions keys are hashed onto.
+	Partitions int
+	// Timeout bounds each request to the servers; 0 means 10s.
+	Timeout time.Duration
+	// Spool carries the bbolt options that apply here too: Committed and
+	// Sealer (MaxBatch and Warn do not).
+	Spool spool.Options
+}
+
+// DuplicateWindow is the events stream's duplicate window: within it the
+// server drops a second copy of a webhook by its message id, across
+// instances; beyond it the S_idem record does.
+const DuplicateWindow = 2 * time.Minute
+
+// Store is the JetStream spool.Store.
+type Store struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	name    string
+	parts   uint32
+	timeout time.Duration
+
+	dlv, idem, quar, poll, lastSeq, paused jetstream.KeyValue
+
+	committed func([]spool.Ref)
+	sealer    spool.Sealer
+
+	// partMu serialises appends per partition from publish to the Committed
+	// call, so that the dispatcher learns of one key's events in Seq order.
+	partMu []sync.Mutex
+	// idemMu serialises appends of one provider's idempotency id on this
+	// instance, so that a dedup window shorter than the server's duplicate
+	// window still sees the copy in flight.
+	idemMu keyedMutex
+}
+
+var (
+	_ spool.Store  = (*Store)(nil)
+	_ spool.Eraser = (*Store)(nil)
+)
+
+// Open connects to the servers and creates the stream and the KV buckets
+// when they are missing, with file storage and opts.Replicas.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if len(opts.URLs) == 0 {
+		return nil, errors.New("jetstream: no server urls")
+	}
+	if opts.Stream == "" {
+		return nil, errors.New("jetstream: no stream name")
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.Partitions <= 0 {
+		opts.Partitions = 1
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	nc, err := connect(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{nc: nc, name: opts.Stream, parts: uint32(opts.Partitions), timeout: opts.Timeout,
+		committed: opts.Spool.Committed, sealer: opts.Spool.Sealer, partMu: make([]sync.Mutex, opts.Partitions)}
+	if err := s.setup(ctx, opts.Replicas); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// connect opens a connection to opts.URLs with its credentials.
+func connect(opts Options) (*nats.Conn, error) {
+	if len(opts.URLs) == 0 {
+		return nil, errors.New("jetstream: no server urls")
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	copts := []nats.Option{nats.Name("hookrelay"), nats.MaxReconnects(-1), nats.Timeout(timeout)}
+	switch {
+	case opts.Creds != "":
+		jwt, err := nkeys.ParseDecoratedJWT([]byte(opts.Creds))
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: creds: %w", err)
+		}
+		kp, err := nkeys.ParseDecoratedNKey([]byte(opts.Creds))
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: creds: %w", err)
+		}
+		copts = append(copts, nats.UserJWT(func() (string, error) { return jwt, nil }, kp.Sign))
+	case opts.Token != "":
+		copts = append(copts, nats.Token(opts.Token))
+	case opts.User != "":
+		copts = append(copts, nats.UserInfo(opts.User, opts.Password))
+	}
+	nc, err := nats.Connect(strings.Join(opts.URLs, ","), copts...)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: connect: %w", err)
+	}
+	return nc, nil
+}
+
+// setup creates or opens the stream and the buckets.
+func (s *Store) setup(ctx context.Context, replicas int) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
+	defer cancel()
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s.js = js
+	s.stream, err = js.Stream(ctx, s.name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s.stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        s.name,
+			Description: "hookrelay events",
+			Subjects:    []string{s.name + ".ev.>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			Retention:   jetstream.LimitsPolicy,
+			Duplicates:  DuplicateWindow,
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: stream %s: %w", s.name, err)
+	}
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+	}{{&s.dlv, "dlv"}, {&s.idem, "idem"}, {&s.quar, "quar"}, {&s.poll, "poll"}, {&s.lastSeq, "lastseq"}, {&s.paused, "paused"}} {
+		name := s.name + "_" + b.name
+		kv, err := js.KeyValue(ctx, name)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1})
+		}
+		if err == nil {
+			kv, err = s.leaderReads(ctx, kv, name)
+		}
+		if err != nil {
+			return fmt.Errorf("jetstream: bucket %s: %w", name, err)
+		}
+		*b.kv = kv
+	}
+	return nil
+}
+
+// leaderReads turns off direct gets on a bucket, which any replica answers,
+// however far behind: a delivery's attempts are read back before its next
+// attempt is recorded, and a stale read would drop one. Reads then go to
+// the bucket's leader.
+func (s *Store) leaderReads(ctx context.Context, kv jetstream.KeyValue, name string) (jetstream.KeyValue, error) {
+	st, err := s.js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return s.js.KeyValue(ctx, name)
+}
+
+// ctx bounds one request to the servers.
+func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	if _, ok := parent.Deadline(); ok {
+		return parent, func() {}
+	}
+	return context.WithTimeout(parent, s.timeout)
+}
+
+// Partition is the partition provider's key is hashed onto.
+func (s *Store) Partition(provider, key string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(provider))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(key))
+	return h.Sum32() % s.parts
+}
+
+// enc is one KV key part: base64url, which KV keys accept whole.
+func enc(s string) string {
+	if s == "" {
+		return "_" // no part may be empty; "_" is no base64url of anything
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+func dec(s string) string {
+	if s == "_" {
+		return ""
+	}
+	b, _ := base64.RawURLEncoding.DecodeString(s)
+	return string(b)
+}
+
+func dlvKey(eventID, dest string) string { return eventID + "." + enc(dest) }
+
+// meta is an event message's clear head: what ordering, erasure and purge
+// read without opening the sealed event.
+type meta struct {
+	ID           string    `json:"id"`
+	Provider     string    `json:"p"`
+	Key          string    `json:"k"`
+	Sequence     int64     `json:"s,omitempty"`
+	Idem         string    `json:"i,omitempty"`
+	ReceivedAt   time.Time `json:"r"`
+	Destinations []string  `json:"d"`
+}
+
+// Record forms, the first byte of a record after any clear head.
+const (
+	formJSON   = 'j'
+	formSealed = 's'
+)
+
+// seal encodes v as JSON, sealed under provider's key with aad when the
+// store has a Sealer.
+func (s *Store) seal(provider, key string, aad []byte, v any) ([]byte, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if s.sealer == nil {
+		return append([]byte{formJSON}, js...), nil
+	}
+	sealed, err := s.sealer.Seal(provider, key, js, aad)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{formSealed}, sealed...), nil
+}
+
+// open decodes a record seal made.
+func (s *Store) open(provider, key string, aad, rec []byte, v any) error {
+	if len(rec) == 0 {
+		return errors.New("empty record")
+	}
+	body := rec[1:]
+	switch rec[0] {
+	case formJSON:
+	case formSealed:
+		if s.sealer == nil {
+			return spool.ErrSealed
+		}
+		var err error
+		if body, err = s.sealer.Open(provider, key, body, aad); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown record form %q", rec[0])
+	}
+	return json.Unmarshal(body, v)
+}
+
+func eventAAD(id string) []byte { return []byte("events\x00" + id) }
+
+func deliveryAAD(eventID, dest string) []byte {
+	return []byte("deliveries\x00" + eventID + "\x00" + dest)
+}
+
+func quarantineAAD(id string) []byte { return []byte("quarantine\x00" + id) }
+
+func pollAAD(provider, key string) []byte { return []byte("poll\x00" + provider + "\x00" + key) }
+
+// eventBody is an event message's body: uvarint length, meta JSON, record.
+func (s *Store) eventBody(m *meta, ev *spool.Event) ([]byte, error) {
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.seal(ev.Provider, ev.Key, eventAAD(ev.ID), ev)
+	if err != nil {
+		return nil, err
+	}
+	out := binary.AppendUvarint(make([]byte, 0, len(mj)+len(rec)+4), uint64(len(mj)))
+	return append(append(out, mj...), rec...), nil
+}
+
+// splitBody reads an event message's meta and returns its record.
+func splitBody(b []byte) (*meta, []byte, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || uint64(len(b)-w) < n {
+		return nil, nil, errors.New("jetstream: malformed event message")
+	}
+	m := new(meta)
+	if err := json.Unmarshal(b[w:w+int(n)], m); err != nil {
+		return nil, nil, fmt.Errorf("jetstream: event meta: %w", err)
+	}
+	return m, b[w+int(n):], nil
+}
+
+// subject is where an event is published.
+func (s *Store) subject(provider, key, id string) string {
+	return s.name + ".ev." + strconv.FormatUint(uint64(s.Partition(provider, key)), 10) + "." + id
+}
+
+// idemRecord is an S_idem value.
+type idemRecord struct {
+	At int64  `json:"at"` // received, unix ns
+	ID string `json:"id"`
+}
+
+// Append publishes ev and answers once the servers acknowledged it.
+// Dedup: the server's duplicate window drops a second copy by message id,
+// on any instance; a provider window beyond it is checked in S_idem first.
+func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration) (string, error) {
+	if _, err := ulid.ParseStrict(ev.ID); err != nil {
+		return "", fmt.Errorf("spool: event id %q: %w", ev.ID, err)
+	}
+	dests := make([]string, 0, len(ev.Destinations))
+	for _, d := range ev.Destinations {
+		if d == "" {
+			return "", fmt.Errorf("spool: event %s: empty destination name", ev.ID)
+		}
+		if !slices.Contains(dests, d) {
+			dests = append(dests, d)
+		}
+	}
+	recv := ev.ReceivedAt
+	if recv.IsZero() {
+		recv = time.Now()
+	}
+	m := &meta{ID: ev.ID, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence, Idem: ev.IdempotencyID, ReceivedAt: recv.UTC(), Destinations: dests}
+	body, err := s.eventBody(m, ev)
+	if err != nil {
+		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+
+	// The entry is kept even when this provider's dedup is off, as bbolt
+	// keeps it, so that turning dedup on sees the events before.
+	useIdem := dedup > 0 && ev.IdempotencyID != ""
+	var ik string
+	if ev.IdempotencyID != "" {
+		ik = enc(ev.Provider) + "." + enc(ev.IdempotencyID)
+		unlock := s.idemMu.lock(ik)
+		defer unlock()
+	}
+	if useIdem {
+		e, err := s.idem.Get(ctx, ik)
+		switch {
+		case err == nil:
+			var r idemRecord
+			if json.Unmarshal(e.Value(), &r) == nil && recv.Sub(time.Unix(0, r.At)) < dedup {
+				return r.ID, nil
+			}
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return "", fmt.Errorf("spool: dedup %s: %w", ev.ID, err)
+		}
+	}
+	msg := &nats.Msg{Subject: s.subject(ev.Provider, ev.Key, ev.ID), Data: body, Header: nats.Header{}}
+	if useIdem && dedup >= DuplicateWindow {
+		// Within the duplicate window the server is the check, across
+		// instances; a shorter provider window cannot use it, since the
+		// server would still drop a copy the provider wants as new.
+		msg.Header.Set(jetstream.MsgIDHeader, ev.Provider+"\x00"+ev.IdempotencyID)
+	}
+	part := s.Partition(ev.Provider, ev.Key)
+	s.partMu[part].Lock()
+	defer s.partMu[part].Unlock()
+	// The subject holds the event id, so that a second event with the
+	// same id is refused by the server, atomically with the write.
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(0))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return "", fmt.Errorf("%w: event %s", spool.ErrExists, ev.ID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("spool: append %s: %w", ev.ID, err)
+	}
+	id := ev.ID
+	if ack.Duplicate {
+		// Another copy won, on this instance or another: answer with its id.
+		raw, err := s.stream.GetMsg(ctx, ack.Sequence)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			// The copy the server remembers was purged or erased since:
+			// this one is new, under a message id of its own.
+			msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+			if ack, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+				return "", fmt.Errorf("spool: append %s: %w", ev.ID, err)
+			}
+		case err != nil:
+			return "", fmt.Errorf("spool: dedup %s: %w", ev.ID, err)
+		default:
+			om, _, err := splitBody(raw.Data)
+			if err != nil {
+				return "", err
+			}
+			id = om.ID
+		}
+	}
+	if ik != "" {
+		rv, _ := json.Marshal(idemRecord{At: recv.UnixNano(), ID: id})
+		if _, err := s.idem.Put(ctx, ik, rv); err != nil {
+			return "", fmt.Errorf("spool: dedup %s: %w", ev.ID, err)
+		}
+	}
+	if ack.Duplicate {
+		return id, nil
+	}
+	if s.committed != nil && len(dests) > 0 {
+		refs := make([]spool.Ref, 0, len(dests))
+		for _, d := range dests {
+			refs = append(refs, spool.Ref{Seq: ack.Sequence, EventID: ev.ID, Destination: d, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence})
+		}
+		s.committed(refs)
+	}
+	return "", nil
+}
+
+// stored is an event message as read: its Seq, meta and record.
+type stored struct {
+	seq  uint64
+	m    *meta
+	rec  []byte
+	subj string
+}
+
+// lookup reads the event with id, or ErrNotFound.
+func (s *Store) lookup(ctx context.Context, id string) (*stored, error) {
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return nil, fmt.Errorf("spool: event id %q: %w", id, err)
+	}
+	raw, err := s.stream.GetLastMsgForSubject(ctx, s.name+".ev.*."+id)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("%w: event %s", spool.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: read event %s: %w", id, err)
+	}
+	m, rec, err := splitBody(raw.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &stored{seq: raw.Sequence, m: m, rec: rec, subj: raw.Subject}, nil
+}
+
+// Quarantine stores q under its ULID. Its provider and key stay clear
+// before the sealed record, for erasure.
+func (s *Store) Quarantine(ctx context.Context, q *spool.Quarantined) error {
+	if _, err := ulid.ParseStrict(q.ID); err != nil {
+		return fmt.Errorf("spool: quarantine id %q: %w", q.ID, err)
+	}
+	v, err := s.quarValue(q)
+	if err != nil {
+		return fmt.Errorf("spool: encode quarantined %s: %w", q.ID, err)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.quar.Put(ctx, q.ID, v); err != nil {
+		return fmt.Errorf("spool: quarantine %s: %w", q.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) quarValue(q *spool.Quarantined) ([]byte, error) {
+	rec, err := s.seal(q.Provider, q.Key, quarantineAAD(q.ID), q)
+	if err != nil {
+		return nil, err
+	}
+	v := binary.AppendUvarint(nil, uint64(len(q.Provider)))
+	v = append(v, q.Provider...)
+	v = binary.AppendUvarint(v, uint64(len(q.Key)))
+	v = append(v, q.Key...)
+	return append(v, rec...), nil
+}
+
+// quarHead reads a quarantine value's clear provider and key.
+func quarHead(v []byte) (provider, key string, rec []byte, err error) {
+	read := func() (string, bool) {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || uint64(len(v)-w) < n {
+			return "", false
+		}
+		out := string(v[w : w+int(n)])
+		v = v[w+int(n):]
+		return out, true
+	}
+	p, ok1 := read()
+	k, ok2 := read()
+	if !ok1 || !ok2 {
+		return "", "", nil, errors.New("jetstream: malformed quarantined request")
+	}
+	return p, k, v, nil
+}
+
+func (s *Store) decodeQuar(id string, v []byte) (*spool.Quarantined, error) {
+	p, k, rec, err := quarHead(v)
+	if err != nil {
+		return nil, err
+	}
+	q := new(spool.Quarantined)
+	if err := s.open(p, k, quarantineAAD(id), rec, q); err != nil {
+		return nil, fmt.Errorf("spool: decode quarantined %s: %w", id, err)
+	}
+	return q, nil
+}
+
+// keyedMutex is one mutex per string key, dropped when unused.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// Size is the bytes the stream and the buckets hold on one server.
+func (s *Store) Size() int64 {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	var n uint64
+	if info, err := s.stream.Info(ctx); err == nil {
+		n += info.State.Bytes
+	}
+	for _, kv := range []jetstream.KeyValue{s.dlv, s.idem, s.quar, s.poll, s.lastSeq, s.paused} {
+		if st, err := kv.Status(ctx); err == nil {
+			n += st.Bytes()
+		}
+	}
+	return int64(n)
+}
+
+// Close flushes and closes the connection: appends already answered were
+// acknowledged by the servers, so nothing else is pending.
+func (s *Store) Close() error {
+	err := s.nc.Flush()
+	s.nc.Close()
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return spool.ErrClosed
+	}
+	return err
+}
