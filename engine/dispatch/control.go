@@ -296,17 +296,22 @@ func (l *lane) noteFailure(eventID string, a spool.Attempt) {
 	}
 }
 
-// heldKeys lists up to limit held keys with the event blocking each.
+// heldKeys lists the limit oldest held keys with the event blocking each,
+// oldest first.
 func (l *lane) heldKeys(limit int) []HeldKey {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := []HeldKey{}
 	for _, kq := range l.keys {
-		if kq.held && len(out) < limit {
+		if kq.held {
 			out = append(out, HeldKey{Provider: kq.provider, Key: kq.eventKey, EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1})
 		}
 	}
+	// Sort before capping: the keys shown are the oldest blocked ones.
 	slices.SortFunc(out, func(a, b HeldKey) int { return strings.Compare(a.EventID, b.EventID) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
 	return out
 }
 
