@@ -348,7 +348,7 @@ func (r *api) retryEvent(req *http.Request) (any, error) {
 	}
 	n := 0
 	for _, d := range ds {
-		if d.Status != spool.Dead {
+		if r.relay.DeliveryStatus(ev, d) != "dead" {
 			continue
 		}
 		if err := r.relay.Requeue(ev, d); err != nil {
