@@ -514,35 +514,56 @@ func (r *api) reprocess(req *http.Request) (any, error) {
 	if err := readBody(req, &f); err != nil {
 		return nil, err
 	}
-	all, err := r.spool.QuarantineList("", 0)
-	if err != nil {
-		return nil, err
+	// The requests there when it starts: one that comes meanwhile waits
+	// for the next reprocess, as it did when the whole list was read first.
+	newest, err := r.spool.QuarantineList("", 1)
+	if err != nil || len(newest) == 0 {
+		return map[string]any{"reprocessed": 0, "failed": []failure{}}, err
 	}
+	last := newest[0].ID
 	want := map[string]bool{}
 	for _, id := range f.IDs {
 		want[id] = true
 	}
-	type failure struct {
-		ID     string `json:"id"`
-		Reason string `json:"reason"`
-	}
 	done, failed := 0, []failure{}
-	for i := len(all) - 1; i >= 0; i-- { // oldest first: keys keep their order
-		q := all[i]
-		if (len(want) > 0 && !want[q.ID]) || (f.Provider != "" && q.Provider != f.Provider) {
-			continue
-		}
-		why, err := r.relay.Reprocess(q)
+	// Oldest first, so keys keep their order, a page at a time: the
+	// quarantine may hold far more than memory should.
+	for cursor := ""; ; {
+		page, err := r.spool.QuarantineOldest(cursor, reprocessPage)
 		if err != nil {
 			return nil, err
 		}
-		if why != "" {
-			failed = append(failed, failure{q.ID, why})
-			continue
+		for _, q := range page {
+			if q.ID > last {
+				return map[string]any{"reprocessed": done, "failed": failed}, nil
+			}
+			cursor = q.ID
+			if (len(want) > 0 && !want[q.ID]) || (f.Provider != "" && q.Provider != f.Provider) {
+				continue
+			}
+			why, err := r.relay.Reprocess(q)
+			if err != nil {
+				return nil, err
+			}
+			if why != "" {
+				failed = append(failed, failure{q.ID, why})
+				continue
+			}
+			done++
 		}
-		done++
+		if len(page) < reprocessPage {
+			return map[string]any{"reprocessed": done, "failed": failed}, nil
+		}
 	}
-	return map[string]any{"reprocessed": done, "failed": failed}, nil
+}
+
+// reprocessPage is how many quarantined requests reprocess reads at a time.
+var reprocessPage = 100
+
+// failure is a quarantined request reprocess could not map, and why.
+type failure struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
 }
 
 func (r *api) pause(paused bool) adminFunc {

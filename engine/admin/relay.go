@@ -102,6 +102,7 @@ type Reader interface {
 	Deliveries(eventID string) ([]*spool.Delivery, error)
 	Queue(dest string, fn func(d *spool.Delivery) error) error
 	QuarantineList(after string, limit int) ([]*spool.Quarantined, error)
+	QuarantineOldest(after string, limit int) ([]*spool.Quarantined, error)
 	Quarantined(id string) (*spool.Quarantined, error)
 }
 
