@@ -6,7 +6,8 @@
 // spool through Reader.
 //
 // It may import engine/spool (its types), engine/internal and internal/
-// packages and the standard library; never engine.
+// packages, ulid and the standard library; never engine nor another of its
+// rooms.
 package admin
 
 import (

@@ -6,7 +6,7 @@
 // read and write it too, and Shown is the one form in which people read an
 // event.
 //
-// It may import engine/internal/scrub, bbolt and the standard library;
+// It may import engine/internal/scrub, bbolt, ulid and the standard library;
 // nothing else of hookrelay, since every other room imports it.
 package spool
 

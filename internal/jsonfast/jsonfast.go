@@ -8,7 +8,10 @@
 // it scans each body twice. Together they were about a tenth of ingest's
 // CPU. Decode and Append do the common cases directly and leave everything
 // else to encoding/json, so that the result is always exactly what
-// encoding/json gives; the tests and FuzzDecodeJSON hold them to it.
+// encoding/json gives; the tests and FuzzDecodeJSON hold them to it. It
+// serves the verify and map steps (verifiers, engine/provider).
+//
+// It may import the standard library only.
 package jsonfast
 
 import (
