@@ -20,6 +20,9 @@ type Config struct {
 
 	// Providers are the loaded provider files, sorted by name.
 	Providers []*Provider
+	// providers indexes Providers by name, built with them (Load): the
+	// ingest looks an accepted event's provider up in it (trackPollKey).
+	providers map[string]*Provider
 	// Destinations are the compiled destinations, by name, each with its
 	// relay.yaml entry (Destination.Config): the one map of them. It
 	// shadows config.Config's decoded map, which only Load reads.
@@ -127,6 +130,10 @@ func (c *Config) loadProviders(errs *config.Errors) {
 		}
 		c.Weak = append(c.Weak, p.Warnings.Problems()...)
 		c.Providers = append(c.Providers, p)
+	}
+	c.providers = make(map[string]*Provider, len(c.Providers))
+	for _, p := range c.Providers {
+		c.providers[p.Name] = p
 	}
 }
 

@@ -28,12 +28,7 @@ type Provider struct {
 
 // Provider returns the loaded provider called name, or nil.
 func (c *Config) Provider(name string) *Provider {
-	for _, p := range c.Providers {
-		if p.Name == name {
-			return p
-		}
-	}
-	return nil
+	return c.providers[name]
 }
 
 // compiled is the compiled provider called name, or nil: masking asks it

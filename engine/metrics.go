@@ -91,7 +91,7 @@ func (m *metrics) pollRefusal(provider, reason string) {
 type queueCollector struct{ r *Relay }
 
 var (
-	pendingDesc = prometheus.NewDesc("hookrelay_pending", "Deliveries waiting, by destination.", []string{"destination"}, nil)
+	pendingDesc = prometheus.NewDesc("hookrelay_pending", "Deliveries waiting (neither final nor dead), by destination.", []string{"destination"}, nil)
 	deadDesc    = prometheus.NewDesc("hookrelay_dead", "Dead deliveries waiting for an operator, by destination.", []string{"destination"}, nil)
 	heldDesc    = prometheus.NewDesc("hookrelay_held_keys", "Keys blocked behind a dead event, by destination.", []string{"destination"}, nil)
 	oldestDesc  = prometheus.NewDesc("hookrelay_oldest_pending_seconds", "Age of the oldest waiting delivery, by destination.", []string{"destination"}, nil)

@@ -1,18 +1,21 @@
-// Package engine is hookrelay's composition root, being split along the data
-// flow (issue 14). It compiles what engine/config decodes (providers through
-// engine/provider, each with its register and poll blocks through
-// engine/lender; destinations through engine/dispatch) and wires the rooms together:
-// Load, Open, Start, Reload, Serve. The HTTP edge is engine/ingest, the
-// dispatcher and delivery are engine/dispatch, registration
-// and polling engine/lender, the admin API is engine/admin, given the relay
-// as an admin.Relay (adminRelay).
+// Package engine is hookrelay's composition root: no step of the flow of its
+// own, it wires the steps together (Load, Open, Start, Reload, Serve). It
+// compiles what engine/config decodes (providers through engine/provider,
+// each with its register and poll blocks through engine/lender;
+// destinations through engine/dispatch and engine/outbound), and gives each
+// room what it needs of the others as values and small seams: the HTTP
+// edge is engine/ingest, the dispatcher and delivery engine/dispatch,
+// registration and polling engine/lender, the admin API engine/admin (given
+// the relay as an admin.Relay, adminRelay) with engine/console, encryption
+// at rest engine/seal under engine/spool.
 // One webhook's path: ingest -> verify -> map -> route -> spool (group
 // commit) -> answer -> dispatcher -> destination.
 //
 // It may import its own subpackages (engine/config, engine/provider,
-// engine/ingest, engine/admin, engine/dispatch, engine/lender,
-// engine/outbound, engine/seal, engine/spool, engine/internal/...),
-// verifiers, transforms and internal/; none of those imports engine.
+// engine/ingest, engine/admin, engine/console, engine/dispatch,
+// engine/lender, engine/outbound, engine/seal, engine/spool,
+// engine/internal/...), verifiers, transforms, internal/, Prometheus'
+// client and go-retryablehttp; none of those imports engine.
 package engine
 
 import (

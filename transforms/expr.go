@@ -1,7 +1,12 @@
 // Package transforms turns a verified request into the canonical event: the
 // expression environment, compiled programs, the event mapping, and the
 // {{ expression }} templates of destinations. Everything is compiled when the
-// configuration loads; a request only runs programs.
+// configuration loads; a request only runs programs. It is the map step of
+// the flow (engine/provider runs its mappings) and renders the outgoing
+// templates (engine/outbound).
+//
+// It may import expr and the standard library; nothing of hookrelay, since
+// the config, provider and outbound rooms all build on it.
 package transforms
 
 import (

@@ -6,7 +6,8 @@
 // spool through Reader.
 //
 // It may import engine/spool (its types), engine/internal and internal/
-// packages and the standard library; never engine.
+// packages, ulid and the standard library; never engine nor another of its
+// rooms.
 package admin
 
 import (
@@ -102,6 +103,7 @@ type Reader interface {
 	Deliveries(eventID string) ([]*spool.Delivery, error)
 	Queue(dest string, fn func(d *spool.Delivery) error) error
 	QuarantineList(after string, limit int) ([]*spool.Quarantined, error)
+	QuarantineOldest(after string, limit int) ([]*spool.Quarantined, error)
 	Quarantined(id string) (*spool.Quarantined, error)
 }
 

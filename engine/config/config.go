@@ -3,8 +3,9 @@
 // applies HOOKRELAY_ environment overrides, resolves env: and file: secrets,
 // writes each default once, and reports problems as "file:line: message".
 // What is compiled from the configuration (providers with their verifiers
-// and mappings, destinations with their HTTP clients and templates) is
-// engine's work, not this package's.
+// and mappings, destinations with their HTTP clients and templates) is the
+// work of the rooms above it (engine/provider, engine/outbound,
+// engine/dispatch, engine/lender), wired by engine, not this package's.
 //
 // It may import verifiers and transforms (for the specs and error types the
 // files hold) and the standard library and decoders; never engine or any of

@@ -2,7 +2,11 @@
 // the admin listener that calls the admin API with the token the operator
 // types in. Its files are embedded and hold no data, so they are served
 // without the token; everything the page shows comes from the token-guarded
-// API, masked as the API masks it (SPEC 11).
+// API, masked as the API masks it (SPEC 11). It is the operator's step of
+// the flow beside engine/admin, which it reaches over HTTP only.
+//
+// It may import the standard library only (embed for its files); never
+// engine or another of its rooms, not even engine/admin.
 package console
 
 import (

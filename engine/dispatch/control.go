@@ -104,9 +104,11 @@ func (l *lane) requeue(eventID, provider, key string, sequence int64) {
 	case i == 0 && kq.held:
 		kq.held = false
 		l.held--
+		l.markLive(kq, 0)
 		l.newHead(kq, time.Time{})
 	case i >= 0:
 		// Still queued (not yet visited since a restart): it goes as pending.
+		l.markLive(kq, i)
 	default:
 		l.pending++
 		first := 0
@@ -120,7 +122,7 @@ func (l *lane) requeue(eventID, provider, key string, sequence int64) {
 		for at < len(kq.items) && kq.items[at].eventID < eventID {
 			at++
 		}
-		kq.items = slices.Insert(kq.items, at, item{eventID, sequence})
+		kq.items = slices.Insert(kq.items, at, item{eventID: eventID, sequence: sequence})
 		if at == 0 {
 			l.newHead(kq, time.Time{})
 		}
@@ -143,6 +145,9 @@ func (l *lane) release(eventID, provider, key string, wasDead bool) {
 	i := kq.index(eventID)
 	if i < 0 {
 		return
+	}
+	if kq.items[i].dead {
+		l.queuedDead--
 	}
 	kq.items = slices.Delete(kq.items, i, i+1)
 	l.pending--
@@ -181,10 +186,12 @@ func (l *lane) setPaused(paused bool) {
 
 // Stats is a lane's state, for metrics and the admin API.
 type Stats struct {
-	Paused   bool `json:"paused"`
-	Pending  int  `json:"pending"`
-	Dead     int  `json:"dead"`
-	HeldKeys int  `json:"held_keys"`
+	Paused bool `json:"paused"`
+	// Pending counts the deliveries not final and not dead: waiting their
+	// turn, their next attempt or behind a held key. Dead ones are in Dead.
+	Pending  int `json:"pending"`
+	Dead     int `json:"dead"`
+	HeldKeys int `json:"held_keys"`
 	// OldestPendingSeconds is the age of the oldest queued delivery.
 	OldestPendingSeconds float64 `json:"oldest_pending_seconds"`
 	// LastFailure is the newest failed attempt; nil when none since start.
@@ -267,7 +274,7 @@ func (d *Dispatcher) waiting() int {
 func (l *lane) stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := Stats{Paused: l.paused, Pending: l.pending, Dead: l.dead, HeldKeys: l.held, LastFailure: l.lastFailure}
+	s := Stats{Paused: l.paused, Pending: l.pending - l.queuedDead, Dead: l.dead, HeldKeys: l.held, LastFailure: l.lastFailure}
 	var oldest time.Time
 	for _, kq := range l.keys {
 		if len(kq.items) == 0 {
@@ -296,17 +303,22 @@ func (l *lane) noteFailure(eventID string, a spool.Attempt) {
 	}
 }
 
-// heldKeys lists up to limit held keys with the event blocking each.
+// heldKeys lists the limit oldest held keys with the event blocking each,
+// oldest first.
 func (l *lane) heldKeys(limit int) []HeldKey {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := []HeldKey{}
 	for _, kq := range l.keys {
-		if kq.held && len(out) < limit {
+		if kq.held {
 			out = append(out, HeldKey{Provider: kq.provider, Key: kq.eventKey, EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1})
 		}
 	}
+	// Sort before capping: the keys shown are the oldest blocked ones.
 	slices.SortFunc(out, func(a, b HeldKey) int { return strings.Compare(a.EventID, b.EventID) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
 	return out
 }
 

@@ -134,7 +134,7 @@ func (d *Dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
 		if q.Status == spool.Dead {
 			l.dead++
 		}
-		l.push(item{q.EventID.String(), q.Sequence}, q.Provider, q.Key, q.Status == spool.Dead, q.NextAt)
+		l.push(item{eventID: q.EventID.String(), sequence: q.Sequence}, q.Provider, q.Key, q.Status == spool.Dead, q.NextAt)
 		return nil
 	})
 	if err != nil {
@@ -155,7 +155,7 @@ func (d *Dispatcher) Committed(refs []spool.Ref) {
 	defer d.mu.Unlock()
 	for _, r := range refs {
 		if l := d.lanes[r.Destination]; l != nil {
-			l.push(item{r.EventID, r.Sequence}, r.Provider, r.Key, false, time.Time{})
+			l.push(item{eventID: r.EventID, sequence: r.Sequence}, r.Provider, r.Key, false, time.Time{})
 		}
 	}
 }
@@ -179,8 +179,8 @@ func (d *Dispatcher) allLanes() []*lane {
 
 // Backlog is how many deliveries the lanes hold in memory: pending,
 // queued and not yet recorded final in the spool (a lane drops one only
-// after the spool's update of its outcome committed), and dead, the dead
-// ones among them that a key waits behind. Each lane is read under its
+// after the spool's update of its outcome committed), dead ones included
+// (unlike Stats' Pending), and dead, the dead deliveries of the lanes. Each lane is read under its
 // lock. It is what the load harness (engine/loadtest) waits on; operators
 // see the same per destination on /metrics.
 func (d *Dispatcher) Backlog() (pending, dead int) {

@@ -32,9 +32,13 @@ type lane struct {
 	timers  timerHeap   // keys whose head waits for its next attempt
 	wake    chan struct{}
 	paused  bool
-	pending int // deliveries queued in memory
-	held    int // keys blocked behind a dead event
-	dead    int // dead deliveries of this destination in the spool
+	pending int // deliveries queued in memory, dead ones included (Backlog)
+	// queuedDead counts the dead ones among them: a held key's head, or one
+	// loaded dead at start and not yet visited. Stats' pending leaves them
+	// out, as they are counted under dead.
+	queuedDead int
+	held       int // keys blocked behind a dead event
+	dead       int // dead deliveries of this destination in the spool
 	// down is the run of down-like failures (result.down) since the last
 	// success: its first and last, and whether they came from more than one
 	// key. outage is the last run that counted as an outage (see track).
@@ -80,6 +84,7 @@ type keyQueue struct {
 type item struct {
 	eventID  string
 	sequence int64 // 0: none
+	dead     bool  // dead in the spool, counted in lane.queuedDead
 }
 
 // queueKey is the queue an event goes in: its provider's key (SPEC 5.2:
@@ -113,6 +118,9 @@ func (l *lane) push(it item, provider, key string, dead bool, at time.Time) {
 	defer l.mu.Unlock()
 	kq := l.queueOf(it.eventID, provider, key)
 	l.pending++
+	if it.dead = dead; dead {
+		l.queuedDead++
+	}
 	first := 0
 	if kq.inflight || kq.held {
 		first = 1 // the head is being sent or blocks the key: it stays first
@@ -126,6 +134,22 @@ func (l *lane) push(it item, provider, key string, dead bool, at time.Time) {
 		return
 	}
 	l.newHead(kq, at)
+}
+
+// markDead records that kq's i-th item is dead. l.mu held.
+func (l *lane) markDead(kq *keyQueue, i int) {
+	if !kq.items[i].dead {
+		kq.items[i].dead = true
+		l.queuedDead++
+	}
+}
+
+// markLive records that kq's i-th item is pending again. l.mu held.
+func (l *lane) markLive(kq *keyQueue, i int) {
+	if kq.items[i].dead {
+		kq.items[i].dead = false
+		l.queuedDead--
+	}
 }
 
 // newHead schedules kq for its new head, whatever the old head was waiting for.
@@ -250,6 +274,9 @@ func (l *lane) work() {
 		}
 		switch res.next {
 		case popHead:
+			if kq.items[0].dead {
+				l.queuedDead--
+			}
 			kq.items[0] = item{}
 			kq.items = kq.items[1:]
 			kq.At = time.Time{}
@@ -258,6 +285,7 @@ func (l *lane) work() {
 		case holdKey:
 			kq.held = true
 			l.held++
+			l.markDead(kq, 0)
 		case retryAt:
 			kq.At = res.at
 			if res.down && l.outage.holds(res.sent) {

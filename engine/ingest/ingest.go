@@ -8,7 +8,7 @@
 // storing anything (Try).
 //
 // It may import engine/provider, engine/spool, engine/internal/*,
-// verifiers, internal/* and the standard library; never engine, which
+// verifiers, internal/*, ulid and the standard library; never engine, which
 // wires it to the configuration in force, the metrics and the pollers
 // through Options.
 package ingest

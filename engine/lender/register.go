@@ -6,7 +6,8 @@
 //
 // It may import engine/config, engine/provider (the pipeline's typed
 // Result), engine/outbound (every outgoing request), engine/spool,
-// engine/internal, transforms and internal/; never engine, engine/admin or
+// engine/internal, transforms, internal/, go-retryablehttp and the standard
+// library; never engine, engine/admin or
 // engine/dispatch. What it needs of the relay comes in as values and small
 // seams: the providers as Registrant and Source, metrics as a func.
 package lender

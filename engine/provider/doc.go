@@ -10,8 +10,8 @@
 // request is (an unavailable JWKS is 503 for all of them, never 401 for one).
 //
 // It may import engine/config, engine/spool (for the event types),
-// engine/internal/*, verifiers, transforms, internal/* and the standard
-// library. It never imports engine, nor engine/lender, which sits above it
+// engine/internal/*, verifiers, transforms, internal/*, ulid and the
+// standard library. It never imports engine, nor engine/lender, which sits above it
 // (a poller runs the pipeline): the engine compiles a provider's register
 // and poll blocks beside it.
 package provider

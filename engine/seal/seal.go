@@ -6,8 +6,14 @@
 // every record of that key unreadable wherever copies of it are
 // (crypto-shredding): a backup of the spool, a replica.
 //
+// Its step of the flow is at rest, under the spool: the engine hands a
+// sealer to engine/spool (spool.Sealer), which seals every record it writes
+// and opens every record it reads, so the spool never imports it.
+//
 // Only the standard library's primitives are used: crypto/aes, crypto/cipher
-// (GCM with random 96-bit nonces), crypto/rand and crypto/sha256.
+// (GCM with random 96-bit nonces), crypto/rand and crypto/sha256. It may
+// import the standard library, bbolt (the keystore) and
+// engine/internal/scrub; nothing else of hookrelay.
 //
 // # Record format (version 1)
 //

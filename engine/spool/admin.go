@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -112,6 +113,37 @@ func (b *Bolt) QuarantineList(after string, limit int) ([]*Quarantined, error) {
 	err := b.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketQuarantine).Cursor()
 		for k, v := before(c, from); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			q := new(Quarantined)
+			if err := decodeQuarantined(b.sealer, k, v, q); err != nil {
+				return fmt.Errorf("spool: decode quarantined: %w", err)
+			}
+			out = append(out, q)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// QuarantineOldest implements Admin.
+func (b *Bolt) QuarantineOldest(after string, limit int) ([]*Quarantined, error) {
+	var from []byte
+	if after != "" {
+		id, err := parseID(after)
+		if err != nil {
+			return nil, err
+		}
+		from = id
+	}
+	var out []*Quarantined
+	err := b.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketQuarantine).Cursor()
+		k, v := c.First()
+		if from != nil {
+			if k, v = c.Seek(from); k != nil && bytes.Equal(k, from) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
 			q := new(Quarantined)
 			if err := decodeQuarantined(b.sealer, k, v, q); err != nil {
 				return fmt.Errorf("spool: decode quarantined: %w", err)

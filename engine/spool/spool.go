@@ -6,7 +6,7 @@
 // read and write it too, and Shown is the one form in which people read an
 // event.
 //
-// It may import engine/internal/scrub, bbolt and the standard library;
+// It may import engine/internal/scrub, bbolt, ulid and the standard library;
 // nothing else of hookrelay, since every other room imports it.
 package spool
 
@@ -173,6 +173,10 @@ type Admin interface {
 	// QuarantineList returns up to limit quarantined requests, newest first,
 	// after the one `after` ("" for the newest).
 	QuarantineList(after string, limit int) ([]*Quarantined, error)
+	// QuarantineOldest returns up to limit quarantined requests, oldest
+	// first, after the one `after` ("" for the oldest): reprocessing pages
+	// through the quarantine in the order the requests came.
+	QuarantineOldest(after string, limit int) ([]*Quarantined, error)
 	// Quarantined returns one quarantined request, or ErrNotFound.
 	Quarantined(id string) (*Quarantined, error)
 	// DeleteQuarantined removes a quarantined request once it was reprocessed.

@@ -1,6 +1,8 @@
 // Package buildinfo says which build of hookrelay is running, for
 // `hookrelay version` and the hookrelay_build_info metric alike, so the two
-// never disagree.
+// never disagree. It is no step of the flow.
+//
+// It may import the standard library only.
 package buildinfo
 
 import (

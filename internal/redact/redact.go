@@ -2,7 +2,10 @@
 // attempt records, admin responses and command output (SPEC 2). It is the one
 // place that decides how a URL is shown, and how a known secret and the forms
 // derived from it (base64, hex, URL escaping) are found in free text, so that
-// the engine and the verifiers mask alike.
+// the engine and the verifiers mask alike. It serves every step of the flow
+// that shows something, below all of them.
+//
+// It may import the standard library only.
 package redact
 
 import (
