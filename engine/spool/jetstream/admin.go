@@ -107,6 +107,17 @@ func keys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, 
 // QuarantineList returns up to limit quarantined requests, newest first,
 // after the one `after`.
 func (s *Store) QuarantineList(after string, limit int) ([]*spool.Quarantined, error) {
+	return s.quarantinePage(after, limit, false)
+}
+
+// QuarantineOldest implements spool.Admin.
+func (s *Store) QuarantineOldest(after string, limit int) ([]*spool.Quarantined, error) {
+	return s.quarantinePage(after, limit, true)
+}
+
+// quarantinePage returns up to limit quarantined requests past after,
+// newest first, or oldest first.
+func (s *Store) quarantinePage(after string, limit int, oldestFirst bool) ([]*spool.Quarantined, error) {
 	if after != "" {
 		if _, err := ulid.ParseStrict(after); err != nil {
 			return nil, fmt.Errorf("spool: quarantine id %q: %w", after, err)
@@ -118,19 +129,25 @@ func (s *Store) QuarantineList(after string, limit int) ([]*spool.Quarantined, e
 	if err != nil {
 		return nil, fmt.Errorf("spool: quarantine: %w", err)
 	}
+	if !oldestFirst {
+		slices.Reverse(ids)
+	}
 	var out []*spool.Quarantined
-	for i := len(ids) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
-		if after != "" && ids[i] >= after {
+	for _, id := range ids {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		if after != "" && (oldestFirst && id <= after || !oldestFirst && id >= after) {
 			continue
 		}
-		e, err := s.quar.Get(ctx, ids[i])
+		e, err := s.quar.Get(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted since the listing
 		}
 		if err != nil {
 			return nil, fmt.Errorf("spool: quarantine: %w", err)
 		}
-		q, err := s.decodeQuar(ids[i], e.Value())
+		q, err := s.decodeQuar(id, e.Value())
 		if err != nil {
 			return nil, err
 		}

@@ -415,6 +415,14 @@ func testQuarantine(t *testing.T, open Factory) {
 	if err != nil || len(list) != 2 || list[0].ID != ids[1] || list[1].ID != ids[0] {
 		t.Fatalf("page after %s: %v, %v", ids[2], list, err)
 	}
+	list, err = s.QuarantineOldest("", 3)
+	if err != nil || len(list) != 3 || list[0].ID != ids[0] || list[2].ID != ids[2] {
+		t.Fatalf("oldest first: %v, %v", list, err)
+	}
+	list, err = s.QuarantineOldest(ids[2], 0)
+	if err != nil || len(list) != 1 || list[0].ID != ids[3] {
+		t.Fatalf("oldest first after %s: %v, %v", ids[2], list, err)
+	}
 	q, err := s.Quarantined(ids[1])
 	if err != nil || string(q.Body) != `{"ssn":"19121212-1212"}` || q.Header["Content-Type"][0] != "application/json" {
 		t.Fatalf("read back %+v, %v", q, err)
