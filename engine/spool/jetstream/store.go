@@ -26,6 +26,10 @@
 // Keys are hashed onto partitions in the subject so that partitions can be
 // leased to instances (issue 16, item 2); this package delivers nothing
 // itself, the engine's dispatcher does.
+//
+// It is the spool step, as engine/spool is, and may import engine/spool,
+// engine/seal (the keystore's Store), nats.go with its jetstream package, and
+// ulid; nothing above the spool.
 package jetstream
 
 import (

@@ -1,6 +1,9 @@
 // Package spooltest is the conformance suite of spool.Store: what any
 // backend (bbolt, JetStream) must do the same, run by each backend's tests
 // with a constructor of its own.
+//
+// It may import engine/spool, engine/seal and ulid, and is imported by tests
+// only.
 package spooltest
 
 import (
