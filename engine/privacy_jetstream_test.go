@@ -217,3 +217,62 @@ func TestPrivacyKomparJetStream(t *testing.T) {
 		t.Errorf("backup: the kept key's event: %v (%v); want it readable with its ssn", ev, err)
 	}
 }
+
+// TestMigratePrivacy: with privacy, migrate opens the bbolt spool with the
+// keystore beside it and seals the copies under the JetStream keystore's
+// data keys: the event reads back whole from the stream, and no file of
+// the server holds its personal data.
+func TestMigratePrivacy(t *testing.T) {
+	for k, v := range shippedEnv {
+		t.Setenv(k, v)
+	}
+	t.Setenv("HOOKRELAY_TEST_DATA_KEY", newDataKey(t))
+	rec := newRecorder(t, func(int, *http.Request) int { return http.StatusServiceUnavailable })
+	dir := t.TempDir()
+	common := "providers_dir: " + strconv.Quote(mustAbs(t, "../providers.d")) + "\n" +
+		"privacy: { key: env:HOOKRELAY_TEST_DATA_KEY }\n" +
+		"destinations:\n  broker:\n    url: " + strconv.Quote(rec.srv.URL+"/lender-events") + "\n"
+	writeConfig(t, dir, "spool: { path: ./data/spool.db }\n"+common, nil)
+	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
+	must(t, err)
+	r, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	must(t, err)
+	must(t, r.Start())
+	tr := &testRelay{Relay: r, t: t, dir: dir, Ingest: testServer(t, r.IngestHandler()), Admin: testServer(t, r.AdminHandler())}
+	const ssn = "195505055555"
+	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication("KMP-2026-MOVE", "Flytt Kanarie", ssn, "196606066666", "Flytt AB")), komparHeaders)
+	waitFor(t, seedWait, "a failed attempt", func() bool { return len(rec.requests()) >= 1 })
+	tr.stop()
+
+	nats := natstest.Run(t)
+	jsDir := t.TempDir()
+	writeConfig(t, jsDir, "spool:\n  kind: jetstream\n  nats: { urls: ["+nats.ClientURL()+"], stream: MOVEP, partitions: 4 }\n"+common, nil)
+	jsCfg, err := Load(filepath.Join(jsDir, "relay.yaml"), true)
+	must(t, err)
+	n, err := Migrate(context.Background(), jsCfg, MigrateOptions{Bolt: filepath.Join(dir, "data", "spool.db")})
+	if err != nil || n.Events != 1 || n.Pending != 1 {
+		t.Fatalf("migrate: %+v, %v; want 1 event, 1 pending", n, err)
+	}
+	scanStore(t, nats.Dir, "after the migration", ssn, "Flytt Kanarie")
+
+	master, err := seal.ParseMasterKey(os.Getenv("HOOKRELAY_TEST_DATA_KEY"))
+	must(t, err)
+	keys, err := jetstream.OpenKeys(context.Background(), jetstream.Options{URLs: []string{nats.ClientURL()}, Stream: "MOVEP"})
+	must(t, err)
+	ks, err := seal.OpenStore(keys, master)
+	must(t, err)
+	defer func() { _ = ks.Close() }()
+	st, err := jetstream.Open(context.Background(), jetstream.Options{URLs: []string{nats.ClientURL()}, Stream: "MOVEP", Partitions: 4,
+		Spool: spool.Options{Sealer: ks}})
+	must(t, err)
+	defer func() { _ = st.Close() }()
+	var got []*spool.Delivery
+	must(t, st.Queue("broker", func(d *spool.Delivery) error { got = append(got, d); return nil }))
+	if len(got) != 1 || len(got[0].Attempts) == 0 {
+		t.Fatalf("the stream's queue: %+v, want one delivery with its attempts", got)
+	}
+	ev, err := st.Event(got[0].EventID)
+	if err != nil || !bytes.Contains(ev.Raw, []byte(ssn)) {
+		t.Errorf("the migrated event: %v, %v; want it whole", ev, err)
+	}
+}
