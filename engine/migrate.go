@@ -52,7 +52,8 @@ type migrated struct {
 // JetStream stream cfg's spool block names (SPEC 12): every event with a
 // delivery that is not final (pending, dead, held), with its attempts and
 // their counts, every event still inside its provider's dedup window (so
-// that its dedup entry keeps dropping copies), quarantined requests,
+// that its dedup entry keeps dropping copies), the event each pending
+// key last released when it has a sequence number, quarantined requests,
 // paused destinations and the poller's state. Events are appended in the
 // source's commit order, so that per-key order holds on the other side.
 // An event already in the target is left as it is, unless its deliveries
@@ -117,14 +118,7 @@ func copySpool(ctx context.Context, cfg *Config, src, dst spool.Store) (*Migrate
 	now := time.Now()
 	var evs []migrated
 	var readErr error
-	err := src.Events("", 0, func(ev *spool.Event, ds []*spool.Delivery) bool {
-		keep := now.Sub(ev.ReceivedAt) < window
-		for _, d := range ds {
-			keep = keep || !d.Status.Final()
-		}
-		if !keep {
-			return true
-		}
+	add := func(ev *spool.Event, ds []*spool.Delivery) bool {
 		full, err := src.Event(ev.ID) // a listing's event may lack its bodies
 		if err != nil {
 			readErr = err
@@ -136,12 +130,61 @@ func copySpool(ctx context.Context, cfg *Config, src, dst spool.Store) (*Migrate
 		}
 		evs = append(evs, migrated{ev: full, ds: ds, seq: seq})
 		return true
+	}
+	// released are the events left behind that carry a sequence number,
+	// by destination, provider, key and sequence: the one a pending
+	// delivery's key last released goes too, so that the target knows
+	// where the key's sequence stands (SPEC 5.3) rather than wait for
+	// the numbers before it.
+	type seqRef struct {
+		dest, provider, key string
+		n                   int64
+	}
+	released := map[seqRef]*spool.Event{}
+	releasedDs := map[string][]*spool.Delivery{}
+	err := src.Events("", 0, func(ev *spool.Event, ds []*spool.Delivery) bool {
+		keep := now.Sub(ev.ReceivedAt) < window
+		for _, d := range ds {
+			keep = keep || !d.Status.Final()
+		}
+		if keep {
+			return add(ev, ds)
+		}
+		if ev.Sequence > 0 {
+			for _, d := range ds {
+				released[seqRef{d.Destination, ev.Provider, ev.Key, ev.Sequence}] = ev
+			}
+			releasedDs[ev.ID] = ds
+		}
+		return true
 	})
 	if err == nil {
 		err = readErr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("migrate: read events: %w", err)
+	}
+	if len(released) > 0 {
+		seen := map[string]bool{}
+		for _, m := range slices.Clone(evs) {
+			for _, d := range m.ds {
+				if d.Status.Final() || m.ev.Sequence <= 0 {
+					continue
+				}
+				last, err := src.LastSequence(d.Destination, m.ev.Provider, m.ev.Key)
+				if err != nil {
+					return nil, fmt.Errorf("migrate: last sequence: %w", err)
+				}
+				ev := released[seqRef{d.Destination, m.ev.Provider, m.ev.Key, last}]
+				if ev == nil || seen[ev.ID] {
+					continue
+				}
+				seen[ev.ID] = true
+				if !add(ev, releasedDs[ev.ID]) {
+					return nil, fmt.Errorf("migrate: read events: %w", readErr)
+				}
+			}
+		}
 	}
 	// The source's commit order, which is per-key order.
 	slices.SortStableFunc(evs, func(a, b migrated) int {
