@@ -46,7 +46,8 @@ func queueOf(t *testing.T, s spool.Store, dest string) map[string]queued {
 // `--to` into a new bbolt file with the same queue, and a relay started on
 // the stream delivers the pending events in per-key order with their
 // attempt counts carried over, the held key once an operator retries it,
-// and not the delivered event again.
+// and not the delivered event again; a relay on the bbolt copy does the
+// same.
 func TestMigrateBoltJetStream(t *testing.T) {
 	nats := natstest.Run(t)
 	var phase atomic.Int32 // 0: every key but "done" fails; 1: all succeed
@@ -239,6 +240,37 @@ func TestMigrateBoltJetStream(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); pending(r.admin, "sink") != 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the relay on JetStream still reports pending deliveries")
+		}
+	}
+
+	if code, _, err := r.terminate(r.timeout + 5*time.Second); err != nil || code != 0 {
+		t.Fatalf("SIGTERM: exit %d, %v", code, err)
+	}
+
+	// The copy migrated back delivers as well, on bbolt: the same order,
+	// the same attempt counts.
+	backYAML := filepath.Join(r.dir, "back.yaml")
+	must(t, os.WriteFile(backYAML, []byte(strings.Replace(string(cfg), "./spool/hookrelay.db", back, 1)), 0o644))
+	nBack := len(seen())
+	r.args = []string{"serve", "--config", backYAML}
+	must(t, r.start())
+	for deadline := time.Now().Add(20 * time.Second); len(firstDeliveries(seen()[nBack:])) < 2*perKey; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered from the bbolt copy: %v", firstDeliveries(seen()[nBack:]))
+		}
+	}
+	again := seen()[nBack:]
+	if _, inversions, _, _ := checkArrivals(t, again); inversions > 0 {
+		t.Errorf("%d order inversions from the bbolt copy", inversions)
+	}
+	for _, a := range again {
+		if a.ev.key == "held" || a.ev.key == "done" {
+			t.Errorf("sent from the bbolt copy: %v (held, or delivered before)", a.ev)
+		}
+		if a.ev.n == 1 {
+			if n, _ := strconv.Atoi(a.attempt); n != headTries[a.ev.key]+1 {
+				t.Errorf("key %s: its head sent from the bbolt copy as attempt %s after %d", a.ev.key, a.attempt, headTries[a.ev.key])
+			}
 		}
 	}
 }
