@@ -219,6 +219,32 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 		return compact(path, explicit, *compactJSON, stdout, stderr)
 	})
 
+	migrateCmd := &cobra.Command{
+		Use: "migrate", Short: "Copy a stopped relay's queue between a bbolt file and JetStream", GroupID: "run", Args: noArgs,
+		Long: "Copy the pending, dead and held deliveries (with their events and attempts), the events still\n" +
+			"in their dedup window, quarantined requests, paused destinations and poller state of a stopped\n" +
+			"relay: --from FILE copies the bbolt spool FILE into the JetStream spool relay.yaml names,\n" +
+			"--to FILE copies that JetStream spool into the bbolt spool FILE. Safe to run again: what is\n" +
+			"already there is not copied twice.",
+		Example: "  hookrelay migrate --config relay.yaml --from ./data/spool.db\n" +
+			"  hookrelay migrate --config relay.yaml --to ./data/spool.db",
+	}
+	migrateFrom := migrateCmd.Flags().String("from", "", "bbolt spool file to copy into the JetStream spool")
+	migrateTo := migrateCmd.Flags().String("to", "", "bbolt spool file to copy the JetStream spool into")
+	migrateKeys := migrateCmd.Flags().String("keystore", "", "the bbolt side's keystore, with privacy (default: keys.db beside it)")
+	migrateJSON := migrateCmd.Flags().Bool("json", false, "print the counts as JSON")
+	runWithConfig(migrateCmd, func(path string, explicit bool, _ []string) int {
+		if (*migrateFrom == "") == (*migrateTo == "") {
+			fmt.Fprintln(stderr, "hookrelay migrate: give one of --from FILE or --to FILE")
+			return 2
+		}
+		opts := engine.MigrateOptions{Bolt: *migrateFrom, Keystore: *migrateKeys}
+		if *migrateTo != "" {
+			opts.Bolt, opts.ToBolt = *migrateTo, true
+		}
+		return migrate(path, explicit, opts, *migrateJSON, stdout, stderr)
+	})
+
 	tryCmd := &cobra.Command{
 		Use: "try PROVIDER REQUEST_FILE", Short: "Dry run of a saved request: the event and its destinations", GroupID: "author",
 		Long: "Run a saved request (raw HTTP as sign prints it, or JSON {method, path, headers, body})\n" +
@@ -263,7 +289,7 @@ func configCommands(stdout, stderr io.Writer) []*cobra.Command {
 	})
 
 	sendCmd := sendCommand(stdout, stderr)
-	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, tryCmd, testCmd, signCmd, sendCmd, sinkCommand(stdout, stderr)}
+	cmds := []*cobra.Command{serveCmd, checkCmd, compactCmd, migrateCmd, tryCmd, testCmd, signCmd, sendCmd, sinkCommand(stdout, stderr)}
 	for _, c := range []*cobra.Command{tryCmd, signCmd, sendCmd} {
 		c.ValidArgsFunction = completeProvider(c, 1)
 	}

@@ -129,7 +129,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("spool: %s is locked by another process: %w", path, err)
+			return nil, fmt.Errorf("spool: %s: %w: %w", path, ErrLocked, err)
 		}
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}

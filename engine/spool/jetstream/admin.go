@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
@@ -215,13 +214,4 @@ func (s *Store) Paused() (map[string]bool, error) {
 		out[dec(k)] = true
 	}
 	return out, nil
-}
-
-// splitKey splits a KV key of base64url parts.
-func splitKey(k string) []string {
-	parts := strings.Split(k, ".")
-	for i, p := range parts {
-		parts[i] = dec(p)
-	}
-	return parts
 }

@@ -105,7 +105,7 @@ func (s *Store) Update(ctx context.Context, d *spool.Delivery) error {
 }
 
 func lastSeqKey(dest, provider, key string) string {
-	return enc(dest) + "." + enc(provider) + "." + enc(key)
+	return enc(dest) + "." + enc(provider) + "." + nameHash(provider, key)
 }
 
 // raiseLastSequence records that seq was released to dest for provider's

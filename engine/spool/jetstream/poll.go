@@ -12,7 +12,21 @@ import (
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
 
-func pollKey(provider, key string) string { return enc(provider) + "." + enc(key) }
+// An S_poll key is named by a hash (erase.go), in two records: the state,
+// rewritten by every poll, and the key's name, written once, which
+// PollKeys lists and an erasure overwrites.
+func pollKey(provider, key string) string { return enc(provider) + ".s." + nameHash(provider, key) }
+
+func pollNameKey(provider, key string) string { return enc(provider) + ".n." + nameHash(provider, key) }
+
+// pollName records provider's key under its hash, once.
+func (s *Store) pollName(ctx context.Context, provider, key string) error {
+	_, err := s.poll.Create(ctx, pollNameKey(provider, key), []byte(key))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("spool: poll key %s: %w", provider, err)
+	}
+	return nil
+}
 
 // pollRead reads the state of provider's key and its revision (0: none).
 func (s *Store) pollRead(ctx context.Context, provider, key string) (*spool.PollState, uint64, error) {
@@ -38,6 +52,9 @@ func (s *Store) pollWrite(ctx context.Context, provider, key string, st *spool.P
 		return err
 	}
 	if rev == 0 {
+		if err := s.pollName(ctx, provider, key); err != nil {
+			return err
+		}
 		_, err = s.poll.Create(ctx, pollKey(provider, key), v)
 	} else {
 		_, err = s.poll.Update(ctx, pollKey(provider, key), v, rev)
@@ -111,13 +128,20 @@ func (s *Store) PollTrack(ctx context.Context, ks []spool.TrackedKey) ([]spool.P
 func (s *Store) PollKeys(provider string, fn func(key string, st *spool.PollState) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 	defer cancel()
-	ks, err := keys(ctx, s.poll, enc(provider)+".*")
+	ks, err := keys(ctx, s.poll, enc(provider)+".n.*")
 	if err != nil {
 		return fmt.Errorf("spool: poll keys %s: %w", provider, err)
 	}
 	names := make([]string, 0, len(ks))
 	for _, k := range ks {
-		names = append(names, splitKey(k)[1])
+		e, err := s.poll.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // erased meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("spool: poll keys %s: %w", provider, err)
+		}
+		names = append(names, string(e.Value()))
 	}
 	slices.Sort(names)
 	for _, key := range names {

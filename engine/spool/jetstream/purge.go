@@ -69,7 +69,7 @@ func (s *Store) eraseEvent(ctx context.Context, st *stored, secure bool, out *sp
 		}
 	}
 	if st.m.Idem != "" {
-		ik := enc(st.m.Provider) + "." + enc(st.m.Idem)
+		ik := idemKey(st.m.Provider, st.m.Idem)
 		if e, err := s.idem.Get(ctx, ik); err == nil {
 			var r idemRecord
 			if json.Unmarshal(e.Value(), &r) == nil && r.ID == st.m.ID {
@@ -210,7 +210,8 @@ func (s *Store) PurgeQuarantined(ctx context.Context, cutoff time.Time) (int, er
 		if err != nil || !ulid.Time(u.Time()).Before(cutoff) {
 			break // ids are ULIDs, sorted: in time order
 		}
-		if err := s.quar.Purge(ctx, id); err != nil {
+		// Its head names the key in clear: overwritten, not only purged.
+		if _, err := s.secureDelete(ctx, s.quar, id); err != nil {
 			return n, fmt.Errorf("spool: purge quarantine: %w", err)
 		}
 		n++
@@ -244,7 +245,7 @@ func (s *Store) EraseKey(ctx context.Context, provider, key string) (spool.Erase
 	if err != nil {
 		return out, err
 	}
-	ls, err := keys(ctx, s.lastSeq, "*."+enc(provider)+"."+enc(key))
+	ls, err := keys(ctx, s.lastSeq, "*."+enc(provider)+"."+nameHash(provider, key))
 	if err != nil {
 		return out, fmt.Errorf("spool: erase %s/%s: %w", provider, key, err)
 	}
@@ -268,16 +269,20 @@ func (s *Store) EraseKey(ctx context.Context, provider, key string) (spool.Erase
 		if p, k, _, err := quarHead(e.Value()); err != nil || p != provider || k != key || k == "" {
 			continue
 		}
-		if err := s.quar.Purge(ctx, id); err != nil {
+		// Its head names the key in clear: overwritten, not only purged.
+		if _, err := s.secureDelete(ctx, s.quar, id); err != nil {
 			return out, fmt.Errorf("spool: erase %s/%s: %w", provider, key, err)
 		}
 		out.Quarantined++
 	}
-	if _, err := s.poll.Get(ctx, pollKey(provider, key)); err == nil {
-		if err := s.poll.Purge(ctx, pollKey(provider, key)); err != nil {
+	for _, k := range []string{pollKey(provider, key), pollNameKey(provider, key)} {
+		found, err := s.secureDelete(ctx, s.poll, k)
+		if err != nil {
 			return out, fmt.Errorf("spool: erase %s/%s: %w", provider, key, err)
 		}
-		out.PollStates = 1
+		if found && k == pollKey(provider, key) {
+			out.PollStates = 1
+		}
 	}
 	return out, nil
 }

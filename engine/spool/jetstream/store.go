@@ -11,14 +11,16 @@
 //	                  destinations, received) and the event, sealed with privacy
 //	KV S_dlv          <event ULID>.<dest>          -> status, next attempt (clear),
 //	                                                  attempts (sealed with privacy)
-//	KV S_idem         <provider>.<idempotency id>  -> received, event id
+//	KV S_idem         <provider>.<hash of idempotency id> -> received, event id
 //	KV S_quar         <ULID>                       -> quarantined request
-//	KV S_poll         <provider>.<key>             -> poller state
-//	KV S_lastseq      <dest>.<provider>.<key>      -> highest sequence released
+//	KV S_poll         <provider>.s.<hash of key>   -> poller state
+//	                  <provider>.n.<hash of key>   -> the key
+//	KV S_lastseq      <dest>.<provider>.<hash of key> -> highest sequence released
 //	KV S_paused       <dest>                       -> paused destination
 //
 // KV key parts are base64url, since destination names, providers and keys
-// may hold characters KV keys may not. An event's deliveries are pending
+// may hold characters KV keys may not; event keys and idempotency ids are
+// hashed (erase.go), so that no key or subject of a bucket names them. An event's deliveries are pending
 // until S_dlv says otherwise, so that the event message alone, acknowledged
 // before the lender is answered, is what makes them durable: no second write
 // can be lost between the two.
@@ -204,7 +206,7 @@ func (s *Store) setup(ctx context.Context, replicas int) error {
 		name := s.name + "_" + b.name
 		kv, err := js.KeyValue(ctx, name)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1})
+			kv, err = s.createBucket(ctx, name, replicas)
 		}
 		if err == nil {
 			kv, err = s.leaderReads(ctx, kv, name)
@@ -413,7 +415,7 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 	useIdem := dedup > 0 && ev.IdempotencyID != ""
 	var ik string
 	if ev.IdempotencyID != "" {
-		ik = enc(ev.Provider) + "." + enc(ev.IdempotencyID)
+		ik = idemKey(ev.Provider, ev.IdempotencyID)
 		unlock := s.idemMu.lock(ik)
 		defer unlock()
 	}
