@@ -59,11 +59,12 @@ deploy-check: image-context
 run: build
 	EXAMPLE_WEBHOOK_SECRET=$${EXAMPLE_WEBHOOK_SECRET:-dev-only-example-secret} ./$(BIN) serve
 
-# Unit, integration and crash tests, then the binary checks its own shipped
-# config and the commented relay.example.yaml, and runs every provider's
-# recorded cases.
+# Unit, integration and crash tests, then the engine's acceptance tests again
+# on a JetStream spool, then the binary checks its own shipped config and the
+# commented relay.example.yaml, and runs every provider's recorded cases.
 test: vet build
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) test-jetstream
 	./$(BIN) check
 	./$(BIN) check --config relay.example.yaml
 	./$(BIN) test
