@@ -83,7 +83,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 		}
 		r.keys, opts.Sealer = ks, ks
 	}
-	sp, err := openSpool(cfg, opts)
+	sp, err := openSpool(cfg, opts, log)
 	if err != nil {
 		_ = r.closeKeys()
 		return nil, err
@@ -129,6 +129,17 @@ func (r *Relay) Start() error {
 		defer r.bg.Done()
 		r.purgeLoop(ctx)
 	}()
+	if sh, ok := r.spool.(spool.Shared); ok {
+		// Several relays on one stream: this one delivers the partitions
+		// it holds a lease on (README, Scale-out).
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			if err := sh.Share(ctx, r.dispatch); err != nil {
+				r.log.Error("jetstream: sharing the partitions failed; this relay delivers nothing", "error", err)
+			}
+		}()
+	}
 	r.startRegistrations(ctx)
 	r.poll.Start(ctx, &r.bg, pollSources(r.Config()))
 	r.startRewrap(ctx)
