@@ -140,18 +140,22 @@ func (s *Store) Share(ctx context.Context, f spool.Follower) error {
 
 	tick := time.NewTicker(s.ls.ttl / 3)
 	defer tick.Stop()
+	updates := pw.Updates()
+	s.round(ctx, f)
 	for {
-		s.round(ctx, f)
 		select {
 		case <-ctx.Done():
 			s.leaveAll(f)
 			return nil
-		case e := <-pw.Updates():
-			if e != nil {
+		case e, ok := <-updates:
+			switch {
+			case !ok:
+				updates = nil // the watch ended with the connection
+			case e != nil:
 				f.Paused(dec(e.Key()), e.Operation() == jetstream.KeyValuePut)
 			}
-			continue
 		case <-tick.C:
+			s.round(ctx, f)
 		}
 	}
 }
@@ -451,3 +455,21 @@ func (s *Store) fence(m *meta, old []byte) error {
 	}
 	return nil
 }
+
+// Held lists the partitions this instance delivers now, in order.
+func (s *Store) Held() []uint32 {
+	s.ls.mu.RLock()
+	defer s.ls.mu.RUnlock()
+	var out []uint32
+	for p, l := range s.ls.held {
+		if !l.lost && time.Now().Before(l.until) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Kill closes the connection to the servers at once, giving up nothing:
+// to the other instances it looks like a crash (fault tests).
+func (s *Store) Kill() { s.nc.Close() }
