@@ -124,22 +124,25 @@ func (r *Relay) Start() error {
 		cancel()
 		return err
 	}
+	if sh, ok := r.spool.(spool.Shared); ok {
+		// Several relays on one stream: this one delivers the partitions
+		// it holds a lease on (README, Scale-out).
+		done, err := sh.Share(ctx, r.dispatch)
+		if err != nil {
+			cancel()
+			return err
+		}
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			<-done
+		}()
+	}
 	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
 		r.purgeLoop(ctx)
 	}()
-	if sh, ok := r.spool.(spool.Shared); ok {
-		// Several relays on one stream: this one delivers the partitions
-		// it holds a lease on (README, Scale-out).
-		r.bg.Add(1)
-		go func() {
-			defer r.bg.Done()
-			if err := sh.Share(ctx, r.dispatch); err != nil {
-				r.log.Error("jetstream: sharing the partitions failed; this relay delivers nothing", "error", err)
-			}
-		}()
-	}
 	r.startRegistrations(ctx)
 	r.poll.Start(ctx, &r.bg, pollSources(r.Config()))
 	r.startRewrap(ctx)

@@ -169,6 +169,9 @@ func (d *Dispatcher) Wait() { d.wg.Wait() }
 // Committed is the spool's hook: called in commit order, so each key's
 // queue is in ingest order.
 func (d *Dispatcher) Committed(refs []spool.Ref) {
+	if d.shared != nil {
+		return // the partitions' holders learn of it from the spool (Queue)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range refs {

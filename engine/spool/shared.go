@@ -11,9 +11,11 @@ type Shared interface {
 	// partition this instance comes to hold it calls f.Queue with the
 	// partition's deliveries that are not final, in commit order, then
 	// with each one committed later by any instance; for every partition it
-	// loses or gives up it stops and calls f.Drop. When ctx ends it drops
-	// and gives up every partition it holds.
-	Share(ctx context.Context, f Follower) error
+	// loses or gives up it stops and calls f.Drop. It returns once sharing
+	// began (from then on Options.Committed is no longer called: the
+	// holders learn of every commit); done closes after ctx ended and every
+	// partition held was dropped and given up.
+	Share(ctx context.Context, f Follower) (done <-chan struct{}, err error)
 	// Holds says whether this instance delivers provider's key now.
 	Holds(provider, key string) bool
 	// Forward hands an operator's command on a partition this instance

@@ -118,35 +118,43 @@ func (s *Store) sharing() bool {
 }
 
 // Share takes part in the partitions' leases until ctx ends (spool.Shared).
-func (s *Store) Share(ctx context.Context, f spool.Follower) error {
+func (s *Store) Share(ctx context.Context, f spool.Follower) (<-chan struct{}, error) {
 	s.ls.mu.Lock()
+	defer s.ls.mu.Unlock()
 	if s.ls.on {
-		s.ls.mu.Unlock()
-		return errors.New("jetstream: already sharing")
+		return nil, errors.New("jetstream: already sharing")
 	}
-	s.ls.on, s.ls.held = true, map[uint32]*lease{}
-	s.ls.mu.Unlock()
-
 	sub, err := s.nc.Subscribe(s.name+".cmd.*", func(m *nats.Msg) { s.command(m, f) })
 	if err != nil {
-		return fmt.Errorf("jetstream: commands: %w", err)
+		return nil, fmt.Errorf("jetstream: commands: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
 	pw, err := s.paused.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
-		return fmt.Errorf("jetstream: paused: %w", err)
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("jetstream: paused: %w", err)
 	}
-	defer func() { _ = pw.Stop() }()
+	s.ls.on, s.ls.held = true, map[uint32]*lease{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = sub.Unsubscribe() }()
+		defer func() { _ = pw.Stop() }()
+		s.beat(ctx, f, pw.Updates())
+	}()
+	return done, nil
+}
 
+// beat runs the leases' rounds every TTL/3 and applies other instances'
+// pauses, until ctx ends.
+func (s *Store) beat(ctx context.Context, f spool.Follower, updates <-chan jetstream.KeyValueEntry) {
 	tick := time.NewTicker(s.ls.ttl / 3)
 	defer tick.Stop()
-	updates := pw.Updates()
 	s.round(ctx, f)
 	for {
 		select {
 		case <-ctx.Done():
 			s.leaveAll(f)
-			return nil
+			return
 		case e, ok := <-updates:
 			switch {
 			case !ok:
