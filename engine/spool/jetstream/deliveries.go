@@ -98,6 +98,9 @@ func (s *Store) Update(ctx context.Context, d *spool.Delivery) error {
 	if err := s.putState(ctx, st.m, dlvKey(d.EventID, d.Destination), append(v, rec...)); err != nil {
 		return fmt.Errorf("spool: update delivery %s to %s: %w", d.EventID, d.Destination, err)
 	}
+	if d.Status.Final() {
+		s.finalised(st, d.Destination)
+	}
 	if st.m.Sequence > 0 && d.Status != spool.Pending {
 		return s.raiseLastSequence(ctx, d.Destination, st.m.Provider, st.m.Key, st.m.Sequence)
 	}

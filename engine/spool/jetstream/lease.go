@@ -25,6 +25,9 @@ import (
 //
 //	KV S_leases   p<partition> -> holder's instance id, bucket TTL lease_ttl
 //	KV S_members  <instance>   -> heartbeat, bucket TTL lease_ttl
+//	KV S_low      p<partition> -> a stream sequence below which every event
+//	                              of the partition is final: where a new
+//	                              holder starts reading
 //	subject S.cmd.<partition>  operators' commands forwarded to the holder
 //
 // A holder renews its leases every TTL/3 with an update checked against the
@@ -50,6 +53,57 @@ type lease struct {
 	releasing bool
 	stop      context.CancelFunc
 	done      chan struct{} // closed when its feeder returned
+	low       lowMark
+}
+
+// lowMark follows which events of a held partition have deliveries that
+// are not final, for S_low: every event below the lowest of them (or
+// below the next one to read) is final, and final states never change.
+type lowMark struct {
+	mu      sync.Mutex
+	open    map[uint64]map[string]bool // stream seq -> destinations not final
+	next    uint64                     // the seq after the last event read
+	written uint64                     // what S_low holds, as far as known
+}
+
+// queued notes that seq's delivery to dest is not final.
+func (m *lowMark) queued(seq uint64, dest string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.open[seq] == nil {
+		m.open[seq] = map[string]bool{}
+	}
+	m.open[seq][dest] = true
+}
+
+// read notes that every event up to seq was read.
+func (m *lowMark) read(seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.next = max(m.next, seq+1)
+}
+
+// final notes that seq's delivery to dest is final.
+func (m *lowMark) final(seq uint64, dest string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ds := m.open[seq]; ds != nil {
+		delete(ds, dest)
+		if len(ds) == 0 {
+			delete(m.open, seq)
+		}
+	}
+}
+
+// mark is the partition's low mark now, 0 when nothing was read yet.
+func (m *lowMark) mark() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	low := m.next
+	for seq := range m.open {
+		low = min(low, seq)
+	}
+	return low
 }
 
 // leases is a Store's share of the partitions.
@@ -61,6 +115,7 @@ type leases struct {
 	ttl   time.Duration
 	bkt   jetstream.KeyValue
 	memb  jetstream.KeyValue
+	low   jetstream.KeyValue
 	log   *slog.Logger
 	stops sync.WaitGroup
 }
@@ -69,13 +124,16 @@ var _ spool.Shared = (*Store)(nil)
 
 func leaseKey(p uint32) string { return "p" + strconv.FormatUint(uint64(p), 10) }
 
-// openLeases opens the lease and member buckets, with ttl as their TTL.
+// openLeases opens the lease and member buckets, with ttl as their TTL,
+// and the low marks' bucket.
 func (s *Store) openLeases(ctx context.Context, replicas int, ttl time.Duration) error {
 	for _, b := range []struct {
 		kv   *jetstream.KeyValue
 		name string
-	}{{&s.ls.bkt, "leases"}, {&s.ls.memb, "members"}} {
+		ttl  time.Duration
+	}{{&s.ls.bkt, "leases", ttl}, {&s.ls.memb, "members", ttl}, {&s.ls.low, "low", 0}} {
 		name := s.name + "_" + b.name
+		ttl := b.ttl
 		cfg := jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1, TTL: ttl}
 		kv, err := s.js.KeyValue(ctx, name)
 		switch {
@@ -109,7 +167,7 @@ func (s *Store) holdsPart(p uint32) bool {
 	return l != nil && !l.lost && time.Now().Before(l.until)
 }
 
-// sharing says whether Share runs, so that Append leaves the dispatcher's
+// sharing says whether Share was called, so that Append leaves the dispatcher's
 // feeding to the partitions' holders.
 func (s *Store) sharing() bool {
 	s.ls.mu.RLock()
@@ -122,7 +180,7 @@ func (s *Store) Share(ctx context.Context, f spool.Follower) (<-chan struct{}, e
 	s.ls.mu.Lock()
 	defer s.ls.mu.Unlock()
 	if s.ls.on {
-		return nil, errors.New("jetstream: already sharing")
+		return nil, errors.New("jetstream: Share called twice")
 	}
 	sub, err := s.nc.Subscribe(s.name+".cmd.*", func(m *nats.Msg) { s.command(m, f) })
 	if err != nil {
@@ -176,6 +234,7 @@ func (s *Store) round(ctx context.Context, f spool.Follower) {
 		s.ls.log.Warn("jetstream: heartbeat failed", "error", err)
 	}
 	s.renew(rctx, f)
+	s.writeLow(rctx)
 	members, err := keys(rctx, s.ls.memb, ">")
 	if err != nil || rctx.Err() != nil {
 		return
@@ -223,6 +282,47 @@ func (s *Store) round(ctx context.Context, f spool.Follower) {
 	}
 }
 
+// writeLow records each held partition's low mark where it rose.
+func (s *Store) writeLow(ctx context.Context) {
+	s.ls.mu.RLock()
+	var ls []*lease
+	var ps []uint32
+	for p, l := range s.ls.held {
+		if !l.lost {
+			ls, ps = append(ls, l), append(ps, p)
+		}
+	}
+	s.ls.mu.RUnlock()
+	for i, l := range ls {
+		low := l.low.mark()
+		l.low.mu.Lock()
+		up := low > l.low.written
+		l.low.mu.Unlock()
+		if !up {
+			continue
+		}
+		// Any instance's mark is safe to store, however old: every event
+		// below it was final when it was computed, and stays so.
+		if _, err := s.ls.low.Put(ctx, leaseKey(ps[i]), []byte(strconv.FormatUint(low, 10))); err == nil {
+			l.low.mu.Lock()
+			l.low.written = max(l.low.written, low)
+			l.low.mu.Unlock()
+		}
+	}
+}
+
+// finalised tells the low mark of event st's partition, when held, that
+// its delivery to dest is final.
+func (s *Store) finalised(st *stored, dest string) {
+	p := s.Partition(st.m.Provider, st.m.Key)
+	s.ls.mu.RLock()
+	l := s.ls.held[p]
+	s.ls.mu.RUnlock()
+	if l != nil {
+		l.low.final(st.seq, dest)
+	}
+}
+
 // renew extends every lease held; one whose revision moved was taken over.
 func (s *Store) renew(ctx context.Context, f spool.Follower) {
 	s.ls.mu.RLock()
@@ -262,13 +362,14 @@ func (s *Store) renew(ctx context.Context, f spool.Follower) {
 // take starts delivering partition p, whose lease has revision rev.
 func (s *Store) take(ctx context.Context, p uint32, rev uint64, sent time.Time, f spool.Follower) {
 	fctx, stop := context.WithCancel(ctx)
-	l := &lease{rev: rev, until: sent.Add(2 * s.ls.ttl / 3), stop: stop, done: make(chan struct{})}
+	l := &lease{rev: rev, until: sent.Add(2 * s.ls.ttl / 3), stop: stop, done: make(chan struct{}),
+		low: lowMark{open: map[uint64]map[string]bool{}}}
 	s.ls.mu.Lock()
 	s.ls.held[p] = l
 	s.ls.mu.Unlock()
 	go func() {
 		defer close(l.done)
-		s.feed(fctx, p, f)
+		s.feed(fctx, p, l, f)
 	}()
 }
 
@@ -324,18 +425,17 @@ func (s *Store) leaveAll(f spool.Follower) {
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
 	_ = s.ls.memb.Delete(ctx, s.ls.id)
-	s.ls.mu.Lock()
-	s.ls.on = false
-	s.ls.mu.Unlock()
+	// s.ls.on stays: the store is shared for good, its fenced writes
+	// refused now that it holds nothing.
 }
 
 // feed hands the dispatcher partition p's deliveries that are not final,
 // from the first message of the partition, then each one appended later by
 // any instance, until ctx ends.
-func (s *Store) feed(ctx context.Context, p uint32, f spool.Follower) {
+func (s *Store) feed(ctx context.Context, p uint32, l *lease, f spool.Follower) {
 	subj := s.name + ".ev." + strconv.FormatUint(uint64(p), 10) + ".>"
 	for ctx.Err() == nil {
-		err := s.follow(ctx, subj, f)
+		err := s.follow(ctx, p, subj, l, f)
 		if ctx.Err() != nil {
 			return
 		}
@@ -349,8 +449,26 @@ func (s *Store) feed(ctx context.Context, p uint32, f spool.Follower) {
 	}
 }
 
-func (s *Store) follow(ctx context.Context, subj string, f spool.Follower) error {
-	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverAllPolicy})
+func (s *Store) follow(ctx context.Context, p uint32, subj string, l *lease, f spool.Follower) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	gctx, cancel := s.ctx(ctx)
+	e, err := s.ls.low.Get(gctx, leaseKey(p))
+	cancel()
+	switch {
+	case err == nil:
+		if low, _ := strconv.ParseUint(string(e.Value()), 10, 64); low > 1 {
+			// Every event of the partition before low is final: start there
+			// rather than at the partition's first.
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, low
+			l.low.mu.Lock()
+			l.low.written = max(l.low.written, low)
+			l.low.next = max(l.low.next, low)
+			l.low.mu.Unlock()
+		}
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return err
+	}
+	cons, err := s.stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -380,10 +498,12 @@ func (s *Store) follow(ctx context.Context, subj string, f spool.Follower) error
 		m, _, err := splitBody(msg.Data())
 		if err != nil {
 			s.ls.log.Warn("jetstream: unreadable event message", "seq", md.Sequence.Stream, "error", err)
+			l.low.read(md.Sequence.Stream)
 			continue
 		}
 		id, err := ulid.ParseStrict(m.ID)
 		if err != nil {
+			l.low.read(md.Sequence.Stream)
 			continue
 		}
 		for _, dest := range m.Destinations {
@@ -405,9 +525,11 @@ func (s *Store) follow(ctx context.Context, subj string, f spool.Follower) error
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			l.low.queued(md.Sequence.Stream, dest)
 			f.Queue(dest, &spool.QueuedDelivery{Seq: md.Sequence.Stream, EventID: id, Provider: m.Provider, Key: m.Key,
 				Sequence: m.Sequence, Status: status, NextAt: at})
 		}
+		l.low.read(md.Sequence.Stream)
 	}
 }
 

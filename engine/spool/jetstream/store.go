@@ -16,6 +16,7 @@
 //	KV S_poll         <provider>.<key>             -> poller state
 //	KV S_lastseq      <dest>.<provider>.<key>      -> highest sequence released
 //	KV S_paused       <dest>                       -> paused destination
+//	KV S_leases, S_members, S_low                  -> partition leases (lease.go)
 //
 // KV key parts are base64url, since destination names, providers and keys
 // may hold characters KV keys may not. An event's deliveries are pending
@@ -23,9 +24,9 @@
 // before the lender is answered, is what makes them durable: no second write
 // can be lost between the two.
 //
-// Keys are hashed onto partitions in the subject so that partitions can be
-// leased to instances (issue 16, item 2); this package delivers nothing
-// itself, the engine's dispatcher does.
+// Keys are hashed onto partitions in the subject so that partitions are
+// leased to instances (lease.go); this package delivers nothing itself, it
+// feeds the engine's dispatcher the partitions it holds.
 package jetstream
 
 import (
