@@ -21,10 +21,16 @@ import (
 // partition delivered by one relay at a time, per-key order kept across
 // a relay's stop or crash.
 
-const (
-	sharedParts = 16
-	sharedTTL   = time.Second
-)
+const sharedParts = 16
+
+// sharedTTL is the relays' lease_ttl: 1s, or HOOKRELAY_TEST_LEASE_TTL, to
+// measure failover with another (README, Scale-out).
+var sharedTTL = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("HOOKRELAY_TEST_LEASE_TTL")); err == nil && d >= time.Second {
+		return d
+	}
+	return time.Second
+}()
 
 // sharedNATS is the package's JetStream server, or one of the test's own
 // when the package runs on bbolt.
