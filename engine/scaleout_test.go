@@ -297,4 +297,16 @@ func TestJetStreamRetryOnNonHolder(t *testing.T) {
 	if got[0].n != 1 || got[1].n != 2 || got[0].relay != fmt.Sprint(holder) {
 		t.Errorf("deliveries %+v, want k/1 then k/2 from relay %d", got, holder)
 	}
+
+	// A pause on one relay stops every relay's lane; a resume restarts them.
+	relays[other].do("POST", "/admin/destinations/dest/pause", "", http.StatusOK, nil)
+	for i, tr := range relays {
+		waitFor(t, 10*time.Second, fmt.Sprintf("relay %d paused", i), func() bool { return tr.dest("dest").Paused })
+	}
+	relays[other].mustIngest("k", 3)
+	relays[other].do("POST", "/admin/destinations/dest/resume", "", http.StatusOK, nil)
+	for i, tr := range relays {
+		waitFor(t, 10*time.Second, fmt.Sprintf("relay %d resumed", i), func() bool { return !tr.dest("dest").Paused })
+	}
+	waitFor(t, 10*time.Second, "k/3 delivered after the resume", func() bool { return len(rec.delivered(t)) == 3 })
 }
