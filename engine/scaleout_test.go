@@ -23,6 +23,11 @@ import (
 
 const sharedParts = 16
 
+// steadyTTL is the lease_ttl of the tests where no relay goes away: long
+// enough that a busy machine's late heartbeat moves no partition (which
+// would be allowed, but not what they check).
+const steadyTTL = 5 * time.Second
+
 // sharedTTL is the relays' lease_ttl: 1s, or HOOKRELAY_TEST_LEASE_TTL, to
 // measure failover with another (README, Scale-out).
 var sharedTTL = func() time.Duration {
@@ -47,9 +52,10 @@ func sharedNATS(t *testing.T) string {
 
 var sharedStreams atomic.Int64
 
-// startShared starts n relays on one new stream; relay i sends to
-// url?r=i, so that the destination knows which relay sent a request.
-func startShared(t *testing.T, n int, url, destExtra string) []*testRelay {
+// startShared starts n relays on one new stream with lease_ttl ttl;
+// relay i sends to url?r=i, so that the destination knows which relay sent
+// a request.
+func startShared(t *testing.T, n int, ttl time.Duration, url, destExtra string) []*testRelay {
 	t.Helper()
 	nats := sharedNATS(t)
 	stream := fmt.Sprintf("SHARED%d", sharedStreams.Add(1))
@@ -60,7 +66,7 @@ func startShared(t *testing.T, n int, url, destExtra string) []*testRelay {
 		cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 		must(t, err)
 		cfg.Spool.Kind = config.SpoolJetStream
-		cfg.Spool.NATS = &config.NATS{URLs: []string{nats}, Stream: stream, Replicas: 1, Partitions: sharedParts, LeaseTTL: sharedTTL}
+		cfg.Spool.NATS = &config.NATS{URLs: []string{nats}, Stream: stream, Replicas: 1, Partitions: sharedParts, LeaseTTL: ttl}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		if testing.Verbose() {
 			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("relay", i)
@@ -156,8 +162,8 @@ func ingestSpread(t *testing.T, relays []*testRelay, keys, perKey int) {
 func TestJetStreamRelaysShareTheWork(t *testing.T) {
 	const keys, perKey = 24, 8
 	rec := newRecorder(t, nil)
-	relays := startShared(t, 3, rec.srv.URL, "")
-	waitFor(t, 20*time.Second, "the partitions split between the relays", func() bool { return balanced(relays) })
+	relays := startShared(t, 3, steadyTTL, rec.srv.URL, "")
+	waitFor(t, 30*time.Second, "the partitions split between the relays", func() bool { return balanced(relays) })
 	ingestSpread(t, relays, keys, perKey)
 	waitFor(t, 30*time.Second, "every event delivered", func() bool { return len(rec.delivered(t)) >= keys*perKey })
 	for _, tr := range relays {
@@ -181,6 +187,24 @@ func TestJetStreamRelaysShareTheWork(t *testing.T) {
 	}
 	if len(senders) != 3 {
 		t.Errorf("deliveries came from relays %v, want all three", senders)
+	}
+	// Each relay says on /metrics how many partitions it delivers.
+	total := 0
+	for i, tr := range relays {
+		status, body := tr.call("GET", "/metrics", "")
+		var n int
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "hookrelay_partitions_held "); ok {
+				_, _ = fmt.Sscan(v, &n)
+			}
+		}
+		if status != http.StatusOK || n != len(storeOf(tr).Held()) {
+			t.Errorf("relay %d: /metrics %d says %d partitions held, it holds %v", i, status, n, storeOf(tr).Held())
+		}
+		total += n
+	}
+	if total != sharedParts {
+		t.Errorf("the relays' hookrelay_partitions_held add up to %d, want %d", total, sharedParts)
 	}
 	// The admin API of any relay sees every event.
 	for i, tr := range relays {
@@ -207,8 +231,8 @@ func TestJetStreamRelayFailover(t *testing.T) {
 				}
 				return http.StatusOK
 			})
-			relays := startShared(t, 3, rec.srv.URL, "    retry: {initial: 1ms, max: 20ms, max_attempts: 1000}\n")
-			waitFor(t, 20*time.Second, "the partitions split between the relays", func() bool { return balanced(relays) })
+			relays := startShared(t, 3, sharedTTL, rec.srv.URL, "    retry: {initial: 1ms, max: 20ms, max_attempts: 1000}\n")
+			waitFor(t, 30*time.Second, "the partitions split between the relays", func() bool { return balanced(relays) })
 			ingestSpread(t, relays, keys, perKey)
 			tried := func(relay string) bool {
 				for _, r := range rec.requests() {
@@ -272,8 +296,8 @@ func TestJetStreamRetryOnNonHolder(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	relays := startShared(t, 3, rec.srv.URL, "    retry: {initial: 1ms, max: 5ms, max_attempts: 1}\n")
-	waitFor(t, 20*time.Second, "the partitions split between the relays", func() bool { return balanced(relays) })
+	relays := startShared(t, 3, steadyTTL, rec.srv.URL, "    retry: {initial: 1ms, max: 5ms, max_attempts: 1}\n")
+	waitFor(t, 30*time.Second, "the partitions split between the relays", func() bool { return balanced(relays) })
 	relays[0].mustIngest("k", 1)
 	relays[0].mustIngest("k", 2)
 	waitFor(t, 10*time.Second, "k/1 dead", func() bool { return len(relays[0].events("status=dead").Items) == 1 })
