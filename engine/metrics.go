@@ -98,11 +98,14 @@ var (
 	spoolDesc   = prometheus.NewDesc("hookrelay_spool_bytes", "Size of the spool file.", nil, nil)
 	// enabledDesc exposes what /readyz lists, so that an alert fires on a
 	// provider left disabled by a missing secret: it answers every lender 503.
+	// partsDesc is, on a shared JetStream spool, how many partitions this
+	// relay delivers (README, Scale-out): 0 on every relay is an outage.
+	partsDesc   = prometheus.NewDesc("hookrelay_partitions_held", "Partitions of a shared JetStream spool this relay delivers.", nil, nil)
 	enabledDesc = prometheus.NewDesc("hookrelay_provider_enabled", "1 when the provider is enabled, 0 when disabled (its configuration is incomplete).", []string{"provider"}, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, deadDesc, heldDesc, oldestDesc, spoolDesc, enabledDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, deadDesc, heldDesc, oldestDesc, spoolDesc, partsDesc, enabledDesc} {
 		ch <- d
 	}
 }
@@ -133,4 +136,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, st.OldestPendingSeconds, name)
 	}
 	ch <- prometheus.MustNewConstMetric(spoolDesc, prometheus.GaugeValue, float64(c.r.spool.Size()))
+	if sh, ok := c.r.spool.(interface{ Held() []uint32 }); ok {
+		ch <- prometheus.MustNewConstMetric(partsDesc, prometheus.GaugeValue, float64(len(sh.Held())))
+	}
 }

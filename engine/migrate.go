@@ -97,7 +97,7 @@ func Migrate(ctx context.Context, cfg *Config, opts MigrateOptions) (*Migrated, 
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	defer func() { _ = bolt.Close() }()
-	js, err := openSpool(cfg, spool.Options{Sealer: jsSealer})
+	js, err := openSpool(cfg, spool.Options{Sealer: jsSealer}, nil) // migrate takes no lease: nothing to log
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}

@@ -86,7 +86,7 @@ func Open(cfg *Config, log *slog.Logger) (*Relay, error) {
 		}
 		r.keys, opts.Sealer = ks, ks
 	}
-	sp, err := openSpool(cfg, opts)
+	sp, err := openSpool(cfg, opts, log)
 	if err != nil {
 		_ = r.closeKeys()
 		return nil, err
@@ -126,6 +126,20 @@ func (r *Relay) Start() error {
 	if err != nil {
 		cancel()
 		return err
+	}
+	if sh, ok := r.spool.(spool.Shared); ok {
+		// Several relays on one stream: this one delivers the partitions
+		// it holds a lease on (README, Scale-out).
+		done, err := sh.Share(ctx, r.dispatch)
+		if err != nil {
+			cancel()
+			return err
+		}
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			<-done
+		}()
 	}
 	r.bg.Add(1)
 	go func() {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/seal"
@@ -14,7 +15,7 @@ func natsOptions(cfg *Config, opts spool.Options) jetstream.Options {
 	n := cfg.Spool.NATS
 	return jetstream.Options{
 		URLs: n.URLs, Creds: n.Creds, User: n.User, Password: n.Password, Token: n.Token,
-		Stream: n.Stream, Replicas: n.Replicas, Partitions: n.Partitions, Spool: opts,
+		Stream: n.Stream, Replicas: n.Replicas, Partitions: n.Partitions, LeaseTTL: n.LeaseTTL, Spool: opts,
 	}
 }
 
@@ -38,9 +39,11 @@ func openKeystore(cfg *Config) (*seal.Keystore, error) {
 
 // openSpool opens the backend spool.kind names: the bbolt file, or the
 // JetStream stream that several relays may share (SPEC 12).
-func openSpool(cfg *Config, opts spool.Options) (spool.Store, error) {
+func openSpool(cfg *Config, opts spool.Options, log *slog.Logger) (spool.Store, error) {
 	if cfg.Spool.Kind != config.SpoolJetStream {
 		return spool.Open(cfg.Spool.Path, opts)
 	}
-	return jetstream.Open(context.Background(), natsOptions(cfg, opts))
+	o := natsOptions(cfg, opts)
+	o.Log = log
+	return jetstream.Open(context.Background(), o)
 }

@@ -103,6 +103,7 @@ const (
 	DefaultNATSStream     = "HOOKRELAY"
 	DefaultNATSReplicas   = 1
 	DefaultNATSPartitions = 64
+	DefaultNATSLeaseTTL   = 10 * time.Second
 )
 
 // NATS is relay.yaml's spool.nats: block (SPEC 12).
@@ -123,6 +124,9 @@ type NATS struct {
 	Replicas int `koanf:"replicas"`
 	// Partitions is how many partitions keys are hashed onto.
 	Partitions int `koanf:"partitions"`
+	// LeaseTTL is how long a partition's lease outlives a relay that
+	// stopped renewing it: the failover time after a crash.
+	LeaseTTL time.Duration `koanf:"lease_ttl"`
 }
 
 // Privacy is relay.yaml's privacy: block (SPEC 11).

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // streamName is what JetStream accepts as a stream name that also makes
@@ -77,6 +78,12 @@ func (c *Config) validateSpool(doc *Doc, errs *Errors) {
 		n.Partitions = DefaultNATSPartitions
 	case n.Partitions < 0 || n.Partitions > 4096:
 		errs.Add(doc, "spool.nats.partitions", "spool.nats.partitions: %d is not between 1 and 4096", n.Partitions)
+	}
+	switch {
+	case n.LeaseTTL == 0:
+		n.LeaseTTL = DefaultNATSLeaseTTL
+	case n.LeaseTTL < time.Second || n.LeaseTTL > 10*time.Minute:
+		errs.Add(doc, "spool.nats.lease_ttl", "spool.nats.lease_ttl: %s is not between 1s and 10m", n.LeaseTTL)
 	}
 }
 

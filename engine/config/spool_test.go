@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSpoolKind: spool.kind: jetstream with spool.nats as SPEC 12 writes
@@ -31,6 +32,7 @@ func TestSpoolKind(t *testing.T) {
     creds: file:nats.creds
     stream: LOANS
     replicas: 3
+    lease_ttl: 3s
 `)
 	cfg, err := Decode(path, true)
 	if err != nil {
@@ -38,7 +40,7 @@ func TestSpoolKind(t *testing.T) {
 	}
 	n := cfg.Spool.NATS
 	if cfg.Spool.Kind != SpoolJetStream || len(n.URLs) != 2 || n.Creds != strings.TrimSpace(creds) || n.Stream != "LOANS" || n.Replicas != 3 ||
-		n.Partitions != DefaultNATSPartitions {
+		n.Partitions != DefaultNATSPartitions || n.LeaseTTL != 3*time.Second {
 		t.Fatalf("decoded %+v %+v", cfg.Spool, n)
 	}
 	if w := strings.Join(cfg.SpoolWarnings(), "\n"); !strings.Contains(w, ":2: spool.kind: jetstream: hookrelay cannot confirm") ||
@@ -51,7 +53,7 @@ func TestSpoolKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Spool.NATS.Stream != DefaultNATSStream || cfg.Spool.NATS.Replicas != 1 {
+	if cfg.Spool.NATS.Stream != DefaultNATSStream || cfg.Spool.NATS.Replicas != 1 || cfg.Spool.NATS.LeaseTTL != 10*time.Second {
 		t.Fatalf("defaults %+v", cfg.Spool.NATS)
 	}
 	if w := strings.Join(cfg.SpoolWarnings(), "\n"); !strings.Contains(w, ":5: spool.nats.replicas: 1") && !strings.Contains(w, "spool.nats.replicas: 1:") {
@@ -85,6 +87,7 @@ func TestSpoolKind(t *testing.T) {
 		{"spool:\n  kind: jetstream\n  nats:\n    urls: [nats://h:4222]\n    replicas: 7\n", ":5: spool.nats.replicas: 7 is not between 1 and 5"},
 		{"spool:\n  kind: jetstream\n  nats:\n    urls: [nats://h:4222]\n    partitions: -1\n", ":5: spool.nats.partitions: -1"},
 		{"spool:\n  kind: jetstream\n  nats:\n    urls: [nats://h:4222]\n    consumer: x\n", ":5: spool.nats.consumer: unknown field"},
+		{"spool:\n  kind: jetstream\n  nats:\n    urls: [nats://h:4222]\n    lease_ttl: 500ms\n", ":5: spool.nats.lease_ttl: 500ms is not between 1s and 10m"},
 	} {
 		write(c.yaml)
 		_, err := Decode(path, true)

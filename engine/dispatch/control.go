@@ -27,7 +27,12 @@ func (d *Dispatcher) Requeue(ev *spool.Event, dl *spool.Delivery) error {
 		return err
 	}
 	if l := d.lane(dl.Destination); l != nil {
-		l.requeue(ev.ID, ev.Provider, ev.Key, ev.Sequence)
+		if d.local(ev.Provider, ev.Key) {
+			l.requeue(ev.ID, ev.Provider, ev.Key, ev.Sequence)
+		} else {
+			d.forward(spool.Command{Op: spool.CommandRequeue, Destination: dl.Destination, EventID: ev.ID,
+				Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence})
+		}
 	}
 	d.log.Info("delivery requeued by operator", "event_id", ev.ID, "destination", dl.Destination, "key", ev.Key)
 	return nil
@@ -41,7 +46,12 @@ func (d *Dispatcher) Skip(ev *spool.Event, dl *spool.Delivery, dead bool) error 
 		return err
 	}
 	if l := d.lane(dl.Destination); l != nil {
-		l.release(ev.ID, ev.Provider, ev.Key, dead)
+		if d.local(ev.Provider, ev.Key) {
+			l.release(ev.ID, ev.Provider, ev.Key, dead)
+		} else {
+			d.forward(spool.Command{Op: spool.CommandSkip, Destination: dl.Destination, EventID: ev.ID,
+				Provider: ev.Provider, Key: ev.Key, Dead: dead})
+		}
 	}
 	d.m.Skipped(dl.Destination)
 	d.log.Info("delivery skipped by operator", "event_id", ev.ID, "destination", dl.Destination, "key", ev.Key)

@@ -110,7 +110,7 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 	}
 	// The key may move on only once the outcome is on disk: otherwise a crash
 	// could send the next event of the key while this one is still pending.
-	if err := d.spool.Update(context.Background(), dl); err != nil {
+	if err := d.spool.Update(spool.Fenced(context.Background()), dl); err != nil {
 		d.log.Error("spool update failed", "destination", dest.Name, "event_id", eventID, "error", err)
 		return result{next: retryAt, at: time.Now().Add(time.Second)}
 	}

@@ -67,6 +67,9 @@ type Dispatcher struct {
 	reorder atomic.Pointer[map[string]time.Duration]
 	// events are the events being delivered, read and parsed once.
 	events *eventCache
+	// shared is the spool when several relays share it (spool.Shared):
+	// this relay delivers only the partitions it holds.
+	shared spool.Shared
 	// OutageMin is how long a run of down-like failures to a destination
 	// must last for its end to cut the waiting keys' backoff short
 	// (lane.track, lane.recover). 5 s unless set before Start.
@@ -80,6 +83,7 @@ func New(sp Spool, client *retryablehttp.Client, log *slog.Logger, m Metrics) *D
 	d := &Dispatcher{spool: sp, client: client, log: log, m: m, lanes: map[string]*lane{},
 		events: newEventCache(eventCacheBytes), OutageMin: 5 * time.Second}
 	d.reorder.Store(&map[string]time.Duration{})
+	d.shared, _ = sp.(spool.Shared)
 	return d
 }
 
@@ -88,7 +92,7 @@ func New(sp Spool, client *retryablehttp.Client, log *slog.Logger, m Metrics) *D
 // paused. Everything stops when ctx ends.
 func (d *Dispatcher) Start(ctx context.Context, dests map[string]*Destination, reorder map[string]time.Duration, paused map[string]bool) error {
 	d.ctx = ctx
-	return d.Configure(dests, reorder, paused)
+	return d.configure(dests, reorder, paused, d.shared == nil)
 }
 
 // Configure applies a (re)loaded configuration: new destinations get a lane
@@ -96,6 +100,13 @@ func (d *Dispatcher) Start(ctx context.Context, dests map[string]*Destination, r
 // stop (their deliveries stay in the spool). paused names the destinations
 // an operator paused: a lane opens paused, before its workers start.
 func (d *Dispatcher) Configure(dests map[string]*Destination, reorder map[string]time.Duration, paused map[string]bool) error {
+	return d.configure(dests, reorder, paused, true)
+}
+
+// configure is Configure; rebuild false skips the new lanes' reading of
+// the spool, which a shared spool's relay does at start: it holds no
+// partition yet, and the spool feeds it those it comes to hold.
+func (d *Dispatcher) configure(dests map[string]*Destination, reorder map[string]time.Duration, paused map[string]bool, rebuild bool) error {
 	d.reorder.Store(&reorder)
 
 	d.mu.Lock()
@@ -113,7 +124,7 @@ func (d *Dispatcher) Configure(dests map[string]*Destination, reorder map[string
 			l.reconfigure(dest)
 			continue
 		}
-		l, err := d.openLane(dest, paused[name])
+		l, err := d.openLane(dest, paused[name], rebuild)
 		if err != nil {
 			return err
 		}
@@ -124,13 +135,20 @@ func (d *Dispatcher) Configure(dests map[string]*Destination, reorder map[string
 
 // openLane rebuilds a destination's queues from the spool and starts its
 // workers. d.mu is held, so no commit slips between the scan and the lane.
-func (d *Dispatcher) openLane(dest *Destination, paused bool) (*lane, error) {
+func (d *Dispatcher) openLane(dest *Destination, paused, rebuild bool) (*lane, error) {
 	ctx, cancel := context.WithCancel(d.ctx)
 	l := newLane(ctx, cancel, d, dest)
 	l.paused = paused
+	if !rebuild {
+		l.reconfigure(dest)
+		return l, nil
+	}
 	// The queue entries alone: no delivery is read or decoded, which keeps a
 	// restart with a large backlog quick.
 	err := d.spool.Pending(dest.Name, func(q *spool.QueuedDelivery) error {
+		if !d.local(q.Provider, q.Key) {
+			return nil // another relay delivers it
+		}
 		if q.Status == spool.Dead {
 			l.dead++
 		}
@@ -151,6 +169,9 @@ func (d *Dispatcher) Wait() { d.wg.Wait() }
 // Committed is the spool's hook: called in commit order, so each key's
 // queue is in ingest order.
 func (d *Dispatcher) Committed(refs []spool.Ref) {
+	if d.shared != nil {
+		return // the partitions' holders learn of it from the spool (Queue)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range refs {

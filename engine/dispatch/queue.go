@@ -265,7 +265,14 @@ func (l *lane) work() {
 				l.d.log.Error("spool read failed", "destination", dest.Name, "provider", kq.provider, "key", kq.eventKey, "error", err)
 			}
 		}
-		res := l.d.deliver(l, head, last)
+		var res result
+		if l.d.local(kq.provider, kq.eventKey) {
+			res = l.d.deliver(l, head, last)
+		} else {
+			// Its partition's lease lapsed (a renewal late, or lost: then
+			// Drop takes the key away): send nothing meanwhile.
+			res = result{next: retryAt, at: time.Now().Add(time.Second)}
+		}
 		l.mu.Lock()
 		kq.inflight = false
 		l.idle.Broadcast() // an operator's command may wait for this head

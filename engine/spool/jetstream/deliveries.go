@@ -95,13 +95,43 @@ func (s *Store) Update(ctx context.Context, d *spool.Delivery) error {
 	if err != nil {
 		return fmt.Errorf("spool: seal delivery %s to %s: %w", d.EventID, d.Destination, err)
 	}
-	if _, err := s.dlv.Put(ctx, dlvKey(d.EventID, d.Destination), append(v, rec...)); err != nil {
+	if err := s.putState(ctx, st.m, dlvKey(d.EventID, d.Destination), append(v, rec...)); err != nil {
 		return fmt.Errorf("spool: update delivery %s to %s: %w", d.EventID, d.Destination, err)
+	}
+	if d.Status.Final() {
+		s.finalised(st, d.Destination)
 	}
 	if st.m.Sequence > 0 && d.Status != spool.Pending {
 		return s.raiseLastSequence(ctx, d.Destination, st.m.Provider, st.m.Key, st.m.Sequence)
 	}
 	return nil
+}
+
+// putState writes a delivery's state. A fenced write (the dispatcher's,
+// spool.Fenced) of a shared store is refused once the partition's lease is
+// lost, and is checked against the revision it replaces, so that a deposed
+// holder never overwrites what its successor wrote since.
+func (s *Store) putState(ctx context.Context, m *meta, key string, v []byte) error {
+	if !spool.IsFenced(ctx) || !s.sharing() {
+		_, err := s.dlv.Put(ctx, key, v)
+		return err
+	}
+	e, err := s.dlv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		if err := s.fence(m, nil); err != nil {
+			return err
+		}
+		_, err = s.dlv.Create(ctx, key, v)
+		return err
+	case err != nil:
+		return err
+	}
+	if err := s.fence(m, e.Value()); err != nil {
+		return err
+	}
+	_, err = s.dlv.Update(ctx, key, v, e.Revision())
+	return err
 }
 
 func lastSeqKey(dest, provider, key string) string {

@@ -1,6 +1,9 @@
 package jetstream
 
-import "context"
+import (
+	"context"
+	"strconv"
+)
 
 // StreamLeader names the server leading the events stream, for the
 // cluster test's kill.
@@ -33,4 +36,16 @@ func DirectBuckets(s *Store) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// LowMark is what S_low holds for partition p, 0 when nothing.
+func LowMark(s *Store, p uint32) uint64 {
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	e, err := s.ls.low.Get(ctx, leaseKey(p))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(string(e.Value()), 10, 64)
+	return n
 }

@@ -17,6 +17,7 @@
 //	                  <provider>.n.<hash of key>   -> the key
 //	KV S_lastseq      <dest>.<provider>.<hash of key> -> highest sequence released
 //	KV S_paused       <dest>                       -> paused destination
+//	KV S_leases, S_members, S_low                  -> partition leases (lease.go)
 //
 // KV key parts are base64url, since destination names, providers and keys
 // may hold characters KV keys may not; event keys and idempotency ids are
@@ -25,9 +26,9 @@
 // before the lender is answered, is what makes them durable: no second write
 // can be lost between the two.
 //
-// Keys are hashed onto partitions in the subject so that partitions can be
-// leased to instances (issue 16, item 2); this package delivers nothing
-// itself, the engine's dispatcher does.
+// Keys are hashed onto partitions in the subject so that partitions are
+// leased to instances (lease.go); this package delivers nothing itself, it
+// feeds the engine's dispatcher the partitions it holds.
 //
 // It is the spool step, as engine/spool is, and may import engine/spool,
 // engine/seal (the keystore's Store), nats.go with its jetstream package, and
@@ -42,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +75,14 @@ type Options struct {
 	Partitions int
 	// Timeout bounds each request to the servers; 0 means 10s.
 	Timeout time.Duration
+	// LeaseTTL is how long a partition's lease outlives a holder that
+	// stopped renewing it; 0 means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// Instance names this relay among those sharing the stream; "" for a
+	// new random one at each Open.
+	Instance string
+	// Log receives the lease's warnings; nil discards them.
+	Log *slog.Logger
 	// Spool carries the bbolt options that apply here too: Committed and
 	// Sealer (MaxBatch and Warn do not).
 	Spool spool.Options
@@ -104,6 +114,8 @@ type Store struct {
 	// instance, so that a dedup window shorter than the server's duplicate
 	// window still sees the copy in flight.
 	idemMu keyedMutex
+
+	ls leases // the partitions this instance delivers (lease.go)
 }
 
 var (
@@ -129,13 +141,29 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.Instance == "" {
+		opts.Instance = ulid.Make().String()
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	nc, err := connect(opts)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{nc: nc, name: opts.Stream, parts: uint32(opts.Partitions), timeout: opts.Timeout,
-		committed: opts.Spool.Committed, sealer: opts.Spool.Sealer, partMu: make([]sync.Mutex, opts.Partitions)}
-	if err := s.setup(ctx, opts.Replicas); err != nil {
+		committed: opts.Spool.Committed, sealer: opts.Spool.Sealer, partMu: make([]sync.Mutex, opts.Partitions),
+		ls: leases{id: opts.Instance, ttl: opts.LeaseTTL, log: opts.Log}}
+	err = s.setup(ctx, opts.Replicas)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
+		err = s.openLeases(ctx, opts.Replicas, opts.LeaseTTL)
+		cancel()
+	}
+	if err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -481,7 +509,8 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 	if ack.Duplicate {
 		return id, nil
 	}
-	if s.committed != nil && len(dests) > 0 {
+	// Shared, the partition's holder learns of the event from the stream.
+	if s.committed != nil && len(dests) > 0 && !s.sharing() {
 		refs := make([]spool.Ref, 0, len(dests))
 		for _, d := range dests {
 			refs = append(refs, spool.Ref{Seq: ack.Sequence, EventID: ev.ID, Destination: d, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence})
