@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
@@ -101,31 +100,17 @@ func (b *Bolt) Deliveries(eventID string) ([]*Delivery, error) {
 
 // QuarantineList implements Admin.
 func (b *Bolt) QuarantineList(after string, limit int) ([]*Quarantined, error) {
-	var from []byte
-	if after != "" {
-		id, err := parseID(after)
-		if err != nil {
-			return nil, err
-		}
-		from = id
-	}
-	var out []*Quarantined
-	err := b.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketQuarantine).Cursor()
-		for k, v := before(c, from); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
-			q := new(Quarantined)
-			if err := decodeQuarantined(b.sealer, k, v, q); err != nil {
-				return fmt.Errorf("spool: decode quarantined: %w", err)
-			}
-			out = append(out, q)
-		}
-		return nil
-	})
-	return out, err
+	return b.quarantinePage(after, limit, false)
 }
 
 // QuarantineOldest implements Admin.
 func (b *Bolt) QuarantineOldest(after string, limit int) ([]*Quarantined, error) {
+	return b.quarantinePage(after, limit, true)
+}
+
+// quarantinePage returns up to limit quarantined requests past after,
+// newest first, or oldest first.
+func (b *Bolt) quarantinePage(after string, limit int, oldestFirst bool) ([]*Quarantined, error) {
 	var from []byte
 	if after != "" {
 		id, err := parseID(after)
@@ -134,16 +119,14 @@ func (b *Bolt) QuarantineOldest(after string, limit int) ([]*Quarantined, error)
 		}
 		from = id
 	}
+	first, next := before, (*bolt.Cursor).Prev
+	if oldestFirst {
+		first, next = past, (*bolt.Cursor).Next
+	}
 	var out []*Quarantined
 	err := b.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketQuarantine).Cursor()
-		k, v := c.First()
-		if from != nil {
-			if k, v = c.Seek(from); k != nil && bytes.Equal(k, from) {
-				k, v = c.Next()
-			}
-		}
-		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+		for k, v := first(c, from); k != nil && (limit <= 0 || len(out) < limit); k, v = next(c) {
 			q := new(Quarantined)
 			if err := decodeQuarantined(b.sealer, k, v, q); err != nil {
 				return fmt.Errorf("spool: decode quarantined: %w", err)
