@@ -260,48 +260,91 @@ func (s *Store) scan(ctx context.Context, fn func(st *stored) error) error {
 
 // consume calls fn, in stream order, for every message of stream on
 // subjects matching filter that was stored when it began. It reads
-// through an ordered consumer of its own.
+// through an ordered consumer of its own. A consumer lives on one server:
+// when that server goes away (or the stream has no leader for a moment)
+// the read starts again, a few times, after the last message fn took.
 func consume(ctx context.Context, stream jetstream.Stream, filter string, fn func(seq uint64, subj string, data []byte) error) error {
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("spool: scan: %w", err)
+	var last, next uint64
+	var err error
+	for try := 0; try < 20; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("spool: scan: %w", err)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		if last == 0 {
+			info, ierr := stream.Info(ctx)
+			if err = ierr; err != nil {
+				continue
+			}
+			if info.State.Msgs == 0 {
+				return nil
+			}
+			last = info.State.LastSeq
+		}
+		err = consumeFrom(ctx, stream, filter, last, &next, fn)
+		var fe fnError
+		if errors.As(err, &fe) {
+			return fe.err
+		}
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	if info.State.Msgs == 0 {
-		return nil
+	return fmt.Errorf("spool: scan: %w", err)
+}
+
+// fnError carries the error of consume's fn, which ends it at once, apart
+// from the servers' errors, after which it reads again.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// consumeFrom is one read of consume from *next (0: the first message) to
+// last, advancing *next past each message fn took.
+func consumeFrom(ctx context.Context, stream jetstream.Stream, filter string, last uint64, next *uint64,
+	fn func(seq uint64, subj string, data []byte) error) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if *next > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, *next
 	}
-	last := info.State.LastSeq
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	cons, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("spool: scan: %w", err)
+		return err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("spool: scan: %w", err)
+			return err
 		}
 		batch, err := cons.Fetch(scanChunk, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			return fmt.Errorf("spool: scan: %w", err)
+			return err
 		}
 		n := 0
 		for msg := range batch.Messages() {
 			n++
 			md, err := msg.Metadata()
 			if err != nil {
-				return fmt.Errorf("spool: scan: %w", err)
+				return err
 			}
 			if md.Sequence.Stream > last {
 				return nil
 			}
 			if err := fn(md.Sequence.Stream, msg.Subject(), msg.Data()); err != nil {
-				return err
+				return fnError{err}
 			}
+			*next = md.Sequence.Stream + 1
 			if md.Sequence.Stream == last || md.NumPending == 0 {
 				return nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("spool: scan: %w", err)
+			return err
 		}
 		if n == 0 {
 			return nil // the messages left were deleted meanwhile
