@@ -117,7 +117,7 @@ func TestSoakJetStream(t *testing.T) {
 		onJetStream(t, relays[i], spoolBlock)
 		// A relay started while a NATS node is down waits for the stream's
 		// and buckets' leaders to be elected again.
-		relays[i].ready = 90 * time.Second
+		relays[i].ready = 45 * time.Second
 	}
 	// live is the set of running relays the clients send to.
 	var liveMu sync.Mutex
