@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,6 +277,7 @@ func TestSoakJetStream(t *testing.T) {
 			if err = relays[next].start(); err == nil {
 				break
 			}
+			dumpStuck(t, relays[next])
 			relays[next].stopHard()
 			startFails++
 			t.Logf("relay %d, start after kill %d: %v", next, k, err)
@@ -442,4 +444,38 @@ func adminShowsDelivered(c *http.Client, admin, id string) error {
 		return fmt.Errorf("deliveries %+v, want one delivered", v.Deliveries)
 	}
 	return nil
+}
+
+// dumpStuck sends SIGQUIT to a relay that is running but not ready, so that
+// the Go runtime writes every goroutine's stack to its log, and shows the
+// hookrelay frames of it: where the start-up waits.
+func dumpStuck(t *testing.T, r *relayProc) {
+	t.Helper()
+	cmd, done := r.current()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return // exited by itself: its log says why
+	default:
+	}
+	if cmd.Process.Signal(syscall.SIGQUIT) != nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+	b, err := os.ReadFile(r.log.Name())
+	if err != nil {
+		return
+	}
+	var frames []string
+	for _, line := range strings.Split(string(tail(b, 256<<10)), "\n") {
+		if strings.Contains(line, "hookrelay/hookrelay/") && !strings.HasPrefix(line, "\t") && len(frames) < 60 {
+			frames = append(frames, line)
+		}
+	}
+	t.Logf("relay not ready: its goroutines in hookrelay code:\n%s", strings.Join(frames, "\n"))
 }
