@@ -24,14 +24,13 @@ import (
 
 // soakJSParams size a TestSoakJetStream run.
 type soakJSParams struct {
-	form                   string
-	relayKills, natsKills  int
-	events, keys, clients  int
-	relays, active         int
-	loadLimit, drainLimit  time.Duration
-	waitMin, waitMax       time.Duration
-	replicas, partitions   int
-	natsDownMin, natsDownN int // a killed node stays down for natsDownN relay kills (at least natsDownMin of them)
+	form                  string
+	relayKills, natsKills int
+	events, keys, clients int
+	relays, active        int
+	loadLimit, drainLimit time.Duration
+	waitMin, waitMax      time.Duration
+	replicas, partitions  int
 }
 
 // soakJSParamsFromEnv: HOOKRELAY_SOAK_JS=1 the full form (make soak-js),
@@ -44,7 +43,7 @@ func soakJSParamsFromEnv(t *testing.T) soakJSParams {
 		form: "short", relayKills: 8, natsKills: 3, events: 400, keys: 20, clients: 8,
 		relays: 3, active: 1, loadLimit: 2 * time.Minute, drainLimit: time.Minute,
 		waitMin: 150 * time.Millisecond, waitMax: 600 * time.Millisecond,
-		replicas: 3, partitions: 16, natsDownN: 1,
+		replicas: 3, partitions: 16,
 	}
 	switch os.Getenv("HOOKRELAY_SOAK_JS") {
 	case "short":
