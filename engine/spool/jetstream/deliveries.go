@@ -275,7 +275,10 @@ func consume(ctx context.Context, stream jetstream.Stream, filter string, fn fun
 			}
 		}
 		if last == 0 {
-			info, ierr := stream.Info(ctx)
+			// Short: a stream without a leader never answers.
+			ictx, cancel := context.WithTimeout(ctx, scanTry)
+			info, ierr := stream.Info(ictx)
+			cancel()
 			if err = ierr; err != nil {
 				continue
 			}
@@ -299,6 +302,11 @@ func consume(ctx context.Context, stream jetstream.Stream, filter string, fn fun
 	return fmt.Errorf("spool: scan: %w", err)
 }
 
+// scanTry bounds one request of consume to the servers: for a few seconds
+// after a server went away the stream it led has no leader and a request
+// to it is not answered, where the next try, to the new leader, is.
+const scanTry = 3 * time.Second
+
 // fnError carries the error of consume's fn, which ends it at once, apart
 // from the servers' errors, after which it reads again.
 type fnError struct{ err error }
@@ -313,7 +321,9 @@ func consumeFrom(ctx context.Context, stream jetstream.Stream, filter string, la
 	if *next > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, *next
 	}
-	cons, err := stream.OrderedConsumer(ctx, cfg)
+	cctx, cancel := context.WithTimeout(ctx, scanTry)
+	cons, err := stream.OrderedConsumer(cctx, cfg)
+	cancel()
 	if err != nil {
 		return err
 	}
