@@ -221,6 +221,28 @@ func (s *Store) deliveriesOf(ctx context.Context, st *stored) ([]*spool.Delivery
 
 // states reads every S_dlv value of dest, by key.
 func (s *Store) states(ctx context.Context, dest string) (map[string][]byte, error) {
+	var err error
+	for try := 0; try < 20 && ctx.Err() == nil; try++ {
+		var out map[string][]byte
+		if out, err = s.statesOnce(ctx, dest); err == nil {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil, err
+}
+
+// statesOnce is one read of states. A watch whose bucket has no leader
+// (its server just went away) gets no answer at all, so a read that hears
+// nothing for scanTry ends, and states reads again.
+func (s *Store) statesOnce(ctx context.Context, dest string) (map[string][]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := time.AfterFunc(scanTry, cancel)
+	defer idle.Stop()
 	w, err := s.dlv.Watch(ctx, "*."+enc(dest), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, err)
@@ -233,6 +255,7 @@ func (s *Store) states(ctx context.Context, dest string) (map[string][]byte, err
 			if !ok {
 				return nil, fmt.Errorf("spool: read deliveries to %s: watch ended", dest)
 			}
+			idle.Reset(scanTry)
 			if e == nil { // every current value was sent
 				return out, nil
 			}
