@@ -340,7 +340,10 @@ func (e fnError) Error() string { return e.err.Error() }
 // last, advancing *next past each message fn took.
 func consumeFrom(ctx context.Context, stream jetstream.Stream, filter string, last uint64, next *uint64,
 	fn func(seq uint64, subj string, data []byte) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// The client recreates a lost ordered consumer forever by default,
+	// inside Fetch; consume's own tries resume after the last message fn
+	// took, and end.
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: 2}
 	if *next > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, *next
 	}
@@ -359,7 +362,23 @@ func consumeFrom(ctx context.Context, stream jetstream.Stream, filter string, la
 			return err
 		}
 		n := 0
-		for msg := range batch.Messages() {
+		msgs := batch.Messages()
+		stall := time.NewTimer(scanTry + time.Second) // past FetchMaxWait: the fetch's server is gone
+		for {
+			var msg jetstream.Msg
+			var ok bool
+			select {
+			case msg, ok = <-msgs:
+			case <-stall.C:
+				return errors.New("fetch stalled")
+			case <-ctx.Done():
+				stall.Stop()
+				return ctx.Err()
+			}
+			if !ok {
+				break
+			}
+			stall.Reset(scanTry + time.Second)
 			n++
 			md, err := msg.Metadata()
 			if err != nil {
