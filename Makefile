@@ -110,11 +110,12 @@ bin/nats-server: go.mod
 # hanging, resetting destination. Until partition leases, one relay runs
 # at a time (HOOKRELAY_SOAK_JS_ACTIVE=3 once they are in). Sizes:
 # HOOKRELAY_SOAK_JS_RELAYS, _ACTIVE, _KILLS, _NATS_KILLS, _EVENTS, _KEYS.
+# About 3 minutes on 2 cores.
 soak-js: bin/nats-server
 	HOOKRELAY_SOAK_JS=1 HOOKRELAY_NATS_SERVER=$(CURDIR)/bin/nats-server $(GO) test -count=1 -v -timeout 30m -run 'TestSoakJetStream' ./cmd/hookrelay/
 
 # The short form CI runs (8 relay kills, 3 NATS node kills, 400 events;
-# about 2 minutes).
+# about 1 to 2 minutes).
 soak-js-short: bin/nats-server
 	HOOKRELAY_SOAK_JS=short HOOKRELAY_NATS_SERVER=$(CURDIR)/bin/nats-server $(GO) test -count=1 -v -timeout 10m -run 'TestSoakJetStream' ./cmd/hookrelay/
 
