@@ -23,7 +23,7 @@ IMAGE ?= hookrelay:$(or $(VERSION),dev)
 IMAGE_BUILDER ?= docker
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: build build-static image-context image deploy-check run test test-jetstream soak fuzz vet lint tidy-check bench bench-short bench-h sustain clean
+.PHONY: build build-static image-context image deploy-check run test test-jetstream soak soak-js soak-js-short bench-js fuzz vet lint tidy-check bench bench-short bench-h sustain clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hookrelay
@@ -98,6 +98,34 @@ tidy-check:
 # HOOKRELAY_SOAK_EVENTS, HOOKRELAY_SOAK_KEYS.
 soak:
 	HOOKRELAY_SOAK=1 $(GO) test -count=1 -v -timeout 30m -run 'TestSoak|TestSpoolUnwritable|TestCrashKillResume' ./cmd/hookrelay/
+
+# nats-server for the JetStream soak and benchmark, built from the version
+# go.mod requires (child processes: they can be SIGKILLed like a relay).
+bin/nats-server: go.mod
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
+
+# The crash soak on JetStream: a 3-node NATS cluster (sync_interval:
+# always, R3) and 3 relays on one stream as child processes; 50 SIGKILLs of
+# the running relay, each followed by a standby's start, and 10 of one NATS
+# node at a time, while 2,000 events over 50 keys flow to a failing,
+# hanging, resetting destination. Until partition leases, one relay runs
+# at a time (HOOKRELAY_SOAK_JS_ACTIVE=3 once they are in). Sizes:
+# HOOKRELAY_SOAK_JS_RELAYS, _ACTIVE, _KILLS, _NATS_KILLS, _EVENTS, _KEYS.
+# About 3 minutes on 2 cores.
+soak-js: bin/nats-server
+	HOOKRELAY_SOAK_JS=1 HOOKRELAY_NATS_SERVER=$(CURDIR)/bin/nats-server $(GO) test -count=1 -v -timeout 30m -run 'TestSoakJetStream' ./cmd/hookrelay/
+
+# The short form CI runs (8 relay kills, 3 NATS node kills, 400 events;
+# about 1 to 2 minutes).
+soak-js-short: bin/nats-server
+	HOOKRELAY_SOAK_JS=short HOOKRELAY_NATS_SERVER=$(CURDIR)/bin/nats-server $(GO) test -count=1 -v -timeout 10m -run 'TestSoakJetStream' ./cmd/hookrelay/
+
+# JetStream against bbolt in the same run (BENCHMARKS.md, JetStream):
+# ingest and end to end with 1 relay on R1 and R3, and failover time with
+# 1k, 10k and 50k pending events. HOOKRELAY_BENCH_JS_ROUNDS, _EVENTS,
+# _PENDING change it.
+bench-js: bin/nats-server
+	HOOKRELAY_BENCH_JS=1 HOOKRELAY_NATS_SERVER=$(CURDIR)/bin/nats-server $(GO) test -count=1 -v -timeout 60m -run 'TestBenchJetStream' ./cmd/hookrelay/
 
 # Every fuzz target for 30 s each; a crash leaves its input in testdata/fuzz/.
 fuzz:

@@ -170,6 +170,7 @@ type relayProc struct {
 	admin   string // base URL
 	spool   string // spool file path
 	timeout time.Duration
+	ready   time.Duration // how long start waits for /readyz; 0 means 15s
 	env     []string
 	args    []string // serve's arguments; nil means --config DIR/relay.yaml
 	log     *os.File
@@ -305,7 +306,11 @@ func (r *relayProc) start() error {
 		r.mu.Unlock()
 		close(done)
 	}()
-	return r.waitReady(done, 15*time.Second)
+	limit := r.ready
+	if limit == 0 {
+		limit = 15 * time.Second
+	}
+	return r.waitReady(done, limit)
 }
 
 func (r *relayProc) waitReady(done chan struct{}, limit time.Duration) error {

@@ -251,6 +251,28 @@ func (s *Store) deliveriesOf(ctx context.Context, st *stored) ([]*spool.Delivery
 
 // states reads every S_dlv value of dest, by key.
 func (s *Store) states(ctx context.Context, dest string) (map[string][]byte, error) {
+	var err error
+	for try := 0; try < 20 && ctx.Err() == nil; try++ {
+		var out map[string][]byte
+		if out, err = s.statesOnce(ctx, dest); err == nil {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil, err
+}
+
+// statesOnce is one read of states. A watch whose bucket has no leader
+// (its server just went away) gets no answer at all, so a read that hears
+// nothing for scanTry ends, and states reads again.
+func (s *Store) statesOnce(ctx context.Context, dest string) (map[string][]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := time.AfterFunc(scanTry, cancel)
+	defer idle.Stop()
 	w, err := s.dlv.Watch(ctx, "*."+enc(dest), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, err)
@@ -263,6 +285,7 @@ func (s *Store) states(ctx context.Context, dest string) (map[string][]byte, err
 			if !ok {
 				return nil, fmt.Errorf("spool: read deliveries to %s: watch ended", dest)
 			}
+			idle.Reset(scanTry)
 			if e == nil { // every current value was sent
 				return out, nil
 			}
@@ -290,48 +313,120 @@ func (s *Store) scan(ctx context.Context, fn func(st *stored) error) error {
 
 // consume calls fn, in stream order, for every message of stream on
 // subjects matching filter that was stored when it began. It reads
-// through an ordered consumer of its own.
+// through an ordered consumer of its own. A consumer lives on one server:
+// when that server goes away (or the stream has no leader for a moment)
+// the read starts again, a few times, after the last message fn took.
 func consume(ctx context.Context, stream jetstream.Stream, filter string, fn func(seq uint64, subj string, data []byte) error) error {
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("spool: scan: %w", err)
+	var last, next uint64
+	var err error
+	for try := 0; try < 20; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("spool: scan: %w", err)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		if last == 0 {
+			// Short: a stream without a leader never answers.
+			ictx, cancel := context.WithTimeout(ctx, scanTry)
+			info, ierr := stream.Info(ictx)
+			cancel()
+			if err = ierr; err != nil {
+				continue
+			}
+			if info.State.Msgs == 0 {
+				return nil
+			}
+			last = info.State.LastSeq
+		}
+		err = consumeFrom(ctx, stream, filter, last, &next, fn)
+		var fe fnError
+		if errors.As(err, &fe) {
+			return fe.err
+		}
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	if info.State.Msgs == 0 {
-		return nil
+	return fmt.Errorf("spool: scan: %w", err)
+}
+
+// scanTry bounds one request of consume to the servers: for a few seconds
+// after a server went away the stream it led has no leader and a request
+// to it is not answered, where the next try, to the new leader, is.
+const scanTry = 3 * time.Second
+
+// fnError carries the error of consume's fn, which ends it at once, apart
+// from the servers' errors, after which it reads again.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// consumeFrom is one read of consume from *next (0: the first message) to
+// last, advancing *next past each message fn took.
+func consumeFrom(ctx context.Context, stream jetstream.Stream, filter string, last uint64, next *uint64,
+	fn func(seq uint64, subj string, data []byte) error) error {
+	// The client recreates a lost ordered consumer forever by default,
+	// inside Fetch; consume's own tries resume after the last message fn
+	// took, and end.
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: 2}
+	if *next > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, *next
 	}
-	last := info.State.LastSeq
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	cctx, cancel := context.WithTimeout(ctx, scanTry)
+	cons, err := stream.OrderedConsumer(cctx, cfg)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("spool: scan: %w", err)
+		return err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("spool: scan: %w", err)
+			return err
 		}
 		batch, err := cons.Fetch(scanChunk, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			return fmt.Errorf("spool: scan: %w", err)
+			return err
 		}
 		n := 0
-		for msg := range batch.Messages() {
+		msgs := batch.Messages()
+		stall := time.NewTimer(scanTry + time.Second) // past FetchMaxWait: the fetch's server is gone
+		for {
+			var msg jetstream.Msg
+			var ok bool
+			select {
+			case msg, ok = <-msgs:
+			case <-stall.C:
+				return errors.New("fetch stalled")
+			case <-ctx.Done():
+				stall.Stop()
+				return ctx.Err()
+			}
+			if !ok {
+				break
+			}
+			stall.Reset(scanTry + time.Second)
 			n++
 			md, err := msg.Metadata()
 			if err != nil {
-				return fmt.Errorf("spool: scan: %w", err)
+				return err
 			}
 			if md.Sequence.Stream > last {
 				return nil
 			}
 			if err := fn(md.Sequence.Stream, msg.Subject(), msg.Data()); err != nil {
-				return err
+				return fnError{err}
 			}
+			*next = md.Sequence.Stream + 1
 			if md.Sequence.Stream == last || md.NumPending == 0 {
 				return nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("spool: scan: %w", err)
+			return err
 		}
 		if n == 0 {
 			return nil // the messages left were deleted meanwhile

@@ -203,10 +203,33 @@ func connect(opts Options) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// setup creates or opens the stream and the buckets.
+// setup creates or opens the stream and the buckets, in tries of a quarter
+// of the time it has. For some seconds after the server that led a stream
+// or bucket went away, a request to it is not answered at all (no leader
+// takes it): one long request would wait out the whole time even though a
+// new leader answers a few seconds later, and a relay started while one
+// server of three is down would not start.
 func (s *Store) setup(ctx context.Context, replicas int) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
 	defer cancel()
+	for {
+		try, cancelTry := context.WithTimeout(ctx, s.timeout/4)
+		err := s.setupOnce(try, replicas)
+		cancelTry()
+		if err == nil || ctx.Err() != nil ||
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// setupOnce is one try of setup.
+func (s *Store) setupOnce(ctx context.Context, replicas int) error {
 	js, err := jetstream.New(s.nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
