@@ -29,7 +29,9 @@ func TestClusterLosesANode(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s *jetstream.Store
-	deadline := time.Now().Add(30 * time.Second)
+	// A fresh cluster elects the stream's and buckets' leaders first: on a
+	// loaded 2-core machine under -race one open took 40 s.
+	deadline := time.Now().Add(90 * time.Second)
 	for s == nil {
 		st, err := tryOpen(c.URLs(), "C", 3)
 		if err == nil {
