@@ -105,11 +105,11 @@ bin/nats-server: go.mod
 	$(GO) build -o $@ github.com/nats-io/nats-server/v2
 
 # The crash soak on JetStream: a 3-node NATS cluster (sync_interval:
-# always, R3) and 3 relays on one stream as child processes; 50 SIGKILLs of
-# the running relay, each followed by a standby's start, and 10 of one NATS
-# node at a time, while 2,000 events over 50 keys flow to a failing,
-# hanging, resetting destination. Until partition leases, one relay runs
-# at a time (HOOKRELAY_SOAK_JS_ACTIVE=3 once they are in). Sizes:
+# always, R3) and 3 relays sharing one stream as child processes; 50
+# SIGKILLs of a relay at random, each restarted, and 10 of one NATS node at a
+# time, while 2,000 events over 50 keys flow to a failing, hanging,
+# resetting destination (HOOKRELAY_SOAK_JS_ACTIVE=1: one relay at a time,
+# the others standbys). Sizes:
 # HOOKRELAY_SOAK_JS_RELAYS, _ACTIVE, _KILLS, _NATS_KILLS, _EVENTS, _KEYS.
 # About 3 minutes on 2 cores.
 soak-js: bin/nats-server

@@ -36,13 +36,13 @@ type soakJSParams struct {
 
 // soakJSParamsFromEnv: HOOKRELAY_SOAK_JS=1 the full form (make soak-js),
 // =short the CI form (make soak-js-short); HOOKRELAY_SOAK_JS_RELAYS (3),
-// HOOKRELAY_SOAK_JS_ACTIVE (1: see TestSoakJetStream), _KILLS, _NATS_KILLS,
+// HOOKRELAY_SOAK_JS_ACTIVE (3), _KILLS, _NATS_KILLS,
 // _EVENTS and _KEYS change the sizes.
 func soakJSParamsFromEnv(t *testing.T) soakJSParams {
 	t.Helper()
 	p := soakJSParams{
 		form: "short", relayKills: 8, natsKills: 3, events: 400, keys: 20, clients: 8,
-		relays: 3, active: 1, loadLimit: 2 * time.Minute, drainLimit: time.Minute,
+		relays: 3, active: 3, loadLimit: 2 * time.Minute, drainLimit: time.Minute,
 		waitMin: 150 * time.Millisecond, waitMax: 600 * time.Millisecond,
 		replicas: 3, partitions: 16,
 	}
@@ -93,11 +93,9 @@ func soakJSParamsFromEnv(t *testing.T) soakJSParams {
 // delivery's Idempotency-Key and event id, every event shown as delivered
 // by the admin API of every live relay, and nothing pending in the stream.
 //
-// Until partition leases (issue 16 item 2) let several relays deliver one
-// stream, two running relays would each deliver everything, so active
-// defaults to 1: the other relays are standbys started with the same
-// configuration when the running one is killed. HOOKRELAY_SOAK_JS_ACTIVE=3
-// runs three at once, once leases are there.
+// All three relays run at once, sharing the stream's partitions by lease;
+// HOOKRELAY_SOAK_JS_ACTIVE=1 runs one at a time with the others as
+// standbys started when it is killed.
 func TestSoakJetStream(t *testing.T) {
 	p := soakJSParamsFromEnv(t)
 	perKey := p.events / p.keys

@@ -157,11 +157,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{nc: nc, name: opts.Stream, parts: uint32(opts.Partitions), timeout: opts.Timeout,
 		committed: opts.Spool.Committed, sealer: opts.Spool.Sealer, partMu: make([]sync.Mutex, opts.Partitions),
 		ls: leases{id: opts.Instance, ttl: opts.LeaseTTL, log: opts.Log}}
-	err = s.setup(ctx, opts.Replicas)
+	err = s.setup(ctx, func(ctx context.Context) error { return s.setupOnce(ctx, opts.Replicas) })
 	if err == nil {
-		ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
-		err = s.openLeases(ctx, opts.Replicas, opts.LeaseTTL)
-		cancel()
+		err = s.setup(ctx, func(ctx context.Context) error { return s.openLeases(ctx, opts.Replicas, opts.LeaseTTL) })
 	}
 	if err != nil {
 		nc.Close()
@@ -203,18 +201,18 @@ func connect(opts Options) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// setup creates or opens the stream and the buckets, in tries of a quarter
-// of the time it has. For some seconds after the server that led a stream
+// setup runs once (which creates or opens the stream or buckets) in tries
+// of a quarter of the time it has. For some seconds after the server that led a stream
 // or bucket went away, a request to it is not answered at all (no leader
 // takes it): one long request would wait out the whole time even though a
 // new leader answers a few seconds later, and a relay started while one
 // server of three is down would not start.
-func (s *Store) setup(ctx context.Context, replicas int) error {
+func (s *Store) setup(ctx context.Context, once func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
 	defer cancel()
 	for {
 		try, cancelTry := context.WithTimeout(ctx, s.timeout/4)
-		err := s.setupOnce(try, replicas)
+		err := once(try)
 		cancelTry()
 		if err == nil || ctx.Err() != nil ||
 			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
