@@ -454,7 +454,7 @@ const benchLeaseTTL = "2s"
 // is from the kill to the first delivery of a key in a partition the killed
 // relay held (its leases expire, the others take them). The killed relay's
 // partitions are those whose holder in the lease bucket before the kill no
-// longer holds any after the drain.
+// longer holds any after the drain. Its drain rate counts from the kill.
 func benchLeaseTakeover(t *testing.T, client *http.Client, sp benchSpool, pend, keys int, fb *strings.Builder) {
 	t.Helper()
 	sk := &countingSink{seen: map[string]bool{}, keyFirst: map[string]time.Time{}}
