@@ -123,7 +123,8 @@ soak-js-short: bin/nats-server
 # JetStream against bbolt in the same run (BENCHMARKS.md, JetStream):
 # ingest and end to end with 1 relay on R1 and R3, and failover time with
 # 1k, 10k and 50k pending events. HOOKRELAY_BENCH_JS_ROUNDS, _EVENTS,
-# _PENDING change it.
+# _PENDING change it; HOOKRELAY_BENCH_JS_RELAYS=3 adds three relays on one
+# R3 stream and their lease takeover after a SIGKILL (lease_ttl 2s).
 bench-js: bin/nats-server
 	HOOKRELAY_BENCH_JS=1 HOOKRELAY_NATS_SERVER=$(CURDIR)/bin/nats-server $(GO) test -count=1 -v -timeout 60m -run 'TestBenchJetStream' ./cmd/hookrelay/
 
