@@ -214,8 +214,7 @@ func (s *Store) setup(ctx context.Context, once func(context.Context) error) err
 		try, cancelTry := context.WithTimeout(ctx, s.timeout/4)
 		err := once(try)
 		cancelTry()
-		if err == nil || ctx.Err() != nil ||
-			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if err == nil || ctx.Err() != nil || !passing(err) {
 			return err
 		}
 		select {
@@ -224,6 +223,15 @@ func (s *Store) setup(ctx context.Context, once func(context.Context) error) err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// passing reports whether err is what a stream or bucket answers, or fails
+// to, while it elects a leader: worth another try.
+func passing(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &api) && api.Code == 503 // "JetStream system temporarily unavailable"
 }
 
 // setupOnce is one try of setup.
