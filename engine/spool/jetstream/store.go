@@ -330,10 +330,6 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 		recv = time.Now()
 	}
 	m := &meta{ID: ev.ID, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence, Idem: ev.IdempotencyID, ReceivedAt: recv.UTC(), Destinations: dests}
-	body, err := s.eventBody(m, ev)
-	if err != nil {
-		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
-	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 
@@ -357,6 +353,11 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
 			return "", fmt.Errorf("spool: dedup %s: %w", ev.ID, err)
 		}
+	}
+	// Sealed only once it is known not to be a duplicate.
+	body, err := s.eventBody(m, ev)
+	if err != nil {
+		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
 	}
 	msg := &nats.Msg{Subject: s.subject(ev.Provider, ev.Key, ev.ID), Data: body, Header: nats.Header{}}
 	if useIdem && dedup >= DuplicateWindow {
