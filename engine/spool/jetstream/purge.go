@@ -51,12 +51,9 @@ func before(m *meta, cutoff time.Time) bool {
 }
 
 // eraseEvent deletes one event with its deliveries and its dedup entry,
-// counting into out. secure overwrites the message on the servers' disks.
-func (s *Store) eraseEvent(ctx context.Context, st *stored, secure bool, out *spool.Erased) error {
-	statuses, err := s.statuses(ctx, st)
-	if err != nil {
-		return err
-	}
+// counting into out; statuses are its deliveries' (as s.statuses reads
+// them). secure overwrites the message on the servers' disks.
+func (s *Store) eraseEvent(ctx context.Context, st *stored, statuses []spool.Status, secure bool, out *spool.Erased) error {
 	for i, dest := range st.m.Destinations {
 		out.Deliveries++
 		if !statuses[i].Final() {
@@ -97,6 +94,23 @@ func (s *Store) Purge(cutoff time.Time) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 	defer cancel()
 	var out spool.Erased
+	err := s.purgeBefore(ctx, cutoff, &out, func(statuses []spool.Status) bool {
+		for _, status := range statuses {
+			if !status.Final() {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return out.Events, err
+	}
+	return out.Events, s.purgeIdem(ctx, cutoff)
+}
+
+// purgeBefore erases, counting into out, the events received before cutoff
+// whose deliveries' statuses doomed accepts.
+func (s *Store) purgeBefore(ctx context.Context, cutoff time.Time, out *spool.Erased, doomed func([]spool.Status) bool) error {
 	err := s.scan(ctx, func(st *stored) error {
 		if past(st.m, cutoff) {
 			return errPast
@@ -105,23 +119,15 @@ func (s *Store) Purge(cutoff time.Time) (int, error) {
 			return nil
 		}
 		statuses, err := s.statuses(ctx, st)
-		if err != nil {
+		if err != nil || !doomed(statuses) {
 			return err
 		}
-		for _, status := range statuses {
-			if !status.Final() {
-				return nil
-			}
-		}
-		return s.eraseEvent(ctx, st, false, &out)
+		return s.eraseEvent(ctx, st, statuses, false, out)
 	})
 	if errors.Is(err, errPast) {
 		err = nil
 	}
-	if err != nil {
-		return out.Events, err
-	}
-	return out.Events, s.purgeIdem(ctx, cutoff)
+	return err
 }
 
 // purgeIdem deletes dedup entries received before cutoff.
@@ -164,34 +170,18 @@ func (s *Store) PurgeDead(ctx context.Context, cutoff time.Time) (spool.Erased, 
 	var out spool.Erased
 	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
 	defer cancel()
-	err := s.scan(ctx, func(st *stored) error {
-		if past(st.m, cutoff) {
-			return errPast
-		}
-		if !before(st.m, cutoff) {
-			return nil
-		}
-		statuses, err := s.statuses(ctx, st)
-		if err != nil {
-			return err
-		}
+	err := s.purgeBefore(ctx, cutoff, &out, func(statuses []spool.Status) bool {
 		dead := false
 		for _, status := range statuses {
 			switch {
 			case status == spool.Dead:
 				dead = true
 			case !status.Final():
-				return nil
+				return false
 			}
 		}
-		if !dead {
-			return nil
-		}
-		return s.eraseEvent(ctx, st, false, &out)
+		return dead
 	})
-	if errors.Is(err, errPast) {
-		err = nil
-	}
 	return out, err
 }
 
@@ -240,7 +230,11 @@ func (s *Store) EraseKey(ctx context.Context, provider, key string) (spool.Erase
 		if st.m.Provider != provider || st.m.Key != key {
 			return nil
 		}
-		return s.eraseEvent(ctx, st, true, &out)
+		statuses, err := s.statuses(ctx, st)
+		if err != nil {
+			return err
+		}
+		return s.eraseEvent(ctx, st, statuses, true, &out)
 	})
 	if err != nil {
 		return out, err

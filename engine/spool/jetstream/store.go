@@ -299,8 +299,8 @@ func splitBody(b []byte) (*meta, []byte, error) {
 }
 
 // subject is where an event is published.
-func (s *Store) subject(provider, key, id string) string {
-	return s.name + ".ev." + strconv.FormatUint(uint64(s.Partition(provider, key)), 10) + "." + id
+func (s *Store) subject(part uint32, id string) string {
+	return s.name + ".ev." + strconv.FormatUint(uint64(part), 10) + "." + id
 }
 
 // idemRecord is an S_idem value.
@@ -330,10 +330,6 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 		recv = time.Now()
 	}
 	m := &meta{ID: ev.ID, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence, Idem: ev.IdempotencyID, ReceivedAt: recv.UTC(), Destinations: dests}
-	body, err := s.eventBody(m, ev)
-	if err != nil {
-		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
-	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 
@@ -358,14 +354,19 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 			return "", fmt.Errorf("spool: dedup %s: %w", ev.ID, err)
 		}
 	}
-	msg := &nats.Msg{Subject: s.subject(ev.Provider, ev.Key, ev.ID), Data: body, Header: nats.Header{}}
+	// Sealed only once it is known not to be a duplicate.
+	body, err := s.eventBody(m, ev)
+	if err != nil {
+		return "", fmt.Errorf("spool: encode event %s: %w", ev.ID, err)
+	}
+	part := s.Partition(ev.Provider, ev.Key)
+	msg := &nats.Msg{Subject: s.subject(part, ev.ID), Data: body, Header: nats.Header{}}
 	if useIdem && dedup >= DuplicateWindow {
 		// Within the duplicate window the server is the check, across
 		// instances; a shorter provider window cannot use it, since the
 		// server would still drop a copy the provider wants as new.
 		msg.Header.Set(jetstream.MsgIDHeader, ev.Provider+"\x00"+ev.IdempotencyID)
 	}
-	part := s.Partition(ev.Provider, ev.Key)
 	s.partMu[part].Lock()
 	defer s.partMu[part].Unlock()
 	// The subject holds the event id, so that a second event with the
