@@ -100,31 +100,7 @@ func TestPrivacyKomparJetStream(t *testing.T) {
 	tr := &testRelay{Relay: r, t: t, dir: dir, Ingest: testServer(t, r.IngestHandler()), Admin: testServer(t, r.AdminHandler())}
 	t.Cleanup(tr.stop)
 
-	const erased, kept = "KMP-2026-CANARYERASE", "KMP-2026-CANARYKEEP"
-	goneSSN, goneGuarantor, goneName, goneCompany := "193101017771", "193202028882", "Kanarie Raderasson", "Raderad Kanarie Bygg AB"
-	keptSSN, keptGuarantor, keptName, keptCompany := "194403039993", "194504040004", "Kanarie Behallsson", "Behallen Kanarie AB"
-	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(erased, goneName, goneSSN, goneGuarantor, goneCompany)), komparHeaders)
-	seedAccept(t, tr, "/in/kompar/decisions", komparBody(t, komparKey, `{"application_id":"`+erased+`","name":"`+goneName+`"}`), komparHeaders)
-	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(kept, keptName, keptSSN, keptGuarantor, keptCompany)), komparHeaders)
-	waitFor(t, seedWait, "3 deliveries", func() bool { return len(rec.delivered(t)) >= 3 })
-	waitFor(t, seedWait, "the deliveries recorded delivered", func() bool { p, _ := tr.Backlog(); return p == 0 })
-
-	ids := map[string][]string{}
-	for _, ev := range rec.delivered(t) {
-		key, _ := ev["key"].(string)
-		ids[key] = append(ids[key], ev["id"].(string))
-	}
-	all, _ := json.Marshal(rec.delivered(t))
-	for _, c := range []string{goneSSN, goneGuarantor, goneName, keptSSN, keptName, keptCompany} {
-		if !bytes.Contains(all, []byte(c)) {
-			t.Errorf("the broker did not get %q", c)
-		}
-	}
-	if len(ids[erased]) != 2 || len(ids[kept]) != 1 {
-		t.Fatalf("delivered events by key: %v", ids)
-	}
-
-	canaries := []string{goneSSN, goneGuarantor, goneName, goneCompany, keptSSN, keptGuarantor, keptName, keptCompany}
+	ids := seedKomparCanaries(t, tr, rec)
 	scanStore(t, nats.Dir, "with privacy", canaries...)
 
 	// The erased key's other records, which ingest of these documents does

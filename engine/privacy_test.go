@@ -69,6 +69,46 @@ func komparApplication(id, name, ssn, guarantor, company string) string {
 		`"attachments":["annual-report-2023.pdf"],"description_of_property":"Office building, Hisingen"}`
 }
 
+// The privacy tests' canaries: personal numbers, names and a company name,
+// one set per Kompar key (erased is the key the tests erase).
+const (
+	erased, kept                                  = "KMP-2026-CANARYERASE", "KMP-2026-CANARYKEEP"
+	goneSSN, goneGuarantor, goneName, goneCompany = "193101017771", "193202028882", "Kanarie Raderasson", "Raderad Kanarie Bygg AB"
+	keptSSN, keptGuarantor, keptName, keptCompany = "194403039993", "194504040004", "Kanarie Behallsson", "Behallen Kanarie AB"
+)
+
+var canaries = []string{goneSSN, goneGuarantor, goneName, goneCompany, keptSSN, keptGuarantor, keptName, keptCompany}
+
+// seedKomparCanaries sends the erased key's application and decision and
+// the kept key's application through tr, waits until rec has all three and
+// tr's backlog is empty, checks that the broker got the real values, and
+// returns the delivered event ids by key.
+func seedKomparCanaries(t *testing.T, tr *testRelay, rec *recorder) map[string][]string {
+	t.Helper()
+	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(erased, goneName, goneSSN, goneGuarantor, goneCompany)), komparHeaders)
+	seedAccept(t, tr, "/in/kompar/decisions", komparBody(t, komparKey, `{"application_id":"`+erased+`","name":"`+goneName+`"}`), komparHeaders)
+	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(kept, keptName, keptSSN, keptGuarantor, keptCompany)), komparHeaders)
+	waitFor(t, seedWait, "3 deliveries", func() bool { return len(rec.delivered(t)) >= 3 })
+	waitFor(t, seedWait, "the deliveries recorded delivered", func() bool { p, _ := tr.Backlog(); return p == 0 })
+
+	// The broker gets the real values.
+	ids := map[string][]string{}
+	for _, ev := range rec.delivered(t) {
+		key, _ := ev["key"].(string)
+		ids[key] = append(ids[key], ev["id"].(string))
+	}
+	all, _ := json.Marshal(rec.delivered(t))
+	for _, c := range []string{goneSSN, goneGuarantor, goneName, keptSSN, keptName, keptCompany} {
+		if !bytes.Contains(all, []byte(c)) {
+			t.Errorf("the broker did not get %q", c)
+		}
+	}
+	if len(ids[erased]) != 2 || len(ids[kept]) != 1 {
+		t.Fatalf("delivered events by key: %v", ids)
+	}
+	return ids
+}
+
 // TestPrivacyKomparAtRestAndErasure is SPEC 11's "Done when", first part:
 // with privacy on, the seed document's Kompar example carrying canary
 // personal numbers and names goes through the real listener and reaches the
@@ -94,33 +134,7 @@ func TestPrivacyKomparAtRestAndErasure(t *testing.T) {
 		t.Fatalf("keystore not opened at %s (the default, beside the spool)", keysPath)
 	}
 
-	// Canaries: personal numbers, names and a company name, one set per key.
-	const erased, kept = "KMP-2026-CANARYERASE", "KMP-2026-CANARYKEEP"
-	goneSSN, goneGuarantor, goneName, goneCompany := "193101017771", "193202028882", "Kanarie Raderasson", "Raderad Kanarie Bygg AB"
-	keptSSN, keptGuarantor, keptName, keptCompany := "194403039993", "194504040004", "Kanarie Behallsson", "Behallen Kanarie AB"
-	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(erased, goneName, goneSSN, goneGuarantor, goneCompany)), komparHeaders)
-	seedAccept(t, tr, "/in/kompar/decisions", komparBody(t, komparKey, `{"application_id":"`+erased+`","name":"`+goneName+`"}`), komparHeaders)
-	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication(kept, keptName, keptSSN, keptGuarantor, keptCompany)), komparHeaders)
-	waitFor(t, seedWait, "3 deliveries", func() bool { return len(rec.delivered(t)) >= 3 })
-	waitFor(t, seedWait, "the deliveries recorded delivered", func() bool { p, _ := tr.Backlog(); return p == 0 })
-
-	// The broker gets the real values.
-	ids := map[string][]string{}
-	for _, ev := range rec.delivered(t) {
-		key, _ := ev["key"].(string)
-		ids[key] = append(ids[key], ev["id"].(string))
-	}
-	all, _ := json.Marshal(rec.delivered(t))
-	for _, c := range []string{goneSSN, goneGuarantor, goneName, keptSSN, keptName, keptCompany} {
-		if !bytes.Contains(all, []byte(c)) {
-			t.Errorf("the broker did not get %q", c)
-		}
-	}
-	if len(ids[erased]) != 2 || len(ids[kept]) != 1 {
-		t.Fatalf("delivered events by key: %v", ids)
-	}
-
-	canaries := []string{goneSSN, goneGuarantor, goneName, goneCompany, keptSSN, keptGuarantor, keptName, keptCompany}
+	ids := seedKomparCanaries(t, tr, rec)
 	scanFile(t, spoolPath, "with privacy", canaries...)
 	scanFile(t, keysPath, "with privacy", canaries...)
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,33 @@ func (s *faultySink) snapshot() []arrival {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]arrival(nil), s.arrivals...)
+}
+
+// checkDelivered waits up to limit for every acknowledged event (acked,
+// guarded by ackMu) to reach sk with a 2xx, and reports those that did not.
+func checkDelivered(t *testing.T, sk *faultySink, ackMu *sync.Mutex, acked map[evKey]bool, limit time.Duration) {
+	t.Helper()
+	var missing []evKey
+	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
+		first := firstDeliveries(sk.snapshot())
+		missing = missing[:0]
+		ackMu.Lock()
+		for ev := range acked {
+			if _, ok := first[ev]; !ok {
+				missing = append(missing, ev)
+			}
+		}
+		ackMu.Unlock()
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		sort.Slice(missing, func(i, j int) bool {
+			return missing[i].key < missing[j].key || missing[i].key == missing[j].key && missing[i].n < missing[j].n
+		})
+		t.Errorf("%d acknowledged events not delivered within %s, e.g. %v", len(missing), limit, missing[:min(5, len(missing))])
+	}
 }
 
 // soakParams size a TestSoak run.

@@ -203,27 +203,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// Every acknowledged event must reach the sink with a 2xx.
-	var missing []evKey
-	for deadline := time.Now().Add(p.drainLimit); ; time.Sleep(50 * time.Millisecond) {
-		first := firstDeliveries(sk.snapshot())
-		missing = missing[:0]
-		ackMu.Lock()
-		for ev := range acked {
-			if _, ok := first[ev]; !ok {
-				missing = append(missing, ev)
-			}
-		}
-		ackMu.Unlock()
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(missing) > 0 {
-		sort.Slice(missing, func(i, j int) bool {
-			return missing[i].key < missing[j].key || missing[i].key == missing[j].key && missing[i].n < missing[j].n
-		})
-		t.Errorf("%d acknowledged events not delivered within %s, e.g. %v", len(missing), p.drainLimit, missing[:min(5, len(missing))])
-	}
+	checkDelivered(t, sk, &ackMu, acked, p.drainLimit)
 	// Let redeliveries of events already seen settle, so that the spool
 	// should hold no pending delivery when the relay stops.
 	settled := false

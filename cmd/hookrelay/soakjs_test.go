@@ -305,27 +305,7 @@ func TestSoakJetStream(t *testing.T) {
 		t.Errorf("%d NATS node kills of %d", natsKilled, p.natsKills)
 	}
 
-	var missing []evKey
-	for deadline := time.Now().Add(p.drainLimit); ; time.Sleep(50 * time.Millisecond) {
-		first := firstDeliveries(sk.snapshot())
-		missing = missing[:0]
-		ackMu.Lock()
-		for ev := range acked {
-			if _, ok := first[ev]; !ok {
-				missing = append(missing, ev)
-			}
-		}
-		ackMu.Unlock()
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(missing) > 0 {
-		sort.Slice(missing, func(i, j int) bool {
-			return missing[i].key < missing[j].key || missing[i].key == missing[j].key && missing[i].n < missing[j].n
-		})
-		t.Errorf("%d acknowledged events not delivered within %s, e.g. %v", len(missing), p.drainLimit, missing[:min(5, len(missing))])
-	}
+	checkDelivered(t, sk, &ackMu, acked, p.drainLimit)
 	liveMu.Lock()
 	var running []*relayProc
 	for i := range relays {
