@@ -365,7 +365,9 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 		// Within the duplicate window the server is the check, across
 		// instances; a shorter provider window cannot use it, since the
 		// server would still drop a copy the provider wants as new.
-		msg.Header.Set(jetstream.MsgIDHeader, ev.Provider+"\x00"+ev.IdempotencyID)
+		// The id as the idem bucket keys it: bounded in length, and no
+		// lender's value in a header stored in clear.
+		msg.Header.Set(jetstream.MsgIDHeader, idemKey(ev.Provider, ev.IdempotencyID))
 	}
 	s.partMu[part].Lock()
 	defer s.partMu[part].Unlock()
