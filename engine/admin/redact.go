@@ -72,7 +72,7 @@ func mask(v any) any {
 		if strings.HasPrefix(x, "env:") || strings.HasPrefix(x, "file:") {
 			return x
 		}
-		return "***"
+		return redact.Mask
 	case []any:
 		out := make([]any, len(x))
 		for i, val := range x {
@@ -86,5 +86,5 @@ func mask(v any) any {
 		}
 		return out
 	}
-	return "***"
+	return redact.Mask
 }

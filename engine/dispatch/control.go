@@ -26,16 +26,24 @@ func (d *Dispatcher) Requeue(ev *spool.Event, dl *spool.Delivery) error {
 	if err := d.spool.Update(context.Background(), dl); err != nil {
 		return err
 	}
-	if l := d.lane(dl.Destination); l != nil {
-		if d.local(ev.Provider, ev.Key) {
-			l.requeue(ev.ID, ev.Provider, ev.Key, ev.Sequence)
-		} else {
-			d.forward(spool.Command{Op: spool.CommandRequeue, Destination: dl.Destination, EventID: ev.ID,
-				Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence})
-		}
-	}
+	d.command(spool.Command{Op: spool.CommandRequeue, Destination: dl.Destination, EventID: ev.ID,
+		Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence})
 	d.log.Info("delivery requeued by operator", "event_id", ev.ID, "destination", dl.Destination, "key", ev.Key)
 	return nil
+}
+
+// command brings the queues in line with an operator's command the spool
+// holds already: here when this relay delivers the key, else on the relay
+// that does (forward).
+func (d *Dispatcher) command(c spool.Command) {
+	l := d.lane(c.Destination)
+	switch {
+	case l == nil:
+	case d.local(c.Provider, c.Key):
+		l.apply(c)
+	default:
+		d.forward(c)
+	}
 }
 
 // Skip marks dl skipped, in the spool and in its key's queue, which moves
@@ -45,14 +53,8 @@ func (d *Dispatcher) Skip(ev *spool.Event, dl *spool.Delivery, dead bool) error 
 	if err := d.spool.Update(context.Background(), dl); err != nil {
 		return err
 	}
-	if l := d.lane(dl.Destination); l != nil {
-		if d.local(ev.Provider, ev.Key) {
-			l.release(ev.ID, ev.Provider, ev.Key, dead)
-		} else {
-			d.forward(spool.Command{Op: spool.CommandSkip, Destination: dl.Destination, EventID: ev.ID,
-				Provider: ev.Provider, Key: ev.Key, Dead: dead})
-		}
-	}
+	d.command(spool.Command{Op: spool.CommandSkip, Destination: dl.Destination, EventID: ev.ID,
+		Provider: ev.Provider, Key: ev.Key, Dead: dead})
 	d.m.Skipped(dl.Destination)
 	d.log.Info("delivery skipped by operator", "event_id", ev.ID, "destination", dl.Destination, "key", ev.Key)
 	return nil

@@ -104,10 +104,13 @@ func (l *lane) drop(match func(provider, key string) bool) {
 // Apply applies an operator's command another relay forwarded
 // (spool.Follower).
 func (d *Dispatcher) Apply(c spool.Command) {
-	l := d.lane(c.Destination)
-	if l == nil {
-		return
+	if l := d.lane(c.Destination); l != nil {
+		l.apply(c)
 	}
+}
+
+// apply applies an operator's command to l's queues.
+func (l *lane) apply(c spool.Command) {
 	switch c.Op {
 	case spool.CommandRequeue:
 		l.requeue(c.EventID, c.Provider, c.Key, c.Sequence)

@@ -147,14 +147,14 @@ func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.P
 		return provider.Failed
 	}
 	if req.ContentLength > p.MaxBody {
-		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.MaxBody, 10)+" bytes")
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, tooLarge(p))
 		return provider.Rejected
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, p.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			httpjson.Error(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(p.MaxBody, 10)+" bytes")
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, tooLarge(p))
 			return provider.Rejected
 		}
 		httpjson.Error(w, http.StatusBadRequest, "cannot read body")
@@ -213,7 +213,7 @@ func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.P
 		r.log.LogAttrs(context.Background(), slog.LevelInfo, msg, slog.String("provider", p.Name), slog.String("event_id", ev.ID),
 			slog.String("key", ev.Key), slog.String("type", ev.Type), slog.Any("destinations", ev.Destinations))
 	}
-	respond(w, p)
+	p.Respond(w)
 	return outcome
 }
 
@@ -238,8 +238,9 @@ func (r *Edge) refuse(w http.ResponseWriter, p *provider.Provider, vr *verifiers
 	return res.Outcome
 }
 
-func respond(w http.ResponseWriter, p *provider.Provider) {
-	p.Respond(w)
+// tooLarge is why a body over max_body is refused, here and in Try.
+func tooLarge(p *provider.Provider) string {
+	return "body larger than " + strconv.FormatInt(p.MaxBody, 10) + " bytes"
 }
 
 // pathParams reads the {param} segments of the matched pattern.
@@ -278,7 +279,7 @@ func (r *Edge) quarantine(w http.ResponseWriter, p *provider.Provider, v *provid
 		return provider.Failed
 	}
 	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskVerified(q.Reason, v))
-	respond(w, p)
+	p.Respond(w)
 	return provider.Quarantined
 }
 

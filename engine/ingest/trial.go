@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"context"
-
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"time"
@@ -43,7 +41,7 @@ func Try(ctx context.Context, p *provider.Provider, req *http.Request, body []by
 	case p.Disabled != "":
 		return &Trial{Status: http.StatusServiceUnavailable, Outcome: provider.Failed, Reason: "provider disabled: " + p.Disabled}
 	case int64(len(body)) > p.MaxBody:
-		return &Trial{Status: http.StatusRequestEntityTooLarge, Outcome: provider.Rejected, Reason: fmt.Sprintf("body larger than %d bytes", p.MaxBody)}
+		return &Trial{Status: http.StatusRequestEntityTooLarge, Outcome: provider.Rejected, Reason: tooLarge(p)}
 	}
 	vr := &verifiers.Request{
 		Method: req.Method, Path: req.URL.Path, Header: req.Header, Query: req.URL.Query(),

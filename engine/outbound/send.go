@@ -14,7 +14,6 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
-	"github.com/hookrelay/hookrelay/internal/redact"
 	"github.com/hookrelay/hookrelay/transforms"
 )
 
@@ -73,7 +72,7 @@ func (e *Endpoint) Send(c *retryablehttp.Client, m *Message, attempt int) Result
 	req, err := e.request(m, attempt)
 	if err != nil {
 		// Our own configuration cannot render this event: no use retrying.
-		res.Error = redact.Text(e.secrets.Replace(err.Error()))
+		res.Error = MaskText(e.secrets, err.Error())
 		res.Err = &RenderError{err}
 		return res
 	}
@@ -84,7 +83,7 @@ func (e *Endpoint) Send(c *retryablehttp.Client, m *Message, attempt int) Result
 	if err != nil {
 		// A *url.Error quotes the URL, whose userinfo or query may hold a
 		// credential; the record is stored, logged and shown.
-		res.Error = redact.Text(e.secrets.Replace(err.Error()))
+		res.Error = MaskText(e.secrets, err.Error())
 		res.Err = err
 		return res
 	}

@@ -237,8 +237,12 @@ func (p *Pipeline) Build(v *Verified) (*spool.Event, error) {
 		sum := sha256.Sum256([]byte(p.Name + "\x00jws\x00" + v.Signed))
 		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
 	default:
-		sum := sha256.Sum256(append([]byte(p.Name+"\x00"), body...))
-		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(sum[:])
+		// Hashed in two writes: appending the body to the name would copy
+		// all of it (up to max_body) on every request without a lender id.
+		h := sha256.New()
+		h.Write([]byte(p.Name + "\x00"))
+		h.Write(body)
+		ev.IdempotencyID = p.Name + ":" + hex.EncodeToString(h.Sum(nil))
 	}
 	return p.spoolable(env, ev, body)
 }
