@@ -29,6 +29,13 @@ const (
 	holdKey        // dead and the destination holds: the key waits for an operator
 )
 
+// spoolFailed logs a spool read or write that failed and tries the key
+// again in a second: the spool, not the delivery, is what failed.
+func (d *Dispatcher) spoolFailed(msg, dest, eventID string, err error) result {
+	d.log.Error(msg, "destination", dest, "event_id", eventID, "error", err)
+	return result{next: retryAt, at: time.Now().Add(time.Second)}
+}
+
 // deliver makes at most one attempt of the delivery of it to l's
 // destination and records it. last is the highest sequence released for the
 // key: a sequenced event beyond last+1 waits for the gap to fill, up to its
@@ -43,8 +50,7 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 		return result{next: popHead}
 	}
 	if err != nil {
-		d.log.Error("spool read failed", "destination", dest.Name, "event_id", eventID, "error", err)
-		return result{next: retryAt, at: time.Now().Add(time.Second)}
+		return d.spoolFailed("spool read failed", dest.Name, eventID, err)
 	}
 	switch {
 	case dl.Status.Final():
@@ -58,8 +64,7 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 	}
 	ev, msg, err := d.event(eventID)
 	if err != nil {
-		d.log.Error("spool read failed", "destination", dest.Name, "event_id", eventID, "error", err)
-		return result{next: retryAt, at: time.Now().Add(time.Second)}
+		return d.spoolFailed("spool read failed", dest.Name, eventID, err)
 	}
 	if it.sequence > last+1 && dest.ordered {
 		if wait := ev.ReceivedAt.Add(d.reorderWindow(ev.Provider)); time.Until(wait) > 0 {
@@ -111,8 +116,7 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 	// The key may move on only once the outcome is on disk: otherwise a crash
 	// could send the next event of the key while this one is still pending.
 	if err := d.spool.Update(spool.Fenced(context.Background()), dl); err != nil {
-		d.log.Error("spool update failed", "destination", dest.Name, "event_id", eventID, "error", err)
-		return result{next: retryAt, at: time.Now().Add(time.Second)}
+		return d.spoolFailed("spool update failed", dest.Name, eventID, err)
 	}
 	d.m.Delivered(dest.Name, metric, time.Duration(att.DurationMS)*time.Millisecond)
 	if metric != "retry" {
