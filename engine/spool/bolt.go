@@ -7,8 +7,8 @@ package spool
 //	queue         one nested bucket per destination:
 //	                seq (8 bytes, big endian)        -> ULID (16 bytes) + status, next attempt,
 //	                                                    sequence and key (ops.go)
-//	idem          provider + 0x00 + idempotency id   -> received (unix ns, 8 bytes BE) + event id
-//	idem_by_time  received (unix ns, 8 bytes BE) + provider + 0x00 + idempotency id -> empty
+//	idem_by_time  received (unix ns, 8 bytes BE) + provider + 0x00 + idempotency id -> event id
+//	              (the look-up by id is in memory: idem.go)
 //	quarantine    ULID (16 bytes)                    -> JSON Quarantined, or sealed (privacy.go)
 //	poll          one nested bucket per provider:
 //	                key                              -> JSON PollState, or sealed (privacy.go)
@@ -22,8 +22,8 @@ package spool
 // NextSequence, taken once per event inside the writer's transaction, so it is
 // commit order. ULIDs start with their time, so events are stored oldest first
 // and Purge stops at the cutoff. Dedup entries are scoped by provider, since two
-// lenders may well use the same ids; idem_by_time lets Purge visit expired
-// entries only.
+// lenders may well use the same ids; idem_by_time, in time order, lets Purge
+// visit expired entries only.
 
 import (
 	"context"
@@ -45,8 +45,10 @@ var (
 	bucketEvents     = []byte("events")
 	bucketDeliveries = []byte("deliveries")
 	bucketQueue      = []byte("queue")
-	bucketIdem       = []byte("idem")
 	bucketIdemByTime = []byte("idem_by_time")
+	// bucketIdemByID: provider 0x00 id -> received + event id, the dedup
+	// index on disk before it moved to memory; migrateIdem retires it.
+	bucketIdemByID   = []byte("idem")
 	bucketQuarantine = []byte("quarantine")
 	// bucketLastSeq: dest 0x00 provider 0x00 key -> the highest sequence
 	// (8B BE) released to dest for the provider's key, so sequence order
@@ -93,6 +95,7 @@ type Bolt struct {
 	maxBatch  int
 	committed func([]Ref)
 	sealer    Sealer // nil: plaintext
+	idem      *idemIndex
 
 	// mu guards closed and the send on ops, so that Close never closes ops
 	// under a sender.
@@ -134,7 +137,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdem, bucketIdemByTime, bucketQuarantine, bucketLastSeq, bucketLastSeqShared, bucketPaused, bucketPoll} {
+		for _, name := range [][]byte{bucketEvents, bucketDeliveries, bucketQueue, bucketIdemByTime, bucketQuarantine, bucketLastSeq, bucketLastSeqShared, bucketPaused, bucketPoll} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -145,12 +148,25 @@ func Open(path string, opts Options) (*Bolt, error) {
 		_ = db.Close() // the buckets' error is the one to report
 		return nil, fmt.Errorf("spool: create buckets in %s: %w", path, err)
 	}
+	idem := newIdemIndex()
+	err = migrateIdem(db)
+	if err == nil {
+		err = db.View(func(tx *bolt.Tx) error {
+			idem.load(tx.Bucket(bucketIdemByTime))
+			return nil
+		})
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	b := &Bolt{
 		db:        db,
 		path:      path,
 		maxBatch:  opts.MaxBatch,
 		committed: opts.Committed,
 		sealer:    opts.Sealer,
+		idem:      idem,
 		stopped:   make(chan struct{}),
 	}
 	if b.maxBatch <= 0 {
@@ -219,6 +235,7 @@ func (e *opError) Error() string { return e.err.Error() }
 // it, which its solo run settles.
 func (b *Bolt) commit(batch []*op) {
 	var refs []Ref
+	b.idem.begin()
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		refs = refs[:0]
 		fillAscending(tx)
@@ -231,6 +248,9 @@ func (b *Bolt) commit(batch []*op) {
 		}
 		return nil
 	})
+	if err != nil {
+		b.idem.rollback()
+	}
 	var oe *opError
 	switch {
 	case err == nil:

@@ -60,18 +60,17 @@ func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (stri
 	var dupOf string
 	err = b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
 		dupOf = ""
-		idem, byTime := tx.Bucket(bucketIdem), tx.Bucket(bucketIdemByTime)
+		byTime := tx.Bucket(bucketIdemByTime)
 		// The dedup check reads inside the writer's transaction, so that two
 		// copies of one webhook in the same batch see each other.
 		if ik != nil {
-			if v := idem.Get(ik); v != nil {
-				at := int64(binary.BigEndian.Uint64(v))
+			if at, dup, ok := b.idem.find(byTime, ik); ok {
 				if dedup > 0 && recv.Sub(time.Unix(0, at)) < dedup {
-					dupOf = string(v[8:])
+					dupOf = string(dup)
 					return nil, nil
 				}
 				// Outside the window: this event replaces the old entry.
-				if err := byTime.Delete(append(u64(uint64(at)), ik...)); err != nil {
+				if err := b.idem.remove(byTime, ik, at); err != nil {
 					return nil, err
 				}
 			}
@@ -88,11 +87,7 @@ func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (stri
 			return nil, err
 		}
 		if ik != nil {
-			at := u64(uint64(recv.UnixNano()))
-			if err := idem.Put(ik, append(at, ev.ID...)); err != nil {
-				return nil, err
-			}
-			if err := byTime.Put(append(at, ik...), nil); err != nil {
+			if err := b.idem.put(byTime, ik, recv.UnixNano(), ev.ID); err != nil {
 				return nil, err
 			}
 		}

@@ -420,7 +420,7 @@ func (b *Bolt) eraseEvents(ctx context.Context, found []doomedEvent, skip func(t
 					continue
 				}
 			}
-			if err := eraseEvent(tx, d.provider, d.id, d.idem, &n); err != nil {
+			if err := b.eraseEvent(tx, d.provider, d.id, d.idem, &n); err != nil {
 				return nil, err
 			}
 		}
@@ -435,7 +435,7 @@ func (b *Bolt) eraseEvents(ctx context.Context, found []doomedEvent, skip func(t
 
 // eraseEvent deletes one event with its deliveries, their queue entries and
 // its dedup entries, counting into n.
-func eraseEvent(tx *bolt.Tx, provider string, id []byte, idem string, n *Erased) error {
+func (b *Bolt) eraseEvent(tx *bolt.Tx, provider string, id []byte, idem string, n *Erased) error {
 	deliveries, queue := tx.Bucket(bucketDeliveries), tx.Bucket(bucketQueue)
 	var dk [][]byte
 	c := deliveries.Cursor()
@@ -470,12 +470,9 @@ func eraseEvent(tx *bolt.Tx, provider string, id []byte, idem string, n *Erased)
 	}
 	if idem != "" {
 		ik := idemKey(provider, idem)
-		if v := tx.Bucket(bucketIdem).Get(ik); len(v) >= 8 && string(v[8:]) == ulid.ULID(id).String() {
-			at := bytes.Clone(v[:8])
-			if err := tx.Bucket(bucketIdem).Delete(ik); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketIdemByTime).Delete(append(at, ik...)); err != nil {
+		byTime := tx.Bucket(bucketIdemByTime)
+		if at, of, ok := b.idem.find(byTime, ik); ok && string(of) == ulid.ULID(id).String() {
+			if err := b.idem.remove(byTime, ik, at); err != nil {
 				return err
 			}
 			n.Dedup++

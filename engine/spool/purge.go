@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -40,7 +41,7 @@ func (b *Bolt) Purge(cutoff time.Time) (int, error) {
 	for done := false; !done; {
 		err := b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
 			var err error
-			done, err = purgeIdem(tx, cutoff)
+			done, err = purgeIdem(tx, b.idem, cutoff)
 			return nil, err
 		})
 		if err != nil {
@@ -121,11 +122,11 @@ func allFinal(deliveries *bolt.Bucket, id []byte) (bool, error) {
 
 // purgeIdem deletes up to purgeChunk dedup entries received before cutoff
 // and reports whether none are left.
-func purgeIdem(tx *bolt.Tx, cutoff time.Time) (done bool, err error) {
+func purgeIdem(tx *bolt.Tx, idem *idemIndex, cutoff time.Time) (done bool, err error) {
 	if cutoff.UnixNano() <= 0 {
 		return true, nil // nothing was received before 1970
 	}
-	idem, byTime := tx.Bucket(bucketIdem), tx.Bucket(bucketIdemByTime)
+	byTime := tx.Bucket(bucketIdemByTime)
 	limit := u64(uint64(cutoff.UnixNano()))
 	var doomed [][]byte
 	c := byTime.Cursor()
@@ -140,14 +141,7 @@ func purgeIdem(tx *bolt.Tx, cutoff time.Time) (done bool, err error) {
 		doomed = append(doomed, bytes.Clone(k))
 	}
 	for _, k := range doomed {
-		ik := k[8:]
-		// Only drop the idem entry this index entry stands for.
-		if v := idem.Get(ik); v != nil && bytes.Equal(v[:8], k[:8]) {
-			if err := idem.Delete(ik); err != nil {
-				return false, err
-			}
-		}
-		if err := byTime.Delete(k); err != nil {
+		if err := idem.remove(byTime, k[8:], int64(binary.BigEndian.Uint64(k))); err != nil {
 			return false, err
 		}
 	}
