@@ -148,15 +148,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		_ = db.Close() // the buckets' error is the one to report
 		return nil, fmt.Errorf("spool: create buckets in %s: %w", path, err)
 	}
-	idem := newIdemIndex()
-	err = migrateIdem(db)
-	if err == nil {
-		err = db.View(func(tx *bolt.Tx) error {
-			idem.load(tx.Bucket(bucketIdemByTime))
-			return nil
-		})
-	}
-	if err != nil {
+	if err := migrateIdem(db); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -166,11 +158,15 @@ func Open(path string, opts Options) (*Bolt, error) {
 		maxBatch:  opts.MaxBatch,
 		committed: opts.Committed,
 		sealer:    opts.Sealer,
-		idem:      idem,
+		idem:      newIdemIndex(),
 		stopped:   make(chan struct{}),
 	}
 	if b.maxBatch <= 0 {
 		b.maxBatch = defaultMaxBatch
+	}
+	if err := b.loadIdem(); err != nil {
+		_ = db.Close()
+		return nil, err
 	}
 	b.ops = make(chan *op, b.maxBatch)
 	go b.run()

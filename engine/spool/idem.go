@@ -137,18 +137,39 @@ func (x *idemIndex) rollback() {
 	x.undo = x.undo[:0]
 }
 
-// load fills the memory from idem_by_time.
-func (x *idemIndex) load(byTime *bolt.Bucket) {
-	_ = byTime.ForEach(func(k, _ []byte) error {
-		at, ik := int64(binary.BigEndian.Uint64(k)), k[8:]
-		fp := x.fp(ik)
-		if _, had := x.at[fp]; had {
-			x.spill[string(ik)] = at
-		} else {
-			x.at[fp] = at
+// loadIdem fills the memory from idem_by_time. The bucket's
+// pages lie all over the file (each commit writes some), so the walk goes
+// in chunks with the mapping released between them (mapped_linux.go):
+// otherwise the kernel's read-around maps most of the file into the
+// resident set.
+func (b *Bolt) loadIdem() error {
+	x := b.idem
+	var after []byte
+	for done := false; !done; {
+		err := b.view(func(tx *bolt.Tx) error {
+			byTime := tx.Bucket(bucketIdemByTime)
+			c := byTime.Cursor()
+			k, _ := past(c, after)
+			for n := 0; k != nil && n < releaseEvery*pendingChunk; k, _ = c.Next() {
+				at, ik := int64(binary.BigEndian.Uint64(k)), k[8:]
+				fp := x.fp(ik)
+				if _, had := x.at[fp]; had {
+					x.spill[string(ik)] = at
+				} else {
+					x.at[fp] = at
+				}
+				after = append(after[:0], k...)
+				n++
+			}
+			done = k == nil
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("spool: read the dedup index: %w", err)
 		}
-		return nil
-	})
+		b.releaseMapped()
+	}
+	return nil
 }
 
 // migrateIdemChunk is how many entries one transaction of migrateIdem
