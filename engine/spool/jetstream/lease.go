@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,7 @@ import (
 //	KV S_low      p<partition> -> a stream sequence below which every event
 //	                              of the partition is final: where a new
 //	                              holder starts reading
+//	KV S_stats    p<partition> -> its queues' counts (stats.go)
 //	subject S.cmd.<partition>  operators' commands forwarded to the holder
 //
 // A holder renews its leases every TTL/3 with an update checked against the
@@ -54,6 +56,12 @@ type lease struct {
 	stop      context.CancelFunc
 	done      chan struct{} // closed when its feeder returned
 	low       lowMark
+	// caught is set once the feed read the partition to its end: from
+	// then on the queues count all of it (stats.go).
+	caught atomic.Bool
+	// shown is the last S_stats entry written, at shownAt (beat's only).
+	shown   []byte
+	shownAt time.Time
 }
 
 // lowMark follows which events of a held partition have deliveries that
@@ -116,6 +124,7 @@ type leases struct {
 	bkt   jetstream.KeyValue
 	memb  jetstream.KeyValue
 	low   jetstream.KeyValue
+	stats jetstream.KeyValue // the partitions' queue counts (stats.go)
 	log   *slog.Logger
 	stops sync.WaitGroup
 }
@@ -125,13 +134,13 @@ var _ spool.Shared = (*Store)(nil)
 func leaseKey(p uint32) string { return "p" + strconv.FormatUint(uint64(p), 10) }
 
 // openLeases opens the lease and member buckets, with ttl as their TTL,
-// and the low marks' bucket.
+// and the low marks' and queue counts' buckets.
 func (s *Store) openLeases(ctx context.Context, replicas int, ttl time.Duration) error {
 	for _, b := range []struct {
 		kv   *jetstream.KeyValue
 		name string
 		ttl  time.Duration
-	}{{&s.ls.bkt, "leases", ttl}, {&s.ls.memb, "members", ttl}, {&s.ls.low, "low", 0}} {
+	}{{&s.ls.bkt, "leases", ttl}, {&s.ls.memb, "members", ttl}, {&s.ls.low, "low", 0}, {&s.ls.stats, "stats", 0}} {
 		name := s.name + "_" + b.name
 		ttl := b.ttl
 		cfg := jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1, TTL: ttl}
@@ -207,9 +216,15 @@ func (s *Store) Share(ctx context.Context, f spool.Follower) (<-chan struct{}, e
 func (s *Store) beat(ctx context.Context, f spool.Follower, updates <-chan jetstream.KeyValueEntry) {
 	tick := time.NewTicker(s.ls.ttl / 3)
 	defer tick.Stop()
+	counts := time.NewTicker(s.statsEvery())
+	defer counts.Stop()
 	s.round(ctx, f)
 	for {
 		select {
+		case <-counts.C:
+			cctx, cancel := context.WithTimeout(ctx, s.statsEvery())
+			s.publishStats(cctx, f)
+			cancel()
 		case <-ctx.Done():
 			s.leaveAll(f)
 			return
@@ -468,6 +483,21 @@ func (s *Store) follow(ctx context.Context, p uint32, subj string, l *lease, f s
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return err
 	}
+	// The partition's end as the feed starts: once read to it, the queues
+	// count the whole partition (stats.go).
+	gctx, cancel = s.ctx(ctx)
+	last, err := s.stream.GetLastMsgForSubject(gctx, subj)
+	cancel()
+	var end uint64
+	switch {
+	case err == nil:
+		end = last.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return err
+	}
+	if end < cfg.OptStartSeq || end == 0 {
+		l.caught.Store(true)
+	}
 	cons, err := s.stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return err
@@ -530,6 +560,9 @@ func (s *Store) follow(ctx context.Context, p uint32, subj string, l *lease, f s
 				Sequence: m.Sequence, Status: status, NextAt: at})
 		}
 		l.low.read(md.Sequence.Stream)
+		if md.Sequence.Stream >= end || md.NumPending == 0 {
+			l.caught.Store(true)
+		}
 	}
 }
 
