@@ -116,7 +116,11 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 	}
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
-	entries, err := values(ctx, s.ls.stats)
+	// Short: a bucket without a leader never answers, and the admin API
+	// then shows this relay's own queues rather than wait.
+	wctx, cancelWatch := context.WithTimeout(ctx, scanTry)
+	entries, err := values(wctx, s.ls.stats)
+	cancelWatch()
 	if err != nil {
 		return nil, true, fmt.Errorf("spool: queue counts: %w", err)
 	}
