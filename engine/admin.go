@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -91,6 +92,7 @@ func (a adminRelay) Destinations() []admin.Destination {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	totals, shared := a.queueTotals()
 	out := make([]admin.Destination, 0, len(names))
 	for _, name := range names {
 		d := admin.Destination{Name: name, Config: shown[name]}
@@ -98,12 +100,46 @@ func (a adminRelay) Destinations() []admin.Destination {
 			d.Lane = &admin.Lane{
 				Paused: st.Paused, Pending: st.Pending, Dead: st.Dead, HeldKeys: st.HeldKeys,
 				OldestPendingSeconds: st.OldestPendingSeconds, LastFailure: st.LastFailure,
-				Held: a.r.dispatch.HeldKeys(name, 100),
+				Held: a.r.dispatch.HeldKeys(name, spool.MaxHeldKeys),
+			}
+			if shared {
+				// Every partition's queues, not only this relay's.
+				t := totals[name]
+				if t == nil {
+					t = &spool.QueueStats{}
+				}
+				d.Lane.Pending, d.Lane.Dead, d.Lane.HeldKeys, d.Lane.OldestPendingSeconds = t.Pending, t.Dead, t.HeldKeys, 0
+				if !t.Oldest.IsZero() {
+					d.Lane.OldestPendingSeconds = max(0, time.Since(t.Oldest).Seconds())
+				}
+				held := t.Held
+				if held == nil {
+					held = []spool.HeldKey{}
+				}
+				d.Lane.Held = held
 			}
 		}
 		out = append(out, d)
 	}
 	return out
+}
+
+// queueTotals are every partition's queues on a shared spool, by
+// destination; shared false on a spool of one relay, whose dispatcher
+// holds every queue. A failed read falls back to this relay's queues.
+func (a adminRelay) queueTotals() (map[string]*spool.QueueStats, bool) {
+	qt, ok := a.r.spool.(interface {
+		QueueTotals(spool.Counter) (map[string]*spool.QueueStats, bool, error)
+	})
+	if !ok {
+		return nil, false
+	}
+	totals, shared, err := qt.QueueTotals(a.r.dispatch)
+	if err != nil {
+		a.r.log.Warn("admin: partition counts not read; showing this relay's queues", "error", err)
+		return nil, false
+	}
+	return totals, shared
 }
 
 func (a adminRelay) Lanes() []string { return a.r.dispatch.Lanes() }

@@ -334,3 +334,78 @@ func TestJetStreamRetryOnNonHolder(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "k/3 delivered after the resume", func() bool { return len(rec.delivered(t)) == 3 })
 }
+
+// TestJetStreamAdminCountsEveryPartition: three relays share a stream, and
+// each relay's GET /admin/destinations counts the queues of every
+// partition, the same totals on all three (issue 16: the admin API of any
+// live instance sees every event), where each relay's hookrelay_pending
+// counts the partitions it delivers, so that the three add up to the
+// total as one bbolt relay's does.
+func TestJetStreamAdminCountsEveryPartition(t *testing.T) {
+	const keys, perKey = 24, 4
+	dest := testServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if _, key, _ := envelope(t, body); key == "key-0" {
+			w.WriteHeader(http.StatusBadRequest) // dead at once: key-0 is held
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	relays := startShared(t, 3, steadyTTL, dest.URL, "    retry: {initial: 1ms, max: 5ms, max_attempts: 1}\n")
+	waitFor(t, 30*time.Second, "the partitions split between the relays", func() bool { return balanced(relays) })
+	relays[1].do("POST", "/admin/destinations/dest/pause", "", http.StatusOK, nil)
+	for i, tr := range relays {
+		waitFor(t, 10*time.Second, fmt.Sprintf("relay %d paused", i), func() bool { return tr.dest("dest").Paused })
+	}
+	ingestSpread(t, relays, keys, perKey)
+
+	// Paused: every event pending, on every relay's API.
+	for i, tr := range relays {
+		waitFor(t, 10*time.Second, fmt.Sprintf("relay %d counting %d pending", i, keys*perKey), func() bool {
+			d := tr.dest("dest")
+			return d.Pending == keys*perKey && d.Dead == 0 && d.HeldKeys == 0
+		})
+	}
+	sum := 0
+	for i, tr := range relays {
+		v, ok := metricValue(tr.scrape(), "hookrelay_pending", map[string]string{"destination": "dest"})
+		if !ok {
+			t.Fatalf("relay %d: no hookrelay_pending for dest", i)
+		}
+		n := int(v)
+		if n >= keys*perKey {
+			t.Errorf("relay %d: hookrelay_pending %d, want only its partitions' share of %d", i, n, keys*perKey)
+		}
+		sum += n
+	}
+	if sum != keys*perKey {
+		t.Errorf("the relays' hookrelay_pending add up to %d, want %d", sum, keys*perKey)
+	}
+
+	// Resumed: key-0's first event dead, its key held with the rest behind
+	// it; every other event delivered.
+	relays[2].do("POST", "/admin/destinations/dest/resume", "", http.StatusOK, nil)
+	blocker := relays[0].eventID("key-0", 1)
+	for i, tr := range relays {
+		waitFor(t, 20*time.Second, fmt.Sprintf("relay %d counting key-0 held", i), func() bool {
+			d := tr.dest("dest")
+			return d.Pending == perKey-1 && d.Dead == 1 && d.HeldKeys == 1 && len(d.Held) == 1
+		})
+		d := tr.dest("dest")
+		if h := d.Held[0]; h.Key != "key-0" || h.BlockedBy != blocker || h.Waiting != perKey-1 {
+			t.Errorf("relay %d: held %+v, want key-0 blocked by %s with %d waiting", i, h, blocker, perKey-1)
+		}
+	}
+	var oldest destOldest
+	relays[0].get("/admin/destinations", &oldest)
+	if len(oldest.Items) != 1 || oldest.Items[0].Oldest <= 0 {
+		t.Errorf("oldest_pending_seconds: %+v, want above 0", oldest.Items)
+	}
+}
+
+// destOldest reads each destination's oldest_pending_seconds.
+type destOldest struct {
+	Items []struct {
+		Oldest float64 `json:"oldest_pending_seconds"`
+	}
+}

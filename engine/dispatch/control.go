@@ -110,7 +110,7 @@ func (l *lane) requeue(eventID, provider, key string, sequence int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.settled(l.queueKey(eventID, provider, key), eventID)
-	l.dead--
+	l.addDead(provider, key, -1)
 	kq := l.queueOf(eventID, provider, key)
 	switch i := kq.index(eventID); {
 	case i == 0 && kq.held:
@@ -147,7 +147,7 @@ func (l *lane) release(eventID, provider, key string, wasDead bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if wasDead {
-		l.dead--
+		l.addDead(provider, key, -1)
 	}
 	key = l.queueKey(eventID, provider, key)
 	kq := l.settled(key, eventID)
@@ -335,9 +335,4 @@ func (l *lane) heldKeys(limit int) []HeldKey {
 }
 
 // HeldKey is a key blocked behind a dead event.
-type HeldKey struct {
-	Provider string `json:"provider"` // whose key it is: keys are scoped by provider
-	Key      string `json:"key"`
-	EventID  string `json:"blocked_by"`
-	Waiting  int    `json:"waiting"` // deliveries queued behind it
-}
+type HeldKey = spool.HeldKey

@@ -150,7 +150,7 @@ func (d *Dispatcher) openLane(dest *Destination, paused, rebuild bool) (*lane, e
 			return nil // another relay delivers it
 		}
 		if q.Status == spool.Dead {
-			l.dead++
+			l.addDead(q.Provider, q.Key, 1)
 		}
 		l.push(item{eventID: q.EventID.String(), sequence: q.Sequence}, q.Provider, q.Key, q.Status == spool.Dead, q.NextAt)
 		return nil
@@ -227,7 +227,7 @@ func (d *Dispatcher) reorderWindow(provider string) time.Duration {
 // newLane is an empty lane of dest's, not yet started (reconfigure starts
 // its workers).
 func newLane(ctx context.Context, cancel context.CancelFunc, d *Dispatcher, dest *Destination) *lane {
-	l := &lane{d: d, ctx: ctx, cancel: cancel, keys: map[string]*keyQueue{}, wake: make(chan struct{}, 1),
+	l := &lane{d: d, ctx: ctx, cancel: cancel, keys: map[string]*keyQueue{}, deadBy: map[string]int{}, wake: make(chan struct{}, 1),
 		reconf: make(chan struct{})}
 	l.idle.L = &l.mu
 	l.setDestination(dest)

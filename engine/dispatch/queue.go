@@ -39,6 +39,9 @@ type lane struct {
 	queuedDead int
 	held       int // keys blocked behind a dead event
 	dead       int // dead deliveries of this destination in the spool
+	// deadBy counts them by provider and key (NUL between), so that they
+	// can be counted by partition and leave with their keys (Drop).
+	deadBy map[string]int
 	// down is the run of down-like failures (result.down) since the last
 	// success: its first and last, and whether they came from more than one
 	// key. outage is the last run that counted as an outage (see track).
@@ -134,6 +137,18 @@ func (l *lane) push(it item, provider, key string, dead bool, at time.Time) {
 		return
 	}
 	l.newHead(kq, at)
+}
+
+// addDead counts n more (or, negative, fewer) dead deliveries of
+// provider's key. l.mu held, or l not yet shared.
+func (l *lane) addDead(provider, key string, n int) {
+	l.dead += n
+	k := provider + "\x00" + key
+	if c := l.deadBy[k] + n; c > 0 {
+		l.deadBy[k] = c
+	} else {
+		delete(l.deadBy, k)
+	}
 }
 
 // markDead records that kq's i-th item is dead. l.mu held.
@@ -308,7 +323,7 @@ func (l *lane) work() {
 			}
 		}
 		if res.dead {
-			l.dead++
+			l.addDead(kq.provider, kq.eventKey, 1)
 		}
 		l.track(res, kq.key)
 		kq.scheduled = false

@@ -2,6 +2,10 @@ package dispatch
 
 import (
 	"container/heap"
+	"slices"
+	"strings"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
@@ -43,7 +47,7 @@ func (d *Dispatcher) Queue(dest string, q *spool.QueuedDelivery) {
 	kq := l.keys[l.queueKey(id, q.Provider, q.Key)]
 	queued := kq != nil && kq.index(id) >= 0
 	if !queued && q.Status == spool.Dead {
-		l.dead++
+		l.addDead(q.Provider, q.Key, 1)
 	}
 	l.mu.Unlock()
 	if !queued {
@@ -80,7 +84,6 @@ func (l *lane) drop(match func(provider, key string) bool) {
 			for _, it := range kq.items {
 				if it.dead {
 					l.queuedDead--
-					l.dead--
 				}
 			}
 			if kq.held {
@@ -95,6 +98,14 @@ func (l *lane) drop(match func(provider, key string) bool) {
 			delete(l.keys, k)
 		}
 		if !busy {
+			// Every dead delivery of the keys, those no longer queued
+			// (passed on a destination that does not hold) included.
+			for k, n := range l.deadBy {
+				if provider, key, _ := strings.Cut(k, "\x00"); match(provider, key) {
+					l.dead -= n
+					delete(l.deadBy, k)
+				}
+			}
 			return
 		}
 		l.idle.Wait()
@@ -123,5 +134,70 @@ func (l *lane) apply(c spool.Command) {
 func (d *Dispatcher) Paused(dest string, paused bool) {
 	if l := d.lane(dest); l != nil {
 		l.setPaused(paused)
+	}
+}
+
+var _ spool.Counter = (*Dispatcher)(nil)
+
+// Count sums each lane's queues over the keys of each partition
+// (spool.Counter): the shared spool publishes them, so that every relay's
+// admin API shows the queues of every partition.
+func (d *Dispatcher) Count(part func(provider, key string) uint32) map[uint32]map[string]*spool.QueueStats {
+	out := map[uint32]map[string]*spool.QueueStats{}
+	of := func(p uint32, dest string) *spool.QueueStats {
+		if out[p] == nil {
+			out[p] = map[string]*spool.QueueStats{}
+		}
+		st := out[p][dest]
+		if st == nil {
+			st = &spool.QueueStats{}
+			out[p][dest] = st
+		}
+		return st
+	}
+	for _, l := range d.allLanes() {
+		l.count(of, part)
+	}
+	for _, dests := range out {
+		for _, st := range dests {
+			// The oldest blocked keys are the ones shown, as heldKeys does.
+			slices.SortFunc(st.Held, func(a, b spool.HeldKey) int { return strings.Compare(a.EventID, b.EventID) })
+			if len(st.Held) > spool.MaxHeldKeys {
+				st.Held = st.Held[:spool.MaxHeldKeys]
+			}
+		}
+	}
+	return out
+}
+
+// count adds l's queues to of(partition, destination).
+func (l *lane) count(of func(p uint32, dest string) *spool.QueueStats, part func(provider, key string) uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	name := l.dest.Name
+	for _, kq := range l.keys {
+		if len(kq.items) == 0 {
+			continue
+		}
+		st := of(part(kq.provider, kq.eventKey), name)
+		for _, it := range kq.items {
+			if !it.dead {
+				st.Pending++
+			}
+		}
+		if kq.held {
+			st.HeldKeys++
+			st.Held = append(st.Held, spool.HeldKey{Provider: kq.provider, Key: kq.eventKey,
+				EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1})
+		}
+		if id, err := ulid.ParseStrict(kq.items[0].eventID); err == nil {
+			if t := ulid.Time(id.Time()); st.Oldest.IsZero() || t.Before(st.Oldest) {
+				st.Oldest = t
+			}
+		}
+	}
+	for k, n := range l.deadBy {
+		provider, key, _ := strings.Cut(k, "\x00")
+		of(part(provider, key), name).Dead += n
 	}
 }

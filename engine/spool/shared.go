@@ -1,6 +1,9 @@
 package spool
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Shared is a Store that several relay instances deliver from at once (the
 // JetStream spool, SPEC 12): keys are hashed onto partitions, and each
@@ -65,3 +68,35 @@ func Fenced(ctx context.Context) context.Context { return context.WithValue(ctx,
 
 // IsFenced says whether ctx was marked by Fenced.
 func IsFenced(ctx context.Context) bool { v, _ := ctx.Value(fencedKey{}).(bool); return v }
+
+// Counter is a Follower that counts its queues by partition, so that a
+// shared spool can show every relay the queues of every partition (the
+// admin API's destinations), not only those the relay holds.
+type Counter interface {
+	// Count sums each destination's queues over the keys of each
+	// partition, part naming a key's partition.
+	Count(part func(provider, key string) uint32) map[uint32]map[string]*QueueStats
+}
+
+// QueueStats is one destination's queues over some keys.
+type QueueStats struct {
+	// Pending counts the deliveries neither final nor dead; Dead the dead
+	// ones; HeldKeys the keys blocked behind a dead event.
+	Pending, Dead, HeldKeys int
+	// Oldest is when the oldest queued delivery's event came; zero: none.
+	Oldest time.Time
+	// Held lists up to MaxHeldKeys held keys, the oldest blocking event
+	// first.
+	Held []HeldKey
+}
+
+// MaxHeldKeys bounds the held keys QueueStats lists.
+const MaxHeldKeys = 100
+
+// HeldKey is a key blocked behind a dead event.
+type HeldKey struct {
+	Provider string `json:"provider"` // whose key it is: keys are scoped by provider
+	Key      string `json:"key"`
+	EventID  string `json:"blocked_by"`
+	Waiting  int    `json:"waiting"` // deliveries queued behind it
+}

@@ -49,3 +49,16 @@ func LowMark(s *Store, p uint32) uint64 {
 	n, _ := strconv.ParseUint(string(e.Value()), 10, 64)
 	return n
 }
+
+// FeedRead is the stream sequence of the last event partition p's feed
+// has read from the stream; 0 when this store does not hold p or read
+// nothing yet.
+func FeedRead(s *Store, p uint32) uint64 {
+	s.ls.mu.RLock()
+	l := s.ls.held[p]
+	s.ls.mu.RUnlock()
+	if l == nil {
+		return 0
+	}
+	return l.readTo.Load()
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,7 @@ import (
 //	KV S_low      p<partition> -> a stream sequence below which every event
 //	                              of the partition is final: where a new
 //	                              holder starts reading
+//	KV S_stats    p<partition> -> its queues' counts (stats.go)
 //	subject S.cmd.<partition>  operators' commands forwarded to the holder
 //
 // A holder renews its leases every TTL/3 with an update checked against the
@@ -54,6 +56,15 @@ type lease struct {
 	stop      context.CancelFunc
 	done      chan struct{} // closed when its feeder returned
 	low       lowMark
+	// caught is set once the feed read the partition to its end: from
+	// then on the queues count all of it (stats.go).
+	caught atomic.Bool
+	// readTo is the last event the feed read from the stream, ahead of
+	// the one it hands the dispatcher.
+	readTo atomic.Uint64
+	// shown is the last S_stats entry written, at shownAt (beat's only).
+	shown   []byte
+	shownAt time.Time
 }
 
 // lowMark follows which events of a held partition have deliveries that
@@ -116,6 +127,7 @@ type leases struct {
 	bkt   jetstream.KeyValue
 	memb  jetstream.KeyValue
 	low   jetstream.KeyValue
+	stats jetstream.KeyValue // the partitions' queue counts (stats.go)
 	log   *slog.Logger
 	stops sync.WaitGroup
 }
@@ -125,13 +137,13 @@ var _ spool.Shared = (*Store)(nil)
 func leaseKey(p uint32) string { return "p" + strconv.FormatUint(uint64(p), 10) }
 
 // openLeases opens the lease and member buckets, with ttl as their TTL,
-// and the low marks' bucket.
+// and the low marks' and queue counts' buckets.
 func (s *Store) openLeases(ctx context.Context, replicas int, ttl time.Duration) error {
 	for _, b := range []struct {
 		kv   *jetstream.KeyValue
 		name string
 		ttl  time.Duration
-	}{{&s.ls.bkt, "leases", ttl}, {&s.ls.memb, "members", ttl}, {&s.ls.low, "low", 0}} {
+	}{{&s.ls.bkt, "leases", ttl}, {&s.ls.memb, "members", ttl}, {&s.ls.low, "low", 0}, {&s.ls.stats, "stats", 0}} {
 		name := s.name + "_" + b.name
 		ttl := b.ttl
 		cfg := jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1, TTL: ttl}
@@ -207,9 +219,15 @@ func (s *Store) Share(ctx context.Context, f spool.Follower) (<-chan struct{}, e
 func (s *Store) beat(ctx context.Context, f spool.Follower, updates <-chan jetstream.KeyValueEntry) {
 	tick := time.NewTicker(s.ls.ttl / 3)
 	defer tick.Stop()
+	counts := time.NewTicker(s.statsEvery())
+	defer counts.Stop()
 	s.round(ctx, f)
 	for {
 		select {
+		case <-counts.C:
+			cctx, cancel := context.WithTimeout(ctx, s.statsEvery())
+			s.publishStats(cctx, f)
+			cancel()
 		case <-ctx.Done():
 			s.leaveAll(f)
 			return
@@ -468,6 +486,21 @@ func (s *Store) follow(ctx context.Context, p uint32, subj string, l *lease, f s
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return err
 	}
+	// The partition's end as the feed starts: once read to it, the queues
+	// count the whole partition (stats.go).
+	gctx, cancel = s.ctx(ctx)
+	last, err := s.stream.GetLastMsgForSubject(gctx, subj)
+	cancel()
+	var end uint64
+	switch {
+	case err == nil:
+		end = last.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return err
+	}
+	if end < cfg.OptStartSeq || end == 0 {
+		l.caught.Store(true)
+	}
 	cons, err := s.stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return err
@@ -476,60 +509,143 @@ func (s *Store) follow(ctx context.Context, p uint32, subj string, l *lease, f s
 	if err != nil {
 		return err
 	}
-	stopped := make(chan struct{})
-	defer close(stopped)
+	ctx, cancel = context.WithCancel(ctx)
+	defer cancel()
 	go func() {
-		select {
-		case <-ctx.Done():
-			it.Stop()
-		case <-stopped:
-		}
+		<-ctx.Done()
+		it.Stop()
 	}()
-	defer it.Stop()
+	// The reader reads ahead, each event's delivery states asked for at
+	// once, while this loop hands the events read to the dispatcher in
+	// stream order: the first is delivered while the rest are read, and a
+	// long backlog is read at many requests at a time, not one.
+	read := make(chan *feedItem, feedAhead)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		s.readAhead(ctx, it, l, read)
+	}()
+	defer func() {
+		cancel()
+		<-readerDone
+	}()
+	for {
+		var fi *feedItem
+		select {
+		case fi = <-read:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case <-fi.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if fi.err != nil {
+			return fi.err
+		}
+		if fi.m != nil {
+			for i, dest := range fi.m.Destinations {
+				status, at := spool.Pending, time.Time{}
+				if v := fi.states[i]; v != nil {
+					if status, at, err = head(v); err != nil {
+						continue
+					}
+				}
+				if status.Final() {
+					continue
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				l.low.queued(fi.seq, dest)
+				f.Queue(dest, &spool.QueuedDelivery{Seq: fi.seq, EventID: fi.id, Provider: fi.m.Provider, Key: fi.m.Key,
+					Sequence: fi.m.Sequence, Status: status, NextAt: at})
+			}
+		}
+		l.low.read(fi.seq)
+		if fi.seq >= end || fi.last {
+			l.caught.Store(true)
+		}
+	}
+}
+
+// feedAhead bounds how many events a partition's feed reads ahead of the
+// one it hands the dispatcher, and so the state reads in flight.
+const feedAhead = 64
+
+// feedItem is one event a feed read: its delivery states arrive in
+// states, one per destination, before done closes.
+type feedItem struct {
+	seq    uint64
+	last   bool // nothing more in the partition when it was read
+	m      *meta
+	id     ulid.ULID
+	states [][]byte
+	err    error // the read failed: the feed starts again
+	done   chan struct{}
+}
+
+// readAhead reads it's events of l's partition into out, in order, starting each one's
+// state reads at once, until ctx ends or a read fails (the last item then
+// carries the error).
+func (s *Store) readAhead(ctx context.Context, it jetstream.MessagesContext, l *lease, out chan<- *feedItem) {
+	send := func(fi *feedItem) bool {
+		select {
+		case out <- fi:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	failed := func(err error) {
+		fi := &feedItem{err: err, done: make(chan struct{})}
+		close(fi.done)
+		send(fi)
+	}
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			return err
+			failed(err)
+			return
 		}
 		md, err := msg.Metadata()
 		if err != nil {
-			return err
+			failed(err)
+			return
 		}
+		fi := &feedItem{seq: md.Sequence.Stream, last: md.NumPending == 0, done: make(chan struct{})}
+		l.readTo.Store(fi.seq)
 		m, _, err := splitBody(msg.Data())
 		if err != nil {
-			s.ls.log.Warn("jetstream: unreadable event message", "seq", md.Sequence.Stream, "error", err)
-			l.low.read(md.Sequence.Stream)
-			continue
+			s.ls.log.Warn("jetstream: unreadable event message", "seq", fi.seq, "error", err)
+		} else if fi.id, err = ulid.ParseStrict(m.ID); err == nil {
+			fi.m = m
 		}
-		id, err := ulid.ParseStrict(m.ID)
+		if fi.m == nil {
+			close(fi.done) // skipped, as read
+		} else {
+			fi.states = make([][]byte, len(m.Destinations))
+			go s.readStates(ctx, fi)
+		}
+		if !send(fi) {
+			return
+		}
+	}
+}
+
+// readStates reads fi's delivery states, then closes fi.done.
+func (s *Store) readStates(ctx context.Context, fi *feedItem) {
+	defer close(fi.done)
+	for i, dest := range fi.m.Destinations {
+		rctx, cancel := s.ctx(ctx)
+		v, err := s.state(rctx, fi.m.ID, dest)
+		cancel()
 		if err != nil {
-			l.low.read(md.Sequence.Stream)
-			continue
+			fi.err = err
+			return
 		}
-		for _, dest := range m.Destinations {
-			rctx, cancel := s.ctx(ctx)
-			v, err := s.state(rctx, m.ID, dest)
-			cancel()
-			if err != nil {
-				return err
-			}
-			status, at := spool.Pending, time.Time{}
-			if v != nil {
-				if status, at, err = head(v); err != nil {
-					continue
-				}
-			}
-			if status.Final() {
-				continue
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			l.low.queued(md.Sequence.Stream, dest)
-			f.Queue(dest, &spool.QueuedDelivery{Seq: md.Sequence.Stream, EventID: id, Provider: m.Provider, Key: m.Key,
-				Sequence: m.Sequence, Status: status, NextAt: at})
-		}
-		l.low.read(md.Sequence.Stream)
+		fi.states[i] = v
 	}
 }
 

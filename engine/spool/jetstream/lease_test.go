@@ -134,3 +134,70 @@ func TestLeaseFeedsAndLowMark(t *testing.T) {
 		t.Error("a fenced write over a delivered state was accepted")
 	}
 }
+
+// gatedFollower holds the feed's first Queue call until released, and
+// notes how far the feed had read when it came.
+type gatedFollower struct {
+	follower
+	first   chan struct{} // closed at the first Queue call
+	release chan struct{}
+	once    sync.Once
+}
+
+func (f *gatedFollower) Queue(dest string, q *spool.QueuedDelivery) {
+	f.once.Do(func() {
+		close(f.first)
+		<-f.release
+	})
+	f.follower.Queue(dest, q)
+}
+
+// TestFeedHandsTheFirstEventsBeforeReadingTheRest: a relay taking a
+// partition with a long backlog hands the dispatcher its first delivery
+// before it has read the rest (so the first send does not wait for the
+// whole backlog, the failover cost that grew with it), then the rest, in
+// order.
+func TestFeedHandsTheFirstEventsBeforeReadingTheRest(t *testing.T) {
+	const n = 600 // past a fetch of the feed's consumer
+	s, err := jetstream.Open(context.Background(), jetstream.Options{URLs: []string{srv.ClientURL()}, Stream: newStream(),
+		Replicas: 1, Partitions: 1, LeaseTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	var ids []string
+	for i := range n {
+		id := ulid.Make().String()
+		ids = append(ids, id)
+		ev := &spool.Event{ID: id, Provider: "bank", Key: fmt.Sprint("k", i%7), ReceivedAt: time.Now(), Envelope: []byte(`{}`), Destinations: []string{"d"}}
+		if _, err := s.Append(context.Background(), ev, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := s.Delivery("d", ids[n-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := d.Seq
+	f := &gatedFollower{first: make(chan struct{}), release: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	done, err := s.Share(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); <-done }()
+	select {
+	case <-f.first:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no delivery fed 15s after Share")
+	}
+	read := jetstream.FeedRead(s, 0)
+	close(f.release)
+	if read >= last {
+		t.Fatalf("the first delivery was fed after the feed read all %d events (up to seq %d)", n, read)
+	}
+	waitUntil(t, "every event fed", func() bool { return len(f.ids()) == n })
+	if got := f.ids(); fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Fatal("the events were fed out of order")
+	}
+}

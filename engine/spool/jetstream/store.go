@@ -18,6 +18,7 @@
 //	KV S_lastseq      <dest>.<provider>.<hash of key> -> highest sequence released
 //	KV S_paused       <dest>                       -> paused destination
 //	KV S_leases, S_members, S_low                  -> partition leases (lease.go)
+//	KV S_stats                                     -> partitions' queue counts (stats.go)
 //
 // KV key parts are base64url, since destination names, providers and keys
 // may hold characters KV keys may not; event keys and idempotency ids are
