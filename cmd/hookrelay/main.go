@@ -459,8 +459,8 @@ func serve(path string, explicit bool, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	// Under load several lines go out in one write (an access log's cost);
-	// all of them before serve returns.
+	// Lines go out in batches (an access log's cost, logwriter.go); all
+	// of them before serve returns.
 	out := newLogWriter(stderr)
 	defer out.Close()
 	log := newLogger(cfg, out)
@@ -491,8 +491,12 @@ func newLogger(cfg *engine.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if cfg.Log.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	if lw, ok := w.(*logWriter); ok {
+		h = flushOnWarn{h, lw}
+	}
+	return slog.New(h)
 }
