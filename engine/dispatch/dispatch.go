@@ -174,10 +174,19 @@ func (d *Dispatcher) Committed(refs []spool.Ref) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	var kept *spool.Event
 	for _, r := range refs {
-		if l := d.lanes[r.Destination]; l != nil {
-			l.push(item{eventID: r.EventID, sequence: r.Sequence}, r.Provider, r.Key, false, time.Time{})
+		l := d.lanes[r.Destination]
+		if l == nil {
+			continue
 		}
+		// Kept as appended, the event need not be read back from the spool
+		// for its first attempt (a read transaction and a decode).
+		if r.Event != nil && r.Event != kept {
+			kept = r.Event
+			d.events.put(r.Event, messageOf(r.Event))
+		}
+		l.push(item{eventID: r.EventID, sequence: r.Sequence}, r.Provider, r.Key, false, time.Time{})
 	}
 }
 

@@ -144,12 +144,16 @@ func (d *Dispatcher) readEvent(id string) (*spool.Event, *outbound.Message, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	msg := &outbound.Message{
+	ev, msg := d.events.put(ev, messageOf(ev))
+	return ev, msg, nil
+}
+
+// messageOf is what a destination is sent of ev.
+func messageOf(ev *spool.Event) *outbound.Message {
+	return &outbound.Message{
 		ID: ev.ID, IdempotencyID: ev.IdempotencyID, Provider: ev.Provider, Type: ev.Type,
 		Envelope: ev.Envelope, Raw: ev.Raw,
 	}
-	ev, msg = d.events.put(ev, msg)
-	return ev, msg, nil
 }
 
 // Forget drops from memory every event of provider's key that the

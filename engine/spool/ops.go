@@ -124,7 +124,7 @@ func putDeliveries(tx *bolt.Tx, id []byte, ev *Event, dests []string) ([]Ref, er
 		if err := q.Put(u64(seq), queueValue(id, &d)); err != nil {
 			return nil, err
 		}
-		refs = append(refs, Ref{Seq: seq, EventID: ev.ID, Destination: dest, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence})
+		refs = append(refs, Ref{Seq: seq, EventID: ev.ID, Destination: dest, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence, Event: ev})
 	}
 	return refs, nil
 }

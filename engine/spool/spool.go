@@ -61,6 +61,10 @@ type Ref struct {
 	Provider    string // scopes Key: one lender's key never orders another's (SPEC 5.2)
 	Key         string
 	Sequence    int64
+	// Event is the event as it was appended, for the dispatcher to keep
+	// rather than read back; nil where the spool does not have it at hand.
+	// It is shared: read it, never change it.
+	Event *Event
 }
 
 // Attempt is one recorded delivery attempt.
