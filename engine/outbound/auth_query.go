@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"net/http"
+	"net/url"
 
 	"github.com/hookrelay/hookrelay/engine/config"
 )
@@ -19,10 +20,23 @@ func newQueryAuth(c *config.AuthConfig) (Auth, error) {
 	return &queryAuth{c.Name, c.APIKey}, nil
 }
 
+// Apply appends the key to the URL's own query as it is written: a
+// destination's query may be signed or order-sensitive, and re-encoding
+// it (sorted, escaped afresh) would change it. Only a URL that already
+// names the parameter is rewritten, to replace its value.
 func (a *queryAuth) Apply(req *http.Request) {
-	q := req.URL.Query() // keeps the URL's own query string
-	q.Set(a.name, a.key)
-	req.URL.RawQuery = q.Encode()
+	u := req.URL
+	if q := u.Query(); q.Has(a.name) {
+		q.Set(a.name, a.key)
+		u.RawQuery = q.Encode()
+		return
+	}
+	kv := url.QueryEscape(a.name) + "=" + url.QueryEscape(a.key)
+	if u.RawQuery == "" {
+		u.RawQuery = kv
+	} else {
+		u.RawQuery += "&" + kv
+	}
 }
 
 func (a *queryAuth) Secrets() []string { return []string{a.key} }

@@ -46,6 +46,20 @@ func TestAuthKinds(t *testing.T) {
 			t.Errorf("%s without its credential: no error", tc.c.Kind)
 		}
 	}
+	// The URL's own query is kept as written (order, escaping); a
+	// parameter of the key's name is replaced.
+	a, _ := NewAuth(&config.AuthConfig{Kind: "query", Name: "key", APIKey: "k 3y"})
+	for url, want := range map[string]string{
+		"http://127.0.0.1/x?z=1&b=a,c":     "z=1&b=a,c&key=k+3y",
+		"http://127.0.0.1/x":               "key=k+3y",
+		"http://127.0.0.1/x?key=old&z=1&b": "b=&key=k+3y&z=1",
+	} {
+		req, _ := http.NewRequest(http.MethodPost, url, nil)
+		a.Apply(req)
+		if req.URL.RawQuery != want {
+			t.Errorf("%s: query %q, want %q", url, req.URL.RawQuery, want)
+		}
+	}
 	_, err := NewAuth(&config.AuthConfig{Kind: "digest"})
 	if want := `auth.kind: "digest" is not one of basic, bearer, header, query`; err == nil || err.Error() != want {
 		t.Errorf("unknown kind: %v, want %s", err, want)
