@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hookrelay/hookrelay/engine/spool/jetstream/natstest"
 )
 
 // Tests on a clock: inBubble runs a test in a synctest bubble, where time is
@@ -24,7 +26,10 @@ import (
 // listeners, recorders, sinks) listen on a fakeNet: real net/http servers and
 // clients over in-memory net.Pipe connections. The spool stays a real bbolt
 // file: its fsyncs are system calls that return, which only delay the
-// moment the bubble is idle.
+// moment the bubble is idle. On JetStream (make test-jetstream) the bubble
+// starts its own embedded NATS server, which listens on no port: the relay
+// reaches it in process, over pipes made in the bubble, and the server's
+// goroutines and timers are the bubble's, so they wait on its clock too.
 
 // bubbles maps a bubble's *testing.T to its network, so that the harness's
 // constructors (startRelay, newRecorder, newSink) serve on it.
@@ -33,11 +38,6 @@ var bubbles sync.Map // *testing.T -> *fakeNet
 // inBubble runs f in a synctest bubble with its own fakeNet.
 func inBubble(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	if testNATS != nil {
-		// The NATS client's goroutines and the server are real: a bubble's
-		// clock would never move past them.
-		t.Skip("runs in a synctest bubble, which cannot reach a real NATS server")
-	}
 	synctest.Test(t, func(t *testing.T) {
 		bubbles.Store(t, &fakeNet{lns: map[string]*pipeListener{}})
 		t.Cleanup(func() { bubbles.Delete(t) }) // runs last: cleanups are LIFO
@@ -83,7 +83,21 @@ func testClient(t *testing.T) *http.Client {
 type fakeNet struct {
 	mu     sync.Mutex
 	lns    map[string]*pipeListener
-	client *http.Client // made on first listen, inside the bubble
+	client *http.Client     // made on first listen, inside the bubble
+	nats   *natstest.Server // the bubble's NATS server (natsServer)
+}
+
+// natsServer is the bubble's embedded NATS server on JetStream, started on
+// first use. Its cleanup, registered then, runs after those of the relays
+// opened later (cleanups are LIFO): each relay lets go of the server
+// before it stops, and the bubble ends with none of its goroutines left.
+func (n *fakeNet) natsServer(t *testing.T) *natstest.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.nats == nil {
+		n.nats = natstest.RunInProcess(t)
+	}
+	return n.nats
 }
 
 // listen makes a listener at the next free address.
