@@ -11,6 +11,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server/ats"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookrelay/hookrelay/engine/spool/jetstream/natstest"
 )
 
@@ -38,6 +42,9 @@ var bubbles sync.Map // *testing.T -> *fakeNet
 // inBubble runs f in a synctest bubble with its own fakeNet.
 func inBubble(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
+	if testNATS != nil {
+		dropStreams(t)
+	}
 	synctest.Test(t, func(t *testing.T) {
 		bubbles.Store(t, &fakeNet{lns: map[string]*pipeListener{}})
 		t.Cleanup(func() { bubbles.Delete(t) }) // runs last: cleanups are LIFO
@@ -95,9 +102,42 @@ func (n *fakeNet) natsServer(t *testing.T) *natstest.Server {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.nats == nil {
+		// The servers' stores read the time from one clock per process
+		// (package ats), ticked by a goroutine that the first store opened
+		// starts and the last one closed stops. Opened here, the bubble's
+		// clock ticks it; ticked outside, by the real time, the stores
+		// would expire a lease written at the bubble's time (2000) at once.
+		ats.Register()
+		t.Cleanup(ats.Unregister)
+		if skew := time.Duration(ats.AccessTime() - time.Now().UnixNano()).Abs(); skew > time.Second {
+			t.Fatalf("the NATS stores' clock is %v off the bubble's: a store outside the bubble is open (dropStreams)", skew)
+		}
 		n.nats = natstest.RunInProcess(t)
 	}
 	return n.nats
+}
+
+// dropStreams deletes every stream of the package's JetStream server before
+// a bubble starts: they belong to tests that ended, and while one is open
+// the stores' clock (natsServer) is not the bubble's.
+func dropStreams(t *testing.T) {
+	t.Helper()
+	nc, err := nats.Connect(testNATS.ClientURL())
+	must(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var all []string
+	for name := range names.Name() {
+		all = append(all, name)
+	}
+	must(t, names.Err())
+	for _, name := range all {
+		must(t, js.DeleteStream(ctx, name))
+	}
 }
 
 // listen makes a listener at the next free address.

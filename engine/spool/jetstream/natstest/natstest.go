@@ -103,7 +103,9 @@ func Run(t testing.TB) *Server {
 // in a synctest bubble, it is the bubble's own (its goroutines, timers and
 // pipes are), so that a client waiting on it is durably blocked and the
 // bubble's clock moves. It stops when t ends: register it before the
-// clients that use it, which cleanups then close first.
+// clients that use it, which cleanups then close first. (The stores' clock,
+// package ats, is one per process and ticks in the bubble only when no
+// store outside it is open.)
 func RunInProcess(t testing.TB) *Server {
 	t.Helper()
 	o := options("hookrelay-test-inprocess", t.TempDir())
