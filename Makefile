@@ -71,8 +71,9 @@ test: vet build
 
 # The engine's acceptance tests on a JetStream spool (an embedded NATS
 # server, sync_interval: always; SPEC 12), and the spool conformance suite
-# and 3-node cluster test. Tests that run in a synctest bubble or read the
-# bbolt file itself skip (README, Scale-out).
+# and 3-node cluster test. A test in a synctest bubble starts a server of
+# its own, reached in process; tests that read the bbolt file itself skip
+# (README, Scale-out).
 test-jetstream:
 	HOOKRELAY_TEST_SPOOL=jetstream $(GO) test -count=1 -timeout 15m ./engine/ ./engine/spool/...
 

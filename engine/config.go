@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,6 +40,11 @@ type Config struct {
 	// master is nil without a privacy: block.
 	master   *seal.MasterKey
 	previous []*seal.MasterKey
+
+	// natsServer, which only the tests set, is an embedded NATS server the
+	// JetStream spool connects to in process rather than at
+	// spool.nats.urls: a test on a fake clock must not wait on a socket.
+	natsServer interface{ InProcessConn() (net.Conn, error) }
 }
 
 // Load reads relay.yaml at path (built-in defaults when it does not exist and

@@ -10,6 +10,12 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server/ats"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookrelay/hookrelay/engine/spool/jetstream/natstest"
 )
 
 // Tests on a clock: inBubble runs a test in a synctest bubble, where time is
@@ -24,7 +30,10 @@ import (
 // listeners, recorders, sinks) listen on a fakeNet: real net/http servers and
 // clients over in-memory net.Pipe connections. The spool stays a real bbolt
 // file: its fsyncs are system calls that return, which only delay the
-// moment the bubble is idle.
+// moment the bubble is idle. On JetStream (make test-jetstream) the bubble
+// starts its own embedded NATS server, which listens on no port: the relay
+// reaches it in process, over pipes made in the bubble, and the server's
+// goroutines and timers are the bubble's, so they wait on its clock too.
 
 // bubbles maps a bubble's *testing.T to its network, so that the harness's
 // constructors (startRelay, newRecorder, newSink) serve on it.
@@ -34,9 +43,7 @@ var bubbles sync.Map // *testing.T -> *fakeNet
 func inBubble(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
 	if testNATS != nil {
-		// The NATS client's goroutines and the server are real: a bubble's
-		// clock would never move past them.
-		t.Skip("runs in a synctest bubble, which cannot reach a real NATS server")
+		dropStreams(t)
 	}
 	synctest.Test(t, func(t *testing.T) {
 		bubbles.Store(t, &fakeNet{lns: map[string]*pipeListener{}})
@@ -83,7 +90,54 @@ func testClient(t *testing.T) *http.Client {
 type fakeNet struct {
 	mu     sync.Mutex
 	lns    map[string]*pipeListener
-	client *http.Client // made on first listen, inside the bubble
+	client *http.Client     // made on first listen, inside the bubble
+	nats   *natstest.Server // the bubble's NATS server (natsServer)
+}
+
+// natsServer is the bubble's embedded NATS server on JetStream, started on
+// first use. Its cleanup, registered then, runs after those of the relays
+// opened later (cleanups are LIFO): each relay lets go of the server
+// before it stops, and the bubble ends with none of its goroutines left.
+func (n *fakeNet) natsServer(t *testing.T) *natstest.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.nats == nil {
+		// The servers' stores read the time from one clock per process
+		// (package ats), ticked by a goroutine that the first store opened
+		// starts and the last one closed stops. Opened here, the bubble's
+		// clock ticks it; ticked outside, by the real time, the stores
+		// would expire a lease written at the bubble's time (2000) at once.
+		ats.Register()
+		t.Cleanup(ats.Unregister)
+		if skew := time.Duration(ats.AccessTime() - time.Now().UnixNano()).Abs(); skew > time.Second {
+			t.Fatalf("the NATS stores' clock is %v off the bubble's: a store outside the bubble is open (dropStreams)", skew)
+		}
+		n.nats = natstest.RunInProcess(t)
+	}
+	return n.nats
+}
+
+// dropStreams deletes every stream of the package's JetStream server before
+// a bubble starts: they belong to tests that ended, and while one is open
+// the stores' clock (natsServer) is not the bubble's.
+func dropStreams(t *testing.T) {
+	t.Helper()
+	nc, err := nats.Connect(testNATS.ClientURL())
+	must(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var all []string
+	for name := range names.Name() {
+		all = append(all, name)
+	}
+	must(t, names.Err())
+	for _, name := range all {
+		must(t, js.DeleteStream(ctx, name))
+	}
 }
 
 // listen makes a listener at the next free address.

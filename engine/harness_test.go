@@ -52,7 +52,7 @@ func openRelay(t *testing.T, dir string) *testRelay {
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	useTestSpool(cfg, dir)
+	useTestSpool(t, cfg, dir)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

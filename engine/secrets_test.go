@@ -83,7 +83,7 @@ func startRelayLogged(t *testing.T, relay string, providers map[string]string) (
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	useTestSpool(cfg, dir)
+	useTestSpool(t, cfg, dir)
 	logs := &syncBuffer{}
 	r, err := Open(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

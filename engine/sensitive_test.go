@@ -21,7 +21,7 @@ func openRelayLogging(t *testing.T, dir string, logs *syncBuffer) *testRelay {
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	useTestSpool(cfg, dir)
+	useTestSpool(t, cfg, dir)
 	r, err := Open(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("open: %v", err)

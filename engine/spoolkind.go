@@ -16,6 +16,7 @@ func natsOptions(cfg *Config, opts spool.Options) jetstream.Options {
 	return jetstream.Options{
 		URLs: n.URLs, Creds: n.Creds, User: n.User, Password: n.Password, Token: n.Token,
 		Stream: n.Stream, Replicas: n.Replicas, Partitions: n.Partitions, LeaseTTL: n.LeaseTTL, Spool: opts,
+		InProcess: cfg.natsServer,
 	}
 }
 

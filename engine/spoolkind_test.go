@@ -50,15 +50,30 @@ func TestMain(m *testing.M) {
 
 // useTestSpool points cfg at the package's JetStream server when the
 // tests run on JetStream: the stream is named after dir, so that a relay
-// restarted on the same directory finds its events again.
-func useTestSpool(cfg *Config, dir string) {
+// restarted on the same directory finds its events again. In a synctest
+// bubble the server is the bubble's own, reached in process
+// (fakeNet.natsServer), and the lease lasts an hour: a bubble test has one
+// relay at a time on a stream, which lets its partitions go when it stops,
+// so the TTL decides nothing there, while a round every TTL/3 through the
+// days some of them skip (retry max_age) would take minutes.
+func useTestSpool(t *testing.T, cfg *Config, dir string) {
 	if testNATS == nil {
 		return
 	}
+	cfg.Spool.Kind = config.SpoolJetStream
+	cfg.Spool.NATS = &config.NATS{URLs: []string{testNATS.ClientURL()}, Stream: testStream(dir), Replicas: 1, Partitions: 8}
+	if n := netOf(t); n != nil {
+		cfg.natsServer = n.natsServer(t)
+		cfg.Spool.NATS.URLs = []string{"nats://in-process"}
+		cfg.Spool.NATS.LeaseTTL = time.Hour
+	}
+}
+
+// testStream is the stream of the relay in dir.
+func testStream(dir string) string {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(dir))
-	cfg.Spool.Kind = config.SpoolJetStream
-	cfg.Spool.NATS = &config.NATS{URLs: []string{testNATS.ClientURL()}, Stream: fmt.Sprintf("T%x", h.Sum64()), Replicas: 1, Partitions: 8}
+	return fmt.Sprintf("T%x", h.Sum64())
 }
 
 // needBolt skips a test that reads or rewrites the bbolt file itself when
@@ -77,9 +92,7 @@ func spoolFile(dir string) ([]byte, error) {
 	if testNATS == nil {
 		return os.ReadFile(filepath.Join(dir, "spool.db"))
 	}
-	var cfg Config
-	useTestSpool(&cfg, dir)
-	stream := cfg.Spool.NATS.Stream
+	stream := testStream(dir)
 	root := filepath.Join(testNATS.Dir, "jetstream", "$G", "streams")
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -141,7 +154,7 @@ func TestJetStreamStandbyTakesOver(t *testing.T) {
 	writeConfig(t, dir, yaml, map[string]string{"plain": plainProvider})
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
-	useTestSpool(cfg, first.dir) // the first relay's stream
+	useTestSpool(t, cfg, first.dir) // the first relay's stream
 	r, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	must(t, err)
 	must(t, r.Start())

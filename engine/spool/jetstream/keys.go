@@ -91,7 +91,9 @@ func (k *Keys) Where() string { return "jetstream stream " + k.name }
 
 // Close closes the connection.
 func (k *Keys) Close() error {
-	err := k.nc.Flush()
+	ctx, cancel := k.ctx()
+	defer cancel()
+	err := k.nc.FlushWithContext(ctx) // not Flush: see timerFree
 	k.nc.Close()
 	return err
 }

@@ -678,7 +678,10 @@ func (s *Store) Forward(c spool.Command) error {
 	}
 	subj := s.name + ".cmd." + strconv.FormatUint(uint64(s.Partition(c.Provider, c.Key)), 10)
 	for range forwardTries {
-		if _, err = s.nc.Request(subj, b, s.ls.ttl/3); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.ls.ttl/3)
+		_, err = s.nc.RequestWithContext(ctx, subj, b) // not Request: see timerFree
+		cancel()
+		if err == nil {
 			return nil
 		}
 	}

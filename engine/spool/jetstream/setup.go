@@ -12,9 +12,10 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// connect opens a connection to opts.URLs with its credentials.
+// connect opens a connection to opts.URLs (or opts.InProcess) with its
+// credentials.
 func connect(opts Options) (*nats.Conn, error) {
-	if len(opts.URLs) == 0 {
+	if len(opts.URLs) == 0 && opts.InProcess == nil {
 		return nil, errors.New("jetstream: no server urls")
 	}
 	timeout := opts.Timeout
@@ -22,6 +23,9 @@ func connect(opts Options) (*nats.Conn, error) {
 		timeout = 10 * time.Second
 	}
 	copts := []nats.Option{nats.Name("hookrelay"), nats.MaxReconnects(-1), nats.Timeout(timeout)}
+	if opts.InProcess != nil {
+		copts = append(copts, nats.InProcessServer(opts.InProcess))
+	}
 	switch {
 	case opts.Creds != "":
 		jwt, err := nkeys.ParseDecoratedJWT([]byte(opts.Creds))

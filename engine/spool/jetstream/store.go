@@ -61,6 +61,10 @@ import (
 type Options struct {
 	// URLs are the NATS servers to connect to.
 	URLs []string
+	// InProcess, when set, is an embedded server connected to in process
+	// (nats.InProcessServer) instead of URLs: what the engine's tests on a
+	// fake clock use, as no goroutine there may wait on a real socket.
+	InProcess nats.InProcessConnProvider
 	// Creds is the content of a NATS credentials file (a user JWT and its
 	// seed), already read from its secret reference; "" for none.
 	Creds string
@@ -125,7 +129,7 @@ var (
 // Open connects to the servers and creates the stream and the KV buckets
 // when they are missing, with file storage and opts.Replicas.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if len(opts.URLs) == 0 {
+	if len(opts.URLs) == 0 && opts.InProcess == nil {
 		return nil, errors.New("jetstream: no server urls")
 	}
 	if opts.Stream == "" {
@@ -166,6 +170,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// timerFree: the calls of nats.go that take a timeout rather than a
+// context (Flush, Request, NextMsg) take their timer from a process-wide
+// pool, and a timer made in one synctest bubble panics when selected on in
+// another: the engine's tests run relays in bubbles on an embedded server.
+// This package calls the context forms, which make their own timers.
 
 // ctx bounds one request to the servers.
 func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
@@ -564,7 +574,9 @@ func (s *Store) Size() int64 {
 // Close flushes and closes the connection: appends already answered were
 // acknowledged by the servers, so nothing else is pending.
 func (s *Store) Close() error {
-	err := s.nc.Flush()
+	ctx, cancel := s.ctx(context.Background())
+	defer cancel()
+	err := s.nc.FlushWithContext(ctx) // not Flush: see timerFree
 	s.nc.Close()
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return spool.ErrClosed

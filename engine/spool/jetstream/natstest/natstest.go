@@ -98,6 +98,27 @@ func Run(t testing.TB) *Server {
 	return s
 }
 
+// RunInProcess starts a standalone server for t that listens on no port:
+// clients reach it with nats.InProcessServer, over in-memory pipes. Started
+// in a synctest bubble, it is the bubble's own (its goroutines, timers and
+// pipes are), so that a client waiting on it is durably blocked and the
+// bubble's clock moves. It stops when t ends: register it before the
+// clients that use it, which cleanups then close first. (The stores' clock,
+// package ats, is one per process and ticks in the bubble only when no
+// store outside it is open.)
+func RunInProcess(t testing.TB) *Server {
+	t.Helper()
+	o := options("hookrelay-test-inprocess", t.TempDir())
+	o.DontListen = true
+	s, err := start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Server: s, Dir: o.StoreDir}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // Cluster is n servers routed to each other, one JetStream cluster.
 type Cluster struct {
 	t       testing.TB
