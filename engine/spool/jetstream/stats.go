@@ -63,14 +63,7 @@ func (s *Store) publishStats(ctx context.Context, f spool.Follower) {
 	if !ok {
 		return
 	}
-	s.ls.mu.RLock()
-	ready := map[uint32]*lease{}
-	for p, l := range s.ls.held {
-		if !l.lost && !l.releasing && l.caught.Load() {
-			ready[p] = l
-		}
-	}
-	s.ls.mu.RUnlock()
+	ready := s.counted()
 	if len(ready) == 0 {
 		return
 	}
@@ -105,6 +98,20 @@ func (s *Store) publishStats(ctx context.Context, f spool.Follower) {
 	}
 }
 
+// counted are the partitions held whose feed read them to their end: the
+// dispatcher's queues count all of each.
+func (s *Store) counted() map[uint32]*lease {
+	s.ls.mu.RLock()
+	defer s.ls.mu.RUnlock()
+	out := map[uint32]*lease{}
+	for p, l := range s.ls.held {
+		if !l.lost && !l.releasing && l.caught.Load() {
+			out[p] = l
+		}
+	}
+	return out
+}
+
 // QueueTotals sums every partition's queues by destination: those this
 // relay holds and has read to their end from c, its own queues, at once;
 // the others as their holders published them (statsEvery ago at most).
@@ -124,14 +131,7 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 	if err != nil {
 		return nil, true, fmt.Errorf("spool: queue counts: %w", err)
 	}
-	s.ls.mu.RLock()
-	own := map[uint32]bool{}
-	for p, l := range s.ls.held {
-		if !l.lost && !l.releasing && l.caught.Load() {
-			own[p] = true
-		}
-	}
-	s.ls.mu.RUnlock()
+	own := s.counted()
 	totals = map[string]*spool.QueueStats{}
 	of := func(dest string) *spool.QueueStats {
 		t := totals[dest]
@@ -153,7 +153,7 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 	var heldDest []string
 	if len(own) > 0 {
 		for p, dests := range c.Count(s.Partition) {
-			if !own[p] {
+			if own[p] == nil {
 				continue
 			}
 			for dest, st := range dests {
@@ -166,7 +166,7 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 	}
 	for k, v := range entries {
 		p, err := strconv.ParseUint(strings.TrimPrefix(k, "p"), 10, 32)
-		if err != nil || uint32(p) >= s.parts || own[uint32(p)] {
+		if err != nil || uint32(p) >= s.parts || own[uint32(p)] != nil {
 			continue // this relay's own, or a partition of an earlier `partitions`
 		}
 		var e map[string]destStats
