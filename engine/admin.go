@@ -128,9 +128,7 @@ func (a adminRelay) Destinations() []admin.Destination {
 // destination; shared false on a spool of one relay, whose dispatcher
 // holds every queue. A failed read falls back to this relay's queues.
 func (a adminRelay) queueTotals() (map[string]*spool.QueueStats, bool) {
-	qt, ok := a.r.spool.(interface {
-		QueueTotals(spool.Counter) (map[string]*spool.QueueStats, bool, error)
-	})
+	qt, ok := a.r.spool.(spool.Totaler)
 	if !ok {
 		return nil, false
 	}

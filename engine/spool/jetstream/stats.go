@@ -112,6 +112,8 @@ func (s *Store) counted() map[uint32]*lease {
 	return out
 }
 
+var _ spool.Totaler = (*Store)(nil)
+
 // QueueTotals sums every partition's queues by destination: those this
 // relay holds and has read to their end from c, its own queues, at once;
 // the others as their holders published them (statsEvery ago at most).
