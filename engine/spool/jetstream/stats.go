@@ -151,8 +151,13 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 			t.Oldest = oldest
 		}
 	}
-	var held []spool.HeldKey // EventID only, for the published ones
-	var heldDest []string
+	// The held keys by destination; the published ones name their
+	// blocking event only.
+	type heldAt struct {
+		spool.HeldKey
+		dest string
+	}
+	var held []heldAt
 	if len(own) > 0 {
 		for p, dests := range c.Count(s.Partition) {
 			if own[p] == nil {
@@ -161,7 +166,7 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 			for dest, st := range dests {
 				add(of(dest), st.Pending, st.Dead, st.HeldKeys, st.Oldest)
 				for _, h := range st.Held {
-					held, heldDest = append(held, h), append(heldDest, dest)
+					held = append(held, heldAt{h, dest})
 				}
 			}
 		}
@@ -182,18 +187,14 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 			}
 			add(of(dest), ds.Pending, ds.Dead, ds.HeldKeys, oldest)
 			for _, h := range ds.Held {
-				held, heldDest = append(held, spool.HeldKey{EventID: h.ID, Waiting: h.Waiting}), append(heldDest, dest)
+				held = append(held, heldAt{spool.HeldKey{EventID: h.ID, Waiting: h.Waiting}, dest})
 			}
 		}
 	}
 	// The oldest blocked keys of each destination are the ones shown.
-	order := make([]int, len(held))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(held[a].EventID, held[b].EventID) })
-	for _, i := range order {
-		h, t := held[i], totals[heldDest[i]]
+	slices.SortFunc(held, func(a, b heldAt) int { return strings.Compare(a.EventID, b.EventID) })
+	for _, ha := range held {
+		h, t := ha.HeldKey, totals[ha.dest]
 		if len(t.Held) >= spool.MaxHeldKeys {
 			continue
 		}
