@@ -100,7 +100,6 @@ func (a adminRelay) Destinations() []admin.Destination {
 			d.Lane = &admin.Lane{
 				Paused: st.Paused, Pending: st.Pending, Dead: st.Dead, HeldKeys: st.HeldKeys,
 				OldestPendingSeconds: st.OldestPendingSeconds, LastFailure: st.LastFailure,
-				Held: a.r.dispatch.HeldKeys(name, spool.MaxHeldKeys),
 			}
 			if shared {
 				// Every partition's queues, not only this relay's.
@@ -117,6 +116,8 @@ func (a adminRelay) Destinations() []admin.Destination {
 					held = []spool.HeldKey{}
 				}
 				d.Lane.Held = held
+			} else {
+				d.Lane.Held = a.r.dispatch.HeldKeys(name, spool.MaxHeldKeys)
 			}
 		}
 		out = append(out, d)
