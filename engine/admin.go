@@ -100,7 +100,6 @@ func (a adminRelay) Destinations() []admin.Destination {
 			d.Lane = &admin.Lane{
 				Paused: st.Paused, Pending: st.Pending, Dead: st.Dead, HeldKeys: st.HeldKeys,
 				OldestPendingSeconds: st.OldestPendingSeconds, LastFailure: st.LastFailure,
-				Held: a.r.dispatch.HeldKeys(name, spool.MaxHeldKeys),
 			}
 			if shared {
 				// Every partition's queues, not only this relay's.
@@ -117,6 +116,8 @@ func (a adminRelay) Destinations() []admin.Destination {
 					held = []spool.HeldKey{}
 				}
 				d.Lane.Held = held
+			} else {
+				d.Lane.Held = a.r.dispatch.HeldKeys(name, spool.MaxHeldKeys)
 			}
 		}
 		out = append(out, d)
@@ -128,9 +129,7 @@ func (a adminRelay) Destinations() []admin.Destination {
 // destination; shared false on a spool of one relay, whose dispatcher
 // holds every queue. A failed read falls back to this relay's queues.
 func (a adminRelay) queueTotals() (map[string]*spool.QueueStats, bool) {
-	qt, ok := a.r.spool.(interface {
-		QueueTotals(spool.Counter) (map[string]*spool.QueueStats, bool, error)
-	})
+	qt, ok := a.r.spool.(spool.Totaler)
 	if !ok {
 		return nil, false
 	}

@@ -289,16 +289,7 @@ func (l *lane) stats() Stats {
 	s := Stats{Paused: l.paused, Pending: l.pending - l.queuedDead, Dead: l.dead, HeldKeys: l.held, LastFailure: l.lastFailure}
 	var oldest time.Time
 	for _, kq := range l.keys {
-		if len(kq.items) == 0 {
-			continue
-		}
-		// Within a key the head is the oldest but for sequence reordering,
-		// which is close enough for an alert on age.
-		if id, err := ulid.ParseStrict(kq.items[0].eventID); err == nil {
-			if t := ulid.Time(id.Time()); oldest.IsZero() || t.Before(oldest) {
-				oldest = t
-			}
-		}
+		oldest = kq.older(oldest)
 	}
 	if !oldest.IsZero() {
 		s.OldestPendingSeconds = time.Since(oldest).Seconds()
@@ -323,15 +314,38 @@ func (l *lane) heldKeys(limit int) []HeldKey {
 	out := []HeldKey{}
 	for _, kq := range l.keys {
 		if kq.held {
-			out = append(out, HeldKey{Provider: kq.provider, Key: kq.eventKey, EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1})
+			out = append(out, kq.heldKey())
 		}
 	}
-	// Sort before capping: the keys shown are the oldest blocked ones.
-	slices.SortFunc(out, func(a, b HeldKey) int { return strings.Compare(a.EventID, b.EventID) })
-	if len(out) > limit {
-		out = out[:limit]
+	return oldestHeld(out, limit)
+}
+
+// heldKey is kq as a held key: kq.held.
+func (kq *keyQueue) heldKey() HeldKey {
+	return HeldKey{Provider: kq.provider, Key: kq.eventKey, EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1}
+}
+
+// oldestHeld sorts keys, oldest blocking event first, and keeps the first
+// limit: sorted before capping, so that the keys shown are the oldest
+// blocked ones.
+func oldestHeld(keys []HeldKey, limit int) []HeldKey {
+	slices.SortFunc(keys, func(a, b HeldKey) int { return strings.Compare(a.EventID, b.EventID) })
+	return keys[:min(len(keys), limit)]
+}
+
+// older is the earlier of oldest (zero: none) and when kq's head event
+// came. Within a key the head is the oldest but for sequence reordering,
+// which is close enough for an alert on age.
+func (kq *keyQueue) older(oldest time.Time) time.Time {
+	if len(kq.items) == 0 {
+		return oldest
 	}
-	return out
+	if id, err := ulid.ParseStrict(kq.items[0].eventID); err == nil {
+		if t := ulid.Time(id.Time()); oldest.IsZero() || t.Before(oldest) {
+			return t
+		}
+	}
+	return oldest
 }
 
 // HeldKey is a key blocked behind a dead event.

@@ -2,10 +2,7 @@ package dispatch
 
 import (
 	"container/heap"
-	"slices"
 	"strings"
-
-	"github.com/oklog/ulid/v2"
 
 	"github.com/hookrelay/hookrelay/engine/spool"
 )
@@ -160,11 +157,7 @@ func (d *Dispatcher) Count(part func(provider, key string) uint32) map[uint32]ma
 	}
 	for _, dests := range out {
 		for _, st := range dests {
-			// The oldest blocked keys are the ones shown, as heldKeys does.
-			slices.SortFunc(st.Held, func(a, b spool.HeldKey) int { return strings.Compare(a.EventID, b.EventID) })
-			if len(st.Held) > spool.MaxHeldKeys {
-				st.Held = st.Held[:spool.MaxHeldKeys]
-			}
+			st.Held = oldestHeld(st.Held, spool.MaxHeldKeys)
 		}
 	}
 	return out
@@ -187,14 +180,9 @@ func (l *lane) count(of func(p uint32, dest string) *spool.QueueStats, part func
 		}
 		if kq.held {
 			st.HeldKeys++
-			st.Held = append(st.Held, spool.HeldKey{Provider: kq.provider, Key: kq.eventKey,
-				EventID: kq.items[0].eventID, Waiting: len(kq.items) - 1})
+			st.Held = append(st.Held, kq.heldKey())
 		}
-		if id, err := ulid.ParseStrict(kq.items[0].eventID); err == nil {
-			if t := ulid.Time(id.Time()); st.Oldest.IsZero() || t.Before(st.Oldest) {
-				st.Oldest = t
-			}
-		}
+		st.Oldest = kq.older(st.Oldest)
 	}
 	for k, n := range l.deadBy {
 		provider, key, _ := strings.Cut(k, "\x00")

@@ -80,16 +80,21 @@ func (x *idemIndex) put(byTime *bolt.Bucket, ik []byte, at int64, id string) err
 	if err := byTime.Put(x.timeKey(at, ik), []byte(id)); err != nil {
 		return err
 	}
+	x.undo = append(x.undo, x.add(ik, at))
+	return nil
+}
+
+// add puts ik's entry, received at at, in the memory, and returns how to
+// take it out again.
+func (x *idemIndex) add(ik []byte, at int64) idemUndo {
 	fp := x.fp(ik)
 	if _, taken := x.at[fp]; taken {
 		// Another id's fingerprint: this one goes to spill.
-		x.undo = append(x.undo, idemUndo{ik: string(ik), spill: true})
 		x.spill[string(ik)] = at
-		return nil
+		return idemUndo{ik: string(ik), spill: true}
 	}
-	x.undo = append(x.undo, idemUndo{fp: fp})
 	x.at[fp] = at
-	return nil
+	return idemUndo{fp: fp}
 }
 
 // remove deletes ik's entry received at at, from the file and the memory.
@@ -151,13 +156,7 @@ func (b *Bolt) loadIdem() error {
 			c := byTime.Cursor()
 			k, _ := past(c, after)
 			for n := 0; k != nil && n < releaseEvery*pendingChunk; k, _ = c.Next() {
-				at, ik := int64(binary.BigEndian.Uint64(k)), k[8:]
-				fp := x.fp(ik)
-				if _, had := x.at[fp]; had {
-					x.spill[string(ik)] = at
-				} else {
-					x.at[fp] = at
-				}
+				x.add(k[8:], int64(binary.BigEndian.Uint64(k)))
 				after = append(after[:0], k...)
 				n++
 			}

@@ -128,6 +128,52 @@ func TestDedupIndexRollback(t *testing.T) {
 	checkIdem(t, b)
 }
 
+// TestDedupIndexRollbackOfReplace: a rolled-back write that replaced
+// entries (removed each, put it back at another time), one of them in
+// spill, leaves the memory as the file, each id still the duplicate of
+// its own event only.
+func TestDedupIndexRollbackOfReplace(t *testing.T) {
+	b := mustOpen(t)
+	b.idem.fp = func([]byte) uint64 { return 7 } // the second id goes to spill
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Minute)
+	evs := map[string]*Event{}
+	for i, idem := range []string{"held", "spilled"} {
+		evs[idem] = event(t0.Add(time.Duration(i)*time.Millisecond), idem, "ledger")
+		mustAppend(t, b, evs[idem])
+	}
+	failed := errors.New("the write failed")
+	err := b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
+		byTime := tx.Bucket(bucketIdemByTime)
+		for _, idem := range []string{"held", "spilled"} {
+			ik := idemKey("acme", idem)
+			at, _, ok := b.idem.find(byTime, ik)
+			if !ok {
+				return nil, fmt.Errorf("%s: no entry", idem)
+			}
+			if err := b.idem.remove(byTime, ik, at); err != nil {
+				return nil, err
+			}
+			if err := b.idem.put(byTime, ik, at+int64(time.Second), "other"); err != nil {
+				return nil, err
+			}
+		}
+		return nil, failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("the write: %v, want it failed", err)
+	}
+	checkIdem(t, b)
+	if len(b.idem.spill) != 1 {
+		t.Errorf("spill holds %d ids, want 1", len(b.idem.spill))
+	}
+	for idem, ev := range evs {
+		if dup, err := b.Append(ctx, event(t0.Add(time.Second), idem, "ledger"), time.Hour); err != nil || dup != ev.ID {
+			t.Errorf("copy of %s: dupOf %q, %v; want %s", idem, dup, err, ev.ID)
+		}
+	}
+}
+
 // TestDedupIndexMovesFromDisk: a spool written with the index on disk
 // (idem: provider + 0x00 + id -> received + event id; idem_by_time entries
 // empty) opens with its dedup entries, over several chunks, and the idem

@@ -78,6 +78,14 @@ type Counter interface {
 	Count(part func(provider, key string) uint32) map[uint32]map[string]*QueueStats
 }
 
+// Totaler is a Shared spool that sums the queues of every partition, its
+// own relay's from c and the others' as their holders published them.
+type Totaler interface {
+	// QueueTotals returns them by destination; ok is false when the
+	// spool is not shared, whose dispatcher's queues hold everything.
+	QueueTotals(c Counter) (totals map[string]*QueueStats, ok bool, err error)
+}
+
 // QueueStats is one destination's queues over some keys.
 type QueueStats struct {
 	// Pending counts the deliveries neither final nor dead; Dead the dead

@@ -586,9 +586,9 @@ type feedItem struct {
 	done   chan struct{}
 }
 
-// readAhead reads it's events of l's partition into out, in order, starting each one's
-// state reads at once, until ctx ends or a read fails (the last item then
-// carries the error).
+// readAhead reads the events of l's partition from it into out, in order,
+// starting each one's state reads at once, until ctx ends or a read fails
+// (the last item then carries the error).
 func (s *Store) readAhead(ctx context.Context, it jetstream.MessagesContext, l *lease, out chan<- *feedItem) {
 	send := func(fi *feedItem) bool {
 		select {

@@ -63,14 +63,7 @@ func (s *Store) publishStats(ctx context.Context, f spool.Follower) {
 	if !ok {
 		return
 	}
-	s.ls.mu.RLock()
-	ready := map[uint32]*lease{}
-	for p, l := range s.ls.held {
-		if !l.lost && !l.releasing && l.caught.Load() {
-			ready[p] = l
-		}
-	}
-	s.ls.mu.RUnlock()
+	ready := s.counted()
 	if len(ready) == 0 {
 		return
 	}
@@ -105,6 +98,22 @@ func (s *Store) publishStats(ctx context.Context, f spool.Follower) {
 	}
 }
 
+// counted are the partitions held whose feed read them to their end: the
+// dispatcher's queues count all of each.
+func (s *Store) counted() map[uint32]*lease {
+	s.ls.mu.RLock()
+	defer s.ls.mu.RUnlock()
+	out := map[uint32]*lease{}
+	for p, l := range s.ls.held {
+		if !l.lost && !l.releasing && l.caught.Load() {
+			out[p] = l
+		}
+	}
+	return out
+}
+
+var _ spool.Totaler = (*Store)(nil)
+
 // QueueTotals sums every partition's queues by destination: those this
 // relay holds and has read to their end from c, its own queues, at once;
 // the others as their holders published them (statsEvery ago at most).
@@ -124,14 +133,7 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 	if err != nil {
 		return nil, true, fmt.Errorf("spool: queue counts: %w", err)
 	}
-	s.ls.mu.RLock()
-	own := map[uint32]bool{}
-	for p, l := range s.ls.held {
-		if !l.lost && !l.releasing && l.caught.Load() {
-			own[p] = true
-		}
-	}
-	s.ls.mu.RUnlock()
+	own := s.counted()
 	totals = map[string]*spool.QueueStats{}
 	of := func(dest string) *spool.QueueStats {
 		t := totals[dest]
@@ -149,24 +151,29 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 			t.Oldest = oldest
 		}
 	}
-	var held []spool.HeldKey // EventID only, for the published ones
-	var heldDest []string
+	// The held keys by destination; the published ones name their
+	// blocking event only.
+	type heldAt struct {
+		spool.HeldKey
+		dest string
+	}
+	var held []heldAt
 	if len(own) > 0 {
 		for p, dests := range c.Count(s.Partition) {
-			if !own[p] {
+			if own[p] == nil {
 				continue
 			}
 			for dest, st := range dests {
 				add(of(dest), st.Pending, st.Dead, st.HeldKeys, st.Oldest)
 				for _, h := range st.Held {
-					held, heldDest = append(held, h), append(heldDest, dest)
+					held = append(held, heldAt{h, dest})
 				}
 			}
 		}
 	}
 	for k, v := range entries {
 		p, err := strconv.ParseUint(strings.TrimPrefix(k, "p"), 10, 32)
-		if err != nil || uint32(p) >= s.parts || own[uint32(p)] {
+		if err != nil || uint32(p) >= s.parts || own[uint32(p)] != nil {
 			continue // this relay's own, or a partition of an earlier `partitions`
 		}
 		var e map[string]destStats
@@ -180,18 +187,14 @@ func (s *Store) QueueTotals(c spool.Counter) (totals map[string]*spool.QueueStat
 			}
 			add(of(dest), ds.Pending, ds.Dead, ds.HeldKeys, oldest)
 			for _, h := range ds.Held {
-				held, heldDest = append(held, spool.HeldKey{EventID: h.ID, Waiting: h.Waiting}), append(heldDest, dest)
+				held = append(held, heldAt{spool.HeldKey{EventID: h.ID, Waiting: h.Waiting}, dest})
 			}
 		}
 	}
 	// The oldest blocked keys of each destination are the ones shown.
-	order := make([]int, len(held))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(held[a].EventID, held[b].EventID) })
-	for _, i := range order {
-		h, t := held[i], totals[heldDest[i]]
+	slices.SortFunc(held, func(a, b heldAt) int { return strings.Compare(a.EventID, b.EventID) })
+	for _, ha := range held {
+		h, t := ha.HeldKey, totals[ha.dest]
 		if len(t.Held) >= spool.MaxHeldKeys {
 			continue
 		}
