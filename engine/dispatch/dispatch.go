@@ -184,7 +184,7 @@ func (d *Dispatcher) Committed(refs []spool.Ref) {
 		// for its first attempt (a read transaction and a decode).
 		if r.Event != nil && r.Event != kept {
 			kept = r.Event
-			d.events.put(r.Event, messageOf(r.Event))
+			d.events.put(r.Event, messageOf(r.Event), d.events.forgets())
 		}
 		l.push(item{eventID: r.EventID, sequence: r.Sequence}, r.Provider, r.Key, false, time.Time{})
 	}

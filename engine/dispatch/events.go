@@ -27,6 +27,9 @@ type eventCache struct {
 	// channel closes when it is done, and the others wait for it rather
 	// than read the same event again (an event's lanes start together).
 	reading map[string]chan struct{}
+	// forgot counts the forgets: an event read from the spool before one
+	// may be of the key it dropped, and is not kept (put's since).
+	forgot uint64
 }
 
 type cachedEvent struct {
@@ -70,10 +73,18 @@ func (c *eventCache) done(id string) {
 	delete(c.reading, id)
 }
 
-// put keeps ev and its message; an event larger than the whole cache is
-// not kept. It returns the message kept for ev's id, which may be one
-// another worker put first.
-func (c *eventCache) put(ev *spool.Event, msg *outbound.Message) (*spool.Event, *outbound.Message) {
+// forgets returns the count put's since compares.
+func (c *eventCache) forgets() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.forgot
+}
+
+// put keeps ev and its message, read when forgets returned since; an
+// event larger than the whole cache, or read before a forget since, is not
+// kept (an erasure's event must not come back). It returns the message kept
+// for ev's id, which may be one another worker put first.
+func (c *eventCache) put(ev *spool.Event, msg *outbound.Message, since uint64) (*spool.Event, *outbound.Message) {
 	n := len(ev.Envelope) + len(ev.Raw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -81,7 +92,7 @@ func (c *eventCache) put(ev *spool.Event, msg *outbound.Message) (*spool.Event, 
 		ce := e.Value.(*cachedEvent)
 		return ce.ev, ce.msg
 	}
-	if n > c.max {
+	if n > c.max || c.forgot != since {
 		return ev, msg
 	}
 	for c.size+n > c.max {
@@ -103,6 +114,7 @@ func (c *eventCache) drop(e *list.Element) {
 func (c *eventCache) forget(provider, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgot++
 	for e := c.lru.Front(); e != nil; {
 		next := e.Next()
 		if ev := e.Value.(*cachedEvent).ev; ev.Provider == provider && ev.Key == key {
@@ -140,11 +152,12 @@ func (d *Dispatcher) event(id string) (*spool.Event, *outbound.Message, error) {
 // readEvent reads id from the spool and keeps it, under the caller's claim.
 func (d *Dispatcher) readEvent(id string) (*spool.Event, *outbound.Message, error) {
 	defer d.events.done(id)
+	since := d.events.forgets()
 	ev, err := d.spool.Event(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	ev, msg := d.events.put(ev, messageOf(ev))
+	ev, msg := d.events.put(ev, messageOf(ev), since)
 	return ev, msg, nil
 }
 

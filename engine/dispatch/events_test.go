@@ -125,13 +125,13 @@ func testEventReads(t *testing.T, handed bool, reads int32) {
 }
 
 // TestEventCacheBoundsAndForgets: the cache keeps at most its bytes, the
-// least recently used going first, and an erasure's forget drops every
-// event of the key at once.
+// least recently used going first, an erasure's forget drops every event
+// of the key at once, and an event read before a forget is not kept.
 func TestEventCacheBoundsAndForgets(t *testing.T) {
 	c := newEventCache(25)
 	put := func(id, key string) {
 		ev := &spool.Event{ID: id, Provider: "p", Key: key, Envelope: []byte("0123456789")}
-		c.put(ev, &outbound.Message{ID: id})
+		c.put(ev, &outbound.Message{ID: id}, c.forgets())
 	}
 	has := func(id string) bool { _, _, ok := c.get(id); return ok }
 	put("e1", "k1")
@@ -146,8 +146,16 @@ func TestEventCacheBoundsAndForgets(t *testing.T) {
 		t.Errorf("after forgetting k1: e1 %v e3 %v, %d bytes, %d entries; want none", has("e1"), has("e3"), c.size, len(c.byID))
 	}
 	put("big", "k3")
-	c.put(&spool.Event{ID: "huge", Envelope: make([]byte, 26)}, &outbound.Message{})
+	c.put(&spool.Event{ID: "huge", Envelope: make([]byte, 26)}, &outbound.Message{}, c.forgets())
 	if has("huge") || !has("big") {
 		t.Errorf("an event larger than the cache was kept, or evicted the others")
+	}
+	// A worker read e4 from the spool, then the key was erased and
+	// forgotten before the worker kept it: it must not come back.
+	since := c.forgets()
+	c.forget("p", "k4")
+	e4 := &spool.Event{ID: "e4", Provider: "p", Key: "k4", Envelope: []byte("x")}
+	if got, _ := c.put(e4, &outbound.Message{ID: "e4"}, since); got != e4 || has("e4") {
+		t.Errorf("an event read before its key was forgotten was kept (or not handed back)")
 	}
 }
