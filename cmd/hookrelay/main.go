@@ -487,7 +487,7 @@ func serve(path string, explicit bool, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(cfg *engine.Config, w io.Writer) *slog.Logger {
+func newLogger(cfg *engine.Config, w *logWriter) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
@@ -495,8 +495,5 @@ func newLogger(cfg *engine.Config, w io.Writer) *slog.Logger {
 	if cfg.Log.Format == "text" {
 		h = slog.NewTextHandler(w, opts)
 	}
-	if lw, ok := w.(*logWriter); ok {
-		h = flushOnWarn{h, lw}
-	}
-	return slog.New(h)
+	return slog.New(flushOnWarn{h, w})
 }
