@@ -23,10 +23,12 @@ import (
 // file, so a fingerprint shared by two ids can never make one the duplicate
 // of the other. The hash is seeded at random per process, so a sender cannot
 // choose ids that share fingerprints; those that do by chance go to spill,
-// keyed by the whole id. About 40 bytes an entry, rebuilt at Open.
+// keyed by the whole id. About 40 bytes an entry, rebuilt at Open and
+// remade at its size when a purge leaves under a quarter of its peak.
 type idemIndex struct {
 	fp    func(ik []byte) uint64 // the fingerprint; tests make it collide
 	at    map[uint64]int64       // fingerprint -> received (unix ns)
+	peak  int                    // the most entries at has held since it was made
 	spill map[string]int64       // provider + 0x00 + id -> received, when at holds its fingerprint for another id
 	key   []byte                 // the by-time key being built; the writer's alone
 	// undo lists the changes of the transaction under way, so that a
@@ -94,7 +96,23 @@ func (x *idemIndex) add(ik []byte, at int64) idemUndo {
 		return idemUndo{ik: string(ik), spill: true}
 	}
 	x.at[fp] = at
+	x.peak = max(x.peak, len(x.at))
 	return idemUndo{fp: fp}
+}
+
+// shrink moves the memory into a map of its present size when it holds
+// under a quarter of its peak: a Go map keeps the room of its largest
+// size, so a burst of events would otherwise hold its memory after its
+// entries were purged. The writer's, in a transaction (Purge).
+func (x *idemIndex) shrink() {
+	if x.peak < 4096 || len(x.at) >= x.peak/4 {
+		return
+	}
+	at := make(map[uint64]int64, len(x.at))
+	for fp, t := range x.at {
+		at[fp] = t
+	}
+	x.at, x.peak = at, len(at)
 }
 
 // remove deletes ik's entry received at at, from the file and the memory.

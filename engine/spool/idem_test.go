@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,4 +246,32 @@ func TestDedupIndexMovesFromDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkIdem(t, b)
+}
+
+// TestDedupIndexShrinksAfterPurge: once a purge leaves the memory under a
+// quarter of its peak, it moves to a map of its size, and still finds what
+// is left.
+func TestDedupIndexShrinksAfterPurge(t *testing.T) {
+	b := mustOpen(t)
+	t0 := time.Now().Add(-time.Hour)
+	var n atomic.Int64
+	appendAll(t, b, 5000, func() *Event {
+		i := n.Add(1)
+		return event(t0.Add(time.Duration(i)*time.Microsecond), fmt.Sprintf("old-%d", i), "ledger")
+	})
+	kept := event(t0.Add(time.Minute), "kept", "ledger")
+	mustAppend(t, b, kept)
+	if b.idem.peak != 5001 {
+		t.Fatalf("peak %d, want 5001", b.idem.peak)
+	}
+	if _, err := b.Purge(t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.idem.at) != 1 || b.idem.peak != 1 {
+		t.Errorf("after the purge: %d entries, peak %d; want 1 and the map remade at that size", len(b.idem.at), b.idem.peak)
+	}
+	checkIdem(t, b)
+	if dup, err := b.Append(context.Background(), event(t0.Add(2*time.Minute), "kept", "ledger"), time.Hour); err != nil || dup != kept.ID {
+		t.Errorf("a copy of the kept id: dupOf %q, %v; want %s", dup, err, kept.ID)
+	}
 }

@@ -42,6 +42,9 @@ func (b *Bolt) Purge(cutoff time.Time) (int, error) {
 		err := b.submit(ctx, func(tx *bolt.Tx) ([]Ref, error) {
 			var err error
 			done, err = purgeIdem(tx, b.idem, cutoff)
+			if done {
+				b.idem.shrink()
+			}
 			return nil, err
 		})
 		if err != nil {
