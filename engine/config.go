@@ -2,11 +2,12 @@ package engine
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/hookrelay/hookrelay/engine/config"
 	"github.com/hookrelay/hookrelay/engine/dispatch"
@@ -44,7 +45,7 @@ type Config struct {
 	// natsServer, which only the tests set, is an embedded NATS server the
 	// JetStream spool connects to in process rather than at
 	// spool.nats.urls: a test on a fake clock must not wait on a socket.
-	natsServer interface{ InProcessConn() (net.Conn, error) }
+	natsServer nats.InProcessConnProvider
 }
 
 // Load reads relay.yaml at path (built-in defaults when it does not exist and
