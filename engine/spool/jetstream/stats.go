@@ -35,8 +35,9 @@ import (
 // until its next holder has read it.
 
 // statsRefresh is how often a holder writes an entry that did not change,
-// so that a deposed holder's late write does not stay.
-const statsRefresh = 30 * time.Second
+// so that a deposed holder's late write does not stay: three lease lives,
+// 30 s at the default lease_ttl, by when the next holder has taken over.
+func (s *Store) statsRefresh() time.Duration { return 3 * s.ls.ttl }
 
 // statsEvery is how often a holder publishes its partitions' counts.
 func (s *Store) statsEvery() time.Duration { return min(time.Second, s.ls.ttl/3) }
@@ -84,7 +85,7 @@ func (s *Store) publishStats(ctx context.Context, f spool.Follower) {
 		if err != nil {
 			continue
 		}
-		if bytes.Equal(v, l.shown) && time.Since(l.shownAt) < statsRefresh {
+		if bytes.Equal(v, l.shown) && time.Since(l.shownAt) < s.statsRefresh() {
 			continue
 		}
 		if !s.holdsPart(p) {
