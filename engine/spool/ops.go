@@ -26,20 +26,9 @@ func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (stri
 	if err != nil {
 		return "", err
 	}
-	dests := make([]string, 0, len(ev.Destinations))
-	for _, d := range ev.Destinations {
-		if d == "" {
-			return "", fmt.Errorf("spool: event %s: empty destination name", ev.ID)
-		}
-		// A destination listed twice still gets one delivery. The lists
-		// are short: a scan is cheaper than a map.
-		if !slices.Contains(dests, d) {
-			dests = append(dests, d)
-		}
-	}
-	recv := ev.ReceivedAt
-	if recv.IsZero() {
-		recv = time.Now()
+	dests, recv, err := Targets(ev)
+	if err != nil {
+		return "", err
 	}
 	// Encode outside the writer, in the caller's goroutine: it is the
 	// largest piece of work and needs no transaction.
@@ -97,6 +86,28 @@ func (b *Bolt) Append(ctx context.Context, ev *Event, dedup time.Duration) (stri
 		return "", err
 	}
 	return dupOf, nil
+}
+
+// Targets is what every Store's Append takes from ev besides its content:
+// its destinations, each once (a destination listed twice still gets one
+// delivery), and the time compared with the dedup window, now when
+// ev.ReceivedAt is zero.
+func Targets(ev *Event) (dests []string, received time.Time, err error) {
+	dests = make([]string, 0, len(ev.Destinations))
+	for _, d := range ev.Destinations {
+		if d == "" {
+			return nil, time.Time{}, fmt.Errorf("spool: event %s: empty destination name", ev.ID)
+		}
+		// The lists are short: a scan is cheaper than a map.
+		if !slices.Contains(dests, d) {
+			dests = append(dests, d)
+		}
+	}
+	received = ev.ReceivedAt
+	if received.IsZero() {
+		received = time.Now()
+	}
+	return dests, received, nil
 }
 
 // putDeliveries stores one pending delivery per destination and queues it

@@ -45,7 +45,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -327,18 +326,9 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 	if _, err := ulid.ParseStrict(ev.ID); err != nil {
 		return "", fmt.Errorf("spool: event id %q: %w", ev.ID, err)
 	}
-	dests := make([]string, 0, len(ev.Destinations))
-	for _, d := range ev.Destinations {
-		if d == "" {
-			return "", fmt.Errorf("spool: event %s: empty destination name", ev.ID)
-		}
-		if !slices.Contains(dests, d) {
-			dests = append(dests, d)
-		}
-	}
-	recv := ev.ReceivedAt
-	if recv.IsZero() {
-		recv = time.Now()
+	dests, recv, err := spool.Targets(ev)
+	if err != nil {
+		return "", err
 	}
 	m := &meta{ID: ev.ID, Provider: ev.Provider, Key: ev.Key, Sequence: ev.Sequence, Idem: ev.IdempotencyID, ReceivedAt: recv.UTC(), Destinations: dests}
 	ctx, cancel := s.ctx(ctx)
