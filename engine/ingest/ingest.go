@@ -49,8 +49,8 @@ type Options struct {
 	// none; Release gives it back.
 	Admit   func() bool
 	Release func()
-	// Track makes an accepted event's key known to its provider's poller;
-	// nil when nothing polls.
+	// Track makes an accepted event's key known to its provider's poller
+	// (it is called for every accepted event and decides; nil: none is).
 	Track func(p *provider.Provider, ev *spool.Event)
 }
 
