@@ -84,14 +84,17 @@ func (r *api) maskedEvent(ev *spool.Event, status string) (spool.Shown, []string
 	return m, vals
 }
 
+// statusRank orders a delivery's statuses for eventStatus; built once, not
+// per event of a listing (up to maxScan of them).
+var statusRank = map[string]int{"dead": 4, "held": 3, "pending": 2, "delivered": 1, "skipped": 0}
+
 // eventStatus sums up an event's deliveries: dead over held over pending;
 // delivered once every delivery is final and one was delivered.
 func (r *api) eventStatus(ev *spool.Event, ds []*spool.Delivery) string {
-	rank := map[string]int{"dead": 4, "held": 3, "pending": 2, "delivered": 1, "skipped": 0}
 	best, status := -1, "delivered" // an event routed nowhere has nothing left to do
 	for _, d := range ds {
-		if s := r.relay.DeliveryStatus(ev, d); rank[s] > best {
-			best, status = rank[s], s
+		if s := r.relay.DeliveryStatus(ev, d); statusRank[s] > best {
+			best, status = statusRank[s], s
 		}
 	}
 	return status

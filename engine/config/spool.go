@@ -38,6 +38,9 @@ func (c *Config) validateSpool(doc *Doc, errs *Errors) {
 		at := fmt.Sprintf("spool.nats.urls[%d]", i)
 		p, err := url.Parse(u)
 		switch {
+		case (err != nil || p.Host == "") && strings.Contains(u, "@"):
+			// Unparsed, its userinfo cannot be told from the rest: not quoted.
+			errs.Add(doc, at, "%s: not a server URL (nats://HOST:PORT); credentials go in spool.nats.user and password, token or creds", at)
 		case err != nil || p.Host == "":
 			errs.Add(doc, at, "%s: %q is not a server URL (nats://HOST:PORT)", at, u)
 		case p.User != nil:

@@ -119,11 +119,13 @@ func (d *Dispatcher) deliver(l *lane, it item, last int64) result {
 		return d.spoolFailed("spool update failed", dest.Name, eventID, err)
 	}
 	d.m.Delivered(dest.Name, metric, time.Duration(att.DurationMS)*time.Millisecond)
-	if metric != "retry" {
-		lvl := slog.LevelInfo
-		if metric == "dead" {
-			lvl = slog.LevelWarn
-		}
+	lvl := slog.LevelInfo
+	if metric == "dead" {
+		lvl = slog.LevelWarn
+	}
+	// Enabled first, as ingest does: the attributes and the message cost
+	// allocations even when the level is off.
+	if metric != "retry" && d.log.Enabled(context.Background(), lvl) {
 		// The attempt as X-Hookrelay-Attempt numbered it: counted since the
 		// last operator retry, which the spool's attempts list spans.
 		// Typed attributes: a delivery's line formats without boxing.

@@ -49,30 +49,16 @@ type Options struct {
 	// none; Release gives it back.
 	Admit   func() bool
 	Release func()
-	// Track makes an accepted event's key known to its provider's poller;
-	// nil when nothing polls.
+	// Track makes an accepted event's key known to its provider's poller
+	// (it is called for every accepted event and decides; nil: none is).
 	Track func(p *provider.Provider, ev *spool.Event)
 }
 
 // Edge serves the lenders: one handler per provider path.
-type Edge struct {
-	spool      spool.Store
-	log        *slog.Logger
-	rejections *Rejections
-	observe    func(provider, outcome string, d time.Duration)
-	shed       func(provider string)
-	admit      func() bool
-	release    func()
-	track      func(p *provider.Provider, ev *spool.Event)
-}
+type Edge struct{ o Options }
 
 // New returns the edge wired as o says.
-func New(o Options) *Edge {
-	return &Edge{
-		spool: o.Spool, log: o.Log, rejections: o.Rejections, observe: o.Observe, shed: o.Shed,
-		admit: o.Admit, release: o.Release, track: o.Track,
-	}
-}
+func New(o Options) *Edge { return &Edge{o: o} }
 
 // Mux routes every path of providers to its handler; anything else is 404.
 func (r *Edge) Mux(providers []*provider.Provider) (http.Handler, error) {
@@ -131,7 +117,7 @@ func (r *Edge) ingest(p *provider.Provider) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		outcome := r.ingestOne(w, req, p, allow, start)
-		r.observe(p.Name, outcome.String(), time.Since(start))
+		r.o.Observe(p.Name, outcome.String(), time.Since(start))
 	}
 }
 
@@ -168,13 +154,13 @@ func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.P
 	p.FetchKeys(req.Context(), vr)
 	// Shed once the body is in: reading is cheap and bounded by the server's
 	// timeouts; verifying, mapping and the spool's queue are not.
-	if !r.admit() {
+	if !r.o.Admit() {
 		w.Header().Set("Retry-After", "1")
 		httpjson.Error(w, http.StatusServiceUnavailable, "overloaded, retry later")
-		r.shed(p.Name)
+		r.o.Shed(p.Name)
 		return provider.Failed
 	}
-	defer r.release()
+	defer r.o.Release()
 	res, v := p.Process(req.Context(), vr, true)
 	switch res.Outcome {
 	case provider.Rejected, provider.Unavailable:
@@ -183,15 +169,15 @@ func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.P
 		return r.quarantine(w, p, v, res.Err)
 	}
 	ev := res.Event
-	dupOf, err := r.spool.Append(req.Context(), ev, p.Dedup)
+	dupOf, err := r.o.Spool.Append(req.Context(), ev, p.Dedup)
 	if err != nil && req.Context().Err() != nil {
 		// The lender hung up before the event was stored: nothing failed
 		// here, and it will send the request again.
-		r.log.Info("ingest abandoned: the client closed the connection", "provider", p.Name, "key", ev.Key)
+		r.o.Log.Info("ingest abandoned: the client closed the connection", "provider", p.Name, "key", ev.Key)
 		return provider.Failed
 	}
 	if err != nil {
-		r.log.Error("spool append failed", "provider", p.Name, "error", err)
+		r.o.Log.Error("spool append failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the event now")
 		return provider.Failed
@@ -204,13 +190,13 @@ func (r *Edge) ingestOne(w http.ResponseWriter, req *http.Request, p *provider.P
 	r.trackPollKey(p, ev)
 	// Enabled first: building the arguments (boxing each, joining the
 	// message) costs allocations even when the level is off.
-	if r.log.Enabled(context.Background(), slog.LevelInfo) {
+	if r.o.Log.Enabled(context.Background(), slog.LevelInfo) {
 		msg := "ingest accepted"
 		if outcome == provider.Duplicate {
 			msg = "ingest duplicate"
 		}
 		// Typed attributes: the access log's line formats without boxing.
-		r.log.LogAttrs(context.Background(), slog.LevelInfo, msg, slog.String("provider", p.Name), slog.String("event_id", ev.ID),
+		r.o.Log.LogAttrs(context.Background(), slog.LevelInfo, msg, slog.String("provider", p.Name), slog.String("event_id", ev.ID),
 			slog.String("key", ev.Key), slog.String("type", ev.Type), slog.Any("destinations", ev.Destinations))
 	}
 	p.Respond(w)
@@ -224,8 +210,8 @@ func (r *Edge) refuse(w http.ResponseWriter, p *provider.Provider, vr *verifiers
 	// Masked once, for both the rejection log and the log line: finding the
 	// sensitive values decodes the body.
 	masked := p.MaskRefused(reason, vr.Body, vr.Header)
-	r.rejections.add(p, vr, masked)
-	r.log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", masked)
+	r.o.Rejections.add(p, vr, masked)
+	r.o.Log.Info("ingest rejected", "provider", p.Name, "path", vr.Path, "reason", masked)
 	if res.Outcome == provider.Unavailable {
 		// Not the sender's fault: ask it to come back rather than count a
 		// failure. Why the keys cannot be had (the JWKS fetch's error) is
@@ -272,20 +258,20 @@ func (r *Edge) quarantine(w http.ResponseWriter, p *provider.Provider, v *provid
 		Method: vr.Method, Path: vr.Path, Header: header, Query: query, Params: vr.Params,
 		Body: v.Body, JWS: v.JWS, JWSSigned: v.Signed, RemoteAddr: vr.RemoteAddr,
 	}
-	if err := r.spool.Quarantine(context.Background(), q); err != nil {
-		r.log.Error("spool quarantine failed", "provider", p.Name, "error", err)
+	if err := r.o.Spool.Quarantine(context.Background(), q); err != nil {
+		r.o.Log.Error("spool quarantine failed", "provider", p.Name, "error", err)
 		w.Header().Set("Retry-After", "5")
 		httpjson.Error(w, http.StatusServiceUnavailable, "cannot store the request now")
 		return provider.Failed
 	}
-	r.log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskVerified(q.Reason, v))
+	r.o.Log.Warn("ingest quarantined", "provider", p.Name, "quarantine_id", q.ID, "reason", p.MaskVerified(q.Reason, v))
 	p.Respond(w)
 	return provider.Quarantined
 }
 
 // trackPollKey hands an accepted event to its provider's poller (Options.Track).
 func (r *Edge) trackPollKey(p *provider.Provider, ev *spool.Event) {
-	if r.track != nil {
-		r.track(p, ev)
+	if r.o.Track != nil {
+		r.o.Track(p, ev)
 	}
 }
