@@ -88,6 +88,8 @@ func TestSpoolKind(t *testing.T) {
 		{"spool:\n  kind: jetstream\n  nats:\n    urls: [nats://h:4222]\n    partitions: -1\n", ":5: spool.nats.partitions: -1"},
 		{"spool:\n  kind: jetstream\n  nats:\n    urls: [nats://h:4222]\n    consumer: x\n", ":5: spool.nats.consumer: unknown field"},
 		{"spool:\n  kind: jetstream\n  nats:\n    urls: [nats://h:4222]\n    lease_ttl: 500ms\n", ":5: spool.nats.lease_ttl: 500ms is not between 1s and 10m"},
+		// No scheme: unparsed, and its password not quoted.
+		{"spool:\n  kind: jetstream\n  nats:\n    urls: [\"user:s3cr3t@h:4222\"]\n", ":4: spool.nats.urls[0]: not a server URL"},
 	} {
 		write(c.yaml)
 		_, err := Decode(path, true)
@@ -97,6 +99,8 @@ func TestSpoolKind(t *testing.T) {
 		}
 		if got := strings.Join(errs.Problems(), "\n"); !strings.Contains(got, filepath.ToSlash(path)+c.want) {
 			t.Errorf("%q:\n%s\ndoes not say %q", c.yaml, got, c.want)
+		} else if strings.Contains(got, "s3cr3t") {
+			t.Errorf("%q: the error quotes the password:\n%s", c.yaml, got)
 		}
 	}
 }
