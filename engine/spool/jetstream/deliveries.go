@@ -277,23 +277,11 @@ func (s *Store) statesOnce(ctx context.Context, dest string) (map[string][]byte,
 	if err != nil {
 		return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, err)
 	}
-	defer func() { _ = w.Stop() }()
-	out := map[string][]byte{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("spool: read deliveries to %s: watch ended", dest)
-			}
-			idle.Reset(scanTry)
-			if e == nil { // every current value was sent
-				return out, nil
-			}
-			out[e.Key()] = e.Value()
-		case <-ctx.Done():
-			return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, ctx.Err())
-		}
+	out, err := drain(ctx, w, func() { idle.Reset(scanTry) })
+	if err != nil {
+		return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, err)
 	}
+	return out, nil
 }
 
 // scanChunk is how many event messages one fetch of a scan asks for.
