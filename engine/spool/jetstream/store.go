@@ -378,7 +378,7 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 		// server would still drop a copy the provider wants as new.
 		// The id as the idem bucket keys it: bounded in length, and no
 		// lender's value in a header stored in clear.
-		msg.Header.Set(jetstream.MsgIDHeader, idemKey(ev.Provider, ev.IdempotencyID))
+		msg.Header.Set(jetstream.MsgIDHeader, ik)
 	}
 	s.partMu[part].Lock()
 	defer s.partMu[part].Unlock()
