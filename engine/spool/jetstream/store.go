@@ -309,7 +309,8 @@ func splitBody(b []byte) (*meta, []byte, error) {
 	return m, b[w+int(n):], nil
 }
 
-// subject is where an event is published.
+// subject is where an event is published; with id ">", a filter for
+// every event of the partition.
 func (s *Store) subject(part uint32, id string) string {
 	return s.name + ".ev." + strconv.FormatUint(uint64(part), 10) + "." + id
 }
