@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
@@ -27,10 +25,7 @@ func (s *Store) Events(after string, scanned int, fn func(ev *spool.Event, ds []
 	}
 	from := info.State.LastSeq
 	if after != "" {
-		if _, err := ulid.ParseStrict(after); err != nil {
-			return fmt.Errorf("spool: event id %q: %w", after, err)
-		}
-		st, err := s.lookup(ctx, after)
+		st, err := s.lookup(ctx, after) // refuses an id that is not a ULID
 		switch {
 		case err == nil:
 			from = st.seq - 1
@@ -205,24 +200,16 @@ func (s *Store) SetPaused(dest string, paused bool) error {
 
 // Paused returns the paused destinations. The relay reads them as it
 // starts, so a bucket that has no leader for a moment (its server just
-// went away) is asked again, in short tries, instead of failing the start.
+// went away) is asked again, in setup's short tries, instead of failing the
+// start.
 func (s *Store) Paused() (map[string]bool, error) {
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
 	var ks []string
-	var err error
-	for ctx.Err() == nil {
-		try, cancelTry := context.WithTimeout(ctx, s.timeout/4)
+	err := s.setup(ctx, func(try context.Context) (err error) {
 		ks, err = keys(try, s.paused, ">")
-		cancelTry()
-		if err == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("spool: paused: %w", err)
 	}

@@ -277,23 +277,11 @@ func (s *Store) statesOnce(ctx context.Context, dest string) (map[string][]byte,
 	if err != nil {
 		return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, err)
 	}
-	defer func() { _ = w.Stop() }()
-	out := map[string][]byte{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("spool: read deliveries to %s: watch ended", dest)
-			}
-			idle.Reset(scanTry)
-			if e == nil { // every current value was sent
-				return out, nil
-			}
-			out[e.Key()] = e.Value()
-		case <-ctx.Done():
-			return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, ctx.Err())
-		}
+	out, err := drain(ctx, w, func() { idle.Reset(scanTry) })
+	if err != nil {
+		return nil, fmt.Errorf("spool: read deliveries to %s: %w", dest, err)
 	}
+	return out, nil
 }
 
 // scanChunk is how many event messages one fetch of a scan asks for.
@@ -440,21 +428,12 @@ const scanTimeout = 10 * time.Minute
 // Pending calls fn, in Seq order, for every delivery to dest that is not
 // final.
 func (s *Store) Pending(dest string, fn func(q *spool.QueuedDelivery) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
-	defer cancel()
-	states, err := s.states(ctx, dest)
-	if err != nil {
-		return err
-	}
 	var q spool.QueuedDelivery
-	return s.scan(ctx, func(st *stored) error {
-		if !slices.Contains(st.m.Destinations, dest) {
-			return nil
-		}
+	return s.bound(dest, func(st *stored, state []byte) error {
 		status, at := spool.Pending, time.Time{}
-		if v := states[dlvKey(st.m.ID, dest)]; v != nil {
+		if state != nil {
 			var err error
-			if status, at, err = head(v); err != nil {
+			if status, at, err = head(state); err != nil {
 				return err
 			}
 		}
@@ -472,6 +451,22 @@ func (s *Store) Pending(dest string, fn func(q *spool.QueuedDelivery) error) err
 
 // Queue is Pending with whole deliveries, attempts included.
 func (s *Store) Queue(dest string, fn func(d *spool.Delivery) error) error {
+	return s.bound(dest, func(st *stored, state []byte) error {
+		d, err := s.delivery(st, dest, state, true)
+		if err != nil {
+			return err
+		}
+		if d.Status.Final() {
+			return nil
+		}
+		return fn(d)
+	})
+}
+
+// bound calls fn, in Seq order, for every event bound to dest, with the
+// state of its delivery there (nil while none was written), within one
+// scanTimeout.
+func (s *Store) bound(dest string, fn func(st *stored, state []byte) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 	defer cancel()
 	states, err := s.states(ctx, dest)
@@ -482,13 +477,6 @@ func (s *Store) Queue(dest string, fn func(d *spool.Delivery) error) error {
 		if !slices.Contains(st.m.Destinations, dest) {
 			return nil
 		}
-		d, err := s.delivery(st, dest, states[dlvKey(st.m.ID, dest)], true)
-		if err != nil {
-			return err
-		}
-		if d.Status.Final() {
-			return nil
-		}
-		return fn(d)
+		return fn(st, states[dlvKey(st.m.ID, dest)])
 	})
 }

@@ -451,7 +451,7 @@ func (s *Store) leaveAll(f spool.Follower) {
 // from the first message of the partition, then each one appended later by
 // any instance, until ctx ends.
 func (s *Store) feed(ctx context.Context, p uint32, l *lease, f spool.Follower) {
-	subj := s.name + ".ev." + strconv.FormatUint(uint64(p), 10) + ".>"
+	subj := s.subject(p, ">")
 	for ctx.Err() == nil {
 		err := s.follow(ctx, p, subj, l, f)
 		if ctx.Err() != nil {

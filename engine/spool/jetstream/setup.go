@@ -49,12 +49,13 @@ func connect(opts Options) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// setup runs once (which creates or opens the stream or buckets) in tries
-// of a quarter of the time it has. For some seconds after the server that
-// led a stream or bucket went away, a request to it is not answered at all
-// (no leader takes it): one long request would wait out the whole time even
-// though a new leader answers a few seconds later, and a relay started while
-// one server of three is down would not start.
+// setup runs once (which creates or opens the stream or buckets, or reads
+// one as the relay starts) in tries of a quarter of the time it has. For
+// some seconds after the server that led a stream or bucket went away, a
+// request to it is not answered at all (no leader takes it): one long
+// request would wait out the whole time even though a new leader answers a
+// few seconds later, and a relay started while one server of three is down
+// would not start.
 func (s *Store) setup(ctx context.Context, once func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
 	defer cancel()

@@ -222,6 +222,12 @@ func values(ctx context.Context, kv jetstream.KeyValue) (map[string][]byte, erro
 	if err != nil {
 		return nil, err
 	}
+	return drain(ctx, w, nil)
+}
+
+// drain reads w's current values, by key, up to the marker that ends them,
+// then stops w. seen, if not nil, is called on every update.
+func drain(ctx context.Context, w jetstream.KeyWatcher, seen func()) (map[string][]byte, error) {
 	defer func() { _ = w.Stop() }()
 	out := map[string][]byte{}
 	for {
@@ -229,6 +235,9 @@ func values(ctx context.Context, kv jetstream.KeyValue) (map[string][]byte, erro
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil, errors.New("watch ended")
+			}
+			if seen != nil {
+				seen()
 			}
 			if e == nil { // every current value was sent
 				return out, nil

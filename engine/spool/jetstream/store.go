@@ -308,7 +308,8 @@ func splitBody(b []byte) (*meta, []byte, error) {
 	return m, b[w+int(n):], nil
 }
 
-// subject is where an event is published.
+// subject is where an event is published; with id ">", a filter for
+// every event of the partition.
 func (s *Store) subject(part uint32, id string) string {
 	return s.name + ".ev." + strconv.FormatUint(uint64(part), 10) + "." + id
 }
@@ -368,7 +369,7 @@ func (s *Store) Append(ctx context.Context, ev *spool.Event, dedup time.Duration
 		// server would still drop a copy the provider wants as new.
 		// The id as the idem bucket keys it: bounded in length, and no
 		// lender's value in a header stored in clear.
-		msg.Header.Set(jetstream.MsgIDHeader, idemKey(ev.Provider, ev.IdempotencyID))
+		msg.Header.Set(jetstream.MsgIDHeader, ik)
 	}
 	s.partMu[part].Lock()
 	defer s.partMu[part].Unlock()
