@@ -175,6 +175,7 @@ func (d *Dispatcher) Committed(refs []spool.Ref) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var kept *spool.Event
+	since := d.events.forgets() // an erasure's Forget comes after its commit, so after these
 	for _, r := range refs {
 		l := d.lanes[r.Destination]
 		if l == nil {
@@ -184,7 +185,7 @@ func (d *Dispatcher) Committed(refs []spool.Ref) {
 		// for its first attempt (a read transaction and a decode).
 		if r.Event != nil && r.Event != kept {
 			kept = r.Event
-			d.events.put(r.Event, messageOf(r.Event), d.events.forgets())
+			d.events.put(r.Event, messageOf(r.Event), since)
 		}
 		l.push(item{eventID: r.EventID, sequence: r.Sequence}, r.Provider, r.Key, false, time.Time{})
 	}
