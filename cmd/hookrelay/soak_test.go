@@ -16,8 +16,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -79,25 +79,14 @@ func TestSoak(t *testing.T) {
 	send := func(ev evKey) bool {
 		body := eventBody(ev.key, ev.n)
 		for attempt := 0; attempt < 10000 && loadCtx.Err() == nil; attempt++ {
-			req, err := signedRequest(loadCtx, r.ingest+providerPath, body)
-			if err != nil {
-				t.Errorf("request: %v", err)
-				return false
-			}
 			inflight.Add(1)
-			resp, err := client.Do(req)
+			err := ingestOnce(loadCtx, t, client, r.ingest, ev, body)
 			inflight.Add(-1)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch {
-				case resp.StatusCode/100 == 2:
-					return true
-				case resp.StatusCode == http.StatusUnauthorized:
-					t.Errorf("event %v: 401: signature refused", ev)
-					return false
-				}
-				err = fmt.Errorf("status %d", resp.StatusCode)
+			switch {
+			case err == nil:
+				return true
+			case errors.Is(err, errGiveUp):
+				return false
 			}
 			failedReq.Add(1)
 			msg := err.Error()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -157,21 +158,11 @@ func TestSoakJetStream(t *testing.T) {
 		body := eventBody(ev.key, ev.n)
 		for attempt := 0; attempt < 10000 && loadCtx.Err() == nil; attempt++ {
 			if rp := pickLive(r); rp != nil {
-				req, err := signedRequest(loadCtx, rp.ingest+providerPath, body)
-				if err != nil {
-					t.Errorf("request: %v", err)
+				switch err := ingestOnce(loadCtx, t, client, rp.ingest, ev, body); {
+				case err == nil:
+					return true
+				case errors.Is(err, errGiveUp):
 					return false
-				}
-				if resp, err := client.Do(req); err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode/100 == 2 {
-						return true
-					}
-					if resp.StatusCode == http.StatusUnauthorized {
-						t.Errorf("event %v: 401: signature refused", ev)
-						return false
-					}
 				}
 			}
 			failedReq.Add(1)
