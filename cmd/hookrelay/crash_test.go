@@ -8,8 +8,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -70,22 +70,11 @@ func TestCrashKillResume(t *testing.T) {
 	send := func(ev evKey) bool {
 		body := eventBody(ev.key, ev.n)
 		for attempt := 0; attempt < 5000 && loadCtx.Err() == nil; attempt++ {
-			req, err := signedRequest(loadCtx, r.ingest+providerPath, body)
-			if err != nil {
-				t.Errorf("request: %v", err)
+			switch err := ingestOnce(loadCtx, t, client, r.ingest, ev, body); {
+			case err == nil:
+				return true
+			case errors.Is(err, errGiveUp):
 				return false
-			}
-			resp, err := client.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 == 2 {
-					return true
-				}
-				if resp.StatusCode == http.StatusUnauthorized {
-					t.Errorf("event %v: 401: signature refused", ev)
-					return false
-				}
 			}
 			failedReq.Add(1)
 			time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)

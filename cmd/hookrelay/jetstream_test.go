@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -49,16 +49,11 @@ func TestJetStreamKillResume(t *testing.T) {
 	send := func(ev evKey) bool {
 		body := eventBody(ev.key, ev.n)
 		for attempt := 0; attempt < 2000 && ctx.Err() == nil; attempt++ {
-			req, err := signedRequest(ctx, r.ingest+providerPath, body)
-			if err != nil {
+			switch err := ingestOnce(ctx, t, client, r.ingest, ev, body); {
+			case err == nil:
+				return true
+			case errors.Is(err, errGiveUp):
 				return false
-			}
-			if resp, err := client.Do(req); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 == 2 {
-					return true
-				}
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

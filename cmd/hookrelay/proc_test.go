@@ -415,6 +415,37 @@ func signedRequest(ctx context.Context, url string, body []byte) (*http.Request,
 	return req, nil
 }
 
+// errGiveUp: ingestOnce reported a test error and resending the event
+// cannot help.
+var errGiveUp = errors.New("ingest: given up")
+
+// ingestOnce posts body, signed, to the relay's ingest URL once and returns
+// nil when the relay acknowledged it (2xx), errGiveUp when it cannot be sent
+// or the relay refused its signature (both reported), or why else it was not
+// acknowledged (worth resending).
+func ingestOnce(ctx context.Context, t *testing.T, c *http.Client, ingest string, ev evKey, body []byte) error {
+	t.Helper()
+	req, err := signedRequest(ctx, ingest+providerPath, body)
+	if err != nil {
+		t.Errorf("request: %v", err)
+		return errGiveUp
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized:
+		t.Errorf("event %v: 401: signature refused", ev)
+		return errGiveUp
+	}
+	return fmt.Errorf("status %d", resp.StatusCode)
+}
+
 // eventBody is the webhook body of event n of key.
 func eventBody(key string, n int) []byte {
 	return fmt.Appendf(nil, `{"id":"%s-%d","key":%q,"type":"test.event","n":%d}`, key, n, key, n)

@@ -139,6 +139,64 @@ func checkDelivered(t *testing.T, sk *faultySink, ackMu *sync.Mutex, acked map[e
 	}
 }
 
+// waitSettled waits up to limit for every relay in rs to report no
+// delivery pending for the sink, so that the spool should hold none when
+// they stop (redeliveries of events already seen settle after the last
+// first delivery). It reports and returns false if one still does.
+func waitSettled(t *testing.T, rs []*relayProc, limit time.Duration) bool {
+	t.Helper()
+	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
+		settled := true
+		for _, r := range rs {
+			if pending(r.admin, "sink") != 0 {
+				settled = false
+				break
+			}
+		}
+		if settled {
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a relay still reports deliveries pending %s after every event was delivered", limit)
+			return false
+		}
+	}
+}
+
+// soakResult is what a soak's sink saw, as checkSoakArrivals counted it.
+type soakResult struct {
+	arrivals                         []arrival
+	firstSeen                        map[evKey]arrival // first 2xx delivery of each event
+	inversions, dups                 int
+	oks, fails, hangs, resets, lingr int
+}
+
+// checkSoakArrivals checks what sk saw once every acknowledged event was
+// delivered: first deliveries in order per key and duplicates with their
+// first's Idempotency-Key (checkArrivals), no event delivered that was never
+// acknowledged, and no request the sink could not read.
+func checkSoakArrivals(t *testing.T, sk *faultySink, acked map[evKey]bool) soakResult {
+	t.Helper()
+	res := soakResult{arrivals: sk.snapshot()}
+	res.firstSeen, res.inversions, res.dups, _ = checkArrivals(t, res.arrivals)
+	if res.inversions > 0 {
+		t.Errorf("%d per-key order inversions among first deliveries", res.inversions)
+	}
+	for ev := range res.firstSeen {
+		if !acked[ev] {
+			t.Errorf("event %v delivered but never acknowledged", ev)
+		}
+	}
+	sk.mu.Lock()
+	bad := sk.bad
+	res.oks, res.fails, res.hangs, res.resets, res.lingr = sk.oks, sk.fails, sk.hangs, sk.resets, sk.lingr
+	sk.mu.Unlock()
+	if len(bad) > 0 {
+		t.Errorf("sink got %d unreadable requests, e.g. %s", len(bad), bad[0])
+	}
+	return res
+}
+
 // soakParams size a TestSoak run.
 type soakParams struct {
 	full       bool

@@ -16,8 +16,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -79,25 +79,14 @@ func TestSoak(t *testing.T) {
 	send := func(ev evKey) bool {
 		body := eventBody(ev.key, ev.n)
 		for attempt := 0; attempt < 10000 && loadCtx.Err() == nil; attempt++ {
-			req, err := signedRequest(loadCtx, r.ingest+providerPath, body)
-			if err != nil {
-				t.Errorf("request: %v", err)
-				return false
-			}
 			inflight.Add(1)
-			resp, err := client.Do(req)
+			err := ingestOnce(loadCtx, t, client, r.ingest, ev, body)
 			inflight.Add(-1)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch {
-				case resp.StatusCode/100 == 2:
-					return true
-				case resp.StatusCode == http.StatusUnauthorized:
-					t.Errorf("event %v: 401: signature refused", ev)
-					return false
-				}
-				err = fmt.Errorf("status %d", resp.StatusCode)
+			switch {
+			case err == nil:
+				return true
+			case errors.Is(err, errGiveUp):
+				return false
 			}
 			failedReq.Add(1)
 			msg := err.Error()
@@ -204,42 +193,15 @@ func TestSoak(t *testing.T) {
 
 	// Every acknowledged event must reach the sink with a 2xx.
 	checkDelivered(t, sk, &ackMu, acked, p.drainLimit)
-	// Let redeliveries of events already seen settle, so that the spool
-	// should hold no pending delivery when the relay stops.
-	settled := false
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if pending(r.admin, "sink") == 0 {
-			settled = true
-			break
-		}
-	}
-	if !settled {
-		t.Errorf("the relay still reports deliveries pending 20s after every event was delivered")
-	}
-
-	arrivals := sk.snapshot()
-	firstSeen, inversions, dups, _ := checkArrivals(t, arrivals)
-	if inversions > 0 {
-		t.Errorf("%d per-key order inversions among first deliveries", inversions)
-	}
-	for ev := range firstSeen {
-		if !acked[ev] {
-			t.Errorf("event %v delivered but never acknowledged", ev)
-		}
-	}
-	sk.mu.Lock()
-	bad, oks, fails, hangs, resets, lingr := sk.bad, sk.oks, sk.fails, sk.hangs, sk.resets, sk.lingr
-	sk.mu.Unlock()
-	if len(bad) > 0 {
-		t.Errorf("sink got %d unreadable requests, e.g. %s", len(bad), bad[0])
-	}
-	if lingr > 0 {
-		t.Logf("%d of %d resets closed without SO_LINGER 0 (FIN, not RST)", lingr, resets)
+	settled := waitSettled(t, []*relayProc{r}, 20*time.Second)
+	res := checkSoakArrivals(t, sk, acked)
+	if res.lingr > 0 {
+		t.Logf("%d of %d resets closed without SO_LINGER 0 (FIN, not RST)", res.lingr, res.resets)
 	}
 	// Idempotency keys of duplicates: checkArrivals compared each with its
 	// first delivery; count how many events were delivered more than once.
 	perEvent := map[evKey]int{}
-	for _, a := range arrivals {
+	for _, a := range res.arrivals {
 		if a.status/100 == 2 {
 			perEvent[a.ev]++
 		}
@@ -267,7 +229,7 @@ func TestSoak(t *testing.T) {
 	}
 	defer func() { must(t, sp.Close()) }()
 	notDelivered := 0
-	for ev, a := range firstSeen {
+	for ev, a := range res.firstSeen {
 		dl, err := sp.Delivery("sink", a.eventID)
 		if err != nil {
 			t.Errorf("event %v (%s): %v", ev, a.eventID, err)
@@ -301,8 +263,8 @@ func TestSoak(t *testing.T) {
 		"events=%d keys=%d acknowledged=%d (%d by the last restart) delivered=%d duplicates=%d (events delivered twice or more: %d) "+
 		"inversions=%d sink: requests=%d 200=%d 500=%d hangs=%d resets=%d; restart avg %s max %s; spool %d KiB; load %s; elapsed %s",
 		form, killed.Load(), killsIngest, killsDelivery, checkFails,
-		p.events, p.keys, total, ingestDone, len(firstSeen), dups, dupEvents,
-		inversions, len(arrivals), oks, fails, hangs, resets,
+		p.events, p.keys, total, ingestDone, len(res.firstSeen), res.dups, dupEvents,
+		res.inversions, len(res.arrivals), res.oks, res.fails, res.hangs, res.resets,
 		avgRestart.Round(time.Millisecond), maxRestart.Round(time.Millisecond), fi.Size()>>10,
 		loadTook.Round(time.Second), time.Since(began).Round(time.Second))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -157,21 +158,11 @@ func TestSoakJetStream(t *testing.T) {
 		body := eventBody(ev.key, ev.n)
 		for attempt := 0; attempt < 10000 && loadCtx.Err() == nil; attempt++ {
 			if rp := pickLive(r); rp != nil {
-				req, err := signedRequest(loadCtx, rp.ingest+providerPath, body)
-				if err != nil {
-					t.Errorf("request: %v", err)
+				switch err := ingestOnce(loadCtx, t, client, rp.ingest, ev, body); {
+				case err == nil:
+					return true
+				case errors.Is(err, errGiveUp):
 					return false
-				}
-				if resp, err := client.Do(req); err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode/100 == 2 {
-						return true
-					}
-					if resp.StatusCode == http.StatusUnauthorized {
-						t.Errorf("event %v: 401: signature refused", ev)
-						return false
-					}
 				}
 			}
 			failedReq.Add(1)
@@ -314,35 +305,8 @@ func TestSoakJetStream(t *testing.T) {
 		}
 	}
 	liveMu.Unlock()
-	settled := false
-	for deadline := time.Now().Add(30 * time.Second); !settled && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		settled = true
-		for _, r := range running {
-			if pending(r.admin, "sink") != 0 {
-				settled = false
-			}
-		}
-	}
-	if !settled {
-		t.Errorf("a relay still reports deliveries pending 30s after every event was delivered")
-	}
-
-	arrivals := sk.snapshot()
-	firstSeen, inversions, dups, _ := checkArrivals(t, arrivals)
-	if inversions > 0 {
-		t.Errorf("%d per-key order inversions among first deliveries", inversions)
-	}
-	for ev := range firstSeen {
-		if !acked[ev] {
-			t.Errorf("event %v delivered but never acknowledged", ev)
-		}
-	}
-	sk.mu.Lock()
-	bad, oks, fails, hangs, resets := sk.bad, sk.oks, sk.fails, sk.hangs, sk.resets
-	sk.mu.Unlock()
-	if len(bad) > 0 {
-		t.Errorf("sink got %d unreadable requests, e.g. %s", len(bad), bad[0])
-	}
+	settled := waitSettled(t, running, 30*time.Second)
+	res := checkSoakArrivals(t, sk, acked)
 
 	// The admin API of every live relay shows every event, delivered; with
 	// standbys, one of them is started for it too (nothing is pending any
@@ -358,7 +322,7 @@ func TestSoakJetStream(t *testing.T) {
 	}
 	for _, r := range running {
 		notSeen := 0
-		for ev, a := range firstSeen {
+		for ev, a := range res.firstSeen {
 			if err := adminShowsDelivered(client, r.admin, a.eventID); err != nil {
 				notSeen++
 				if notSeen <= 3 {
@@ -367,7 +331,7 @@ func TestSoakJetStream(t *testing.T) {
 			}
 		}
 		if notSeen > 0 {
-			t.Errorf("admin %s: %d of %d events not shown as delivered", r.admin, notSeen, len(firstSeen))
+			t.Errorf("admin %s: %d of %d events not shown as delivered", r.admin, notSeen, len(res.firstSeen))
 		}
 	}
 	for _, r := range running {
@@ -401,8 +365,8 @@ func TestSoakJetStream(t *testing.T) {
 	t.Logf("soak-js summary: form=%s relays=%d active=%d relay kills=%d NATS kills=%d events=%d keys=%d acknowledged=%d "+
 		"(ingest requests refused or failed, each resent: %d) delivered=%d duplicates=%d inversions=%d sink: requests=%d 200=%d 500=%d hangs=%d resets=%d; "+
 		"relay start avg %s max %s, start-ups that failed %d; NATS node healthy again avg %s; load %s; elapsed %s",
-		p.form, p.relays, p.active, killed.Load(), natsKilled, p.events, p.keys, total, failedReq.Load(), len(firstSeen), dups, inversions,
-		len(arrivals), oks, fails, hangs, resets, avg.Round(time.Millisecond), worst.Round(time.Millisecond), startFails,
+		p.form, p.relays, p.active, killed.Load(), natsKilled, p.events, p.keys, total, failedReq.Load(), len(res.firstSeen), res.dups, res.inversions,
+		len(res.arrivals), res.oks, res.fails, res.hangs, res.resets, avg.Round(time.Millisecond), worst.Round(time.Millisecond), startFails,
 		natsAvg.Round(time.Millisecond), loadTook.Round(time.Second), time.Since(began).Round(time.Second))
 }
 
