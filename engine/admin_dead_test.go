@@ -102,6 +102,13 @@ func TestAdminDeadLetter(t *testing.T) {
 		wantMetric(t, mfs, "hookrelay_deliveries_total", map[string]string{"destination": "dest", "outcome": "dead"}, 1)
 	}
 
+	// act POSTs /admin/events/ID/ACTION and returns the answer's counts.
+	act := func(tr *testRelay, id, action string) map[string]int {
+		var got map[string]int
+		tr.do("POST", "/admin/events/"+id+"/"+action, "", 200, &got)
+		return got
+	}
+
 	for _, tc := range []struct{ name, path, body string }{
 		{"event retry", "/admin/events/{A1}/retry", ""},
 		{"dead retry by destination", "/admin/dead/retry", `{"destination":"dest"}`},
@@ -163,9 +170,7 @@ func TestAdminDeadLetter(t *testing.T) {
 		}
 		tr.do("POST", "/admin/dead/retry", `{"nonsense":1}`, 400, nil)
 		// Retrying an event that is not dead requeues nothing.
-		var got map[string]int
-		tr.do("POST", "/admin/events/"+dl.a2+"/retry", "", 200, &got)
-		if got["requeued"] != 0 {
+		if got := act(tr, dl.a2, "retry"); got["requeued"] != 0 {
 			t.Errorf("retry of held A2: %v, want requeued 0", got)
 		}
 		advance(time.Hour) // on the bubble's clock: an hour in which nothing moves
@@ -179,9 +184,7 @@ func TestAdminDeadLetter(t *testing.T) {
 		dl := newDeadLetter(t, "")
 		tr := dl.tr
 		inspect(t, dl)
-		var got map[string]int
-		tr.do("POST", "/admin/events/"+dl.a1+"/skip", "", 200, &got)
-		if got["skipped"] != 1 {
+		if got := act(tr, dl.a1, "skip"); got["skipped"] != 1 {
 			t.Errorf("answer %v, want skipped 1", got)
 		}
 		waitFor(t, 5*time.Second, "A2 delivered", func() bool { return len(okHits(t, dl.s)) == 2 })
@@ -194,8 +197,7 @@ func TestAdminDeadLetter(t *testing.T) {
 		tr.waitDest("dest", "empty after skip", func(d destView) bool {
 			return d.Dead == 0 && d.HeldKeys == 0 && d.Pending == 0
 		})
-		tr.do("POST", "/admin/events/"+dl.a1+"/skip", "", 200, &got)
-		if got["skipped"] != 0 {
+		if got := act(tr, dl.a1, "skip"); got["skipped"] != 0 {
 			t.Errorf("second skip: %v, want skipped 0", got)
 		}
 		mfs := tr.scrape()
@@ -207,9 +209,7 @@ func TestAdminDeadLetter(t *testing.T) {
 		dl := newDeadLetter(t, "")
 		tr := dl.tr
 		inspect(t, dl)
-		var got map[string]int
-		tr.do("POST", "/admin/events/"+dl.a2+"/skip", "", 200, &got)
-		if got["skipped"] != 1 {
+		if got := act(tr, dl.a2, "skip"); got["skipped"] != 1 {
 			t.Errorf("answer %v, want skipped 1", got)
 		}
 		if st := tr.detail(dl.a2).Event.Status; st != "skipped" {
@@ -219,7 +219,7 @@ func TestAdminDeadLetter(t *testing.T) {
 			t.Errorf("destination after skipping A2 %+v, want k still held by A1 with nothing behind", dest)
 		}
 		dl.fixed.Store(true)
-		tr.do("POST", "/admin/events/"+dl.a1+"/retry", "", 200, &got)
+		act(tr, dl.a1, "retry")
 		synctest.Wait()
 		advance(time.Hour)
 		if hits := okHits(t, dl.s); len(hits) != 2 || hits[1].id != dl.a1 {

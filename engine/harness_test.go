@@ -53,6 +53,14 @@ func openRelay(t *testing.T, dir string) *testRelay {
 		t.Fatalf("load: %v", err)
 	}
 	useTestSpool(t, cfg, dir)
+	return serveConfig(t, dir, cfg)
+}
+
+// serveConfig opens and starts a relay on cfg as it stands (openRelay's
+// choice of the tests' spool already made, or deliberately not) and serves
+// its listeners until t ends.
+func serveConfig(t *testing.T, dir string, cfg *Config) *testRelay {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

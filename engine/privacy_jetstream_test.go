@@ -6,9 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -94,11 +92,7 @@ func TestPrivacyKomparJetStream(t *testing.T) {
 		"destinations:\n  broker:\n    url: "+strconv.Quote(rec.srv.URL+"/lender-events")+"\n", nil)
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
-	r, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	must(t, err)
-	must(t, r.Start())
-	tr := &testRelay{Relay: r, t: t, dir: dir, Ingest: testServer(t, r.IngestHandler()), Admin: testServer(t, r.AdminHandler())}
-	t.Cleanup(tr.stop)
+	tr := serveConfig(t, dir, cfg)
 
 	ids := seedKomparCanaries(t, tr, rec)
 	scanStore(t, nats.Dir, "with privacy", canaries...)
@@ -211,10 +205,7 @@ func TestMigratePrivacy(t *testing.T) {
 	writeConfig(t, dir, "spool: { path: ./data/spool.db }\n"+common, nil)
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
-	r, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	must(t, err)
-	must(t, r.Start())
-	tr := &testRelay{Relay: r, t: t, dir: dir, Ingest: testServer(t, r.IngestHandler()), Admin: testServer(t, r.AdminHandler())}
+	tr := serveConfig(t, dir, cfg)
 	const ssn = "195505055555"
 	seedAccept(t, tr, "/in/kompar/applications", komparBody(t, komparKey, komparApplication("KMP-2026-MOVE", "Flytt Kanarie", ssn, "196606066666", "Flytt AB")), komparHeaders)
 	waitFor(t, seedWait, "a failed attempt", func() bool { return len(rec.requests()) >= 1 })

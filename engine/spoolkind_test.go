@@ -3,9 +3,7 @@ package engine
 import (
 	"fmt"
 	"hash/fnv"
-	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -155,11 +153,7 @@ func TestJetStreamStandbyTakesOver(t *testing.T) {
 	cfg, err := Load(filepath.Join(dir, "relay.yaml"), true)
 	must(t, err)
 	useTestSpool(t, cfg, first.dir) // the first relay's stream
-	r, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	must(t, err)
-	must(t, r.Start())
-	standby := &testRelay{Relay: r, t: t, dir: dir, Ingest: testServer(t, r.IngestHandler()), Admin: testServer(t, r.AdminHandler())}
-	t.Cleanup(standby.stop)
+	standby := serveConfig(t, dir, cfg)
 	down.Store(false)
 	waitFor(t, 30*time.Second, "every event delivered by the standby", func() bool { return len(rec.delivered(t)) >= keys*perKey })
 	waitFor(t, 10*time.Second, "the standby settled", standby.settled)
